@@ -1,0 +1,3 @@
+fn main() {
+    app::worker::start();
+}

@@ -1,0 +1,7 @@
+//! Glassbox's page. The UI thread (this crate's `app` binary) only draws; the engine runs in a
+//! Web Worker (the `worker` binary). They talk through the message enums in [`protocol`].
+
+pub mod components;
+pub mod engine_client;
+pub mod protocol;
+pub mod worker;

@@ -1,0 +1,181 @@
+use std::sync::Arc;
+
+/// Why the GPU path is unavailable or stopped; every variant leaves the caller free to continue
+/// on the CPU.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GpuError {
+    #[error("no WebGPU adapter: {0}")]
+    NoAdapter(String),
+    #[error("the WebGPU adapter refused a device: {0}")]
+    NoDevice(String),
+    #[error("the GPU device was lost: {0}")]
+    DeviceLost(String),
+    #[error("the GPU is out of memory: {0}")]
+    OutOfMemory(String),
+    #[error("GPU error: {0}")]
+    Other(String),
+}
+
+/// An adapter, its device and queue, and a description for people ("SwiftShader Device (Vulkan)").
+#[derive(Clone)]
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    lost: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl GpuContext {
+    /// Requests a high-performance adapter and a device with the adapter's own limits, so large
+    /// weight buffers fit wherever the hardware allows. No optional features are required:
+    /// in particular no `shader-f16`, which SwiftShader and many GPUs lack.
+    pub async fn new() -> Result<Self, GpuError> {
+        let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+        descriptor.backends = if cfg!(target_arch = "wasm32") {
+            wgpu::Backends::BROWSER_WEBGPU
+        } else {
+            wgpu::Backends::VULKAN
+        };
+        let instance = wgpu::Instance::new(descriptor);
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("glassbox"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::NoDevice(e.to_string()))?;
+        let lost = Arc::new(std::sync::Mutex::new(None));
+        let lost_flag = Arc::clone(&lost);
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut slot) = lost_flag.lock() {
+                *slot = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            lost,
+        })
+    }
+
+    /// "name (backend)", e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)".
+    pub fn description(&self) -> String {
+        let name = if self.info.name.is_empty() {
+            format!("{} {}", self.info.vendor, self.info.device)
+        } else {
+            self.info.name.clone()
+        };
+        let mut text = format!("{name} ({})", self.info.backend);
+        if !self.info.driver.is_empty() && cfg!(not(target_arch = "wasm32")) {
+            text.push_str(&format!(", driver {}", self.info.driver));
+        }
+        text
+    }
+
+    /// The error to report if the device has been lost since it was created.
+    pub fn check_lost(&self) -> Result<(), GpuError> {
+        match self.lost.lock().ok().and_then(|slot| slot.clone()) {
+            Some(reason) => Err(GpuError::DeviceLost(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// A storage buffer initialised from `data`.
+    pub fn storage_buffer(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: padded_size(data.len()),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&buffer, 0, &pad_to_4(data));
+        buffer
+    }
+
+    /// An uninitialised storage buffer of `bytes` bytes.
+    pub fn empty_buffer(&self, label: &str, bytes: usize) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: padded_size(bytes),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Copies `bytes` bytes of `source` back to the CPU. The only place that waits for the GPU.
+    pub async fn read_back(
+        &self,
+        source: &wgpu::Buffer,
+        bytes: usize,
+    ) -> Result<Vec<u8>, GpuError> {
+        self.check_lost()?;
+        let size = padded_size(bytes);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read back"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(source, 0, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
+        let slice = staging.slice(..);
+        let (sender, receiver) = futures_channel::oneshot::channel();
+        slice.map_async(wgpu::MapMode::Read, move |result| {
+            let _ = sender.send(result);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Other(e.to_string()))?;
+        receiver
+            .await
+            .map_err(|_| GpuError::DeviceLost("the read-back was dropped".into()))?
+            .map_err(|e| {
+                self.check_lost()
+                    .err()
+                    .unwrap_or(GpuError::Other(format!("mapping failed: {e}")))
+            })?;
+        let data = slice
+            .get_mapped_range()
+            .map_err(|e| GpuError::Other(format!("mapped range: {e}")))?
+            .to_vec();
+        staging.unmap();
+        Ok(data[..bytes].to_vec())
+    }
+}
+
+/// Buffer sizes must be multiples of 4 bytes (and copies of 4), and never zero.
+pub(crate) fn padded_size(bytes: usize) -> u64 {
+    (bytes.max(4).div_ceil(4) * 4) as u64
+}
+
+fn pad_to_4(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if data.len() % 4 == 0 && !data.is_empty() {
+        std::borrow::Cow::Borrowed(data)
+    } else {
+        let mut padded = data.to_vec();
+        padded.resize(padded_size(data.len()) as usize, 0);
+        std::borrow::Cow::Owned(padded)
+    }
+}

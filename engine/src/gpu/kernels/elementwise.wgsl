@@ -1,0 +1,24 @@
+// Element-wise ops on f32 vectors (residual adds).
+
+struct Meta {
+    n: u32,      // number of elements
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> meta: Meta;
+@group(0) @binding(1) var<storage, read> a: array<f32>;        // (n)
+@group(0) @binding(2) var<storage, read> b: array<f32>;        // (n)
+@group(0) @binding(3) var<storage, read_write> out: array<f32>; // (n)
+
+// out = a + b. Dispatched as (ceil(n / 256), 1, 1), or 2-D when n / 256 exceeds the
+// per-dimension workgroup limit: the linear index folds y into x.
+@compute @workgroup_size(256)
+fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = gid.x + gid.y * groups.x * 256u;
+    if (i >= meta.n) {
+        return;
+    }
+    out[i] = a[i] + b[i];
+}

