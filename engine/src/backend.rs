@@ -1,0 +1,111 @@
+//! The narrow set of operations the models need, implemented once per backend.
+//!
+//! Models (`models/*.rs`) are written once against [`Backend`]; the CPU backend (candle-core
+//! plus our integer kernels) and the WebGPU backend (our WGSL kernels) implement it. Activations
+//! are 2-D, `(tokens, features)`, row-major f32. Nothing here reads data back to the CPU except
+//! [`Backend::read`], which is async because on WebGPU it waits for the GPU.
+
+use crate::error::Result;
+use crate::gguf::TensorInfo;
+use std::future::Future;
+
+/// Which keys each new query may attend to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mask {
+    /// New token i sees every cached key and new keys 0..=i.
+    Causal,
+    /// Row-major `(new tokens, cached + new tokens)`; `true` = visible. Set-Based Prompting
+    /// passes a block mask here.
+    Explicit(Vec<bool>),
+}
+
+impl Mask {
+    /// Whether new token `query` may see key `key` (indices over cached + new keys).
+    pub fn visible(&self, query: usize, key: usize, cached: usize, total: usize) -> bool {
+        match self {
+            Mask::Causal => key <= cached + query,
+            Mask::Explicit(visible) => visible[query * total + key],
+        }
+    }
+
+    /// The mask as rows of booleans, for drawing and for backends that upload it.
+    pub fn to_rows(&self, new_tokens: usize, cached: usize) -> Vec<bool> {
+        let total = cached + new_tokens;
+        (0..new_tokens)
+            .flat_map(|q| (0..total).map(move |k| (q, k)))
+            .map(|(q, k)| self.visible(q, k, cached, total))
+            .collect()
+    }
+}
+
+/// Attention shape: query heads share key/value heads in groups (GQA).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionShape {
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+pub trait Backend {
+    /// Activations: `(tokens, features)` f32.
+    type Tensor: Clone;
+    /// A weight matrix `(out_features, in_features)`, possibly quantized.
+    type Matrix;
+    /// One layer's key/value cache.
+    type Cache;
+
+    /// People-facing name: "CPU", "WebGPU (adapter)".
+    fn name(&self) -> String;
+
+    /// Takes a weight matrix as the GGUF stores it (any supported type).
+    fn upload_matrix(&self, info: &TensorInfo, bytes: &[u8]) -> Result<Self::Matrix>;
+    /// Takes a 1-D weight (norm gains), dequantized to f32.
+    fn upload_vector(&self, info: &TensorInfo, bytes: &[u8]) -> Result<Self::Tensor>;
+    /// An f32 tensor of shape `(rows, cols)` from host data.
+    fn tensor(&self, data: &[f32], rows: usize, cols: usize) -> Result<Self::Tensor>;
+
+    fn new_cache(&self, shape: AttentionShape, capacity: usize) -> Result<Self::Cache>;
+    fn cache_len(&self, cache: &Self::Cache) -> usize;
+    /// Forgets every cached position from `len` on (regenerate, undo).
+    fn cache_truncate(&self, cache: &mut Self::Cache, len: usize);
+
+    /// Rows `ids` of an embedding table: `(tokens, d)`.
+    fn embed(&self, table: &Self::Matrix, ids: &[u32]) -> Result<Self::Tensor>;
+    /// `x / rms(x) * weight`, per row.
+    fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Tensor, eps: f32) -> Result<Self::Tensor>;
+    /// `x · Wᵀ` for each matrix in `weights` (same input; backends may share work).
+    fn matmul(&self, x: &Self::Tensor, weights: &[&Self::Matrix]) -> Result<Vec<Self::Tensor>>;
+    /// Rotary position embedding on interleaved pairs (GGUF's layout) of each head, with an
+    /// explicit position per token.
+    fn rope(
+        &self,
+        x: &Self::Tensor,
+        head_dim: usize,
+        positions: &[u32],
+        base: f32,
+    ) -> Result<Self::Tensor>;
+    /// Appends `k`, `v` (new tokens) to `cache`, then attends `q` over everything cached under
+    /// `mask`. Returns `(tokens, n_heads·head_dim)` and, when `want_probs`, the attention
+    /// probabilities `(n_heads·tokens, cached + tokens)` (head-major).
+    #[allow(clippy::too_many_arguments)]
+    fn attention(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        cache: &mut Self::Cache,
+        shape: AttentionShape,
+        mask: &Mask,
+        want_probs: bool,
+    ) -> Result<(Self::Tensor, Option<Self::Tensor>)>;
+    /// `silu(gate) * up`.
+    fn silu_mul(&self, gate: &Self::Tensor, up: &Self::Tensor) -> Result<Self::Tensor>;
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// The last `n` rows.
+    fn last_rows(&self, x: &Self::Tensor, n: usize) -> Result<Self::Tensor>;
+    /// `(rows, cols)`.
+    fn dims(&self, x: &Self::Tensor) -> (usize, usize);
+
+    /// Copies a tensor to the CPU, row-major.
+    fn read(&self, x: &Self::Tensor) -> impl Future<Output = Result<Vec<f32>>>;
+}

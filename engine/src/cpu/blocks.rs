@@ -1,0 +1,244 @@
+//! ggml's block formats, dequantized to f32 (ggml `ggml-quants.c`, `dequantize_row_*`).
+//!
+//! The reference for every quantized kernel: the CPU dot products and the WGSL kernels are both
+//! tested against these.
+
+use crate::gguf::GgmlType;
+use half::f16;
+
+fn f16_at(bytes: &[u8], at: usize) -> f32 {
+    f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
+}
+
+/// Dequantizes `bytes` (a whole number of blocks of `ty`) into `out` (one f32 per weight).
+/// Panics if the lengths disagree: callers size both from the same validated tensor info.
+pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
+    let block_len = ty.block_len() as usize;
+    let block_bytes = ty.block_bytes() as usize;
+    assert_eq!(bytes.len() / block_bytes * block_len, out.len());
+    for (block, y) in bytes
+        .chunks_exact(block_bytes)
+        .zip(out.chunks_exact_mut(block_len))
+    {
+        match ty {
+            GgmlType::F32 => y[0] = f32::from_le_bytes([block[0], block[1], block[2], block[3]]),
+            GgmlType::F16 => y[0] = f16_at(block, 0),
+            GgmlType::Q4_0 => q4_0(block, y),
+            GgmlType::Q4_1 => q4_1(block, y),
+            GgmlType::Q8_0 => q8_0(block, y),
+            GgmlType::Q4K => q4_k(block, y),
+            GgmlType::Q6K => q6_k(block, y),
+        }
+    }
+}
+
+/// Convenience: a freshly allocated f32 copy.
+pub fn dequantize_to_vec(ty: GgmlType, bytes: &[u8]) -> Vec<f32> {
+    let n = bytes.len() / ty.block_bytes() as usize * ty.block_len() as usize;
+    let mut out = vec![0.0; n];
+    dequantize(ty, bytes, &mut out);
+    out
+}
+
+/// Q4_0: d (f16), qs[16]; weight j = (low nibble of qs[j] - 8)·d, weight j+16 = high nibble.
+fn q4_0(block: &[u8], y: &mut [f32]) {
+    let d = f16_at(block, 0);
+    for j in 0..16 {
+        let q = block[2 + j];
+        y[j] = ((q & 0x0F) as i32 - 8) as f32 * d;
+        y[j + 16] = ((q >> 4) as i32 - 8) as f32 * d;
+    }
+}
+
+/// Q4_1: d, m (f16), qs[16]; weight = nibble·d + m, same nibble order as Q4_0.
+fn q4_1(block: &[u8], y: &mut [f32]) {
+    let d = f16_at(block, 0);
+    let m = f16_at(block, 2);
+    for j in 0..16 {
+        let q = block[4 + j];
+        y[j] = (q & 0x0F) as f32 * d + m;
+        y[j + 16] = (q >> 4) as f32 * d + m;
+    }
+}
+
+/// Q8_0: d (f16), qs[32] (i8); weight = q·d.
+fn q8_0(block: &[u8], y: &mut [f32]) {
+    let d = f16_at(block, 0);
+    for j in 0..32 {
+        y[j] = block[2 + j] as i8 as f32 * d;
+    }
+}
+
+/// The 6-bit scale and min of sub-block `j` of a Q4_K block (ggml `get_scale_min_k4`).
+fn scale_min_k4(j: usize, scales: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (scales[j] & 63, scales[j + 4] & 63)
+    } else {
+        (
+            (scales[j + 4] & 0x0F) | ((scales[j - 4] >> 6) << 4),
+            (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4),
+        )
+    }
+}
+
+/// Q4_K: d, dmin (f16), scales[12], qs[128]; 8 sub-blocks of 32 with 6-bit scales and mins.
+fn q4_k(block: &[u8], y: &mut [f32]) {
+    let d = f16_at(block, 0);
+    let dmin = f16_at(block, 2);
+    let scales = &block[4..16];
+    let qs = &block[16..144];
+    for chunk in 0..4 {
+        let (sc1, m1) = scale_min_k4(2 * chunk, scales);
+        let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
+        let (d1, min1) = (d * sc1 as f32, dmin * m1 as f32);
+        let (d2, min2) = (d * sc2 as f32, dmin * m2 as f32);
+        let q = &qs[32 * chunk..32 * chunk + 32];
+        let out = &mut y[64 * chunk..64 * chunk + 64];
+        for l in 0..32 {
+            out[l] = d1 * (q[l] & 0x0F) as f32 - min1;
+            out[l + 32] = d2 * (q[l] >> 4) as f32 - min2;
+        }
+    }
+}
+
+/// Q6_K: ql[128], qh[64], scales[16] (i8), d (f16); 16 sub-blocks of 16 with 8-bit scales.
+fn q6_k(block: &[u8], y: &mut [f32]) {
+    let d = f16_at(block, 208);
+    for half in 0..2 {
+        let ql = &block[64 * half..64 * half + 64];
+        let qh = &block[128 + 32 * half..128 + 32 * half + 32];
+        let sc = &block[192 + 8 * half..192 + 8 * half + 8];
+        let out = &mut y[128 * half..128 * half + 128];
+        for l in 0..32 {
+            let is = l / 16;
+            let q1 = ((ql[l] & 0x0F) | ((qh[l] & 3) << 4)) as i32 - 32;
+            let q2 = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+            let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+            let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+            out[l] = d * (sc[is] as i8) as f32 * q1 as f32;
+            out[l + 32] = d * (sc[is + 2] as i8) as f32 * q2 as f32;
+            out[l + 64] = d * (sc[is + 4] as i8) as f32 * q3 as f32;
+            out[l + 96] = d * (sc[is + 6] as i8) as f32 * q4 as f32;
+        }
+    }
+}
+
+/// Quantizes f32 values to Q8_0 blocks the way ggml does (`quantize_row_q8_0_ref`): used by
+/// tests and by the vision models' exporter.
+pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() / 32 * 34);
+    for block in values.chunks(32) {
+        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+        for j in 0..32 {
+            let v = block.get(j).copied().unwrap_or(0.0);
+            out.push((v * id).round() as i8 as u8);
+        }
+    }
+    out
+}
+
+/// Quantizes f32 values to Q4_1 blocks like ggml (`quantize_row_q4_1_ref`); for tests.
+pub fn quantize_q4_1(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() / 32 * 20);
+    for block in values.chunks(32) {
+        let min = block.iter().fold(f32::INFINITY, |m, &v| m.min(v));
+        let max = block.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let d = (max - min) / 15.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+        out.extend_from_slice(&f16::from_f32(min).to_le_bytes());
+        for j in 0..16 {
+            let lo = (((block[j] - min) * id + 0.5) as u8).min(15);
+            let hi = (((block[j + 16] - min) * id + 0.5) as u8).min(15);
+            out.push(lo | (hi << 4));
+        }
+    }
+    out
+}
+
+/// Quantizes f32 values to Q4_0 blocks like ggml (`quantize_row_q4_0_ref`); for tests.
+pub fn quantize_q4_0(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() / 32 * 18);
+    for block in values.chunks(32) {
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &v in block {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let d = max / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+        for j in 0..16 {
+            let lo = ((block[j] * id + 8.5) as u8).min(15);
+            let hi = ((block[j + 16] * id + 8.5) as u8).min(15);
+            out.push(lo | (hi << 4));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_close, SeededRng};
+
+    #[test]
+    fn quantize_then_dequantize_is_close() {
+        let mut rng = SeededRng::new(1);
+        let x = rng.vec_f32(32 * 7, 2.0);
+        for (ty, bytes, tol) in [
+            (GgmlType::Q8_0, quantize_q8_0(&x), 0.01),
+            (GgmlType::Q4_1, quantize_q4_1(&x), 0.15),
+            (GgmlType::Q4_0, quantize_q4_0(&x), 0.3),
+        ] {
+            let y = dequantize_to_vec(ty, &bytes);
+            check_close(ty.name(), &y, &x, tol, 0.0).unwrap();
+        }
+    }
+
+    #[test]
+    fn q4_k_and_q6_k_known_blocks() {
+        // One Q4_K block: d = 1, dmin = 0.5, all scales 1 and mins 2 (j < 4 layout for the
+        // first four sub-blocks, the packed layout for the rest), nibbles 0..15 repeating.
+        let mut block = vec![0u8; 144];
+        block[0..2].copy_from_slice(&f16::from_f32(1.0).to_le_bytes());
+        block[2..4].copy_from_slice(&f16::from_f32(0.5).to_le_bytes());
+        for j in 0..4 {
+            block[4 + j] = 1; // scale of sub-block j
+            block[8 + j] = 2; // min of sub-block j
+        }
+        for j in 4..8 {
+            block[8 + j] = 1 | (2 << 4); // low bits of scale and min of sub-block j
+        }
+        for (l, q) in block[16..].iter_mut().enumerate() {
+            *q = (l % 16) as u8 | (((l + 1) % 16) as u8) << 4;
+        }
+        let y = dequantize_to_vec(GgmlType::Q4K, &block);
+        for chunk in 0..4 {
+            for l in 0..32 {
+                let qs_index = 32 * chunk + l;
+                assert_eq!(y[64 * chunk + l], (qs_index % 16) as f32 - 1.0);
+                assert_eq!(y[64 * chunk + 32 + l], ((qs_index + 1) % 16) as f32 - 1.0);
+            }
+        }
+        // One Q6_K block: d = 0.5, scales 2, all 6-bit values 33 → weight (33 - 32)·2·0.5 = 1.
+        let mut block = vec![0u8; 210];
+        for q in &mut block[..128] {
+            *q = 1 | (1 << 4); // low nibbles of value 33 = 0b10_0001
+        }
+        for q in &mut block[128..192] {
+            *q = 0b10_10_10_10; // high bits 2 for all four
+        }
+        for s in &mut block[192..208] {
+            *s = 2;
+        }
+        block[208..210].copy_from_slice(&f16::from_f32(0.5).to_le_bytes());
+        let y = dequantize_to_vec(GgmlType::Q6K, &block);
+        assert!(y.iter().all(|&v| v == 1.0), "{y:?}");
+    }
+}

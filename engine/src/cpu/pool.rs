@@ -1,0 +1,203 @@
+//! A small thread pool for the CPU kernels (native only).
+//!
+//! A decode step runs ~120 parallel matmuls of a few hundred microseconds each. Rayon's workers
+//! fall asleep between them and waking them costs tens of microseconds each time; here, as in
+//! llama.cpp, workers spin for a short while after a task before they park, so back-to-back
+//! tasks start at once.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a worker spins for new work before it parks.
+const SPIN_FOR: Duration = Duration::from_micros(300);
+
+type Job = dyn Fn(usize) + Sync;
+
+struct Shared {
+    /// The current task's job, lifetime-erased. Written by `run` only while no index of any
+    /// task is claimed; read by a worker only after it claimed an index of the current task,
+    /// during which `run` is still waiting (so the job is alive).
+    job: UnsafeCell<*const Job>,
+    count: AtomicUsize,
+    /// Generation (high 32 bits) and next unclaimed index (low 32 bits), in one word so that a
+    /// claim can only succeed for the task its worker saw.
+    state: AtomicU64,
+    done: AtomicUsize,
+    parked: Mutex<usize>,
+    wake: Condvar,
+    shutdown: AtomicBool,
+}
+
+// SAFETY: see the field comments: `job` is never written while it can be read.
+unsafe impl Sync for Shared {}
+unsafe impl Send for Shared {}
+
+impl Shared {
+    /// Claims the next index of task `generation`, if that task is current and has one left.
+    fn claim(&self, generation: u64) -> Option<usize> {
+        loop {
+            let state = self.state.load(SeqCst);
+            let index = (state & 0xFFFF_FFFF) as usize;
+            if state >> 32 != generation || index >= self.count.load(SeqCst) {
+                return None;
+            }
+            if self
+                .state
+                .compare_exchange(state, state + 1, SeqCst, SeqCst)
+                .is_ok()
+            {
+                return Some(index);
+            }
+        }
+    }
+
+    fn run_claimed(&self, generation: u64) {
+        while let Some(i) = self.claim(generation) {
+            // SAFETY: an index is claimed, so `run` is waiting and the job is alive.
+            unsafe { (**self.job.get())(i) };
+            self.done.fetch_add(1, SeqCst);
+        }
+    }
+}
+
+pub struct Pool {
+    shared: Arc<Shared>,
+    threads: usize,
+    run_lock: Mutex<()>,
+}
+
+impl Pool {
+    /// A pool of `threads` threads in all: the caller of `run` is one of them.
+    pub fn new(threads: usize) -> Self {
+        let threads = threads.max(1);
+        let nothing: &Job = &|_| {};
+        let shared = Arc::new(Shared {
+            job: UnsafeCell::new(nothing as *const Job),
+            count: AtomicUsize::new(0),
+            state: AtomicU64::new(0),
+            done: AtomicUsize::new(0),
+            parked: Mutex::new(0),
+            wake: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+        });
+        for i in 1..threads {
+            let shared = Arc::clone(&shared);
+            let _ = std::thread::Builder::new()
+                .name(format!("glassbox-cpu-{i}"))
+                .spawn(move || worker(&shared));
+        }
+        Pool {
+            shared,
+            threads,
+            run_lock: Mutex::new(()),
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Calls `job(i)` for every `i` in `0..count`, spread over the pool; returns when all are
+    /// done.
+    pub fn run(&self, count: usize, job: &(dyn Fn(usize) + Sync)) {
+        if self.threads == 1 || count <= 1 {
+            (0..count).for_each(job);
+            return;
+        }
+        let _one_task_at_a_time = self.run_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let s = &*self.shared;
+        let generation = (s.state.load(SeqCst) >> 32) + 1;
+        // SAFETY: no index is claimed now (the previous task finished every index before its
+        // `run` returned), so no worker reads `job`; the erased lifetime is honoured because
+        // this function waits below until every claimed index is done.
+        unsafe {
+            *s.job.get() =
+                std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Job>(job) as *const Job;
+        }
+        s.count.store(count, SeqCst);
+        s.done.store(0, SeqCst);
+        s.state.store(generation << 32, SeqCst);
+        if *s.parked.lock().unwrap_or_else(|p| p.into_inner()) > 0 {
+            s.wake.notify_all();
+        }
+        s.run_claimed(generation);
+        while s.done.load(SeqCst) < count {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, SeqCst);
+        self.shared.wake.notify_all();
+    }
+}
+
+fn worker(s: &Shared) {
+    let mut seen = s.state.load(SeqCst) >> 32;
+    loop {
+        // Spin a little, then park until a new task arrives.
+        let started = Instant::now();
+        let mut spins = 0u32;
+        while s.state.load(SeqCst) >> 32 == seen {
+            if s.shutdown.load(SeqCst) {
+                return;
+            }
+            std::hint::spin_loop();
+            spins = spins.wrapping_add(1);
+            if spins % 256 == 0 && started.elapsed() > SPIN_FOR {
+                let mut parked = s.parked.lock().unwrap_or_else(|p| p.into_inner());
+                *parked += 1;
+                while s.state.load(SeqCst) >> 32 == seen && !s.shutdown.load(SeqCst) {
+                    parked = s.wake.wait(parked).unwrap_or_else(|p| p.into_inner());
+                }
+                *parked -= 1;
+            }
+        }
+        seen = s.state.load(SeqCst) >> 32;
+        s.run_claimed(seen);
+    }
+}
+
+static GLOBAL: OnceLock<Pool> = OnceLock::new();
+static REQUESTED_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets how many threads the CPU kernels use; only effective before their first use.
+pub fn set_threads(threads: usize) {
+    REQUESTED_THREADS.store(threads, SeqCst);
+}
+
+/// The process-wide pool (all cores unless [`set_threads`] said otherwise).
+pub fn global() -> &'static Pool {
+    GLOBAL.get_or_init(|| {
+        let requested = REQUESTED_THREADS.load(SeqCst);
+        let threads = if requested > 0 {
+            requested
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        };
+        Pool::new(threads)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_index_runs_once_across_many_tasks() {
+        let pool = Pool::new(3);
+        for count in [1usize, 2, 7, 100, 1000] {
+            let hits: Vec<AtomicUsize> = (0..count).map(|_| AtomicUsize::new(0)).collect();
+            for _ in 0..50 {
+                pool.run(count, &|i| {
+                    hits[i].fetch_add(1, SeqCst);
+                });
+            }
+            assert!(hits.iter().all(|h| h.load(SeqCst) == 50), "count {count}");
+        }
+    }
+}

@@ -1,0 +1,498 @@
+//! The GGUF header: magic, version, metadata key/values, tensor infos.
+
+use super::{GgmlType, GgufError, Limits};
+use std::collections::{BTreeMap, HashSet};
+
+/// A metadata value. Arrays may nest (up to [`Limits::max_array_depth`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetadataValue {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    F32(f32),
+    Bool(bool),
+    String(String),
+    Array(Vec<MetadataValue>),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+impl MetadataValue {
+    /// Any integer type that fits in a u64.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            MetadataValue::U8(v) => Some(v.into()),
+            MetadataValue::U16(v) => Some(v.into()),
+            MetadataValue::U32(v) => Some(v.into()),
+            MetadataValue::U64(v) => Some(v),
+            MetadataValue::I8(v) => u64::try_from(v).ok(),
+            MetadataValue::I16(v) => u64::try_from(v).ok(),
+            MetadataValue::I32(v) => u64::try_from(v).ok(),
+            MetadataValue::I64(v) => u64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        match *self {
+            MetadataValue::I8(v) => Some(v.into()),
+            MetadataValue::I16(v) => Some(v.into()),
+            MetadataValue::I32(v) => Some(v.into()),
+            MetadataValue::I64(v) => Some(v),
+            _ => self.as_u64().and_then(|v| i64::try_from(v).ok()),
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            MetadataValue::F32(v) => Some(v.into()),
+            MetadataValue::F64(v) => Some(v),
+            _ => self.as_i64().map(|v| v as f64),
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            MetadataValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[MetadataValue]> {
+        match self {
+            MetadataValue::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+}
+
+/// One tensor's name, shape, type and place in the data section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorInfo {
+    pub name: String,
+    /// ggml order: `dims[0]` varies fastest (the reverse of a PyTorch shape).
+    pub dims: Vec<u64>,
+    pub ggml_type: GgmlType,
+    /// Relative to the start of the data section.
+    pub offset: u64,
+    pub n_bytes: u64,
+}
+
+impl TensorInfo {
+    pub fn n_elements(&self) -> u64 {
+        self.dims.iter().product()
+    }
+
+    /// (rows, columns) of a matrix: columns = `dims[0]`, rows = the product of the others.
+    pub fn rows_cols(&self) -> (usize, usize) {
+        let cols = self.dims.first().copied().unwrap_or(1) as usize;
+        let rows = self.dims.iter().skip(1).product::<u64>() as usize;
+        (rows, cols)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GgufHeader {
+    pub version: u32,
+    pub metadata: BTreeMap<String, MetadataValue>,
+    /// In the order the file lists them.
+    pub tensors: Vec<TensorInfo>,
+    pub alignment: u64,
+    /// Absolute file offset of the data section.
+    pub data_offset: u64,
+}
+
+impl GgufHeader {
+    pub fn get(&self, key: &str) -> Option<&MetadataValue> {
+        self.metadata.get(key)
+    }
+
+    pub fn require(&self, key: &str) -> Result<&MetadataValue, GgufError> {
+        self.get(key)
+            .ok_or_else(|| GgufError::MissingKey(key.to_string()))
+    }
+
+    pub fn get_str(&self, key: &str) -> Result<&str, GgufError> {
+        self.require(key)?
+            .as_str()
+            .ok_or_else(|| wrong_type(key, "a string"))
+    }
+
+    pub fn get_u64(&self, key: &str) -> Result<u64, GgufError> {
+        self.require(key)?
+            .as_u64()
+            .ok_or_else(|| wrong_type(key, "an unsigned integer"))
+    }
+
+    pub fn get_f64(&self, key: &str) -> Result<f64, GgufError> {
+        self.require(key)?
+            .as_f64()
+            .ok_or_else(|| wrong_type(key, "a number"))
+    }
+
+    pub fn get_array(&self, key: &str) -> Result<&[MetadataValue], GgufError> {
+        self.require(key)?
+            .as_array()
+            .ok_or_else(|| wrong_type(key, "an array"))
+    }
+
+    pub fn get_str_array(&self, key: &str) -> Result<Vec<&str>, GgufError> {
+        self.get_array(key)?
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| wrong_type(key, "an array of strings"))
+            })
+            .collect()
+    }
+
+    pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// Total file size implied by the header: the end of the last tensor.
+    pub fn file_len(&self) -> u64 {
+        self.data_offset
+            + self
+                .tensors
+                .iter()
+                .map(|t| t.offset + t.n_bytes)
+                .max()
+                .unwrap_or(0)
+    }
+}
+
+fn wrong_type(key: &str, expected: &'static str) -> GgufError {
+    GgufError::WrongMetadataType {
+        key: key.to_string(),
+        expected,
+    }
+}
+
+/// Why a parse attempt stopped.
+pub(super) enum Stop {
+    /// The buffer ends before the header does: try again with more bytes.
+    NeedMore,
+    Invalid(GgufError),
+}
+
+impl From<GgufError> for Stop {
+    fn from(e: GgufError) -> Self {
+        Stop::Invalid(e)
+    }
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    limits: &'a Limits,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: u64) -> Result<&'a [u8], Stop> {
+        let n = usize::try_from(n).map_err(|_| Stop::NeedMore)?;
+        let end = self.pos.checked_add(n).ok_or(Stop::NeedMore)?;
+        if end > self.bytes.len() {
+            return Err(Stop::NeedMore);
+        }
+        let slice = &self.bytes[self.pos..end];
+        self.pos = end;
+        Ok(slice)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], Stop> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N as u64)?);
+        Ok(out)
+    }
+
+    fn u32(&mut self) -> Result<u32, Stop> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, Stop> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn string(&mut self) -> Result<String, Stop> {
+        let offset = self.pos as u64;
+        let len = self.u64()?;
+        if len > self.limits.max_string_bytes {
+            return Err(GgufError::StringTooLong {
+                len,
+                max: self.limits.max_string_bytes,
+                offset,
+            }
+            .into());
+        }
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| GgufError::InvalidUtf8 { offset }.into())
+    }
+
+    fn value(&mut self, key: &str, value_type: u32, depth: u32) -> Result<MetadataValue, Stop> {
+        Ok(match value_type {
+            0 => MetadataValue::U8(self.array::<1>()?[0]),
+            1 => MetadataValue::I8(self.array::<1>()?[0] as i8),
+            2 => MetadataValue::U16(u16::from_le_bytes(self.array()?)),
+            3 => MetadataValue::I16(i16::from_le_bytes(self.array()?)),
+            4 => MetadataValue::U32(self.u32()?),
+            5 => MetadataValue::I32(i32::from_le_bytes(self.array()?)),
+            6 => MetadataValue::F32(f32::from_le_bytes(self.array()?)),
+            7 => MetadataValue::Bool(self.array::<1>()?[0] != 0),
+            8 => MetadataValue::String(self.string()?),
+            9 => {
+                if depth >= self.limits.max_array_depth {
+                    return Err(GgufError::ArrayTooDeep {
+                        key: key.to_string(),
+                        max: self.limits.max_array_depth,
+                    }
+                    .into());
+                }
+                let item_type = self.u32()?;
+                if min_value_bytes(item_type).is_none() {
+                    return Err(GgufError::UnknownValueType {
+                        key: key.to_string(),
+                        value_type: item_type,
+                    }
+                    .into());
+                }
+                let count = self.u64()?;
+                if count > self.limits.max_array_len {
+                    return Err(GgufError::TooMany {
+                        what: "array elements",
+                        count,
+                        max: self.limits.max_array_len,
+                    }
+                    .into());
+                }
+                // Reserve only what the bytes at hand can hold: the count is the file's word.
+                let present =
+                    (self.bytes.len() - self.pos) as u64 / min_value_bytes(item_type).unwrap_or(1);
+                let mut items = Vec::with_capacity(count.min(present) as usize);
+                for _ in 0..count {
+                    items.push(self.value(key, item_type, depth + 1)?);
+                }
+                MetadataValue::Array(items)
+            }
+            10 => MetadataValue::U64(self.u64()?),
+            11 => MetadataValue::I64(i64::from_le_bytes(self.array()?)),
+            12 => MetadataValue::F64(f64::from_le_bytes(self.array()?)),
+            other => {
+                return Err(GgufError::UnknownValueType {
+                    key: key.to_string(),
+                    value_type: other,
+                }
+                .into())
+            }
+        })
+    }
+}
+
+/// The fewest bytes a value of this type takes in the file (None: unknown type).
+fn min_value_bytes(value_type: u32) -> Option<u64> {
+    Some(match value_type {
+        0 | 1 | 7 => 1,
+        2 | 3 => 2,
+        4..=6 => 4,
+        8 => 8,
+        9 => 12,
+        10..=12 => 8,
+        _ => return None,
+    })
+}
+
+/// Parses and validates a header from the start of `bytes`. Returns `Stop::NeedMore` when the
+/// bytes end before the header does.
+pub(super) fn parse(
+    bytes: &[u8],
+    limits: &Limits,
+    file_len: Option<u64>,
+) -> Result<GgufHeader, Stop> {
+    let mut cur = Cursor {
+        bytes,
+        pos: 0,
+        limits,
+    };
+    let magic = cur.array::<4>()?;
+    if &magic != b"GGUF" {
+        return Err(GgufError::BadMagic(magic.to_vec()).into());
+    }
+    let version = cur.u32()?;
+    if !(2..=3).contains(&version) {
+        return Err(GgufError::UnsupportedVersion(version).into());
+    }
+    let tensor_count = cur.u64()?;
+    if tensor_count > limits.max_tensors {
+        return Err(GgufError::TooMany {
+            what: "tensors",
+            count: tensor_count,
+            max: limits.max_tensors,
+        }
+        .into());
+    }
+    let kv_count = cur.u64()?;
+    if kv_count > limits.max_metadata_entries {
+        return Err(GgufError::TooMany {
+            what: "metadata entries",
+            count: kv_count,
+            max: limits.max_metadata_entries,
+        }
+        .into());
+    }
+    let mut metadata = BTreeMap::new();
+    for _ in 0..kv_count {
+        let key = cur.string()?;
+        let value_type = cur.u32()?;
+        let value = cur.value(&key, value_type, 0)?;
+        if metadata.insert(key.clone(), value).is_some() {
+            return Err(GgufError::DuplicateKey(key).into());
+        }
+    }
+    let alignment = match metadata.get("general.alignment") {
+        None => 32,
+        Some(v) => match v.as_u64() {
+            Some(a) if a.is_power_of_two() && a <= 65_536 => a,
+            Some(a) => return Err(GgufError::BadAlignment(a).into()),
+            None => {
+                return Err(GgufError::WrongMetadataType {
+                    key: "general.alignment".into(),
+                    expected: "an unsigned integer",
+                }
+                .into())
+            }
+        },
+    };
+    let mut tensors = Vec::with_capacity(tensor_count.min(1024) as usize);
+    let mut names = HashSet::new();
+    for _ in 0..tensor_count {
+        let name = cur.string()?;
+        let n_dims = cur.u32()?;
+        if !(1..=4).contains(&n_dims) {
+            return Err(bad_shape(&name, format!("{n_dims} dimensions (1 to 4 allowed)")).into());
+        }
+        let mut dims = Vec::with_capacity(n_dims as usize);
+        for _ in 0..n_dims {
+            dims.push(cur.u64()?);
+        }
+        let type_id = cur.u32()?;
+        let offset = cur.u64()?;
+        let ggml_type =
+            GgmlType::from_u32(type_id).ok_or_else(|| GgufError::UnknownTensorType {
+                name: name.clone(),
+                ggml_type: type_id,
+            })?;
+        let n_bytes = tensor_bytes(&name, &dims, ggml_type, limits)?;
+        if offset % alignment != 0 {
+            return Err(GgufError::Misaligned {
+                name,
+                offset,
+                alignment,
+            }
+            .into());
+        }
+        if !names.insert(name.clone()) {
+            return Err(GgufError::DuplicateTensor(name).into());
+        }
+        tensors.push(TensorInfo {
+            name,
+            dims,
+            ggml_type,
+            offset,
+            n_bytes,
+        });
+    }
+    let data_offset = (cur.pos as u64).div_ceil(alignment) * alignment;
+    check_layout(&tensors, data_offset, file_len)?;
+    Ok(GgufHeader {
+        version,
+        metadata,
+        tensors,
+        alignment,
+        data_offset,
+    })
+}
+
+fn bad_shape(name: &str, reason: String) -> GgufError {
+    GgufError::BadShape {
+        name: name.to_string(),
+        reason,
+    }
+}
+
+fn tensor_bytes(
+    name: &str,
+    dims: &[u64],
+    ggml_type: GgmlType,
+    limits: &Limits,
+) -> Result<u64, GgufError> {
+    if dims.contains(&0) {
+        return Err(bad_shape(name, format!("a zero dimension in {dims:?}")));
+    }
+    let rows = dims[1..]
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| bad_shape(name, format!("dimensions {dims:?} overflow")))?;
+    let row_bytes = ggml_type.bytes_for(dims[0]).ok_or_else(|| {
+        bad_shape(
+            name,
+            format!(
+                "first dimension {} is not a multiple of the {} block length {}",
+                dims[0],
+                ggml_type,
+                ggml_type.block_len()
+            ),
+        )
+    })?;
+    let n_bytes = row_bytes
+        .checked_mul(rows)
+        .ok_or_else(|| bad_shape(name, format!("dimensions {dims:?} overflow")))?;
+    if n_bytes > limits.max_tensor_bytes {
+        return Err(bad_shape(
+            name,
+            format!(
+                "{n_bytes} bytes exceed the limit of {}",
+                limits.max_tensor_bytes
+            ),
+        ));
+    }
+    Ok(n_bytes)
+}
+
+/// Tensors must not overlap, and must end inside the file when its length is known.
+fn check_layout(
+    tensors: &[TensorInfo],
+    data_offset: u64,
+    file_len: Option<u64>,
+) -> Result<(), GgufError> {
+    let mut by_offset: Vec<&TensorInfo> = tensors.iter().collect();
+    by_offset.sort_by_key(|t| t.offset);
+    for pair in by_offset.windows(2) {
+        let end = pair[0].offset.checked_add(pair[0].n_bytes);
+        if end.is_none_or(|end| end > pair[1].offset) {
+            return Err(GgufError::Overlap {
+                first: pair[0].name.clone(),
+                second: pair[1].name.clone(),
+            });
+        }
+    }
+    if let Some(file_len) = file_len {
+        for t in &by_offset {
+            let end = data_offset
+                .checked_add(t.offset)
+                .and_then(|s| s.checked_add(t.n_bytes))
+                .unwrap_or(u64::MAX);
+            if end > file_len {
+                return Err(GgufError::OutsideFile {
+                    name: t.name.clone(),
+                    end,
+                    file_len,
+                });
+            }
+        }
+    }
+    Ok(())
+}
