@@ -12,6 +12,8 @@ pub enum ToWorker {
 /// Worker → page.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum FromWorker {
+    /// The worker's wasm is running and listens: messages sent before this would be lost.
+    Ready,
     /// The compute tier the engine will use.
     Tier(ComputeTier),
     /// Something failed; the text is for people.

@@ -20,6 +20,7 @@ pub fn start() {
     scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     // The handler lives as long as the worker.
     on_message.forget();
+    post(&FromWorker::Ready);
 }
 
 fn post(message: &FromWorker) {

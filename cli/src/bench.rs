@@ -53,7 +53,7 @@ pub fn run(
             }
             decode.push(decode_tokens as f64 / t1.elapsed().as_secs_f64());
         }
-        let threads = rayon::current_num_threads();
+        let threads = engine::cpu::pool::global().threads();
         let peak = peak_memory_mib();
         let (p, d) = (summary(&prefill), summary(&decode));
         if json_out {

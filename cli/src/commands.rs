@@ -14,8 +14,10 @@ use serde_json::json;
 use std::io::{BufRead, Read, Write};
 use std::path::Path;
 
+/// `--threads`: our CPU kernels' pool and candle's (rayon) both.
 pub fn configure_threads(run: &RunArgs) {
     if let Some(n) = run.threads {
+        engine::cpu::pool::set_threads(n.max(1));
         let _ = rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))
             .build_global();

@@ -13,6 +13,7 @@ pub fn App() -> impl IntoView {
     match EngineClient::spawn(move |message| match message {
         FromWorker::Tier(tier) => set_state.set(EngineState::Ready(tier)),
         FromWorker::Error(text) => set_state.set(EngineState::Failed(text)),
+        FromWorker::Ready => {}
     }) {
         Ok(client) => client.send(&ToWorker::Probe),
         Err(text) => set_state.set(EngineState::Failed(text)),

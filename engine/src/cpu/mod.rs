@@ -2,6 +2,7 @@
 //! types candle has no SIMD path for (see [`quant_matmul`]). Natively it uses every core
 //! (rayon); in the browser it runs on the worker's thread with wasm SIMD.
 
+pub mod attention;
 pub mod blocks;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod pool;
@@ -11,7 +12,7 @@ use crate::backend::{AttentionShape, Backend, Mask};
 use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, TensorInfo};
 use candle_core::quantized::{ggml_file, GgmlDType, QMatMul};
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{Device, Module, Tensor};
 use quant_matmul::QMatrix;
 
 #[derive(Clone, Default)]
@@ -36,13 +37,6 @@ pub enum CpuMatrix {
     },
 }
 
-/// One layer's keys and values, preallocated: `(kv_heads, capacity, head_dim)` each.
-pub struct CpuCache {
-    keys: Tensor,
-    values: Tensor,
-    len: usize,
-    capacity: usize,
-}
 
 fn ggml_dtype(ty: GgmlType) -> GgmlDType {
     match ty {
@@ -59,7 +53,7 @@ fn ggml_dtype(ty: GgmlType) -> GgmlDType {
 impl Backend for CpuBackend {
     type Tensor = Tensor;
     type Matrix = CpuMatrix;
-    type Cache = CpuCache;
+    type Cache = attention::KvCache;
 
     fn name(&self) -> String {
         "CPU".to_string()
@@ -93,21 +87,15 @@ impl Backend for CpuBackend {
         Ok(Tensor::from_slice(data, (rows, cols), &Device::Cpu)?)
     }
 
-    fn new_cache(&self, shape: AttentionShape, capacity: usize) -> Result<CpuCache> {
-        let dims = (shape.n_kv_heads, capacity, shape.head_dim);
-        Ok(CpuCache {
-            keys: Tensor::zeros(dims, DType::F32, &Device::Cpu)?,
-            values: Tensor::zeros(dims, DType::F32, &Device::Cpu)?,
-            len: 0,
-            capacity,
-        })
+    fn new_cache(&self, shape: AttentionShape, capacity: usize) -> Result<attention::KvCache> {
+        Ok(attention::KvCache::new(shape, capacity))
     }
 
-    fn cache_len(&self, cache: &CpuCache) -> usize {
+    fn cache_len(&self, cache: &attention::KvCache) -> usize {
         cache.len
     }
 
-    fn cache_truncate(&self, cache: &mut CpuCache, len: usize) {
+    fn cache_truncate(&self, cache: &mut attention::KvCache, len: usize) {
         cache.len = cache.len.min(len);
     }
 
@@ -147,7 +135,11 @@ impl Backend for CpuBackend {
     }
 
     fn rms_norm(&self, x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
-        Ok(candle_nn::ops::rms_norm(x, &weight.flatten_all()?, eps)?)
+        let (rows, cols) = x.dims2()?;
+        let mut data = x.flatten_all()?.to_vec1::<f32>()?;
+        let weight = weight.flatten_all()?.to_vec1::<f32>()?;
+        rms_norm_rows(&mut data, &weight, eps);
+        Ok(Tensor::from_vec(data, (rows, cols), &Device::Cpu)?)
     }
 
     fn matmul(&self, x: &Tensor, weights: &[&CpuMatrix]) -> Result<Vec<Tensor>> {
@@ -204,72 +196,29 @@ impl Backend for CpuBackend {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
-        cache: &mut CpuCache,
+        cache: &mut attention::KvCache,
         shape: AttentionShape,
         mask: &Mask,
         want_probs: bool,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let AttentionShape {
-            n_heads,
-            n_kv_heads,
-            head_dim,
-        } = shape;
         let (t, _) = q.dims2()?;
-        let cached = cache.len;
-        let total = cached + t;
-        if total > cache.capacity {
+        if cache.shape != shape {
+            return Err(Error::InvalidRequest("attention: the cache has another shape".into()));
+        }
+        if cache.len + t > cache.capacity {
             return Err(Error::ContextOverflow {
-                prompt: total,
+                prompt: cache.len + t,
                 context: cache.capacity,
             });
         }
-        let group = n_heads / n_kv_heads;
-
-        // (t, kv_heads·d) → (kv_heads, t, d), written into the cache at [cached, total).
-        let k = k
-            .reshape((t, n_kv_heads, head_dim))?
-            .transpose(0, 1)?
-            .contiguous()?;
-        let v = v
-            .reshape((t, n_kv_heads, head_dim))?
-            .transpose(0, 1)?
-            .contiguous()?;
-        cache.keys.slice_set(&k, 1, cached)?;
-        cache.values.slice_set(&v, 1, cached)?;
-        cache.len = total;
-        let keys = cache.keys.narrow(1, 0, total)?; // (kv_heads, total, d)
-        let values = cache.values.narrow(1, 0, total)?; // (kv_heads, total, d)
-
-        // Query heads h = kv·group + g share kv head kv: (t, heads·d) → (kv_heads, group·t, d).
-        let q = q
-            .reshape((t, n_kv_heads, group, head_dim))?
-            .permute((1, 2, 0, 3))?
-            .contiguous()?
-            .reshape((n_kv_heads, group * t, head_dim))?;
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        let scores = (q.matmul(&keys.t()?)? * scale)?; // (kv_heads, group·t, total)
-        let bias: Vec<f32> = mask
-            .to_rows(t, cached)
-            .into_iter()
-            .map(|visible| if visible { 0.0 } else { f32::NEG_INFINITY })
-            .collect();
-        let bias = Tensor::from_vec(bias, (1, 1, t, total), &Device::Cpu)?;
-        let scores = scores
-            .reshape((n_kv_heads, group, t, total))?
-            .broadcast_add(&bias)?
-            .reshape((n_kv_heads, group * t, total))?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let out = probs.matmul(&values)?; // (kv_heads, group·t, d)
-                                          // → (t, heads·d)
-        let out = out
-            .reshape((n_kv_heads, group, t, head_dim))?
-            .permute((2, 0, 1, 3))?
-            .contiguous()?
-            .reshape((t, n_heads * head_dim))?;
-        let probs = if want_probs {
-            Some(probs.reshape((n_heads * t, total))?)
-        } else {
-            None
+        let (k, v) = (k.flatten_all()?.to_vec1::<f32>()?, v.flatten_all()?.to_vec1::<f32>()?);
+        cache.append(&k, &v, t);
+        let q = q.flatten_all()?.to_vec1::<f32>()?;
+        let (out, probs) = attention::attend(&q, t, cache, mask, want_probs);
+        let out = Tensor::from_vec(out, (t, shape.n_heads * shape.head_dim), &Device::Cpu)?;
+        let probs = match probs {
+            Some(p) => Some(Tensor::from_vec(p, (shape.n_heads * t, cache.len), &Device::Cpu)?),
+            None => None,
         };
         Ok((out, probs))
     }
@@ -296,6 +245,19 @@ impl Backend for CpuBackend {
     }
 }
 
+/// `x / sqrt(mean(x²) + eps) * weight` per row, the sum of squares in f64 as ggml does it.
+/// The CPU twin of the WebGPU rms_norm kernel.
+pub fn rms_norm_rows(data: &mut [f32], weight: &[f32], eps: f32) {
+    for row in data.chunks_exact_mut(weight.len()) {
+        let sum: f64 = row.iter().map(|&v| (v * v) as f64).sum();
+        let mean = (sum / row.len() as f64) as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        for (v, w) in row.iter_mut().zip(weight) {
+            *v = *v * scale * w;
+        }
+    }
+}
+
 /// RoPE on interleaved pairs (x[2i], x[2i+1]) of each head, rotated by position·base^(-2i/d).
 /// GGUF stores llama's Q and K rows permuted for exactly this pairing. The CPU twin of the
 /// WebGPU rope kernel.
@@ -307,15 +269,15 @@ pub fn rope_interleaved(
     base: f32,
 ) {
     let half = head_dim / 2;
-    let inv_freq: Vec<f64> = (0..half)
-        .map(|i| (base as f64).powf(-2.0 * i as f64 / head_dim as f64))
-        .collect();
+    // As ggml computes it: θᵢ = pos·base^(-2i/d), the powers by repeated f32 multiplication.
+    let theta_scale = base.powf(-2.0 / head_dim as f32);
     for (row, &pos) in data.chunks_exact_mut(features).zip(positions) {
-        let (sin, cos): (Vec<f32>, Vec<f32>) = inv_freq
-            .iter()
-            .map(|f| {
-                let angle = pos as f64 * f;
-                (angle.sin() as f32, angle.cos() as f32)
+        let mut theta = pos as f32;
+        let (sin, cos): (Vec<f32>, Vec<f32>) = (0..half)
+            .map(|_| {
+                let angle = theta;
+                theta *= theta_scale;
+                (angle.sin(), angle.cos())
             })
             .unzip();
         for head in row.chunks_exact_mut(head_dim) {

@@ -85,16 +85,15 @@ impl Q8Activations {
         for (block, qs) in x.chunks_exact(32).zip(out.qs.chunks_exact_mut(32)) {
             let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
             let d = amax / 127.0;
-            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+            let id = if amax > 0.0 { 127.0 / amax } else { 0.0 };
             let mut sum = 0i32;
             for (q, &v) in qs.iter_mut().zip(block) {
-                *q = (v * id).round() as i8;
+                *q = (v * id).round_ties_even() as i8;
                 sum += *q as i32;
             }
-            // ggml keeps both in f16 (block_q8_1); rounding them the same way keeps our
-            // logits closest to llama.cpp's.
-            let d = round_f16(d);
-            out.scale_sum.push([d, round_f16(d * sum as f32)]);
+            // As ggml (`quantize_row_q8_1`): both kept in f16, ties rounded to even; matching it
+            // keeps our logits closest to llama.cpp's.
+            out.scale_sum.push([round_f16(d), round_f16(d * sum as f32)]);
         }
         out
     }

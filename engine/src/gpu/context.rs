@@ -74,12 +74,13 @@ impl GpuContext {
         })
     }
 
-    /// "name (backend)", e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)".
+    /// "name (backend)", e.g. "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)" natively or
+    /// "google swiftshader (WebGPU)" in Chromium.
     pub fn description(&self) -> String {
-        let name = if self.info.name.is_empty() {
-            format!("{} {}", self.info.vendor, self.info.device)
-        } else {
-            self.info.name.clone()
+        let name = match browser_adapter_name(&self.device) {
+            Some(name) => name,
+            None if !self.info.name.is_empty() => self.info.name.clone(),
+            None => format!("vendor {:#x} device {:#x}", self.info.vendor, self.info.device),
         };
         let mut text = format!("{name} ({})", self.info.backend);
         if !self.info.driver.is_empty() && cfg!(not(target_arch = "wasm32")) {
@@ -163,6 +164,26 @@ impl GpuContext {
         staging.unmap();
         Ok(data[..bytes].to_vec())
     }
+}
+
+/// Browsers leave wgpu's adapter name empty; `GPUDevice.adapterInfo` has vendor and
+/// architecture ("google", "swiftshader").
+#[cfg(target_arch = "wasm32")]
+fn browser_adapter_name(device: &wgpu::Device) -> Option<String> {
+    use js_sys::Reflect;
+    let device = device.as_webgpu()?;
+    let info = Reflect::get(device.as_ref(), &"adapterInfo".into()).ok()?;
+    let parts: Vec<String> = ["description", "vendor", "architecture", "device"]
+        .iter()
+        .filter_map(|key| Reflect::get(&info, &(*key).into()).ok()?.as_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn browser_adapter_name(_device: &wgpu::Device) -> Option<String> {
+    None
 }
 
 /// Buffer sizes must be multiples of 4 bytes (and copies of 4), and never zero.

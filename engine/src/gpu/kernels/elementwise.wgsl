@@ -7,7 +7,7 @@ struct Meta {
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<uniform> meta: Meta;
+@group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(1) var<storage, read> a: array<f32>;        // (n)
 @group(0) @binding(2) var<storage, read> b: array<f32>;        // (n)
 @group(0) @binding(3) var<storage, read_write> out: array<f32>; // (n)
@@ -17,7 +17,7 @@ struct Meta {
 @compute @workgroup_size(256)
 fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = gid.x + gid.y * groups.x * 256u;
-    if (i >= meta.n) {
+    if (i >= params.n) {
         return;
     }
     out[i] = a[i] + b[i];

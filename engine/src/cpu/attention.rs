@@ -1,0 +1,236 @@
+//! Attention over a key/value cache on the CPU, with grouped-query heads and an explicit mask:
+//! the CPU backend's attention, and the twin the WebGPU attention kernel is tested against.
+//!
+//! Plain loops on f32 slices: at decode time each head attends a single query over a few
+//! hundred keys, where a general matmul costs more in setup than in arithmetic.
+
+use crate::backend::{AttentionShape, Mask};
+
+/// One layer's keys and values: `(kv_heads, capacity, head_dim)` each, row-major.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    pub keys: Vec<f32>,
+    pub values: Vec<f32>,
+    pub len: usize,
+    pub capacity: usize,
+    pub shape: AttentionShape,
+}
+
+impl KvCache {
+    pub fn new(shape: AttentionShape, capacity: usize) -> Self {
+        let n = shape.n_kv_heads * capacity * shape.head_dim;
+        KvCache {
+            keys: vec![0.0; n],
+            values: vec![0.0; n],
+            len: 0,
+            capacity,
+            shape,
+        }
+    }
+
+    /// Appends `k`, `v` of `t` new tokens, each `(t, kv_heads·head_dim)`.
+    pub fn append(&mut self, k: &[f32], v: &[f32], t: usize) {
+        let AttentionShape {
+            n_kv_heads,
+            head_dim,
+            ..
+        } = self.shape;
+        for i in 0..t {
+            for g in 0..n_kv_heads {
+                let src = i * n_kv_heads * head_dim + g * head_dim;
+                let dst = (g * self.capacity + self.len + i) * head_dim;
+                for x in 0..head_dim {
+                    self.keys[dst + x] = round_f16(k[src + x]);
+                    self.values[dst + x] = round_f16(v[src + x]);
+                }
+            }
+        }
+        self.len += t;
+    }
+
+    fn key(&self, g: usize, j: usize) -> &[f32] {
+        let d = self.shape.head_dim;
+        let at = (g * self.capacity + j) * d;
+        &self.keys[at..at + d]
+    }
+
+    fn value(&self, g: usize, j: usize) -> &[f32] {
+        let d = self.shape.head_dim;
+        let at = (g * self.capacity + j) * d;
+        &self.values[at..at + d]
+    }
+}
+
+/// Attends the `t` newest queries `q` `(t, n_heads·head_dim)` over everything in `cache`
+/// (which already holds their own keys) under `mask`. Returns `(t, n_heads·head_dim)` and,
+/// when asked, the probabilities `(n_heads·t, cache.len)`, head-major.
+pub fn attend(q: &[f32], t: usize, cache: &KvCache, mask: &Mask, want_probs: bool) -> (Vec<f32>, Option<Vec<f32>>) {
+    let AttentionShape {
+        n_heads,
+        n_kv_heads,
+        head_dim,
+    } = cache.shape;
+    let total = cache.len;
+    let cached = total - t;
+    let group = n_heads / n_kv_heads;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let mut out = vec![0.0f32; t * n_heads * head_dim];
+    let mut probs = if want_probs { vec![0.0f32; n_heads * t * total] } else { Vec::new() };
+    let visible = mask.to_rows(t, cached); // (t, total)
+
+    // One job per (head, query): each writes its own output row segment and probability row.
+    let out_ptr = SharedOut(out.as_mut_ptr());
+    let probs_ptr = SharedOut(probs.as_mut_ptr());
+    let job = |index: usize| {
+        let (h, i) = (index / t, index % t);
+        let g = h / group;
+        let query: Vec<f32> = q[i * n_heads * head_dim + h * head_dim..][..head_dim]
+            .iter()
+            .map(|&x| round_f16(x))
+            .collect();
+        let row = &visible[i * total..(i + 1) * total];
+        let mut scores: Vec<f32> = (0..total)
+            .map(|j| if row[j] { dot(&query, cache.key(g, j)) * scale } else { f32::NEG_INFINITY })
+            .collect();
+        softmax_in_place(&mut scores);
+        let mut acc = vec![0.0f32; head_dim];
+        for (j, &p) in scores.iter().enumerate() {
+            let p = round_f16(p);
+            if p > 0.0 {
+                for (a, v) in acc.iter_mut().zip(cache.value(g, j)) {
+                    *a += p * v;
+                }
+            }
+        }
+        // SAFETY: job (h, i) alone writes out[i, h·d .. (h+1)·d] and probs row h·t + i; both
+        // buffers outlive the parallel run.
+        unsafe {
+            let dst = std::slice::from_raw_parts_mut(out_ptr.at(i * n_heads * head_dim + h * head_dim), head_dim);
+            dst.copy_from_slice(&acc);
+            if want_probs {
+                let dst = std::slice::from_raw_parts_mut(probs_ptr.at((h * t + i) * total), total);
+                dst.copy_from_slice(&scores);
+            }
+        }
+    };
+    let jobs = n_heads * t;
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        if t > 1 {
+            super::pool::global().run(jobs, &job);
+        } else {
+            (0..jobs).for_each(job);
+        }
+    }
+    #[cfg(target_arch = "wasm32")]
+    (0..jobs).for_each(job);
+    (out, want_probs.then_some(probs))
+}
+
+fn round_f16(v: f32) -> f32 {
+    half::f16::from_f32(v).to_f32()
+}
+
+struct SharedOut(*mut f32);
+// SAFETY: jobs write disjoint parts (see `attend`).
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// A method (not the field) so closures capture the whole `Sync` wrapper.
+    fn at(&self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// Σ a·b with eight running sums, so the compiler can vectorize it.
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut sums = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            sums[k] += x[k] * y[k];
+        }
+    }
+    sums.iter().sum::<f32>() + tail
+}
+
+/// Softmax over a row; masked entries (-inf) become 0. A fully masked row stays all zero.
+pub fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    if max == f32::NEG_INFINITY {
+        row.iter_mut().for_each(|v| *v = 0.0);
+        return;
+    }
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_close, SeededRng};
+
+    /// Straight from the definition, one head and query at a time.
+    fn naive(q: &[f32], keys: &[Vec<f32>], values: &[Vec<f32>], shape: AttentionShape, t: usize, mask: &Mask) -> Vec<f32> {
+        let AttentionShape { n_heads, n_kv_heads, head_dim } = shape;
+        let total = keys.len();
+        let cached = total - t;
+        let mut out = vec![0.0; t * n_heads * head_dim];
+        for i in 0..t {
+            for h in 0..n_heads {
+                let g = h / (n_heads / n_kv_heads);
+                let qv = &q[i * n_heads * head_dim + h * head_dim..][..head_dim];
+                let mut s: Vec<f64> = (0..total)
+                    .map(|j| {
+                        if mask.visible(i, j, cached, total) {
+                            let k = &keys[j][g * head_dim..][..head_dim];
+                            qv.iter().zip(k).map(|(a, b)| (*a as f64) * (*b as f64)).sum::<f64>() / (head_dim as f64).sqrt()
+                        } else {
+                            f64::NEG_INFINITY
+                        }
+                    })
+                    .collect();
+                let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
+                s.iter_mut().for_each(|v| *v = (*v - m).exp() / z);
+                for x in 0..head_dim {
+                    out[i * n_heads * head_dim + h * head_dim + x] =
+                        (0..total).map(|j| s[j] * values[j][g * head_dim + x] as f64).sum::<f64>() as f32;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn attend_matches_the_definition() {
+        let shape = AttentionShape { n_heads: 6, n_kv_heads: 2, head_dim: 12 };
+        let mut rng = SeededRng::new(5);
+        let kv = shape.n_kv_heads * shape.head_dim;
+        let (first, second) = (7, 3);
+        let mut cache = KvCache::new(shape, 16);
+        let mut keys = Vec::new();
+        let mut values = Vec::new();
+        for t in [first, second] {
+            let k = rng.vec_f32(t * kv, 1.0);
+            let v = rng.vec_f32(t * kv, 1.0);
+            let q = rng.vec_f32(t * shape.n_heads * shape.head_dim, 1.0);
+            keys.extend(k.chunks(kv).map(|c| c.to_vec()));
+            values.extend(v.chunks(kv).map(|c| c.to_vec()));
+            cache.append(&k, &v, t);
+            let (got, probs) = attend(&q, t, &cache, &Mask::Causal, true);
+            let want = naive(&q, &keys, &values, shape, t, &Mask::Causal);
+            check_close("attention", &got, &want, 1e-5, 1e-4).unwrap();
+            let probs = probs.unwrap();
+            for row in probs.chunks(cache.len) {
+                assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+            }
+        }
+    }
+}
