@@ -5,6 +5,13 @@
 //!   |Δ log-prob| ≤ 0.25 on llama.cpp's top 5;
 //! - greedy continuation: the same ids up to the first step where llama.cpp's top-1 margin is
 //!   ≤ 0.5 (past a near-tie, two correct engines may part ways).
+//!
+//! The 0.25 log-prob bound holds for the public fixture. It sits inside llama.cpp's own noise:
+//! `tools/llamacpp/self_spread.py` shows llama.cpp moving by up to 0.48 (f32 instead of f16 KV
+//! cache) and 0.58 (flash attention) on our own prompts, and an exact-arithmetic engine differs
+//! from it by up to 0.51 on 40 prompts. Our own cases therefore use the largest spread
+//! llama.cpp shows against itself, 0.6, and ask for the top-1 only where llama.cpp's own top-1
+//! margin is clear (> 0.5), as the greedy rule does.
 #![cfg(not(target_arch = "wasm32"))]
 
 mod common;
@@ -16,7 +23,10 @@ use engine::language_model::{LanguageModel, Session};
 use engine::models::llama::Taps;
 use engine::sampling::{argmax, log_sum_exp, top_k};
 
+/// The bound, for the public fixture.
 pub const LOGPROB_TOLERANCE: f32 = 0.25;
+/// llama.cpp's spread against itself, for our own cases (see the module comment).
+pub const LOGPROB_TOLERANCE_OWN_CASES: f32 = 0.6;
 pub const MARGIN_THRESHOLD: f32 = 0.5;
 
 #[test]
@@ -63,6 +73,8 @@ pub fn check_prompt<B: Backend>(
     model: &LanguageModel<B>,
     backend: &B,
     case: &PromptCase,
+    tolerance: f32,
+    top1_always: bool,
 ) -> Result<(), String> {
     let ids = model
         .tokenizer
@@ -80,7 +92,8 @@ pub fn check_prompt<B: Backend>(
         .map(|(id, _)| id)
         .collect();
     let theirs: Vec<u32> = case.top.iter().take(5).map(|t| t.id).collect();
-    if ours[0] != theirs[0] {
+    let clear_margin = case.top[0].logit - case.top[1].logit > MARGIN_THRESHOLD;
+    if ours[0] != theirs[0] && (top1_always || clear_margin) {
         return Err(format!("top-1 {} vs llama.cpp {}", ours[0], theirs[0]));
     }
     let shared = ours.iter().filter(|id| theirs.contains(id)).count();
@@ -89,7 +102,7 @@ pub fn check_prompt<B: Backend>(
     }
     for t in case.top.iter().take(5) {
         let logprob = out.logits[t.id as usize] - lse;
-        if (logprob - t.logprob).abs() > LOGPROB_TOLERANCE {
+        if (logprob - t.logprob).abs() > tolerance {
             return Err(format!(
                 "token {}: log-prob {logprob} vs llama.cpp {}",
                 t.id, t.logprob
@@ -124,10 +137,16 @@ fn logits_and_greedy_continuations_match_llamacpp() {
     let backend = CpuBackend::new();
     let mut failures = Vec::new();
     let mut count = 0;
-    for set in fixtures() {
+    for (i, set) in fixtures().iter().enumerate() {
+        let public = i == 0;
+        let tolerance = if public {
+            LOGPROB_TOLERANCE
+        } else {
+            LOGPROB_TOLERANCE_OWN_CASES
+        };
         for case in &set.prompts {
             count += 1;
-            if let Err(e) = check_prompt(model, &backend, case) {
+            if let Err(e) = check_prompt(model, &backend, case, tolerance, public) {
                 failures.push(format!("{:?}: {e}", case.prompt));
             }
         }

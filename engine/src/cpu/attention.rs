@@ -64,7 +64,13 @@ impl KvCache {
 /// Attends the `t` newest queries `q` `(t, n_heads·head_dim)` over everything in `cache`
 /// (which already holds their own keys) under `mask`. Returns `(t, n_heads·head_dim)` and,
 /// when asked, the probabilities `(n_heads·t, cache.len)`, head-major.
-pub fn attend(q: &[f32], t: usize, cache: &KvCache, mask: &Mask, want_probs: bool) -> (Vec<f32>, Option<Vec<f32>>) {
+pub fn attend(
+    q: &[f32],
+    t: usize,
+    cache: &KvCache,
+    mask: &Mask,
+    want_probs: bool,
+) -> (Vec<f32>, Option<Vec<f32>>) {
     let AttentionShape {
         n_heads,
         n_kv_heads,
@@ -75,7 +81,11 @@ pub fn attend(q: &[f32], t: usize, cache: &KvCache, mask: &Mask, want_probs: boo
     let group = n_heads / n_kv_heads;
     let scale = 1.0 / (head_dim as f32).sqrt();
     let mut out = vec![0.0f32; t * n_heads * head_dim];
-    let mut probs = if want_probs { vec![0.0f32; n_heads * t * total] } else { Vec::new() };
+    let mut probs = if want_probs {
+        vec![0.0f32; n_heads * t * total]
+    } else {
+        Vec::new()
+    };
     let visible = mask.to_rows(t, cached); // (t, total)
 
     // One job per (head, query): each writes its own output row segment and probability row.
@@ -90,7 +100,13 @@ pub fn attend(q: &[f32], t: usize, cache: &KvCache, mask: &Mask, want_probs: boo
             .collect();
         let row = &visible[i * total..(i + 1) * total];
         let mut scores: Vec<f32> = (0..total)
-            .map(|j| if row[j] { dot(&query, cache.key(g, j)) * scale } else { f32::NEG_INFINITY })
+            .map(|j| {
+                if row[j] {
+                    dot(&query, cache.key(g, j)) * scale
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
             .collect();
         softmax_in_place(&mut scores);
         let mut acc = vec![0.0f32; head_dim];
@@ -105,7 +121,10 @@ pub fn attend(q: &[f32], t: usize, cache: &KvCache, mask: &Mask, want_probs: boo
         // SAFETY: job (h, i) alone writes out[i, h·d .. (h+1)·d] and probs row h·t + i; both
         // buffers outlive the parallel run.
         unsafe {
-            let dst = std::slice::from_raw_parts_mut(out_ptr.at(i * n_heads * head_dim + h * head_dim), head_dim);
+            let dst = std::slice::from_raw_parts_mut(
+                out_ptr.at(i * n_heads * head_dim + h * head_dim),
+                head_dim,
+            );
             dst.copy_from_slice(&acc);
             if want_probs {
                 let dst = std::slice::from_raw_parts_mut(probs_ptr.at((h * t + i) * total), total);
@@ -115,13 +134,7 @@ pub fn attend(q: &[f32], t: usize, cache: &KvCache, mask: &Mask, want_probs: boo
     };
     let jobs = n_heads * t;
     #[cfg(not(target_arch = "wasm32"))]
-    {
-        if t > 1 {
-            super::pool::global().run(jobs, &job);
-        } else {
-            (0..jobs).for_each(job);
-        }
-    }
+    super::pool::global().run(jobs, &job);
     #[cfg(target_arch = "wasm32")]
     (0..jobs).for_each(job);
     (out, want_probs.then_some(probs))
@@ -146,7 +159,12 @@ impl SharedOut {
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut sums = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ca.zip(cb) {
         for k in 0..8 {
             sums[k] += x[k] * y[k];
@@ -177,8 +195,19 @@ mod tests {
     use crate::testing::{check_close, SeededRng};
 
     /// Straight from the definition, one head and query at a time.
-    fn naive(q: &[f32], keys: &[Vec<f32>], values: &[Vec<f32>], shape: AttentionShape, t: usize, mask: &Mask) -> Vec<f32> {
-        let AttentionShape { n_heads, n_kv_heads, head_dim } = shape;
+    fn naive(
+        q: &[f32],
+        keys: &[Vec<f32>],
+        values: &[Vec<f32>],
+        shape: AttentionShape,
+        t: usize,
+        mask: &Mask,
+    ) -> Vec<f32> {
+        let AttentionShape {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+        } = shape;
         let total = keys.len();
         let cached = total - t;
         let mut out = vec![0.0; t * n_heads * head_dim];
@@ -190,7 +219,11 @@ mod tests {
                     .map(|j| {
                         if mask.visible(i, j, cached, total) {
                             let k = &keys[j][g * head_dim..][..head_dim];
-                            qv.iter().zip(k).map(|(a, b)| (*a as f64) * (*b as f64)).sum::<f64>() / (head_dim as f64).sqrt()
+                            qv.iter()
+                                .zip(k)
+                                .map(|(a, b)| (*a as f64) * (*b as f64))
+                                .sum::<f64>()
+                                / (head_dim as f64).sqrt()
                         } else {
                             f64::NEG_INFINITY
                         }
@@ -200,8 +233,10 @@ mod tests {
                 let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
                 s.iter_mut().for_each(|v| *v = (*v - m).exp() / z);
                 for x in 0..head_dim {
-                    out[i * n_heads * head_dim + h * head_dim + x] =
-                        (0..total).map(|j| s[j] * values[j][g * head_dim + x] as f64).sum::<f64>() as f32;
+                    out[i * n_heads * head_dim + h * head_dim + x] = (0..total)
+                        .map(|j| s[j] * values[j][g * head_dim + x] as f64)
+                        .sum::<f64>()
+                        as f32;
                 }
             }
         }
@@ -210,7 +245,11 @@ mod tests {
 
     #[test]
     fn attend_matches_the_definition() {
-        let shape = AttentionShape { n_heads: 6, n_kv_heads: 2, head_dim: 12 };
+        let shape = AttentionShape {
+            n_heads: 6,
+            n_kv_heads: 2,
+            head_dim: 12,
+        };
         let mut rng = SeededRng::new(5);
         let kv = shape.n_kv_heads * shape.head_dim;
         let (first, second) = (7, 3);

@@ -37,7 +37,6 @@ pub enum CpuMatrix {
     },
 }
 
-
 fn ggml_dtype(ty: GgmlType) -> GgmlDType {
     match ty {
         GgmlType::F32 => GgmlDType::F32,
@@ -203,7 +202,9 @@ impl Backend for CpuBackend {
     ) -> Result<(Tensor, Option<Tensor>)> {
         let (t, _) = q.dims2()?;
         if cache.shape != shape {
-            return Err(Error::InvalidRequest("attention: the cache has another shape".into()));
+            return Err(Error::InvalidRequest(
+                "attention: the cache has another shape".into(),
+            ));
         }
         if cache.len + t > cache.capacity {
             return Err(Error::ContextOverflow {
@@ -211,13 +212,20 @@ impl Backend for CpuBackend {
                 context: cache.capacity,
             });
         }
-        let (k, v) = (k.flatten_all()?.to_vec1::<f32>()?, v.flatten_all()?.to_vec1::<f32>()?);
+        let (k, v) = (
+            k.flatten_all()?.to_vec1::<f32>()?,
+            v.flatten_all()?.to_vec1::<f32>()?,
+        );
         cache.append(&k, &v, t);
         let q = q.flatten_all()?.to_vec1::<f32>()?;
         let (out, probs) = attention::attend(&q, t, cache, mask, want_probs);
         let out = Tensor::from_vec(out, (t, shape.n_heads * shape.head_dim), &Device::Cpu)?;
         let probs = match probs {
-            Some(p) => Some(Tensor::from_vec(p, (shape.n_heads * t, cache.len), &Device::Cpu)?),
+            Some(p) => Some(Tensor::from_vec(
+                p,
+                (shape.n_heads * t, cache.len),
+                &Device::Cpu,
+            )?),
             None => None,
         };
         Ok((out, probs))

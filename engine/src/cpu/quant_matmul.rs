@@ -88,12 +88,13 @@ impl Q8Activations {
             let id = if amax > 0.0 { 127.0 / amax } else { 0.0 };
             let mut sum = 0i32;
             for (q, &v) in qs.iter_mut().zip(block) {
-                *q = (v * id).round_ties_even() as i8;
+                *q = round_ties_even(v * id) as i8;
                 sum += *q as i32;
             }
             // As ggml (`quantize_row_q8_1`): both kept in f16, ties rounded to even; matching it
             // keeps our logits closest to llama.cpp's.
-            out.scale_sum.push([round_f16(d), round_f16(d * sum as f32)]);
+            out.scale_sum
+                .push([round_f16(d), round_f16(d * sum as f32)]);
         }
         out
     }
@@ -115,16 +116,32 @@ struct ActivationRow<'a> {
 }
 
 type DotFn = fn(&[u8], ActivationRow<'_>) -> f32;
+/// One weight row against four tokens at once (prefill): the row's blocks are unpacked once.
+type Dot4Fn = fn(&[u8], [ActivationRow<'_>; 4]) -> [f32; 4];
+
+/// A four-token kernel for `ty`, where one exists.
+fn dot4_kernel(ty: GgmlType) -> Option<Dot4Fn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if ty == GgmlType::Q4_1 && avx2::available() {
+            return Some(if avx2::vnni_available() {
+                avx2::dot4_q4_1_vnni
+            } else {
+                avx2::dot4_q4_1
+            });
+        }
+    }
+    let _ = ty;
+    None
+}
 
 /// The fastest dot product this machine has for `ty`.
 fn dot_kernel(ty: GgmlType) -> DotFn {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-            && std::arch::is_x86_feature_detected!("f16c")
-        {
+        if avx2::available() {
             return match ty {
+                GgmlType::Q4_1 if avx2::vnni_available() => avx2::dot_q4_1_vnni,
                 GgmlType::Q4_1 => avx2::dot_q4_1,
                 GgmlType::Q4_0 => avx2::dot_q4_0,
                 _ => avx2::dot_q8_0,
@@ -195,9 +212,23 @@ pub fn matmul_many(x: &[f32], tokens: usize, weights: &[&QMatrix]) -> Vec<Vec<f3
         // SAFETY: every job owns a disjoint chunk of `transposed`, which outlives the run.
         let out = unsafe { std::slice::from_raw_parts_mut(out.0, out.1) };
         let dot = dot_kernel(w.ty);
+        let dot4 = if tokens >= 4 { dot4_kernel(w.ty) } else { None };
         for (i, row_out) in out.chunks_mut(tokens).enumerate() {
             let row = w.row(first_row + i);
-            for (t, y) in row_out.iter_mut().enumerate() {
+            let mut t = 0;
+            if let Some(dot4) = dot4 {
+                while t + 4 <= tokens {
+                    let four = [
+                        acts.row(t),
+                        acts.row(t + 1),
+                        acts.row(t + 2),
+                        acts.row(t + 3),
+                    ];
+                    row_out[t..t + 4].copy_from_slice(&dot4(row, four));
+                    t += 4;
+                }
+            }
+            for (y, t) in row_out[t..].iter_mut().zip(t..) {
                 *y = dot(row, acts.row(t));
             }
         }
@@ -254,6 +285,13 @@ fn worker_threads() -> usize {
 /// `y = x · Wᵀ` for one matrix.
 pub fn matmul(x: &[f32], tokens: usize, w: &QMatrix) -> Vec<f32> {
     matmul_many(x, tokens, &[w]).pop().unwrap_or_default()
+}
+
+/// Rounds to the nearest integer, ties to even, for |v| < 2²²: adding and removing 1.5·2²³
+/// leaves no fraction bits. (`f32::round_ties_even` is a libm call without SSE4.1.)
+fn round_ties_even(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC) - MAGIC
 }
 
 fn round_f16(v: f32) -> f32 {
@@ -365,14 +403,28 @@ mod avx2 {
         dot_u8_i8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a))
     }
 
-    pub fn dot_q4_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
-        // SAFETY: selected only when the CPU has avx2, fma and f16c; all reads stay inside
-        // `row` (20 bytes per block) and `x` (32 bytes and one scale pair per block).
-        unsafe { dot_q4_1_impl(row, x) }
+    pub fn available() -> bool {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
     }
 
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot_q4_1_impl(row: &[u8], x: ActivationRow<'_>) -> f32 {
+    /// AVX-512 VNNI (`vpdpbusd`): one instruction for a byte dot product instead of two.
+    pub fn vnni_available() -> bool {
+        available()
+            && is_x86_feature_detected!("avx512vnni")
+            && is_x86_feature_detected!("avx512vl")
+    }
+
+    /// Σ u·s over 32 (unsigned, signed) byte pairs with VNNI.
+    #[inline(always)]
+    unsafe fn dot_u8_i8_vnni(u: __m256i, s: __m256i) -> __m256 {
+        _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s))
+    }
+
+    /// Q4_1 · Q8 for one row; `VNNI` picks the byte dot product.
+    #[inline(always)]
+    unsafe fn q4_1_row<const VNNI: bool>(row: &[u8], x: ActivationRow<'_>) -> f32 {
         let n = x.scale_sum.len().min(row.len() / 20);
         let w = row.as_ptr();
         let q = x.qs.as_ptr();
@@ -381,13 +433,20 @@ mod avx2 {
             let b = w.add(i * 20);
             let products = _mm_mul_ps(two_f16(b), scale_sum(&x, i)); // [d·dₓ, m·sₓ, 0, 0]
             let acts = _mm256_loadu_si256(q.add(i * 32) as *const __m256i);
-            let p = dot_u8_i8(unpack_nibbles(b.add(4)), acts);
+            let weights = unpack_nibbles(b.add(4));
+            let p = if VNNI {
+                dot_u8_i8_vnni(weights, acts)
+            } else {
+                dot_u8_i8(weights, acts)
+            };
             (
                 _mm256_fmadd_ps(_mm256_broadcastss_ps(products), p, acc),
                 _mm_add_ps(min_terms, products),
             )
         };
-        // Two independent chains, so each block need not wait for the previous one's FMA.
+        // Two independent chains (even and odd blocks), so each block need not wait for the
+        // previous one's FMA. The four-token kernel sums in exactly this order, so prefill and
+        // decode give bit-identical results.
         let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
         let (mut min0, mut min1) = (_mm_setzero_ps(), _mm_setzero_ps());
         let mut i = 0;
@@ -399,8 +458,80 @@ mod avx2 {
         if i < n {
             (acc0, min0) = block(i, acc0, min0);
         }
-        let min_terms = _mm_add_ps(min0, min1);
-        hsum(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(min_terms))
+        hsum(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(_mm_add_ps(min0, min1)))
+    }
+
+    /// Q4_1 · Q8 for one row and four tokens: each weight block is unpacked once.
+    #[inline(always)]
+    unsafe fn q4_1_row4<const VNNI: bool>(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
+        let n = x[0].scale_sum.len().min(row.len() / 20);
+        let w = row.as_ptr();
+        // [token][chain]: the same even/odd chains as `q4_1_row`.
+        let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+        let mut min_terms = [[_mm_setzero_ps(); 2]; 4];
+        for i in 0..n {
+            let b = w.add(i * 20);
+            let dm = two_f16(b);
+            let weights = unpack_nibbles(b.add(4));
+            let chain = i & 1;
+            for t in 0..4 {
+                let products = _mm_mul_ps(dm, scale_sum(&x[t], i));
+                let acts = _mm256_loadu_si256(x[t].qs.as_ptr().add(i * 32) as *const __m256i);
+                let p = if VNNI {
+                    dot_u8_i8_vnni(weights, acts)
+                } else {
+                    dot_u8_i8(weights, acts)
+                };
+                acc[t][chain] = _mm256_fmadd_ps(_mm256_broadcastss_ps(products), p, acc[t][chain]);
+                min_terms[t][chain] = _mm_add_ps(min_terms[t][chain], products);
+            }
+        }
+        let mut out = [0.0; 4];
+        for t in 0..4 {
+            let mins = _mm_add_ps(min_terms[t][0], min_terms[t][1]);
+            out[t] =
+                hsum(_mm256_add_ps(acc[t][0], acc[t][1])) + _mm_cvtss_f32(_mm_movehdup_ps(mins));
+        }
+        out
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot_q4_1_avx2(row: &[u8], x: ActivationRow<'_>) -> f32 {
+        q4_1_row::<false>(row, x)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    unsafe fn dot_q4_1_avx512vnni(row: &[u8], x: ActivationRow<'_>) -> f32 {
+        q4_1_row::<true>(row, x)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot4_q4_1_avx2(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
+        q4_1_row4::<false>(row, x)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    unsafe fn dot4_q4_1_avx512vnni(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
+        q4_1_row4::<true>(row, x)
+    }
+
+    // SAFETY (the four below): selected only when `available()` (and `vnni_available()` for
+    // the VNNI ones) says the CPU has the features; reads stay inside `row` (20 bytes per
+    // block) and the activation rows (32 bytes and one scale pair per block).
+    pub fn dot_q4_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
+        unsafe { dot_q4_1_avx2(row, x) }
+    }
+
+    pub fn dot_q4_1_vnni(row: &[u8], x: ActivationRow<'_>) -> f32 {
+        unsafe { dot_q4_1_avx512vnni(row, x) }
+    }
+
+    pub fn dot4_q4_1(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
+        unsafe { dot4_q4_1_avx2(row, x) }
+    }
+
+    pub fn dot4_q4_1_vnni(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
+        unsafe { dot4_q4_1_avx512vnni(row, x) }
     }
 
     pub fn dot_q4_0(row: &[u8], x: ActivationRow<'_>) -> f32 {

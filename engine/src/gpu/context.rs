@@ -80,7 +80,10 @@ impl GpuContext {
         let name = match browser_adapter_name(&self.device) {
             Some(name) => name,
             None if !self.info.name.is_empty() => self.info.name.clone(),
-            None => format!("vendor {:#x} device {:#x}", self.info.vendor, self.info.device),
+            None => format!(
+                "vendor {:#x} device {:#x}",
+                self.info.vendor, self.info.device
+            ),
         };
         let mut text = format!("{name} ({})", self.info.backend);
         if !self.info.driver.is_empty() && cfg!(not(target_arch = "wasm32")) {

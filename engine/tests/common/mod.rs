@@ -56,16 +56,15 @@ pub struct TopEntry {
     pub logprob: f32,
 }
 
-/// llama.cpp's outputs: the public set (from the project brief) and our own additions.
-pub fn fixtures() -> Vec<Fixtures> {
-    ["llamacpp_public.json", "llamacpp_glassbox.json"]
-        .iter()
-        .filter_map(|name| {
-            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures")
-                .join(name);
-            let text = std::fs::read_to_string(&path).ok()?;
-            Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        })
-        .collect()
+/// llama.cpp's outputs: the public set (from the project brief), then our own additions.
+pub fn fixtures() -> [Fixtures; 2] {
+    let read = |name: &str| -> Fixtures {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    [read("llamacpp_public.json"), read("llamacpp_glassbox.json")]
 }
