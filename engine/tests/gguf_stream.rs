@@ -55,7 +55,7 @@ fn read(
     for piece in bytes.chunks(chunk.max(1)) {
         events.extend(stream.push(piece)?);
     }
-    events.extend(stream.finish()?);
+    stream.finish()?;
     let mut header = None;
     let mut tensors = Vec::new();
     for event in events {
@@ -80,18 +80,26 @@ fn chunk_size_does_not_change_the_result() {
 }
 
 #[test]
-fn each_tensor_comes_out_once_its_last_byte_arrives() {
+fn header_and_tensors_come_out_as_soon_as_their_last_byte_arrives() {
     let file = sample_file();
     let (header, _) = read(&file, file.len(), None).unwrap();
     let mut stream = GgufStream::new(Limits::default(), None);
+    let mut header_at = None;
     let mut seen = Vec::new();
     for (i, byte) in file.iter().enumerate() {
         for event in stream.push(std::slice::from_ref(byte)).unwrap() {
-            if let GgufEvent::Tensor(t) = event {
-                seen.push((t.info.name.clone(), i + 1));
+            match event {
+                GgufEvent::Header(_) => header_at = Some(i + 1),
+                GgufEvent::Tensor(t) => seen.push((t.info.name.clone(), i + 1)),
             }
         }
     }
+    // The last tensor info ends where the alignment padding before the data begins.
+    let header_end = header_at.expect("a header event");
+    assert!(
+        header_end <= header.data_offset as usize && header.data_offset as usize - header_end < 32
+    );
+    assert_eq!(seen.len(), 3, "{seen:?}");
     for (name, arrived_at) in seen {
         let info = header.tensor(&name).unwrap();
         let end = (header.data_offset + info.offset + info.n_bytes) as usize;

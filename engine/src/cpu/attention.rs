@@ -194,7 +194,8 @@ mod tests {
     use super::*;
     use crate::testing::{check_close, SeededRng};
 
-    /// Straight from the definition, one head and query at a time.
+    /// Straight from the definition, one head and query at a time, in f64, with the same f16
+    /// rounding of queries, keys, values and probabilities as llama.cpp (and `attend`).
     fn naive(
         q: &[f32],
         keys: &[Vec<f32>],
@@ -214,14 +215,17 @@ mod tests {
         for i in 0..t {
             for h in 0..n_heads {
                 let g = h / (n_heads / n_kv_heads);
-                let qv = &q[i * n_heads * head_dim + h * head_dim..][..head_dim];
+                let qv: Vec<f32> = q[i * n_heads * head_dim + h * head_dim..][..head_dim]
+                    .iter()
+                    .map(|&x| round_f16(x))
+                    .collect();
                 let mut s: Vec<f64> = (0..total)
                     .map(|j| {
                         if mask.visible(i, j, cached, total) {
                             let k = &keys[j][g * head_dim..][..head_dim];
                             qv.iter()
                                 .zip(k)
-                                .map(|(a, b)| (*a as f64) * (*b as f64))
+                                .map(|(a, b)| (*a as f64) * (round_f16(*b) as f64))
                                 .sum::<f64>()
                                 / (head_dim as f64).sqrt()
                         } else {
@@ -231,10 +235,11 @@ mod tests {
                     .collect();
                 let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
-                s.iter_mut().for_each(|v| *v = (*v - m).exp() / z);
+                s.iter_mut()
+                    .for_each(|v| *v = round_f16(((*v - m).exp() / z) as f32) as f64);
                 for x in 0..head_dim {
                     out[i * n_heads * head_dim + h * head_dim + x] = (0..total)
-                        .map(|j| s[j] * values[j][g * head_dim + x] as f64)
+                        .map(|j| s[j] * round_f16(values[j][g * head_dim + x]) as f64)
                         .sum::<f64>()
                         as f32;
                 }

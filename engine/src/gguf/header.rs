@@ -173,10 +173,11 @@ fn wrong_type(key: &str, expected: &'static str) -> GgufError {
     }
 }
 
-/// Why a parse attempt stopped.
+/// Why a parse step stopped.
 pub(super) enum Stop {
-    /// The buffer ends before the header does: try again with more bytes.
-    NeedMore,
+    /// The bytes end before the current item does; nothing can progress until the buffer holds
+    /// this many bytes in all.
+    NeedMore(usize),
     Invalid(GgufError),
 }
 
@@ -194,10 +195,12 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: u64) -> Result<&'a [u8], Stop> {
-        let n = usize::try_from(n).map_err(|_| Stop::NeedMore)?;
-        let end = self.pos.checked_add(n).ok_or(Stop::NeedMore)?;
+        let end = usize::try_from(n)
+            .ok()
+            .and_then(|n| self.pos.checked_add(n))
+            .ok_or(Stop::NeedMore(usize::MAX))?;
         if end > self.bytes.len() {
-            return Err(Stop::NeedMore);
+            return Err(Stop::NeedMore(end));
         }
         let slice = &self.bytes[self.pos..end];
         self.pos = end;
@@ -233,6 +236,35 @@ impl<'a> Cursor<'a> {
         String::from_utf8(bytes.to_vec()).map_err(|_| GgufError::InvalidUtf8 { offset }.into())
     }
 
+    /// An array's element type and count, checked against the limits.
+    fn array_header(&mut self, key: &str, depth: u32) -> Result<(u32, u64), Stop> {
+        if depth >= self.limits.max_array_depth {
+            return Err(GgufError::ArrayTooDeep {
+                key: key.to_string(),
+                max: self.limits.max_array_depth,
+            }
+            .into());
+        }
+        let item_type = self.u32()?;
+        if min_value_bytes(item_type).is_none() {
+            return Err(GgufError::UnknownValueType {
+                key: key.to_string(),
+                value_type: item_type,
+            }
+            .into());
+        }
+        let count = self.u64()?;
+        if count > self.limits.max_array_len {
+            return Err(GgufError::TooMany {
+                what: "array elements",
+                count,
+                max: self.limits.max_array_len,
+            }
+            .into());
+        }
+        Ok((item_type, count))
+    }
+
     fn value(&mut self, key: &str, value_type: u32, depth: u32) -> Result<MetadataValue, Stop> {
         Ok(match value_type {
             0 => MetadataValue::U8(self.array::<1>()?[0]),
@@ -245,30 +277,7 @@ impl<'a> Cursor<'a> {
             7 => MetadataValue::Bool(self.array::<1>()?[0] != 0),
             8 => MetadataValue::String(self.string()?),
             9 => {
-                if depth >= self.limits.max_array_depth {
-                    return Err(GgufError::ArrayTooDeep {
-                        key: key.to_string(),
-                        max: self.limits.max_array_depth,
-                    }
-                    .into());
-                }
-                let item_type = self.u32()?;
-                if min_value_bytes(item_type).is_none() {
-                    return Err(GgufError::UnknownValueType {
-                        key: key.to_string(),
-                        value_type: item_type,
-                    }
-                    .into());
-                }
-                let count = self.u64()?;
-                if count > self.limits.max_array_len {
-                    return Err(GgufError::TooMany {
-                        what: "array elements",
-                        count,
-                        max: self.limits.max_array_len,
-                    }
-                    .into());
-                }
+                let (item_type, count) = self.array_header(key, depth)?;
                 // Reserve only what the bytes at hand can hold: the count is the file's word.
                 let present =
                     (self.bytes.len() - self.pos) as u64 / min_value_bytes(item_type).unwrap_or(1);
@@ -305,70 +314,156 @@ fn min_value_bytes(value_type: u32) -> Option<u64> {
     })
 }
 
-/// Parses and validates a header from the start of `bytes`. Returns `Stop::NeedMore` when the
-/// bytes end before the header does.
-pub(super) fn parse(
-    bytes: &[u8],
-    limits: &Limits,
+/// A top-level metadata array being read element by element (the vocabulary is ~50,000
+/// strings: re-reading it whole at every new chunk would cost O(n²)).
+struct OpenArray {
+    key: String,
+    item_type: u32,
+    remaining: u64,
+    items: Vec<MetadataValue>,
+}
+
+/// The header parser: resumable, so each call reads only what is new. Every item (counts, a
+/// key/value, an array element, a tensor info) is read whole or not at all.
+pub(super) struct HeaderParser {
+    limits: Limits,
     file_len: Option<u64>,
-) -> Result<GgufHeader, Stop> {
-    let mut cur = Cursor {
-        bytes,
-        pos: 0,
-        limits,
-    };
-    let magic = cur.array::<4>()?;
-    if &magic != b"GGUF" {
-        return Err(GgufError::BadMagic(magic.to_vec()).into());
-    }
-    let version = cur.u32()?;
-    if !(2..=3).contains(&version) {
-        return Err(GgufError::UnsupportedVersion(version).into());
-    }
-    let tensor_count = cur.u64()?;
-    if tensor_count > limits.max_tensors {
-        return Err(GgufError::TooMany {
-            what: "tensors",
-            count: tensor_count,
-            max: limits.max_tensors,
+    /// Bytes consumed by the items read so far.
+    pos: usize,
+    /// Nothing can progress before the buffer holds this many bytes.
+    needed: usize,
+    counts: Option<(u32, u64, u64)>,
+    metadata: BTreeMap<String, MetadataValue>,
+    open_array: Option<OpenArray>,
+    tensors: Vec<TensorInfo>,
+    names: HashSet<String>,
+}
+
+impl HeaderParser {
+    pub(super) fn new(limits: Limits, file_len: Option<u64>) -> Self {
+        HeaderParser {
+            limits,
+            file_len,
+            pos: 0,
+            needed: 0,
+            counts: None,
+            metadata: BTreeMap::new(),
+            open_array: None,
+            tensors: Vec::new(),
+            names: HashSet::new(),
         }
-        .into());
     }
-    let kv_count = cur.u64()?;
-    if kv_count > limits.max_metadata_entries {
-        return Err(GgufError::TooMany {
-            what: "metadata entries",
-            count: kv_count,
-            max: limits.max_metadata_entries,
+
+    /// Reads on from where the last call stopped; `bytes` is everything received so far.
+    /// Returns the header once its last byte is in.
+    pub(super) fn advance(&mut self, bytes: &[u8]) -> Result<Option<GgufHeader>, GgufError> {
+        if bytes.len() < self.needed {
+            return Ok(None);
         }
-        .into());
+        let limits = self.limits.clone();
+        loop {
+            let mut cur = Cursor {
+                bytes,
+                pos: self.pos,
+                limits: &limits,
+            };
+            match self.step(&mut cur) {
+                Ok(done) => {
+                    self.pos = cur.pos;
+                    if done {
+                        return self.finish().map(Some);
+                    }
+                }
+                Err(Stop::NeedMore(needed)) => {
+                    self.needed = needed;
+                    return Ok(None);
+                }
+                Err(Stop::Invalid(e)) => return Err(e),
+            }
+        }
     }
-    let mut metadata = BTreeMap::new();
-    for _ in 0..kv_count {
-        let key = cur.string()?;
-        let value_type = cur.u32()?;
-        let value = cur.value(&key, value_type, 0)?;
-        if metadata.insert(key.clone(), value).is_some() {
+
+    /// Reads one item; true once the last tensor info is read.
+    fn step(&mut self, cur: &mut Cursor<'_>) -> Result<bool, Stop> {
+        let Some((_, tensor_count, kv_count)) = self.counts else {
+            let magic = cur.array::<4>()?;
+            if &magic != b"GGUF" {
+                return Err(GgufError::BadMagic(magic.to_vec()).into());
+            }
+            let version = cur.u32()?;
+            if !(2..=3).contains(&version) {
+                return Err(GgufError::UnsupportedVersion(version).into());
+            }
+            let tensor_count = cur.u64()?;
+            check_count("tensors", tensor_count, self.limits.max_tensors)?;
+            let kv_count = cur.u64()?;
+            check_count(
+                "metadata entries",
+                kv_count,
+                self.limits.max_metadata_entries,
+            )?;
+            self.counts = Some((version, tensor_count, kv_count));
+            return Ok(tensor_count == 0 && kv_count == 0);
+        };
+        if let Some(open) = &mut self.open_array {
+            let item = cur.value(&open.key, open.item_type, 1)?;
+            open.items.push(item);
+            open.remaining -= 1;
+            if open.remaining == 0 {
+                if let Some(open) = self.open_array.take() {
+                    self.insert(open.key, MetadataValue::Array(open.items))?;
+                }
+            }
+        } else if (self.metadata.len() as u64) < kv_count {
+            let key = cur.string()?;
+            let value_type = cur.u32()?;
+            if value_type == 9 {
+                let (item_type, count) = cur.array_header(&key, 0)?;
+                if count == 0 {
+                    self.insert(key, MetadataValue::Array(Vec::new()))?;
+                } else {
+                    self.open_array = Some(OpenArray {
+                        key,
+                        item_type,
+                        remaining: count,
+                        items: Vec::with_capacity(count.min(4096) as usize),
+                    });
+                }
+            } else {
+                let value = cur.value(&key, value_type, 0)?;
+                self.insert(key, value)?;
+            }
+        } else if (self.tensors.len() as u64) < tensor_count {
+            self.tensor_info(cur)?;
+        }
+        Ok(self.metadata.len() as u64 == kv_count
+            && self.open_array.is_none()
+            && self.tensors.len() as u64 == tensor_count)
+    }
+
+    fn insert(&mut self, key: String, value: MetadataValue) -> Result<(), Stop> {
+        if self.metadata.contains_key(&key) {
             return Err(GgufError::DuplicateKey(key).into());
         }
+        self.metadata.insert(key, value);
+        Ok(())
     }
-    let alignment = match metadata.get("general.alignment") {
-        None => 32,
-        Some(v) => match v.as_u64() {
-            Some(a) if a.is_power_of_two() && a <= 65_536 => a,
-            Some(a) => return Err(GgufError::BadAlignment(a).into()),
-            None => {
-                return Err(GgufError::WrongMetadataType {
+
+    fn alignment(&self) -> Result<u64, GgufError> {
+        match self.metadata.get("general.alignment") {
+            None => Ok(32),
+            Some(v) => match v.as_u64() {
+                Some(a) if a.is_power_of_two() && a <= 65_536 => Ok(a),
+                Some(a) => Err(GgufError::BadAlignment(a)),
+                None => Err(GgufError::WrongMetadataType {
                     key: "general.alignment".into(),
                     expected: "an unsigned integer",
-                }
-                .into())
-            }
-        },
-    };
-    let mut tensors = Vec::with_capacity(tensor_count.min(1024) as usize);
-    let mut names = HashSet::new();
-    for _ in 0..tensor_count {
+                }),
+            },
+        }
+    }
+
+    fn tensor_info(&mut self, cur: &mut Cursor<'_>) -> Result<(), Stop> {
         let name = cur.string()?;
         let n_dims = cur.u32()?;
         if !(1..=4).contains(&n_dims) {
@@ -385,7 +480,8 @@ pub(super) fn parse(
                 name: name.clone(),
                 ggml_type: type_id,
             })?;
-        let n_bytes = tensor_bytes(&name, &dims, ggml_type, limits)?;
+        let n_bytes = tensor_bytes(&name, &dims, ggml_type, &self.limits)?;
+        let alignment = self.alignment()?;
         if offset % alignment != 0 {
             return Err(GgufError::Misaligned {
                 name,
@@ -394,26 +490,45 @@ pub(super) fn parse(
             }
             .into());
         }
-        if !names.insert(name.clone()) {
+        if !self.names.insert(name.clone()) {
             return Err(GgufError::DuplicateTensor(name).into());
         }
-        tensors.push(TensorInfo {
+        self.tensors.push(TensorInfo {
             name,
             dims,
             ggml_type,
             offset,
             n_bytes,
         });
+        Ok(())
     }
-    let data_offset = (cur.pos as u64).div_ceil(alignment) * alignment;
-    check_layout(&tensors, data_offset, file_len)?;
-    Ok(GgufHeader {
-        version,
-        metadata,
-        tensors,
-        alignment,
-        data_offset,
-    })
+
+    fn finish(&mut self) -> Result<GgufHeader, GgufError> {
+        let alignment = self.alignment()?;
+        let version = self.counts.map_or(3, |c| c.0);
+        let data_offset = (self.pos as u64).div_ceil(alignment) * alignment;
+        check_layout(&self.tensors, data_offset, self.file_len)?;
+        Ok(GgufHeader {
+            version,
+            metadata: std::mem::take(&mut self.metadata),
+            tensors: std::mem::take(&mut self.tensors),
+            alignment,
+            data_offset,
+        })
+    }
+
+    /// Bytes the parser must see before it can go on (for the "header too large" check).
+    pub(super) fn needed(&self) -> usize {
+        self.needed
+    }
+}
+
+fn check_count(what: &'static str, count: u64, max: u64) -> Result<(), GgufError> {
+    if count > max {
+        Err(GgufError::TooMany { what, count, max })
+    } else {
+        Ok(())
+    }
 }
 
 fn bad_shape(name: &str, reason: String) -> GgufError {

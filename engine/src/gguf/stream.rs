@@ -1,6 +1,6 @@
 //! The push parser: bytes in, header and tensors out, as early as their bytes allow.
 
-use super::header::{self, Stop};
+use super::header::HeaderParser;
 use super::{GgufError, GgufHeader, Limits, TensorInfo};
 use std::sync::Arc;
 
@@ -24,7 +24,7 @@ pub struct GgufStream {
     file_len: Option<u64>,
     /// Header bytes gathered so far (emptied once the header is parsed).
     pending: Vec<u8>,
-    next_attempt: usize,
+    parser: HeaderParser,
     header: Option<Arc<GgufHeader>>,
     /// Tensor indices sorted by data offset: the order their bytes arrive in.
     order: Vec<usize>,
@@ -39,10 +39,10 @@ impl GgufStream {
     /// check that every tensor lies inside the file before any data arrives.
     pub fn new(limits: Limits, file_len: Option<u64>) -> Self {
         GgufStream {
+            parser: HeaderParser::new(limits.clone(), file_len),
             limits,
             file_len,
             pending: Vec::new(),
-            next_attempt: 0,
             header: None,
             order: Vec::new(),
             next_tensor: 0,
@@ -68,13 +68,8 @@ impl GgufStream {
             return Ok(events);
         }
         self.pending.extend_from_slice(chunk);
-        // Re-parsing from the start costs the header's length; trying only after the buffer
-        // grew by half keeps the total work linear.
-        if self.pending.len() < self.next_attempt {
-            return Ok(events);
-        }
-        match header::parse(&self.pending, &self.limits, self.file_len) {
-            Ok(parsed) => {
+        match self.parser.advance(&self.pending)? {
+            Some(parsed) => {
                 let header = Arc::new(parsed);
                 self.order = (0..header.tensors.len()).collect();
                 self.order.sort_by_key(|&i| header.tensors[i].offset);
@@ -83,30 +78,25 @@ impl GgufStream {
                 let rest = std::mem::take(&mut self.pending);
                 self.feed_data(&rest, &mut events)?;
             }
-            Err(Stop::NeedMore) => {
-                if self.pending.len() as u64 > self.limits.max_header_bytes {
+            None => {
+                let needed = self.parser.needed().max(self.pending.len());
+                if needed as u64 > self.limits.max_header_bytes {
                     return Err(GgufError::HeaderTooLarge {
                         max: self.limits.max_header_bytes,
                     });
                 }
-                self.next_attempt = self.pending.len() + (self.pending.len() / 2).max(4096);
             }
-            Err(Stop::Invalid(e)) => return Err(e),
         }
         Ok(events)
     }
 
-    /// Call after the last chunk: an error if the header or a tensor is incomplete.
-    pub fn finish(mut self) -> Result<Vec<GgufEvent>, GgufError> {
-        let mut events = Vec::new();
-        if self.header.is_none() {
-            self.next_attempt = 0;
-            events = self.push(&[])?;
-        }
+    /// Call after the last chunk: an error if the header or a tensor is incomplete. (Every
+    /// event has already been handed out by `push`.)
+    pub fn finish(self) -> Result<(), GgufError> {
         let Some(header) = &self.header else {
             return Err(GgufError::Truncated {
                 context: "the header".into(),
-                needed: self.pending.len() as u64 + 1,
+                needed: self.parser.needed().max(self.pending.len() + 1) as u64,
                 got: self.pending.len() as u64,
             });
         };
@@ -118,7 +108,7 @@ impl GgufStream {
                 got: self.current.len() as u64,
             });
         }
-        Ok(events)
+        Ok(())
     }
 
     /// True once the header and every tensor have been handed out.

@@ -1,0 +1,122 @@
+//! The `glassbox` command line, run as a user would, against the bundled model and the
+//! llama.cpp fixtures.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn glassbox(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_glassbox"))
+        .args(args)
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .expect("run glassbox");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn fixture() -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../engine/tests/fixtures/llamacpp_public.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn temp_file(name: &str, contents: &str) -> PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("glassbox-cli-test-{}-{name}", std::process::id()));
+    std::fs::write(&path, contents).unwrap();
+    path
+}
+
+#[test]
+fn tokenize_prints_llamacpp_ids() {
+    let fx = fixture();
+    let cases = fx["tokenize"].as_array().unwrap();
+    let texts: Vec<&Value> = cases.iter().map(|c| &c["text"]).collect();
+    let file = temp_file("strings.json", &serde_json::to_string(&texts).unwrap());
+    let (ok, stdout, stderr) = glassbox(&["tokenize", "--json-file", file.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let got: Vec<Vec<u32>> = serde_json::from_str(&stdout).unwrap();
+    let want: Vec<Vec<u32>> = cases
+        .iter()
+        .map(|c| serde_json::from_value(c["ids"].clone()).unwrap())
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn logits_prints_ids_and_top_k() {
+    let fx = fixture();
+    let case = &fx["prompts"][0];
+    let file = temp_file("prompt.txt", case["prompt"].as_str().unwrap());
+    let (ok, stdout, stderr) = glassbox(&[
+        "logits",
+        "--prompt-file",
+        file.to_str().unwrap(),
+        "--top",
+        "5",
+    ]);
+    assert!(ok, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(out["ids"], case["ids"]);
+    let top = out["top"].as_array().unwrap();
+    assert_eq!(top.len(), 5);
+    assert_eq!(top[0]["id"], case["top"][0]["id"]);
+    for entry in top {
+        assert!(entry["logit"].is_number() && entry["logprob"].as_f64().unwrap() <= 0.0);
+    }
+}
+
+#[test]
+fn generate_greedy_json_reproduces_llamacpp() {
+    let fx = fixture();
+    let case = &fx["prompts"][0];
+    let file = temp_file("gen.txt", case["prompt"].as_str().unwrap());
+    let (ok, stdout, stderr) = glassbox(&[
+        "generate",
+        "--prompt-file",
+        file.to_str().unwrap(),
+        "--max-tokens",
+        "32",
+        "--greedy",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    // llama.cpp's margins stay above 0.5 all the way for this prompt.
+    assert_eq!(out["ids"], case["greedy_ids"]);
+    assert_eq!(out["text"], "The capital of France is Paris.<|im_end|>");
+}
+
+#[test]
+fn a_missing_model_says_how_to_fetch_one() {
+    let prompt = temp_file("hello.txt", "Hello");
+    let (ok, _, stderr) = glassbox(&[
+        "logits",
+        "--model",
+        "/nonexistent/model.gguf",
+        "--prompt-file",
+        prompt.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("model file /nonexistent/model.gguf not found"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cargo xtask setup serve"), "{stderr}");
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_refused_with_both_lengths() {
+    // 9,000 digits: one token each, past the model's 8,192-token context.
+    let file = temp_file("long.txt", &"7".repeat(9000));
+    let (ok, _, stderr) = glassbox(&["logits", "--prompt-file", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("the prompt is 9000 tokens long but the context holds 8192 tokens"),
+        "{stderr}"
+    );
+}
