@@ -22,7 +22,14 @@ pub fn check_close(
     let bad: Vec<usize> = (0..got.len())
         .filter(|&i| {
             let (g, w) = (got[i], want[i]);
-            !((g - w).abs() <= abs + rel * w.abs()) // NaN fails too
+            {
+                // NaN compares as None and fails too.
+                let limit = abs + rel * w.abs();
+                !matches!(
+                    (g - w).abs().partial_cmp(&limit),
+                    Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+                )
+            }
         })
         .collect();
     match bad.first() {

@@ -5,7 +5,7 @@
 use engine::backend::{AttentionShape, Mask};
 use engine::cpu::attention::{attend, KvCache};
 use engine::cpu::blocks;
-use engine::cpu::quant_matmul::{fast_dot, matmul, scalar_dot, Q8Activations, QMatrix};
+use engine::cpu::quant_matmul::{fast_dot, matmul, scalar_dot, Q16Activations, QMatrix};
 use engine::gguf::{GgmlType, GgufEvent, GgufStream, GgufWriter, Limits, MetadataValue};
 use engine::testing::{check_close, SeededRng};
 
@@ -49,7 +49,7 @@ dual_test!(
                 };
                 let w = QMatrix::new(ty, rows, cols, data).unwrap();
                 let x = rng.vec_f32(tokens * cols, 2.0);
-                let acts = Q8Activations::quantize(&x, cols);
+                let acts = Q16Activations::quantize(&x, cols);
                 for r in 0..rows {
                     for t in 0..tokens {
                         let s = scalar_dot(ty, w.row(r), &acts, t);

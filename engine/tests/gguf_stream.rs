@@ -44,12 +44,15 @@ fn sample_file() -> Vec<u8> {
     w.to_bytes()
 }
 
+/// A tensor's name and bytes.
+type NamedBytes = (String, Vec<u8>);
+
 /// Feeds `bytes` in chunks of `chunk` bytes; returns the header and tensors, or the error.
 fn read(
     bytes: &[u8],
     chunk: usize,
     file_len: Option<u64>,
-) -> Result<(GgufHeader, Vec<(String, Vec<u8>)>), GgufError> {
+) -> Result<(GgufHeader, Vec<NamedBytes>), GgufError> {
     let mut stream = GgufStream::new(Limits::default(), file_len);
     let mut events = Vec::new();
     for piece in bytes.chunks(chunk.max(1)) {

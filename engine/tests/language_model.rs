@@ -175,8 +175,7 @@ fn another_architecture_is_refused_by_name_before_any_weight() {
     let header_len = bytes.len() - 32 * 4 * 4;
     let err = loader
         .push(&backend, &bytes[..header_len])
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert_eq!(err.to_string(), "unsupported architecture: gpt2");
 }
 

@@ -23,7 +23,11 @@ pub fn cmd(program: &str) -> Command {
 pub fn path_with_cargo_bin() -> String {
     let path = std::env::var("PATH").unwrap_or_default();
     match cargo_bin_dir() {
-        Some(bin) if !path.split(':').any(|p| PathBuf::from(p) == bin) => {
+        Some(bin)
+            if !path
+                .split(':')
+                .any(|p| bin.as_path() == std::path::Path::new(p)) =>
+        {
             format!("{}:{path}", bin.display())
         }
         _ => path,
@@ -81,5 +85,5 @@ pub fn step<T>(name: &str, body: impl FnOnce() -> Result<T, String>) -> Result<T
 }
 
 pub fn is_root() -> bool {
-    output(&mut Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0")
+    output(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0")
 }

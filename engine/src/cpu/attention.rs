@@ -3,6 +3,10 @@
 //!
 //! Plain loops on f32 slices: at decode time each head attends a single query over a few
 //! hundred keys, where a general matmul costs more in setup than in arithmetic.
+//!
+//! The softmax normaliser and the weighted sum of values accumulate in f64, so the result does
+//! not depend on the order of the keys: Set-Based Prompting reorders set members in the cache
+//! and must get the very same numbers.
 
 use crate::backend::{AttentionShape, Mask};
 
@@ -39,10 +43,8 @@ impl KvCache {
             for g in 0..n_kv_heads {
                 let src = i * n_kv_heads * head_dim + g * head_dim;
                 let dst = (g * self.capacity + self.len + i) * head_dim;
-                for x in 0..head_dim {
-                    self.keys[dst + x] = round_f16(k[src + x]);
-                    self.values[dst + x] = round_f16(v[src + x]);
-                }
+                self.keys[dst..dst + head_dim].copy_from_slice(&k[src..src + head_dim]);
+                self.values[dst..dst + head_dim].copy_from_slice(&v[src..src + head_dim]);
             }
         }
         self.len += t;
@@ -94,30 +96,27 @@ pub fn attend(
     let job = |index: usize| {
         let (h, i) = (index / t, index % t);
         let g = h / group;
-        let query: Vec<f32> = q[i * n_heads * head_dim + h * head_dim..][..head_dim]
-            .iter()
-            .map(|&x| round_f16(x))
-            .collect();
+        let query = &q[i * n_heads * head_dim + h * head_dim..][..head_dim];
         let row = &visible[i * total..(i + 1) * total];
         let mut scores: Vec<f32> = (0..total)
             .map(|j| {
                 if row[j] {
-                    dot(&query, cache.key(g, j)) * scale
+                    dot(query, cache.key(g, j)) * scale
                 } else {
                     f32::NEG_INFINITY
                 }
             })
             .collect();
         softmax_in_place(&mut scores);
-        let mut acc = vec![0.0f32; head_dim];
+        let mut acc = vec![0.0f64; head_dim];
         for (j, &p) in scores.iter().enumerate() {
-            let p = round_f16(p);
             if p > 0.0 {
-                for (a, v) in acc.iter_mut().zip(cache.value(g, j)) {
-                    *a += p * v;
+                for (a, &v) in acc.iter_mut().zip(cache.value(g, j)) {
+                    *a += p as f64 * v as f64;
                 }
             }
         }
+        let acc: Vec<f32> = acc.into_iter().map(|a| a as f32).collect();
         // SAFETY: job (h, i) alone writes out[i, h·d .. (h+1)·d] and probs row h·t + i; both
         // buffers outlive the parallel run.
         unsafe {
@@ -138,10 +137,6 @@ pub fn attend(
     #[cfg(target_arch = "wasm32")]
     (0..jobs).for_each(job);
     (out, want_probs.then_some(probs))
-}
-
-fn round_f16(v: f32) -> f32 {
-    half::f16::from_f32(v).to_f32()
 }
 
 struct SharedOut(*mut f32);
@@ -173,20 +168,21 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     sums.iter().sum::<f32>() + tail
 }
 
-/// Softmax over a row; masked entries (-inf) become 0. A fully masked row stays all zero.
+/// Softmax over a row; masked entries (-inf) become 0. A fully masked row stays all zero. The
+/// normaliser is summed in f64 (order-independent, see the module comment).
 pub fn softmax_in_place(row: &mut [f32]) {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     if max == f32::NEG_INFINITY {
         row.iter_mut().for_each(|v| *v = 0.0);
         return;
     }
-    let mut sum = 0.0;
+    let mut sum = 0.0f64;
     for v in row.iter_mut() {
         *v = (*v - max).exp();
-        sum += *v;
+        sum += *v as f64;
     }
     let inv = 1.0 / sum;
-    row.iter_mut().for_each(|v| *v *= inv);
+    row.iter_mut().for_each(|v| *v = (*v as f64 * inv) as f32);
 }
 
 #[cfg(test)]
@@ -194,8 +190,7 @@ mod tests {
     use super::*;
     use crate::testing::{check_close, SeededRng};
 
-    /// Straight from the definition, one head and query at a time, in f64, with the same f16
-    /// rounding of queries, keys, values and probabilities as llama.cpp (and `attend`).
+    /// Straight from the definition, one head and query at a time, in f64.
     fn naive(
         q: &[f32],
         keys: &[Vec<f32>],
@@ -215,17 +210,14 @@ mod tests {
         for i in 0..t {
             for h in 0..n_heads {
                 let g = h / (n_heads / n_kv_heads);
-                let qv: Vec<f32> = q[i * n_heads * head_dim + h * head_dim..][..head_dim]
-                    .iter()
-                    .map(|&x| round_f16(x))
-                    .collect();
+                let qv = &q[i * n_heads * head_dim + h * head_dim..][..head_dim];
                 let mut s: Vec<f64> = (0..total)
                     .map(|j| {
                         if mask.visible(i, j, cached, total) {
                             let k = &keys[j][g * head_dim..][..head_dim];
                             qv.iter()
                                 .zip(k)
-                                .map(|(a, b)| (*a as f64) * (round_f16(*b) as f64))
+                                .map(|(a, b)| (*a as f64) * (*b as f64))
                                 .sum::<f64>()
                                 / (head_dim as f64).sqrt()
                         } else {
@@ -235,11 +227,10 @@ mod tests {
                     .collect();
                 let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
-                s.iter_mut()
-                    .for_each(|v| *v = round_f16(((*v - m).exp() / z) as f32) as f64);
+                s.iter_mut().for_each(|v| *v = (*v - m).exp() / z);
                 for x in 0..head_dim {
                     out[i * n_heads * head_dim + h * head_dim + x] = (0..total)
-                        .map(|j| s[j] * round_f16(values[j][g * head_dim + x]) as f64)
+                        .map(|j| s[j] * values[j][g * head_dim + x] as f64)
                         .sum::<f64>()
                         as f32;
                 }

@@ -37,6 +37,30 @@ pub enum CpuMatrix {
     },
 }
 
+impl CpuMatrix {
+    /// (rows, columns)
+    pub fn shape(&self) -> (usize, usize) {
+        match self {
+            CpuMatrix::Blocks(m) => (m.rows, m.cols),
+            CpuMatrix::Candle { info, .. } => info.rows_cols(),
+        }
+    }
+
+    /// Row `r`, dequantized.
+    pub fn row_f32(&self, r: usize) -> Vec<f32> {
+        match self {
+            CpuMatrix::Blocks(m) => blocks::dequantize_to_vec(m.ty, m.row(r)),
+            CpuMatrix::Candle { info, bytes, .. } => {
+                let row_bytes = bytes.len() / info.rows_cols().0.max(1);
+                blocks::dequantize_to_vec(
+                    info.ggml_type,
+                    &bytes[r * row_bytes..(r + 1) * row_bytes],
+                )
+            }
+        }
+    }
+}
+
 fn ggml_dtype(ty: GgmlType) -> GgmlDType {
     match ty {
         GgmlType::F32 => GgmlDType::F32,
@@ -99,28 +123,7 @@ impl Backend for CpuBackend {
     }
 
     fn embed(&self, table: &CpuMatrix, ids: &[u32]) -> Result<Tensor> {
-        let (rows, cols, row_of): (usize, usize, Box<dyn Fn(usize) -> Vec<f32> + '_>) = match table
-        {
-            CpuMatrix::Blocks(m) => (
-                m.rows,
-                m.cols,
-                Box::new(move |r| blocks::dequantize_to_vec(m.ty, m.row(r))),
-            ),
-            CpuMatrix::Candle { info, bytes, .. } => {
-                let (rows, cols) = info.rows_cols();
-                let row_bytes = bytes.len() / rows.max(1);
-                (
-                    rows,
-                    cols,
-                    Box::new(move |r| {
-                        blocks::dequantize_to_vec(
-                            info.ggml_type,
-                            &bytes[r * row_bytes..(r + 1) * row_bytes],
-                        )
-                    }),
-                )
-            }
-        };
+        let (rows, cols) = table.shape();
         let mut out = Vec::with_capacity(ids.len() * cols);
         for &id in ids {
             if id as usize >= rows {
@@ -128,7 +131,7 @@ impl Backend for CpuBackend {
                     "token id {id} is outside the vocabulary ({rows} tokens)"
                 )));
             }
-            out.extend(row_of(id as usize));
+            out.extend(table.row_f32(id as usize));
         }
         Ok(Tensor::from_vec(out, (ids.len(), cols), &Device::Cpu)?)
     }
@@ -179,7 +182,10 @@ impl Backend for CpuBackend {
 
     fn rope(&self, x: &Tensor, head_dim: usize, positions: &[u32], base: f32) -> Result<Tensor> {
         let (tokens, features) = x.dims2()?;
-        if positions.len() != tokens || features % head_dim != 0 || head_dim % 2 != 0 {
+        if positions.len() != tokens
+            || !features.is_multiple_of(head_dim)
+            || !head_dim.is_multiple_of(2)
+        {
             return Err(Error::InvalidRequest(format!(
                 "rope: {tokens} tokens, {} positions, {features} features, head_dim {head_dim}",
                 positions.len()

@@ -148,7 +148,7 @@ fn worker(s: &Shared) {
             }
             std::hint::spin_loop();
             spins = spins.wrapping_add(1);
-            if spins % 256 == 0 && started.elapsed() > SPIN_FOR {
+            if spins.is_multiple_of(256) && started.elapsed() > SPIN_FOR {
                 let mut parked = s.parked.lock().unwrap_or_else(|p| p.into_inner());
                 *parked += 1;
                 while s.state.load(SeqCst) >> 32 == seen && !s.shutdown.load(SeqCst) {

@@ -1,11 +1,19 @@
 //! Quantized matrix multiplication on the CPU: `y = x · Wᵀ` with W stored in ggml blocks
 //! (Q4_0, Q4_1, Q8_0).
 //!
-//! As in llama.cpp, the activations are quantized to 8 bits per block of 32 first, so that each
-//! block's dot product is integer arithmetic (AVX2 `maddubs` natively, wasm `simd128` dot
-//! products in the browser, plain Rust elsewhere) followed by one scale:
-//! - Q4_1 (w = q·d + m): Σ w·x = d·dₓ·Σ q·qₓ + m·(dₓ·Σ qₓ), so the activation block keeps its sum;
-//! - Q4_0 (w = (q-8)·d) and Q8_0 (w = q·d): Σ w·x = d·dₓ·Σ q·qₓ.
+//! The activations are quantized to **16-bit** integers per block of 32 (scale = max|x| / 32767),
+//! so each block's dot product is integer arithmetic on 16-bit lanes (AVX2 `vpmaddwd` natively,
+//! wasm `i32x4.dot_i16x8` in the browser, plain Rust elsewhere) followed by one scale:
+//! - Q4_1 (w = q·d + m): Σ w·x = d·dₓ·Σ q·qₓ + m·Σ x, so each activation block keeps its sum;
+//! - Q4_0 (w = (q-8)·d): Σ w·x = d·dₓ·(Σ q·qₓ - 8·Σ qₓ);
+//! - Q8_0 (w = q·d): Σ w·x = d·dₓ·Σ q·qₓ.
+//!
+//! Why 16 bits where llama.cpp uses 8: on this model, 8-bit activations make the output
+//! chaotic — a change in the last bit of one float upstream moves next-token log-probs by up to
+//! 0.25, because blocks holding one of its huge outlier activations leave 7 bits for everything
+//! else. With 16 bits that effect is 256 times smaller, so the CPU, the browser's CPU tier and
+//! WebGPU agree, and Set-Based Prompting's order-invariance holds to the last digits. The cost
+//! is small: the kernels widen the 4-bit weights to 16 bits either way.
 //!
 //! candle has no SIMD kernel for Q4_1, the bundled model's type; that is why these exist.
 //! Rows are split across threads natively ([`super::pool`]); wasm runs on the worker's one
@@ -61,40 +69,49 @@ pub fn is_supported(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
 }
 
-/// Activations quantized to 8 bits per block of 32 (llama.cpp's Q8_1), for `tokens` rows.
+/// Activations quantized to 16 bits per block of 32, for `tokens` rows.
 #[derive(Debug, Default, Clone)]
-pub struct Q8Activations {
+pub struct Q16Activations {
     pub blocks_per_row: usize,
-    /// Per block, interleaved: dₓ, then dₓ·Σ qₓ (the Q4_1 min term needs the sum). Side by
-    /// side so one 8-byte load fetches both.
-    pub scale_sum: Vec<[f32; 2]>,
+    /// Per block: the scale dₓ, the block's true sum Σ x (the Q4_1 min term), and the sum of
+    /// its quantized values Σ qₓ (the Q4_0 offset term), side by side.
+    pub block_info: Vec<BlockInfo>,
     /// 32 quantized values per block.
-    pub qs: Vec<i8>,
+    pub qs: Vec<i16>,
 }
 
-impl Q8Activations {
+#[derive(Debug, Default, Clone, Copy)]
+#[repr(C)]
+pub struct BlockInfo {
+    pub scale: f32,
+    pub sum: f32,
+    pub q_sum: i32,
+}
+
+impl Q16Activations {
     /// Quantizes `x` (tokens × cols, row-major). `cols` must be a multiple of 32.
     pub fn quantize(x: &[f32], cols: usize) -> Self {
         let blocks_per_row = cols / 32;
         let n_blocks = x.len() / 32;
-        let mut out = Q8Activations {
+        let mut out = Q16Activations {
             blocks_per_row,
-            scale_sum: Vec::with_capacity(n_blocks),
+            block_info: Vec::with_capacity(n_blocks),
             qs: vec![0; n_blocks * 32],
         };
         for (block, qs) in x.chunks_exact(32).zip(out.qs.chunks_exact_mut(32)) {
             let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if amax > 0.0 { 127.0 / amax } else { 0.0 };
-            let mut sum = 0i32;
+            let scale = amax / 32767.0;
+            let inverse = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
+            let mut q_sum = 0i32;
             for (q, &v) in qs.iter_mut().zip(block) {
-                *q = round_ties_even(v * id) as i8;
-                sum += *q as i32;
+                *q = round_ties_even(v * inverse) as i16;
+                q_sum += *q as i32;
             }
-            // As ggml (`quantize_row_q8_1`): both kept in f16, ties rounded to even; matching it
-            // keeps our logits closest to llama.cpp's.
-            out.scale_sum
-                .push([round_f16(d), round_f16(d * sum as f32)]);
+            out.block_info.push(BlockInfo {
+                scale,
+                sum: block.iter().sum(),
+                q_sum,
+            });
         }
         out
     }
@@ -103,7 +120,7 @@ impl Q8Activations {
         let b = token * self.blocks_per_row;
         let e = b + self.blocks_per_row;
         ActivationRow {
-            scale_sum: &self.scale_sum[b..e],
+            info: &self.block_info[b..e],
             qs: &self.qs[b * 32..e * 32],
         }
     }
@@ -111,37 +128,23 @@ impl Q8Activations {
 
 #[derive(Clone, Copy)]
 struct ActivationRow<'a> {
-    scale_sum: &'a [[f32; 2]],
-    qs: &'a [i8],
+    info: &'a [BlockInfo],
+    qs: &'a [i16],
 }
 
 type DotFn = fn(&[u8], ActivationRow<'_>) -> f32;
 /// One weight row against four tokens at once (prefill): the row's blocks are unpacked once.
 type Dot4Fn = fn(&[u8], [ActivationRow<'_>; 4]) -> [f32; 4];
 
-/// A four-token kernel for `ty`, where one exists.
-fn dot4_kernel(ty: GgmlType) -> Option<Dot4Fn> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if ty == GgmlType::Q4_1 && avx2::available() {
-            return Some(if avx2::vnni_available() {
-                avx2::dot4_q4_1_vnni
-            } else {
-                avx2::dot4_q4_1
-            });
-        }
-    }
-    let _ = ty;
-    None
-}
-
 /// The fastest dot product this machine has for `ty`.
 fn dot_kernel(ty: GgmlType) -> DotFn {
     #[cfg(target_arch = "x86_64")]
     {
+        if ty == GgmlType::Q4_1 && avx512::available() {
+            return avx512::dot_q4_1;
+        }
         if avx2::available() {
             return match ty {
-                GgmlType::Q4_1 if avx2::vnni_available() => avx2::dot_q4_1_vnni,
                 GgmlType::Q4_1 => avx2::dot_q4_1,
                 GgmlType::Q4_0 => avx2::dot_q4_0,
                 _ => avx2::dot_q8_0,
@@ -157,6 +160,10 @@ fn dot_kernel(ty: GgmlType) -> DotFn {
         };
     }
     #[allow(unreachable_code)]
+    scalar_kernel(ty)
+}
+
+fn scalar_kernel(ty: GgmlType) -> DotFn {
     match ty {
         GgmlType::Q4_1 => scalar::dot_q4_1,
         GgmlType::Q4_0 => scalar::dot_q4_0,
@@ -164,18 +171,28 @@ fn dot_kernel(ty: GgmlType) -> DotFn {
     }
 }
 
+/// A four-token kernel for `ty`, where one exists.
+fn dot4_kernel(ty: GgmlType) -> Option<Dot4Fn> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if ty == GgmlType::Q4_1 && avx512::available() {
+            return Some(avx512::dot4_q4_1);
+        }
+        if ty == GgmlType::Q4_1 && avx2::available() {
+            return Some(avx2::dot4_q4_1);
+        }
+    }
+    let _ = ty;
+    None
+}
+
 /// The plain-Rust kernel for `ty`, whatever the machine: the reference for the SIMD ones.
-pub fn scalar_dot(ty: GgmlType, row: &[u8], x: &Q8Activations, token: usize) -> f32 {
-    let f: DotFn = match ty {
-        GgmlType::Q4_1 => scalar::dot_q4_1,
-        GgmlType::Q4_0 => scalar::dot_q4_0,
-        _ => scalar::dot_q8_0,
-    };
-    f(row, x.row(token))
+pub fn scalar_dot(ty: GgmlType, row: &[u8], x: &Q16Activations, token: usize) -> f32 {
+    scalar_kernel(ty)(row, x.row(token))
 }
 
 /// The dispatched (SIMD where available) kernel for one row and one token.
-pub fn fast_dot(ty: GgmlType, row: &[u8], x: &Q8Activations, token: usize) -> f32 {
+pub fn fast_dot(ty: GgmlType, row: &[u8], x: &Q16Activations, token: usize) -> f32 {
     dot_kernel(ty)(row, x.row(token))
 }
 
@@ -188,7 +205,7 @@ pub fn matmul_many(x: &[f32], tokens: usize, weights: &[&QMatrix]) -> Vec<Vec<f3
     let cols = first.cols;
     debug_assert!(weights.iter().all(|w| w.cols == cols));
     debug_assert_eq!(x.len(), tokens * cols);
-    let acts = Q8Activations::quantize(x, cols);
+    let acts = Q16Activations::quantize(x, cols);
     let acts = &acts;
 
     // Work items: chunks of rows of one matrix. Rows are written transposed (rows × tokens) so
@@ -294,10 +311,6 @@ fn round_ties_even(v: f32) -> f32 {
     (v + MAGIC) - MAGIC
 }
 
-fn round_f16(v: f32) -> f32 {
-    f16::from_f32(v).to_f32()
-}
-
 fn f16_le(bytes: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
 }
@@ -315,8 +328,8 @@ mod scalar {
                 sum += (block[4 + j] & 0x0F) as i32 * qx[j] as i32;
                 sum += (block[4 + j] >> 4) as i32 * qx[j + 16] as i32;
             }
-            let [dx, sx] = x.scale_sum[i];
-            total += d * dx * sum as f32 + m * sx;
+            let info = x.info[i];
+            total += d * info.scale * sum as f32 + m * info.sum;
         }
         total
     }
@@ -328,10 +341,11 @@ mod scalar {
             let qx = &x.qs[i * 32..i * 32 + 32];
             let mut sum = 0i32;
             for j in 0..16 {
-                sum += ((block[2 + j] & 0x0F) as i32 - 8) * qx[j] as i32;
-                sum += ((block[2 + j] >> 4) as i32 - 8) * qx[j + 16] as i32;
+                sum += (block[2 + j] & 0x0F) as i32 * qx[j] as i32;
+                sum += (block[2 + j] >> 4) as i32 * qx[j + 16] as i32;
             }
-            total += d * x.scale_sum[i][0] * sum as f32;
+            let info = x.info[i];
+            total += d * info.scale * (sum - 8 * info.q_sum) as f32;
         }
         total
     }
@@ -346,7 +360,7 @@ mod scalar {
                 .zip(qx)
                 .map(|(&w, &a)| w as i8 as i32 * a as i32)
                 .sum();
-            total += d * x.scale_sum[i][0] * sum as f32;
+            total += d * x.info[i].scale * sum as f32;
         }
         total
     }
@@ -354,12 +368,16 @@ mod scalar {
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    //! AVX2 + FMA + F16C kernels, chosen at run time when the CPU has them.
-    //!
-    //! Scales are converted from f16 with 32-bit loads (`vmovd` + `vcvtph2ps`): a 16-bit insert
-    //! would merge into a live register and chain every block to the previous one.
+    //! AVX2 + FMA + F16C kernels, chosen at run time when the CPU has them. Weights widen to
+    //! 16-bit lanes and `vpmaddwd` multiplies them with the 16-bit activations.
     use super::ActivationRow;
     use std::arch::x86_64::*;
+
+    pub fn available() -> bool {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    }
 
     #[inline(always)]
     unsafe fn hsum(v: __m256) -> f32 {
@@ -369,250 +387,245 @@ mod avx2 {
         _mm_cvtss_f32(s)
     }
 
-    /// The two f16 at `p` as f32 lanes 0 and 1 (lanes 2, 3 are zero).
+    /// The f16 at `p` as f32 (a 32-bit load: a 16-bit insert would merge into a live
+    /// register and chain every block to the previous one).
     #[inline(always)]
-    unsafe fn two_f16(p: *const u8) -> __m128 {
-        _mm_cvtph_ps(_mm_cvtsi32_si128((p as *const i32).read_unaligned()))
+    unsafe fn f16_at(p: *const u8) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+            (p as *const i32).read_unaligned(),
+        )))
     }
 
-    /// dₓ and dₓ·Σqₓ of activation block `i` as lanes 0 and 1.
+    /// Σ w·a over 32 pairs: `w_lo`, `w_hi` 16-bit weights 0..15 and 16..31, `a` the block's
+    /// 32 activations. Returns 8 lanes of i32 partial sums.
     #[inline(always)]
-    unsafe fn scale_sum(x: &ActivationRow<'_>, i: usize) -> __m128 {
-        _mm_castpd_ps(_mm_load_sd(x.scale_sum.as_ptr().add(i) as *const f64))
+    unsafe fn dot_i16(w_lo: __m256i, w_hi: __m256i, a: *const i16) -> __m256i {
+        let a_lo = _mm256_loadu_si256(a as *const __m256i);
+        let a_hi = _mm256_loadu_si256(a.add(16) as *const __m256i);
+        _mm256_add_epi32(_mm256_madd_epi16(w_lo, a_lo), _mm256_madd_epi16(w_hi, a_hi))
     }
 
-    /// 32 nibbles of 16 bytes as 32 unsigned bytes: low nibbles first, then high nibbles.
+    /// 16 bytes of nibbles as two vectors of 16-bit weights (low nibbles, then high).
     #[inline(always)]
-    unsafe fn unpack_nibbles(p: *const u8) -> __m256i {
+    unsafe fn nibbles_i16(p: *const u8) -> (__m256i, __m256i) {
         let q = _mm_loadu_si128(p as *const __m128i);
-        let both = _mm256_set_m128i(_mm_srli_epi16(q, 4), q);
-        _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+        let mask = _mm_set1_epi8(0x0F);
+        let lo = _mm_and_si128(q, mask);
+        let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+        (_mm256_cvtepu8_epi16(lo), _mm256_cvtepu8_epi16(hi))
     }
 
-    /// Σ u·s over 32 (unsigned, signed) byte pairs, as 8 lanes of i32 converted to f32.
+    /// Σ over blocks of `scale(i)·(i32 sum of block i)` plus `extra(i)`, two chains (even and
+    /// odd blocks) so each block need not wait for the previous one's FMA. The four-token
+    /// kernel sums in this same order, so prefill and decode agree to the bit.
     #[inline(always)]
-    unsafe fn dot_u8_i8(u: __m256i, s: __m256i) -> __m256 {
-        let p16 = _mm256_maddubs_epi16(u, s);
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)))
+    unsafe fn two_chains(n: usize, mut block: impl FnMut(usize) -> (__m256i, f32, f32)) -> f32 {
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut extra = [0.0f32; 2];
+        for i in 0..n {
+            let (sums, scale, add) = block(i);
+            acc[i & 1] =
+                _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(sums), acc[i & 1]);
+            extra[i & 1] += add;
+        }
+        hsum(_mm256_add_ps(acc[0], acc[1])) + (extra[0] + extra[1])
     }
 
-    /// Σ a·b over 32 signed byte pairs.
-    #[inline(always)]
-    unsafe fn dot_i8(a: __m256i, b: __m256i) -> __m256 {
-        // maddubs needs one unsigned operand: |a| and b with a's sign.
-        dot_u8_i8(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a))
-    }
-
-    pub fn available() -> bool {
-        is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-    }
-
-    /// AVX-512 VNNI (`vpdpbusd`): one instruction for a byte dot product instead of two.
-    pub fn vnni_available() -> bool {
-        available()
-            && is_x86_feature_detected!("avx512vnni")
-            && is_x86_feature_detected!("avx512vl")
-    }
-
-    /// Σ u·s over 32 (unsigned, signed) byte pairs with VNNI.
-    #[inline(always)]
-    unsafe fn dot_u8_i8_vnni(u: __m256i, s: __m256i) -> __m256 {
-        _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s))
-    }
-
-    /// Q4_1 · Q8 for one row; `VNNI` picks the byte dot product.
-    #[inline(always)]
-    unsafe fn q4_1_row<const VNNI: bool>(row: &[u8], x: ActivationRow<'_>) -> f32 {
-        let n = x.scale_sum.len().min(row.len() / 20);
-        let w = row.as_ptr();
-        let q = x.qs.as_ptr();
-        // Lane 1 of `min_terms` accumulates m·dₓΣqₓ (lane 0 collects d·dₓ, unused).
-        let block = |i: usize, acc: __m256, min_terms: __m128| {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q4_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
+        let n = x.info.len().min(row.len() / 20);
+        let (w, q) = (row.as_ptr(), x.qs.as_ptr());
+        two_chains(n, |i| {
             let b = w.add(i * 20);
-            let products = _mm_mul_ps(two_f16(b), scale_sum(&x, i)); // [d·dₓ, m·sₓ, 0, 0]
-            let acts = _mm256_loadu_si256(q.add(i * 32) as *const __m256i);
-            let weights = unpack_nibbles(b.add(4));
-            let p = if VNNI {
-                dot_u8_i8_vnni(weights, acts)
-            } else {
-                dot_u8_i8(weights, acts)
-            };
+            let (lo, hi) = nibbles_i16(b.add(4));
+            let info = x.info.get_unchecked(i);
             (
-                _mm256_fmadd_ps(_mm256_broadcastss_ps(products), p, acc),
-                _mm_add_ps(min_terms, products),
+                dot_i16(lo, hi, q.add(i * 32)),
+                f16_at(b) * info.scale,
+                f16_at(b.add(2)) * info.sum,
             )
-        };
-        // Two independent chains (even and odd blocks), so each block need not wait for the
-        // previous one's FMA. The four-token kernel sums in exactly this order, so prefill and
-        // decode give bit-identical results.
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let (mut min0, mut min1) = (_mm_setzero_ps(), _mm_setzero_ps());
-        let mut i = 0;
-        while i + 1 < n {
-            (acc0, min0) = block(i, acc0, min0);
-            (acc1, min1) = block(i + 1, acc1, min1);
-            i += 2;
-        }
-        if i < n {
-            (acc0, min0) = block(i, acc0, min0);
-        }
-        hsum(_mm256_add_ps(acc0, acc1)) + _mm_cvtss_f32(_mm_movehdup_ps(_mm_add_ps(min0, min1)))
+        })
     }
 
-    /// Q4_1 · Q8 for one row and four tokens: each weight block is unpacked once.
-    #[inline(always)]
-    unsafe fn q4_1_row4<const VNNI: bool>(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
-        let n = x[0].scale_sum.len().min(row.len() / 20);
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q4_1_four(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
+        let n = x[0].info.len().min(row.len() / 20);
         let w = row.as_ptr();
-        // [token][chain]: the same even/odd chains as `q4_1_row`.
         let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-        let mut min_terms = [[_mm_setzero_ps(); 2]; 4];
+        let mut extra = [[0.0f32; 2]; 4];
         for i in 0..n {
             let b = w.add(i * 20);
-            let dm = two_f16(b);
-            let weights = unpack_nibbles(b.add(4));
-            let chain = i & 1;
+            let (d, m) = (f16_at(b), f16_at(b.add(2)));
+            let (lo, hi) = nibbles_i16(b.add(4));
             for t in 0..4 {
-                let products = _mm_mul_ps(dm, scale_sum(&x[t], i));
-                let acts = _mm256_loadu_si256(x[t].qs.as_ptr().add(i * 32) as *const __m256i);
-                let p = if VNNI {
-                    dot_u8_i8_vnni(weights, acts)
-                } else {
-                    dot_u8_i8(weights, acts)
-                };
-                acc[t][chain] = _mm256_fmadd_ps(_mm256_broadcastss_ps(products), p, acc[t][chain]);
-                min_terms[t][chain] = _mm_add_ps(min_terms[t][chain], products);
+                let info = x[t].info.get_unchecked(i);
+                let sums = dot_i16(lo, hi, x[t].qs.as_ptr().add(i * 32));
+                let chain = i & 1;
+                acc[t][chain] = _mm256_fmadd_ps(
+                    _mm256_set1_ps(d * info.scale),
+                    _mm256_cvtepi32_ps(sums),
+                    acc[t][chain],
+                );
+                extra[t][chain] += m * info.sum;
             }
         }
         let mut out = [0.0; 4];
         for t in 0..4 {
-            let mins = _mm_add_ps(min_terms[t][0], min_terms[t][1]);
-            out[t] =
-                hsum(_mm256_add_ps(acc[t][0], acc[t][1])) + _mm_cvtss_f32(_mm_movehdup_ps(mins));
+            out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1])) + (extra[t][0] + extra[t][1]);
         }
         out
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot_q4_1_avx2(row: &[u8], x: ActivationRow<'_>) -> f32 {
-        q4_1_row::<false>(row, x)
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-    unsafe fn dot_q4_1_avx512vnni(row: &[u8], x: ActivationRow<'_>) -> f32 {
-        q4_1_row::<true>(row, x)
+    unsafe fn q4_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
+        let n = x.info.len().min(row.len() / 18);
+        let (w, q) = (row.as_ptr(), x.qs.as_ptr());
+        two_chains(n, |i| {
+            let b = w.add(i * 18);
+            let (lo, hi) = nibbles_i16(b.add(2));
+            let info = x.info.get_unchecked(i);
+            // Σ (q-8)·qₓ = Σ q·qₓ - 8·Σ qₓ, the correction folded into the i32 lanes' total.
+            let sums = _mm256_sub_epi32(
+                dot_i16(lo, hi, q.add(i * 32)),
+                _mm256_setr_epi32(8 * info.q_sum, 0, 0, 0, 0, 0, 0, 0),
+            );
+            (sums, f16_at(b) * info.scale, 0.0)
+        })
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot4_q4_1_avx2(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
-        q4_1_row4::<false>(row, x)
+    unsafe fn q8_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
+        let n = x.info.len().min(row.len() / 34);
+        let (w, q) = (row.as_ptr(), x.qs.as_ptr());
+        two_chains(n, |i| {
+            let b = w.add(i * 34);
+            let lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(2) as *const __m128i));
+            let hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(18) as *const __m128i));
+            let info = x.info.get_unchecked(i);
+            (dot_i16(lo, hi, q.add(i * 32)), f16_at(b) * info.scale, 0.0)
+        })
     }
 
-    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
-    unsafe fn dot4_q4_1_avx512vnni(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
-        q4_1_row4::<true>(row, x)
-    }
-
-    // SAFETY (the four below): selected only when `available()` (and `vnni_available()` for
-    // the VNNI ones) says the CPU has the features; reads stay inside `row` (20 bytes per
-    // block) and the activation rows (32 bytes and one scale pair per block).
+    // SAFETY (the four below): selected only when `available()` says the CPU has avx2, fma and
+    // f16c; reads stay inside `row` (20, 18 or 34 bytes per block; the 4-byte scale loads read
+    // the scale and the following quant bytes of the same block) and the activation rows
+    // (32 values and one `BlockInfo` per block).
     pub fn dot_q4_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
-        unsafe { dot_q4_1_avx2(row, x) }
-    }
-
-    pub fn dot_q4_1_vnni(row: &[u8], x: ActivationRow<'_>) -> f32 {
-        unsafe { dot_q4_1_avx512vnni(row, x) }
+        unsafe { q4_1(row, x) }
     }
 
     pub fn dot4_q4_1(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
-        unsafe { dot4_q4_1_avx2(row, x) }
-    }
-
-    pub fn dot4_q4_1_vnni(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
-        unsafe { dot4_q4_1_avx512vnni(row, x) }
+        unsafe { q4_1_four(row, x) }
     }
 
     pub fn dot_q4_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
-        // SAFETY: as for dot_q4_1 (18 bytes per block; the 4-byte scale load reads d and the
-        // first quant byte pair, inside the block).
-        unsafe { dot_q4_0_impl(row, x) }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot_q4_0_impl(row: &[u8], x: ActivationRow<'_>) -> f32 {
-        let n = x.scale_sum.len().min(row.len() / 18);
-        let w = row.as_ptr();
-        let q = x.qs.as_ptr();
-        let block = |i: usize, acc: __m256| {
-            let b = w.add(i * 18);
-            let scale = _mm_mul_ps(two_f16(b), scale_sum(&x, i)); // lane 0: d·dₓ
-            let acts = _mm256_loadu_si256(q.add(i * 32) as *const __m256i);
-            let p = dot_i8(
-                _mm256_sub_epi8(unpack_nibbles(b.add(2)), _mm256_set1_epi8(8)),
-                acts,
-            );
-            _mm256_fmadd_ps(_mm256_broadcastss_ps(scale), p, acc)
-        };
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut i = 0;
-        while i + 1 < n {
-            acc0 = block(i, acc0);
-            acc1 = block(i + 1, acc1);
-            i += 2;
-        }
-        if i < n {
-            acc0 = block(i, acc0);
-        }
-        hsum(_mm256_add_ps(acc0, acc1))
+        unsafe { q4_0(row, x) }
     }
 
     pub fn dot_q8_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
-        // SAFETY: as for dot_q4_0 (34 bytes per block).
-        unsafe { dot_q8_0_impl(row, x) }
+        unsafe { q8_0(row, x) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! AVX-512 (F + BW) Q4_1 kernels: a block's 32 weights widen to one 512-bit vector of
+    //! 16-bit lanes and meet its 32 activations in a single `vpmaddwd`.
+    use super::ActivationRow;
+    use std::arch::x86_64::*;
+
+    pub fn available() -> bool {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("f16c")
     }
 
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn dot_q8_0_impl(row: &[u8], x: ActivationRow<'_>) -> f32 {
-        let n = x.scale_sum.len().min(row.len() / 34);
+    #[inline(always)]
+    unsafe fn f16_pair(p: *const u8) -> (f32, f32) {
+        let v = _mm_cvtph_ps(_mm_cvtsi32_si128((p as *const i32).read_unaligned()));
+        (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
+    }
+
+    /// The block's 32 4-bit weights as 32 16-bit lanes (low nibbles first).
+    #[inline(always)]
+    unsafe fn weights(p: *const u8) -> __m512i {
+        let q = _mm_loadu_si128(p as *const __m128i);
+        let mask = _mm_set1_epi8(0x0F);
+        let lo = _mm_and_si128(q, mask);
+        let hi = _mm_and_si128(_mm_srli_epi16(q, 4), mask);
+        _mm512_cvtepu8_epi16(_mm256_set_m128i(hi, lo))
+    }
+
+    #[inline(always)]
+    unsafe fn block_sums(w: __m512i, a: *const i16) -> __m512 {
+        _mm512_cvtepi32_ps(_mm512_madd_epi16(
+            w,
+            _mm512_loadu_si512(a as *const __m512i),
+        ))
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,f16c")]
+    unsafe fn q4_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
+        let n = x.info.len().min(row.len() / 20);
+        let (w, q) = (row.as_ptr(), x.qs.as_ptr());
+        // Two chains (even and odd blocks), as in the four-token kernel below.
+        let mut acc = [_mm512_setzero_ps(); 2];
+        let mut extra = [0.0f32; 2];
+        for i in 0..n {
+            let b = w.add(i * 20);
+            let (d, m) = f16_pair(b);
+            let info = x.info.get_unchecked(i);
+            let sums = block_sums(weights(b.add(4)), q.add(i * 32));
+            acc[i & 1] = _mm512_fmadd_ps(_mm512_set1_ps(d * info.scale), sums, acc[i & 1]);
+            extra[i & 1] += m * info.sum;
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1])) + (extra[0] + extra[1])
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,f16c")]
+    unsafe fn q4_1_four(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
+        let n = x[0].info.len().min(row.len() / 20);
         let w = row.as_ptr();
-        let q = x.qs.as_ptr();
-        let block = |i: usize, acc: __m256| {
-            let b = w.add(i * 34);
-            let scale = _mm_mul_ps(two_f16(b), scale_sum(&x, i)); // lane 0: d·dₓ
-            let acts = _mm256_loadu_si256(q.add(i * 32) as *const __m256i);
-            let p = dot_i8(_mm256_loadu_si256(b.add(2) as *const __m256i), acts);
-            _mm256_fmadd_ps(_mm256_broadcastss_ps(scale), p, acc)
-        };
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut i = 0;
-        while i + 1 < n {
-            acc0 = block(i, acc0);
-            acc1 = block(i + 1, acc1);
-            i += 2;
+        let mut acc = [[_mm512_setzero_ps(); 2]; 4];
+        let mut extra = [[0.0f32; 2]; 4];
+        for i in 0..n {
+            let b = w.add(i * 20);
+            let (d, m) = f16_pair(b);
+            let weights = weights(b.add(4));
+            let chain = i & 1;
+            for t in 0..4 {
+                let info = x[t].info.get_unchecked(i);
+                let sums = block_sums(weights, x[t].qs.as_ptr().add(i * 32));
+                acc[t][chain] =
+                    _mm512_fmadd_ps(_mm512_set1_ps(d * info.scale), sums, acc[t][chain]);
+                extra[t][chain] += m * info.sum;
+            }
         }
-        if i < n {
-            acc0 = block(i, acc0);
+        let mut out = [0.0; 4];
+        for t in 0..4 {
+            out[t] = _mm512_reduce_add_ps(_mm512_add_ps(acc[t][0], acc[t][1]))
+                + (extra[t][0] + extra[t][1]);
         }
-        hsum(_mm256_add_ps(acc0, acc1))
+        out
+    }
+
+    // SAFETY (both): selected only when `available()`; reads stay inside `row` (20 bytes per
+    // block) and the activation rows (32 values and one `BlockInfo` per block).
+    pub fn dot_q4_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
+        unsafe { q4_1(row, x) }
+    }
+
+    pub fn dot4_q4_1(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
+        unsafe { q4_1_four(row, x) }
     }
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
-    //! wasm SIMD kernels: what the browser's CPU tier runs. wasm has no byte multiply-add, so
-    //! bytes widen to i16 and `i32x4_dot_i16x8` does the pairwise products.
+    //! wasm SIMD kernels: what the browser's CPU tier runs. Weights widen to 16-bit lanes and
+    //! `i32x4.dot_i16x8` multiplies them with the 16-bit activations.
     use super::{f16_le, ActivationRow};
     use std::arch::wasm32::*;
-
-    /// Σ over 16 lanes of (u8 or i8 widened) w · (i8 widened) a, as i32x4 partial sums.
-    #[inline(always)]
-    fn dot16(w_lo: v128, w_hi: v128, a: v128) -> v128 {
-        let a_lo = i16x8_extend_low_i8x16(a);
-        let a_hi = i16x8_extend_high_i8x16(a);
-        i32x4_add(i32x4_dot_i16x8(w_lo, a_lo), i32x4_dot_i16x8(w_hi, a_hi))
-    }
 
     #[inline(always)]
     fn hsum_i32(v: v128) -> i32 {
@@ -624,41 +637,49 @@ mod simd128 {
 
     #[inline(always)]
     fn load(p: &[u8]) -> v128 {
-        // SAFETY: callers pass slices of at least 16 bytes.
+        assert!(p.len() >= 16);
+        // SAFETY: at least 16 bytes, checked above.
         unsafe { v128_load(p.as_ptr() as *const v128) }
     }
 
     #[inline(always)]
-    fn load_i8(p: &[i8]) -> v128 {
-        // SAFETY: callers pass slices of at least 16 bytes.
+    fn load_i16(p: &[i16]) -> v128 {
+        assert!(p.len() >= 8);
+        // SAFETY: at least 8 values, checked above.
         unsafe { v128_load(p.as_ptr() as *const v128) }
     }
 
-    /// Integer Σ q·qₓ of one 4-bit block (nibbles already offset by `bias`).
+    /// Σ w·a over 32 pairs, `w` as four vectors of eight 16-bit weights.
     #[inline(always)]
-    fn nibble_block_dot(qs: &[u8], acts: &[i8], bias: i16) -> i32 {
+    fn dot32(w: [v128; 4], a: &[i16]) -> i32 {
+        let mut s = i32x4_dot_i16x8(w[0], load_i16(&a[0..8]));
+        s = i32x4_add(s, i32x4_dot_i16x8(w[1], load_i16(&a[8..16])));
+        s = i32x4_add(s, i32x4_dot_i16x8(w[2], load_i16(&a[16..24])));
+        s = i32x4_add(s, i32x4_dot_i16x8(w[3], load_i16(&a[24..32])));
+        hsum_i32(s)
+    }
+
+    /// 16 bytes of nibbles as 32 16-bit weights: low nibbles (weights 0..15), then high.
+    #[inline(always)]
+    fn nibbles(qs: &[u8]) -> [v128; 4] {
         let q = load(qs);
         let lo = v128_and(q, u8x16_splat(0x0F));
         let hi = u8x16_shr(q, 4);
-        let b = i16x8_splat(bias);
-        let lo_lo = i16x8_sub(u16x8_extend_low_u8x16(lo), b);
-        let lo_hi = i16x8_sub(u16x8_extend_high_u8x16(lo), b);
-        let hi_lo = i16x8_sub(u16x8_extend_low_u8x16(hi), b);
-        let hi_hi = i16x8_sub(u16x8_extend_high_u8x16(hi), b);
-        let s = i32x4_add(
-            dot16(lo_lo, lo_hi, load_i8(&acts[0..16])),
-            dot16(hi_lo, hi_hi, load_i8(&acts[16..32])),
-        );
-        hsum_i32(s)
+        [
+            u16x8_extend_low_u8x16(lo),
+            u16x8_extend_high_u8x16(lo),
+            u16x8_extend_low_u8x16(hi),
+            u16x8_extend_high_u8x16(hi),
+        ]
     }
 
     pub fn dot_q4_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
         let mut total = 0.0;
         for (i, block) in row.chunks_exact(20).enumerate() {
             let (d, m) = (f16_le(block, 0), f16_le(block, 2));
-            let sum = nibble_block_dot(&block[4..20], &x.qs[i * 32..i * 32 + 32], 0);
-            let [dx, sx] = x.scale_sum[i];
-            total += d * dx * sum as f32 + m * sx;
+            let sum = dot32(nibbles(&block[4..20]), &x.qs[i * 32..i * 32 + 32]);
+            let info = x.info[i];
+            total += d * info.scale * sum as f32 + m * info.sum;
         }
         total
     }
@@ -667,8 +688,9 @@ mod simd128 {
         let mut total = 0.0;
         for (i, block) in row.chunks_exact(18).enumerate() {
             let d = f16_le(block, 0);
-            let sum = nibble_block_dot(&block[2..18], &x.qs[i * 32..i * 32 + 32], 8);
-            total += d * x.scale_sum[i][0] * sum as f32;
+            let sum = dot32(nibbles(&block[2..18]), &x.qs[i * 32..i * 32 + 32]);
+            let info = x.info[i];
+            total += d * info.scale * (sum - 8 * info.q_sum) as f32;
         }
         total
     }
@@ -677,18 +699,16 @@ mod simd128 {
         let mut total = 0.0;
         for (i, block) in row.chunks_exact(34).enumerate() {
             let d = f16_le(block, 0);
-            let acts = &x.qs[i * 32..i * 32 + 32];
-            let mut s = i32x4_splat(0);
-            for half in 0..2 {
-                let w = load(&block[2 + 16 * half..18 + 16 * half]);
-                let w_lo = i16x8_extend_low_i8x16(w);
-                let w_hi = i16x8_extend_high_i8x16(w);
-                s = i32x4_add(
-                    s,
-                    dot16(w_lo, w_hi, load_i8(&acts[16 * half..16 * half + 16])),
-                );
-            }
-            total += d * x.scale_sum[i][0] * hsum_i32(s) as f32;
+            let lo = load(&block[2..18]);
+            let hi = load(&block[18..34]);
+            let w = [
+                i16x8_extend_low_i8x16(lo),
+                i16x8_extend_high_i8x16(lo),
+                i16x8_extend_low_i8x16(hi),
+                i16x8_extend_high_i8x16(hi),
+            ];
+            let sum = dot32(w, &x.qs[i * 32..i * 32 + 32]);
+            total += d * x.info[i].scale * sum as f32;
         }
         total
     }

@@ -195,7 +195,7 @@ pub(crate) fn padded_size(bytes: usize) -> u64 {
 }
 
 fn pad_to_4(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    if data.len() % 4 == 0 && !data.is_empty() {
+    if data.len().is_multiple_of(4) && !data.is_empty() {
         std::borrow::Cow::Borrowed(data)
     } else {
         let mut padded = data.to_vec();
