@@ -1,19 +1,23 @@
-//! `glassbox bench`: prefill and decode speed, load time and peak memory. A benchmark that
-//! prints numbers, never a test: timings on a shared 2-core machine are noisy, so it reports
-//! min / median / max over several runs.
+//! `glassbox bench`: prefill and decode speed, load time and peak memory (and, on WebGPU, GPU
+//! time per kernel family and GPU memory). A benchmark that prints numbers, never a test:
+//! timings on a shared 2-core machine are noisy, so it reports min / median / max.
 
-use crate::commands::{configure_threads, load, model_name, with_backend};
+use crate::commands::{configure_threads, load, model_name, webgpu_backend};
 use crate::{BackendChoice, RunArgs};
 use engine::backend::Backend;
 use engine::cpu::CpuBackend;
-use engine::language_model::Session;
-use engine::models::llama::Taps;
-use engine::sampling::argmax;
-use serde_json::json;
+use engine::language_model::{LanguageModel, Selection, Session};
+use serde_json::{json, Value};
 use std::time::Instant;
 
 /// A fixed English text, long enough for a ≥ 400-token prompt.
 pub const BENCH_TEXT: &str = include_str!("bench_prompt.txt");
+
+pub struct Settings {
+    pub prompt_tokens: usize,
+    pub decode_tokens: usize,
+    pub runs: usize,
+}
 
 pub fn run(
     run: &RunArgs,
@@ -22,84 +26,161 @@ pub fn run(
     runs: usize,
     json_out: bool,
 ) -> Result<(), String> {
-    with_backend!(run, |backend| {
-        let started = Instant::now();
-        let model = load(&backend, &run.model)?;
-        let load_seconds = started.elapsed().as_secs_f64();
-        let mut ids = model
-            .tokenizer
-            .encode(BENCH_TEXT)
-            .map_err(|e| e.to_string())?;
-        if ids.len() < prompt_tokens {
-            return Err(format!("the bench text has only {} tokens", ids.len()));
+    configure_threads(run);
+    let settings = Settings {
+        prompt_tokens,
+        decode_tokens,
+        runs: runs.max(1),
+    };
+    let mut report = match run.backend {
+        BackendChoice::Cpu => {
+            let backend = CpuBackend::new();
+            let mut report = measure(&backend, run, &settings)?;
+            report["threads"] = json!(engine::cpu::pool::global().threads());
+            report
         }
-        ids.truncate(prompt_tokens);
-        let mut prefill = Vec::new();
-        let mut decode = Vec::new();
-        for _ in 0..runs.max(1) {
-            let mut session = Session::new(&model, &backend, prompt_tokens + decode_tokens + 1)
-                .map_err(|e| e.to_string())?;
-            let t0 = Instant::now();
-            let out = pollster::block_on(session.feed(&model, &backend, &ids, Taps::default()))
-                .map_err(|e| e.to_string())?;
-            prefill.push(prompt_tokens as f64 / t0.elapsed().as_secs_f64());
-            let mut next = argmax(&out.logits);
-            let t1 = Instant::now();
-            for _ in 0..decode_tokens {
-                let out =
-                    pollster::block_on(session.feed(&model, &backend, &[next], Taps::default()))
-                        .map_err(|e| e.to_string())?;
-                next = argmax(&out.logits);
-            }
-            decode.push(decode_tokens as f64 / t1.elapsed().as_secs_f64());
+        BackendChoice::Webgpu => {
+            let backend = webgpu_backend()?;
+            let profiled = backend.enable_profiling();
+            let mut report = measure(&backend, run, &settings)?;
+            let (weights, caches) = backend.memory_bytes();
+            report["gpu_memory_mib"] = json!({
+                "weights": weights as f64 / (1 << 20) as f64,
+                "kv_caches": caches as f64 / (1 << 20) as f64,
+            });
+            report["kernel_ms"] = if profiled {
+                backend
+                    .kernel_times()
+                    .into_iter()
+                    .map(|(family, ms, n)| json!({"family": family, "ms": ms, "dispatches": n}))
+                    .collect()
+            } else {
+                json!("this adapter has no timestamp queries")
+            };
+            report
         }
-        let threads = engine::cpu::pool::global().threads();
-        let peak = peak_memory_mib();
-        let (p, d) = (summary(&prefill), summary(&decode));
-        if json_out {
-            let text = serde_json::to_string(&json!({
-                "model": model_name(&model),
-                "backend": backend.name(),
-                "threads": threads,
-                "prompt_tokens": prompt_tokens,
-                "decode_tokens": decode_tokens,
-                "runs": runs,
-                "load_seconds": load_seconds,
-                "prefill_tok_s": {"min": p.0, "median": p.1, "max": p.2},
-                "decode_tok_s": {"min": d.0, "median": d.1, "max": d.2},
-                "peak_memory_mib": peak,
-            }))
-            .map_err(|e| e.to_string())?;
-            println!("{text}");
-        } else {
-            println!(
-                "model:    {} on {} ({threads} threads)",
-                model_name(&model),
-                backend.name()
-            );
-            println!("load:     {load_seconds:.2} s");
-            println!(
-                "prefill:  {prompt_tokens} tokens: {:.1} tok/s median (min {:.1}, max {:.1}, {runs} runs)",
-                p.1, p.0, p.2
-            );
-            println!(
-                "decode:   {decode_tokens} tokens: {:.1} tok/s median (min {:.1}, max {:.1}, {runs} runs)",
-                d.1, d.0, d.2
-            );
-            match peak {
-                Some(mib) => println!("peak RSS: {mib:.0} MiB"),
-                None => println!("peak RSS: unknown on this system"),
-            }
-        }
-        Ok(())
-    })
+    };
+    report["peak_rss_mib"] = json!(peak_memory_mib());
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print_report(&report);
+    }
+    Ok(())
 }
 
-/// (min, median, max)
-fn summary(values: &[f64]) -> (f64, f64, f64) {
+/// Loads the model, then times `runs` × (prefill of the prompt + greedy decode steps).
+fn measure<B: Backend>(backend: &B, run: &RunArgs, s: &Settings) -> Result<Value, String> {
+    let started = Instant::now();
+    let model: LanguageModel<B> = load(backend, &run.model)?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    let mut ids = model
+        .tokenizer
+        .encode(BENCH_TEXT)
+        .map_err(|e| e.to_string())?;
+    if ids.len() < s.prompt_tokens {
+        return Err(format!("the bench text has only {} tokens", ids.len()));
+    }
+    ids.truncate(s.prompt_tokens);
+    let greedy = Selection {
+        k: 1,
+        penalized: Vec::new(),
+        penalty: 1.0,
+    };
+    let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    for _ in 0..s.runs {
+        let mut session = Session::new(&model, backend, s.prompt_tokens + s.decode_tokens + 1)
+            .map_err(|e| e.to_string())?;
+        let t0 = Instant::now();
+        let first = pollster::block_on(session.feed_select(&model, backend, &ids, &greedy))
+            .map_err(|e| e.to_string())?;
+        prefill.push(s.prompt_tokens as f64 / t0.elapsed().as_secs_f64());
+        let mut next = first[0].0;
+        let t1 = Instant::now();
+        for _ in 0..s.decode_tokens {
+            next = pollster::block_on(session.feed_select(&model, backend, &[next], &greedy))
+                .map_err(|e| e.to_string())?[0]
+                .0;
+        }
+        decode.push(s.decode_tokens as f64 / t1.elapsed().as_secs_f64());
+    }
+    Ok(json!({
+        "model": model_name(&model),
+        "backend": backend.name(),
+        "prompt_tokens": s.prompt_tokens,
+        "decode_tokens": s.decode_tokens,
+        "runs": s.runs,
+        "load_seconds": load_seconds,
+        "prefill_tok_s": summary(&prefill),
+        "decode_tok_s": summary(&decode),
+    }))
+}
+
+fn print_report(r: &Value) {
+    let threads = r["threads"]
+        .as_u64()
+        .map(|t| format!(" ({t} threads)"))
+        .unwrap_or_default();
+    println!(
+        "model:    {} on {}{threads}",
+        r["model"].as_str().unwrap_or("?"),
+        r["backend"].as_str().unwrap_or("?")
+    );
+    println!(
+        "load:     {:.2} s",
+        r["load_seconds"].as_f64().unwrap_or(0.0)
+    );
+    for (label, key, n) in [
+        ("prefill", "prefill_tok_s", "prompt_tokens"),
+        ("decode", "decode_tok_s", "decode_tokens"),
+    ] {
+        let v = &r[key];
+        println!(
+            "{label}:{} {} tokens: {:.1} tok/s median (min {:.1}, max {:.1}, {} runs)",
+            " ".repeat(8 - label.len()),
+            r[n],
+            v["median"].as_f64().unwrap_or(0.0),
+            v["min"].as_f64().unwrap_or(0.0),
+            v["max"].as_f64().unwrap_or(0.0),
+            r["runs"]
+        );
+    }
+    match r["peak_rss_mib"].as_f64() {
+        Some(mib) => println!("peak RSS: {mib:.0} MiB"),
+        None => println!("peak RSS: unknown on this system"),
+    }
+    if let Some(gpu) = r.get("gpu_memory_mib") {
+        println!(
+            "GPU mem:  {:.1} MiB weights, {:.1} MiB KV caches",
+            gpu["weights"].as_f64().unwrap_or(0.0),
+            gpu["kv_caches"].as_f64().unwrap_or(0.0)
+        );
+    }
+    match r.get("kernel_ms") {
+        Some(Value::Array(rows)) => {
+            println!("GPU time per kernel family (all runs):");
+            for row in rows {
+                println!(
+                    "  {:<18} {:>9.1} ms  {:>7} dispatches",
+                    row["family"].as_str().unwrap_or("?"),
+                    row["ms"].as_f64().unwrap_or(0.0),
+                    row["dispatches"]
+                );
+            }
+        }
+        Some(Value::String(note)) => println!("GPU time per kernel family: {note}"),
+        _ => {}
+    }
+}
+
+/// {min, median, max}
+fn summary(values: &[f64]) -> Value {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
-    (v[0], v[v.len() / 2], v[v.len() - 1])
+    json!({"min": v[0], "median": v[v.len() / 2], "max": v[v.len() - 1]})
 }
 
 /// The process's peak resident memory (Linux: VmHWM).

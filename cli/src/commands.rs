@@ -33,13 +33,19 @@ macro_rules! with_backend {
                 let $backend = CpuBackend::new();
                 $body
             }
-            BackendChoice::Webgpu => Err::<(), String>(
-                "the WebGPU backend is not available in this build yet; use --backend cpu".into(),
-            ),
+            BackendChoice::Webgpu => {
+                let $backend = webgpu_backend()?;
+                $body
+            }
         }
     }};
 }
-pub(crate) use with_backend;
+
+/// The WebGPU backend (natively: Vulkan), or a message saying why there is none.
+pub fn webgpu_backend() -> Result<engine::gpu::GpuBackend, String> {
+    pollster::block_on(engine::gpu::GpuBackend::create())
+        .map_err(|e| format!("{e} (use --backend cpu)"))
+}
 
 pub fn load<B: Backend>(backend: &B, model: &ModelArgs) -> Result<LanguageModel<B>, String> {
     let path = model.path()?;
@@ -158,7 +164,8 @@ pub fn generate(
                     let _ = std::io::stdout().flush();
                 }
             },
-        )?;
+        )
+        .map_err(|e| e.to_string())?;
         if json_out {
             print_json(&json!({"ids": generated, "text": model.tokenizer.decode(&generated)}))
         } else {
@@ -178,12 +185,14 @@ pub fn generate_tokens<B: Backend>(
     sampler: &mut Sampler,
     max_tokens: usize,
     mut on_token: impl FnMut(u32),
-) -> Result<Vec<u32>, String> {
-    let mut out = pollster::block_on(session.feed(model, backend, prompt, Taps::default()))
-        .map_err(|e| e.to_string())?;
+) -> engine::Result<Vec<u32>> {
+    let vocab = model.config().vocab_size;
+    let selection = sampler.selection(&session.tokens, vocab);
+    let mut candidates =
+        pollster::block_on(session.feed_select(model, backend, prompt, &selection))?;
     let mut generated = Vec::new();
     while generated.len() < max_tokens {
-        let next = sampler.sample(&out.logits, &session.tokens);
+        let next = sampler.pick(&candidates);
         generated.push(next);
         on_token(next);
         if model.tokenizer.is_end_of_generation(next) || generated.len() == max_tokens {
@@ -196,8 +205,8 @@ pub fn generate_tokens<B: Backend>(
             );
             break;
         }
-        out = pollster::block_on(session.feed(model, backend, &[next], Taps::default()))
-            .map_err(|e| e.to_string())?;
+        let selection = sampler.selection(&session.tokens, vocab);
+        candidates = pollster::block_on(session.feed_select(model, backend, &[next], &selection))?;
     }
     Ok(generated)
 }
@@ -208,77 +217,119 @@ pub fn chat(
     max_tokens: usize,
     sampling: &SamplingArgs,
 ) -> Result<(), String> {
-    with_backend!(run, |backend| {
+    configure_threads(run);
+    // The conversation outlives a backend: if the GPU fails, the chat goes on on the CPU.
+    let mut messages: Vec<ChatMessage> = system
+        .map(|s| ChatMessage::new("system", s))
+        .into_iter()
+        .collect();
+    let mut sampler = Sampler::new(sampling_params(sampling));
+    if run.backend == BackendChoice::Webgpu {
+        let backend = webgpu_backend()?;
         let model = load(&backend, &run.model)?;
-        let template = model
-            .template
-            .as_ref()
-            .ok_or("this model has no chat template (tokenizer.chat_template)")?;
-        let mut session = Session::new(&model, &backend, model.config().context_len)
-            .map_err(|e| e.to_string())?;
-        let mut sampler = Sampler::new(sampling_params(sampling));
-        let mut messages: Vec<ChatMessage> = system
-            .map(|s| ChatMessage::new("system", s))
-            .into_iter()
-            .collect();
-        eprintln!(
-            "Chatting with {} on {} (empty line or Ctrl-D quits).",
-            model_name(&model),
-            backend.name()
-        );
-        let stdin = std::io::stdin();
-        loop {
+        match chat_loop(&model, &backend, &mut messages, &mut sampler, max_tokens) {
+            Err(ChatStop::Gpu(e)) => {
+                eprintln!("\nglassbox: the GPU failed ({e}); the conversation goes on on the CPU.")
+            }
+            other => return other.map_err(|e| e.to_string()),
+        }
+    }
+    let backend = CpuBackend::new();
+    let model = load(&backend, &run.model)?;
+    chat_loop(&model, &backend, &mut messages, &mut sampler, max_tokens).map_err(|e| e.to_string())
+}
+
+enum ChatStop {
+    Gpu(engine::gpu::GpuError),
+    Other(String),
+}
+
+impl std::fmt::Display for ChatStop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChatStop::Gpu(e) => write!(f, "{e}"),
+            ChatStop::Other(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<engine::Error> for ChatStop {
+    fn from(e: engine::Error) -> Self {
+        match e {
+            engine::Error::Gpu(gpu) => ChatStop::Gpu(gpu),
+            other => ChatStop::Other(other.to_string()),
+        }
+    }
+}
+
+/// Reads the user's lines and answers them, `messages` holding the conversation so far (the
+/// last message may be a user's turn still unanswered, as after a GPU failure).
+fn chat_loop<B: Backend>(
+    model: &LanguageModel<B>,
+    backend: &B,
+    messages: &mut Vec<ChatMessage>,
+    sampler: &mut Sampler,
+    max_tokens: usize,
+) -> Result<(), ChatStop> {
+    let template = model.template.as_ref().ok_or_else(|| {
+        ChatStop::Other("this model has no chat template (tokenizer.chat_template)".into())
+    })?;
+    let mut session = Session::new(model, backend, model.config().context_len)?;
+    eprintln!(
+        "Chatting with {} on {} (empty line or Ctrl-D quits).",
+        model_name(model),
+        backend.name()
+    );
+    let stdin = std::io::stdin();
+    loop {
+        if messages.last().is_none_or(|m| m.role != "user") {
             eprint!("\n> ");
             let mut line = String::new();
-            if stdin
+            let read = stdin
                 .lock()
                 .read_line(&mut line)
-                .map_err(|e| e.to_string())?
-                == 0
-                || line.trim().is_empty()
-            {
+                .map_err(|e| ChatStop::Other(e.to_string()))?;
+            if read == 0 || line.trim().is_empty() {
                 return Ok(());
             }
             messages.push(ChatMessage::new("user", line.trim_end()));
-            let prompt = template
-                .render(&messages, true)
-                .map_err(|e| e.to_string())?;
-            let ids = model.tokenizer.encode(&prompt).map_err(|e| e.to_string())?;
-            // The cache already holds the conversation's common prefix: feed only the rest.
-            let common = session
-                .tokens
-                .iter()
-                .zip(&ids)
-                .take_while(|(a, b)| a == b)
-                .count()
-                .min(ids.len() - 1);
-            session.truncate(&backend, common);
-            let mut printer = TokenStream::new();
-            let reply = generate_tokens(
-                &model,
-                &backend,
-                &mut session,
-                &ids[common..],
-                &mut sampler,
-                max_tokens,
-                |id| {
-                    if !model.tokenizer.is_end_of_generation(id) {
-                        print!("{}", printer.push(&model.tokenizer, id));
-                        let _ = std::io::stdout().flush();
-                    }
-                },
-            )?;
-            println!("{}", printer.finish());
-            let text: Vec<u32> = reply
-                .into_iter()
-                .filter(|&id| !model.tokenizer.is_end_of_generation(id))
-                .collect();
-            messages.push(ChatMessage::new(
-                "assistant",
-                &model.tokenizer.decode(&text),
-            ));
         }
-    })
+        let prompt = template.render(messages, true)?;
+        let ids = model.tokenizer.encode(&prompt)?;
+        // The cache already holds the conversation's common prefix: feed only the rest.
+        let common = session
+            .tokens
+            .iter()
+            .zip(&ids)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(ids.len() - 1);
+        session.truncate(backend, common);
+        let mut printer = TokenStream::new();
+        let reply = generate_tokens(
+            model,
+            backend,
+            &mut session,
+            &ids[common..],
+            sampler,
+            max_tokens,
+            |id| {
+                if !model.tokenizer.is_end_of_generation(id) {
+                    print!("{}", printer.push(&model.tokenizer, id));
+                    let _ = std::io::stdout().flush();
+                }
+            },
+        )?;
+        println!("{}", printer.finish());
+        let text: Vec<u32> = reply
+            .into_iter()
+            .filter(|&id| !model.tokenizer.is_end_of_generation(id))
+            .collect();
+        messages.push(ChatMessage::new(
+            "assistant",
+            &model.tokenizer.decode(&text),
+        ));
+    }
 }
 
 pub fn model_name<B: Backend>(model: &LanguageModel<B>) -> String {

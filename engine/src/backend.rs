@@ -108,4 +108,47 @@ pub trait Backend {
 
     /// Copies a tensor to the CPU, row-major.
     fn read(&self, x: &Self::Tensor) -> impl Future<Output = Result<Vec<f32>>>;
+
+    /// The `k` highest logits of the last row of `logits` as (id, logit), highest first (ties:
+    /// lower id), after the repetition penalty on `penalized` ids (positive logits divided by
+    /// `penalty`, negative ones multiplied). On WebGPU only these few pairs are read back.
+    fn top_k(
+        &self,
+        logits: &Self::Tensor,
+        k: usize,
+        penalized: &[u32],
+        penalty: f32,
+    ) -> impl Future<Output = Result<Vec<(u32, f32)>>>;
+}
+
+/// The CPU twin of [`Backend::top_k`] on one row of logits.
+pub fn penalized_top_k(row: &[f32], k: usize, penalized: &[u32], penalty: f32) -> Vec<(u32, f32)> {
+    let mut row = row.to_vec();
+    if penalty != 1.0 {
+        let mut seen = std::collections::HashSet::new();
+        for &id in penalized {
+            if let Some(l) = row.get_mut(id as usize) {
+                if seen.insert(id) {
+                    *l = if *l > 0.0 { *l / penalty } else { *l * penalty };
+                }
+            }
+        }
+    }
+    crate::sampling::top_k(&row, k)
+}
+
+/// (cos, sin) of the RoPE rotation per token and pair, computed as ggml does (θᵢ = pos·base^(-2i/d),
+/// the powers by repeated f32 multiplication). Both backends use exactly these angles.
+pub fn rope_angles(positions: &[u32], head_dim: usize, base: f32) -> Vec<[f32; 2]> {
+    let half = head_dim / 2;
+    let theta_scale = base.powf(-2.0 / head_dim as f32);
+    let mut out = Vec::with_capacity(positions.len() * half);
+    for &pos in positions {
+        let mut theta = pos as f32;
+        for _ in 0..half {
+            out.push([theta.cos(), theta.sin()]);
+            theta *= theta_scale;
+        }
+    }
+    out
 }

@@ -147,6 +147,15 @@ pub struct Session<B: Backend> {
     capacity: usize,
 }
 
+/// Which next-token candidates [`Session::feed_select`] returns: the `k` best after the
+/// repetition penalty on `penalized` ids.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    pub k: usize,
+    pub penalized: Vec<u32>,
+    pub penalty: f32,
+}
+
 /// What one [`Session::feed`] returns.
 pub struct FeedOutput<B: Backend> {
     /// Logits of the last fed token.
@@ -178,7 +187,8 @@ impl<B: Backend> Session<B> {
         self.positions.last().map_or(0, |p| p + 1)
     }
 
-    /// Feeds `ids` at consecutive positions under the causal mask.
+    /// Feeds `ids` at consecutive positions under the causal mask; returns the last token's
+    /// logits (all of them: see [`Session::feed_select`] for the cheap way on WebGPU).
     pub async fn feed(
         &mut self,
         model: &LanguageModel<B>,
@@ -186,8 +196,7 @@ impl<B: Backend> Session<B> {
         ids: &[u32],
         taps: Taps,
     ) -> Result<FeedOutput<B>> {
-        let start = self.next_position();
-        let positions: Vec<u32> = (0..ids.len() as u32).map(|i| start + i).collect();
+        let positions = self.next_positions(ids.len());
         self.feed_with(model, backend, ids, &positions, &Mask::Causal, taps)
             .await
     }
@@ -203,6 +212,66 @@ impl<B: Backend> Session<B> {
         mask: &Mask,
         taps: Taps,
     ) -> Result<FeedOutput<B>> {
+        let before = self.tokens.len();
+        let (logits, captures) = self.forward(model, backend, ids, positions, mask, taps)?;
+        match backend.read(&logits).await {
+            Ok(logits) => Ok(FeedOutput { logits, captures }),
+            Err(e) => {
+                // The GPU failed after recording: forget this step, keep the conversation.
+                self.truncate(backend, before);
+                Err(e)
+            }
+        }
+    }
+
+    /// Feeds `ids` (consecutive positions, causal) and returns only the `k` best next tokens
+    /// after the repetition penalty on `penalized`: on WebGPU a few bytes are read back.
+    pub async fn feed_select(
+        &mut self,
+        model: &LanguageModel<B>,
+        backend: &B,
+        ids: &[u32],
+        selection: &Selection,
+    ) -> Result<Vec<(u32, f32)>> {
+        let positions = self.next_positions(ids.len());
+        let before = self.tokens.len();
+        let (logits, _) = self.forward(
+            model,
+            backend,
+            ids,
+            &positions,
+            &Mask::Causal,
+            Taps::default(),
+        )?;
+        let picked = backend
+            .top_k(
+                &logits,
+                selection.k,
+                &selection.penalized,
+                selection.penalty,
+            )
+            .await;
+        if picked.is_err() {
+            self.truncate(backend, before);
+        }
+        picked
+    }
+
+    fn next_positions(&self, n: usize) -> Vec<u32> {
+        let start = self.next_position();
+        (0..n as u32).map(|i| start + i).collect()
+    }
+
+    /// Runs the model over `ids` in chunks; returns the last token's logits, unread.
+    fn forward(
+        &mut self,
+        model: &LanguageModel<B>,
+        backend: &B,
+        ids: &[u32],
+        positions: &[u32],
+        mask: &Mask,
+        taps: Taps,
+    ) -> Result<(B::Tensor, Captures<B>)> {
         if ids.is_empty() {
             return Err(Error::InvalidRequest(
                 "nothing to feed: the prompt is empty".into(),
@@ -224,6 +293,7 @@ impl<B: Backend> Session<B> {
         }
         let mut captures = Captures::default();
         let mut logits = None;
+        // An explicit mask spans all of `ids`: it is fed in one piece.
         let chunk = if matches!(mask, Mask::Causal) && !taps.attention {
             PREFILL_CHUNK
         } else {
@@ -253,15 +323,10 @@ impl<B: Backend> Session<B> {
             captures.residual.extend(caps.residual);
             self.tokens.extend_from_slice(&ids[start..end]);
             self.positions.extend_from_slice(&positions[start..end]);
-            if end == ids.len() {
-                logits = Some(out);
-            }
+            logits = Some(out);
         }
-        let logits = match logits {
-            Some(l) => backend.read(&l).await?,
-            None => Vec::new(),
-        };
-        Ok(FeedOutput { logits, captures })
+        let logits = logits.ok_or_else(|| Error::InvalidRequest("nothing was fed".into()))?;
+        Ok((logits, captures))
     }
 
     /// Forgets everything from token `len` on.

@@ -61,67 +61,60 @@ impl Sampler {
         Sampler { params, rng }
     }
 
-    /// The next token given `logits` and the tokens so far (for the repetition penalty).
-    pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+    /// The candidates this sampler needs from the backend: the top-k after the repetition
+    /// penalty (greedy needs one; no top-k limit needs the whole vocabulary).
+    pub fn selection(
+        &self,
+        history: &[u32],
+        vocab_size: usize,
+    ) -> crate::language_model::Selection {
         let p = &self.params;
-        let mut logits = logits.to_vec();
-        if p.repeat_penalty != 1.0 && p.repeat_last_n > 0 {
-            let recent = &history[history.len().saturating_sub(p.repeat_last_n)..];
-            let mut seen = std::collections::HashSet::new();
-            for &id in recent {
-                if let Some(l) = logits.get_mut(id as usize) {
-                    if seen.insert(id) {
-                        *l = if *l > 0.0 {
-                            *l / p.repeat_penalty
-                        } else {
-                            *l * p.repeat_penalty
-                        };
-                    }
-                }
-            }
-        }
-        if p.is_greedy() {
-            return argmax(&logits);
-        }
-        // Candidates sorted by logit, highest first; ties by id for determinism.
-        let mut candidates: Vec<(u32, f32)> = logits
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.is_finite())
-            .map(|(i, &l)| (i as u32, l))
-            .collect();
-        if candidates.is_empty() {
-            return argmax(&logits);
-        }
-        let keep = if p.top_k > 0 {
-            p.top_k.min(candidates.len())
+        let k = if p.is_greedy() {
+            1
+        } else if p.top_k > 0 {
+            p.top_k
         } else {
-            candidates.len()
+            vocab_size
         };
-        if keep < candidates.len() {
-            candidates.select_nth_unstable_by(keep - 1, by_logit_desc);
-            candidates.truncate(keep);
+        let penalized = if p.repeat_penalty != 1.0 && p.repeat_last_n > 0 {
+            history[history.len().saturating_sub(p.repeat_last_n)..].to_vec()
+        } else {
+            Vec::new()
+        };
+        crate::language_model::Selection {
+            k,
+            penalized,
+            penalty: p.repeat_penalty,
         }
-        candidates.sort_unstable_by(by_logit_desc);
+    }
+
+    /// Draws from candidates (id, penalised logit), best first, as [`Sampler::selection`]
+    /// asked for: temperature, top-p, then a seeded draw. Same result as [`Sampler::sample`].
+    pub fn pick(&mut self, candidates: &[(u32, f32)]) -> u32 {
+        let p = &self.params;
+        let Some(&(best, _)) = candidates.first() else {
+            return 0;
+        };
+        if p.is_greedy() {
+            return best;
+        }
         let max = candidates[0].1;
         let mut probs: Vec<f32> = candidates
             .iter()
             .map(|&(_, l)| ((l - max) / p.temperature.max(1e-6)).exp())
             .collect();
-        // top-p on the tempered distribution's order (the same as the logits' order).
-        let total: f32 = probs.iter().sum();
+        let mut kept = candidates.len();
         if p.top_p < 1.0 {
+            let total: f32 = probs.iter().sum();
             let mut cumulative = 0.0;
-            let mut cut = probs.len();
             for (i, pr) in probs.iter().enumerate() {
                 cumulative += pr / total;
                 if cumulative >= p.top_p {
-                    cut = i + 1;
+                    kept = i + 1;
                     break;
                 }
             }
-            probs.truncate(cut);
-            candidates.truncate(cut);
+            probs.truncate(kept);
         }
         let total: f32 = probs.iter().sum();
         let mut r = self.rng.next_f32() * total;
@@ -131,7 +124,19 @@ impl Sampler {
             }
             r -= pr;
         }
-        candidates[candidates.len() - 1].0
+        candidates[kept - 1].0
+    }
+
+    /// The next token given all `logits` and the tokens so far (for the repetition penalty).
+    pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+        let selection = self.selection(history, logits.len());
+        let candidates = crate::backend::penalized_top_k(
+            logits,
+            selection.k,
+            &selection.penalized,
+            selection.penalty,
+        );
+        self.pick(&candidates)
     }
 }
 

@@ -1,10 +1,15 @@
-//! Every WGSL kernel against its CPU twin, natively (lavapipe) and in Chromium (SwiftShader).
+//! Every WGSL kernel against its CPU twin, natively (lavapipe) and in Chromium (SwiftShader):
+//! seeded random inputs, sizes that are not multiples of the workgroup, stated tolerances, and
+//! failures that name the first bad index.
 //!
 //! Each check is an async function; `gpu_test!` turns it into a native `#[test]` and a
 //! `wasm_bindgen_test`. Where no adapter exists the native test says so and passes, unless
 //! `GLASSBOX_REQUIRE_GPU=1` (set by `cargo xtask test`), where it fails.
 
-use engine::gpu::{kernels, GpuContext};
+use engine::backend::{penalized_top_k, AttentionShape, Backend, Mask};
+use engine::cpu::{attention, blocks, rms_norm_rows, rope_interleaved};
+use engine::gguf::{GgmlType, TensorInfo};
+use engine::gpu::GpuBackend;
 use engine::testing::{check_close, SeededRng};
 
 #[cfg(target_arch = "wasm32")]
@@ -16,9 +21,8 @@ macro_rules! gpu_test {
         #[test]
         fn $name() {
             pollster::block_on(async {
-                match context().await {
-                    Some(ctx) => $check(&ctx).await,
-                    None => {}
+                if let Some(gpu) = backend().await {
+                    $check(&gpu).await
                 }
             })
         }
@@ -26,19 +30,19 @@ macro_rules! gpu_test {
         #[cfg(target_arch = "wasm32")]
         #[wasm_bindgen_test::wasm_bindgen_test]
         async fn $name() {
-            let ctx = context()
+            let gpu = backend()
                 .await
                 .expect("Chromium should offer a WebGPU adapter");
-            $check(&ctx).await
+            $check(&gpu).await
         }
     };
 }
 
-async fn context() -> Option<GpuContext> {
-    match GpuContext::new().await {
-        Ok(ctx) => Some(ctx),
+async fn backend() -> Option<GpuBackend> {
+    match GpuBackend::create().await {
+        Ok(gpu) => Some(gpu),
         Err(e) => {
-            let required = std::env::var("GLASSBOX_REQUIRE_GPU").is_ok_and(|v| v == "1");
+            let required = option_env_var("GLASSBOX_REQUIRE_GPU").is_some_and(|v| v == "1");
             assert!(!required, "GLASSBOX_REQUIRE_GPU=1 but: {e}");
             eprintln!("skipped: {e}");
             None
@@ -46,27 +50,282 @@ async fn context() -> Option<GpuContext> {
     }
 }
 
-async fn read_f32(ctx: &GpuContext, buffer: &wgpu::Buffer, n: usize) -> Vec<f32> {
-    let bytes = ctx.read_back(buffer, n * 4).await.expect("read back");
-    bytemuck::pod_collect_to_vec(&bytes)
-}
-
-async fn check_add(ctx: &GpuContext) {
-    let cache = kernels::PipelineCache::default();
-    let mut rng = SeededRng::new(7);
-    // Sizes around and beyond the workgroup size, none a multiple of 256 but one.
-    for n in [1usize, 255, 256, 257, 1000, 70_001] {
-        let a = rng.vec_f32(n, 4.0);
-        let b = rng.vec_f32(n, 4.0);
-        let a_buf = ctx.storage_buffer("a", bytemuck::cast_slice(&a));
-        let b_buf = ctx.storage_buffer("b", bytemuck::cast_slice(&b));
-        let out = ctx.empty_buffer("out", n * 4);
-        let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        kernels::elementwise::add(ctx, &cache, &mut encoder, &a_buf, &b_buf, &out, n as u32);
-        ctx.queue.submit([encoder.finish()]);
-        let got = read_f32(ctx, &out, n).await;
-        let want = kernels::elementwise::add_cpu(&a, &b);
-        check_close(&format!("add n={n}"), &got, &want, 0.0, 0.0).unwrap();
+fn option_env_var(name: &str) -> Option<String> {
+    #[cfg(not(target_arch = "wasm32"))]
+    return std::env::var(name).ok();
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = name;
+        None
     }
 }
-gpu_test!(add_matches_cpu, check_add);
+
+fn info(name: &str, ty: GgmlType, rows: usize, cols: usize) -> TensorInfo {
+    let n_bytes = ty.bytes_for(cols as u64).unwrap() * rows as u64;
+    TensorInfo {
+        name: name.to_string(),
+        dims: if rows == 1 {
+            vec![cols as u64]
+        } else {
+            vec![cols as u64, rows as u64]
+        },
+        ggml_type: ty,
+        offset: 0,
+        n_bytes,
+    }
+}
+
+/// Random weights of `ty` with their exact f32 values.
+fn weights(rng: &mut SeededRng, ty: GgmlType, rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>) {
+    let values = rng.vec_f32(rows * cols, 1.0);
+    let bytes = match ty {
+        GgmlType::Q4_1 => blocks::quantize_q4_1(&values),
+        GgmlType::Q4_0 => blocks::quantize_q4_0(&values),
+        GgmlType::Q8_0 => blocks::quantize_q8_0(&values),
+        GgmlType::F16 => values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect(),
+        _ => bytemuck::cast_slice(&values).to_vec(),
+    };
+    let exact = blocks::dequantize_to_vec(ty, &bytes);
+    (bytes, exact)
+}
+
+async fn check_elementwise(gpu: &GpuBackend) {
+    let mut rng = SeededRng::new(7);
+    // Around and beyond the workgroup size (256), none a multiple of it but one.
+    for n in [1usize, 255, 256, 257, 70_001] {
+        let (a, b) = (rng.vec_f32(n, 4.0), rng.vec_f32(n, 4.0));
+        let (ga, gb) = (gpu.tensor(&a, 1, n).unwrap(), gpu.tensor(&b, 1, n).unwrap());
+        let sum = gpu.read(&gpu.add(&ga, &gb).unwrap()).await.unwrap();
+        let want: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        check_close(&format!("add n={n}"), &sum, &want, 0.0, 0.0).unwrap();
+        let gated = gpu.read(&gpu.silu_mul(&ga, &gb).unwrap()).await.unwrap();
+        let want: Vec<f32> = a
+            .iter()
+            .zip(&b)
+            .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
+            .collect();
+        check_close(&format!("silu_mul n={n}"), &gated, &want, 1e-6, 1e-5).unwrap();
+    }
+}
+gpu_test!(elementwise_matches_cpu, check_elementwise);
+
+async fn check_embedding(gpu: &GpuBackend) {
+    let mut rng = SeededRng::new(8);
+    for ty in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_1,
+        GgmlType::Q4_0,
+        GgmlType::F16,
+        GgmlType::F32,
+    ] {
+        let (rows, cols) = (37, 96);
+        let (bytes, exact) = weights(&mut rng, ty, rows, cols);
+        let table = gpu
+            .upload_matrix(&info("table", ty, rows, cols), &bytes)
+            .unwrap();
+        let ids = [0u32, 36, 5, 5, 17];
+        let got = gpu.read(&gpu.embed(&table, &ids).unwrap()).await.unwrap();
+        let want: Vec<f32> = ids
+            .iter()
+            .flat_map(|&id| exact[id as usize * cols..][..cols].to_vec())
+            .collect();
+        // Dequantization must be exact.
+        check_close(&format!("embedding {ty}"), &got, &want, 0.0, 0.0).unwrap();
+    }
+}
+gpu_test!(embedding_dequantizes_exactly, check_embedding);
+
+async fn check_rms_norm(gpu: &GpuBackend) {
+    let mut rng = SeededRng::new(9);
+    for (rows, cols) in [(1usize, 576), (3, 1000), (5, 37)] {
+        let x = rng.vec_f32(rows * cols, 3.0);
+        let gain = rng.vec_f32(cols, 1.0);
+        let got = gpu
+            .read(
+                &gpu.rms_norm(
+                    &gpu.tensor(&x, rows, cols).unwrap(),
+                    &gpu.tensor(&gain, 1, cols).unwrap(),
+                    1e-5,
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        let mut want = x.clone();
+        rms_norm_rows(&mut want, &gain, 1e-5);
+        check_close(&format!("rms_norm {rows}x{cols}"), &got, &want, 1e-6, 1e-5).unwrap();
+    }
+}
+gpu_test!(rms_norm_matches_cpu, check_rms_norm);
+
+async fn check_matmul(gpu: &GpuBackend) {
+    let mut rng = SeededRng::new(10);
+    // Both matrix × vector shapes (warp-shaped for GPUs, row-per-invocation for CPU adapters).
+    for cpu_shapes in [false, true] {
+        gpu.set_cpu_shapes(Some(cpu_shapes));
+        check_matmul_shapes(gpu, &mut rng).await;
+    }
+    gpu.set_cpu_shapes(None);
+}
+
+async fn check_matmul_shapes(gpu: &GpuBackend, rng: &mut SeededRng) {
+    for ty in [
+        GgmlType::Q4_1,
+        GgmlType::Q4_0,
+        GgmlType::Q8_0,
+        GgmlType::F16,
+        GgmlType::F32,
+    ] {
+        // Rows not a multiple of 8 or 32; 1 and 2 tokens take the matrix × vector kernel, the
+        // others the tiled one (tokens not a multiple of 32 either).
+        for (rows, cols, tokens) in [(37, 96, 1), (70, 576, 2), (45, 160, 5), (33, 64, 40)] {
+            let (bytes, exact) = weights(rng, ty, rows, cols);
+            let w = gpu
+                .upload_matrix(&info("w", ty, rows, cols), &bytes)
+                .unwrap();
+            let x = rng.vec_f32(tokens * cols, 2.0);
+            let got = gpu
+                .read(
+                    &gpu.matmul(&gpu.tensor(&x, tokens, cols).unwrap(), &[&w])
+                        .unwrap()[0],
+                )
+                .await
+                .unwrap();
+            let mut want = vec![0.0f32; tokens * rows];
+            for t in 0..tokens {
+                for r in 0..rows {
+                    want[t * rows + r] = (0..cols)
+                        .map(|c| x[t * cols + c] as f64 * exact[r * cols + c] as f64)
+                        .sum::<f64>() as f32;
+                }
+            }
+            check_close(
+                &format!("{ty} {rows}x{cols} t={tokens}"),
+                &got,
+                &want,
+                1e-4,
+                1e-4,
+            )
+            .unwrap();
+        }
+    }
+}
+gpu_test!(matmul_matches_f32_math_on_dequantized_weights, check_matmul);
+
+async fn check_rope(gpu: &GpuBackend) {
+    let mut rng = SeededRng::new(11);
+    let (head_dim, heads) = (64, 3);
+    // Explicit positions with a repeat and a jump, as Set-Based Prompting produces.
+    let positions = [0u32, 1, 2, 2, 3, 500, 8000];
+    let x = rng.vec_f32(positions.len() * heads * head_dim, 1.0);
+    let got = gpu
+        .read(
+            &gpu.rope(
+                &gpu.tensor(&x, positions.len(), heads * head_dim).unwrap(),
+                head_dim,
+                &positions,
+                100_000.0,
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut want = x.clone();
+    rope_interleaved(&mut want, heads * head_dim, head_dim, &positions, 100_000.0);
+    check_close("rope", &got, &want, 1e-6, 1e-5).unwrap();
+}
+gpu_test!(rope_matches_cpu, check_rope);
+
+async fn check_attention(gpu: &GpuBackend) {
+    let shape = AttentionShape {
+        n_heads: 9,
+        n_kv_heads: 3,
+        head_dim: 64,
+    };
+    let mut rng = SeededRng::new(12);
+    let kv = shape.n_kv_heads * shape.head_dim;
+    let width = shape.n_heads * shape.head_dim;
+    let mut gpu_cache = gpu.new_cache(shape, 300).unwrap();
+    let mut cpu_cache = attention::KvCache::new(shape, 300);
+    // A prefill of 7 under a block mask (tokens 2-3 and 4-5 are two members of a set), then
+    // single-token steps under the causal mask, then a chunk of 260 (past one workgroup).
+    let mut visible = Mask::Causal.to_rows(7, 0);
+    for (i, j) in [(4, 2), (4, 3), (5, 2), (5, 3)] {
+        visible[i * 7 + j] = false;
+    }
+    let steps = [
+        (7usize, Mask::Explicit(visible)),
+        (1, Mask::Causal),
+        (1, Mask::Causal),
+        (260, Mask::Causal),
+    ];
+    for (t, mask) in steps {
+        let (q, k, v) = (
+            rng.vec_f32(t * width, 1.0),
+            rng.vec_f32(t * kv, 1.0),
+            rng.vec_f32(t * kv, 1.0),
+        );
+        let (out, probs) = gpu
+            .attention(
+                &gpu.tensor(&q, t, width).unwrap(),
+                &gpu.tensor(&k, t, kv).unwrap(),
+                &gpu.tensor(&v, t, kv).unwrap(),
+                &mut gpu_cache,
+                shape,
+                &mask,
+                true,
+            )
+            .unwrap();
+        cpu_cache.append(&k, &v, t);
+        let (want, want_probs) = attention::attend(&q, t, &cpu_cache, &mask, true);
+        check_close(
+            &format!("attention t={t}"),
+            &gpu.read(&out).await.unwrap(),
+            &want,
+            1e-5,
+            1e-4,
+        )
+        .unwrap();
+        check_close(
+            &format!("attention probabilities t={t}"),
+            &gpu.read(&probs.unwrap()).await.unwrap(),
+            &want_probs.unwrap(),
+            1e-6,
+            1e-4,
+        )
+        .unwrap();
+    }
+}
+gpu_test!(attention_matches_cpu, check_attention);
+
+async fn check_top_k(gpu: &GpuBackend) {
+    let mut rng = SeededRng::new(13);
+    let n = 49_152;
+    let mut logits = rng.vec_f32(2 * n, 10.0);
+    // Ties, to check the order (higher logit first, then lower id).
+    logits[n + 100] = 50.0;
+    logits[n + 7] = 50.0;
+    let tensor = gpu.tensor(&logits, 2, n).unwrap();
+    for (k, penalized, penalty) in [
+        (1usize, vec![], 1.0f32),
+        (5, vec![7u32, 7, 300], 1.3),
+        (40, vec![100], 2.0),
+    ] {
+        let got = gpu.top_k(&tensor, k, &penalized, penalty).await.unwrap();
+        let want = penalized_top_k(&logits[n..], k, &penalized, penalty);
+        assert_eq!(
+            got.iter().map(|p| p.0).collect::<Vec<_>>(),
+            want.iter().map(|p| p.0).collect::<Vec<_>>(),
+            "k={k}"
+        );
+        let (g, w): (Vec<f32>, Vec<f32>) = (
+            got.iter().map(|p| p.1).collect(),
+            want.iter().map(|p| p.1).collect(),
+        );
+        check_close(&format!("top-{k} logits"), &g, &w, 0.0, 1e-6).unwrap();
+    }
+}
+gpu_test!(top_k_matches_cpu, check_top_k);

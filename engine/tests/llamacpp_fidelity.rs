@@ -16,18 +16,11 @@
 
 mod common;
 
-use common::{cpu_model, fixtures, PromptCase};
-use engine::backend::Backend;
+use common::{
+    check_against_llamacpp, cpu_model, fixtures, greedy_run, LOGPROB_TOLERANCE,
+    LOGPROB_TOLERANCE_OWN_CASES,
+};
 use engine::cpu::CpuBackend;
-use engine::language_model::{LanguageModel, Session};
-use engine::models::llama::Taps;
-use engine::sampling::{argmax, log_sum_exp, top_k};
-
-/// The bound, for the public fixture.
-pub const LOGPROB_TOLERANCE: f32 = 0.25;
-/// llama.cpp's spread against itself, for our own cases (see the module comment).
-pub const LOGPROB_TOLERANCE_OWN_CASES: f32 = 0.6;
-pub const MARGIN_THRESHOLD: f32 = 0.5;
 
 #[test]
 fn tokenization_matches_llamacpp() {
@@ -68,69 +61,6 @@ fn end_of_generation_ids_match_llamacpp() {
     }
 }
 
-/// Checks one prompt's next-token logits and greedy continuation on any backend.
-pub fn check_prompt<B: Backend>(
-    model: &LanguageModel<B>,
-    backend: &B,
-    case: &PromptCase,
-    tolerance: f32,
-    top1_always: bool,
-) -> Result<(), String> {
-    let ids = model
-        .tokenizer
-        .encode(&case.prompt)
-        .map_err(|e| e.to_string())?;
-    if ids != case.ids {
-        return Err(format!("prompt ids differ: {ids:?} vs {:?}", case.ids));
-    }
-    let mut session = Session::new(model, backend, 1024).map_err(|e| e.to_string())?;
-    let out = pollster::block_on(session.feed(model, backend, &ids, Taps::default()))
-        .map_err(|e| e.to_string())?;
-    let lse = log_sum_exp(&out.logits);
-    let ours: Vec<u32> = top_k(&out.logits, 5)
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
-    let theirs: Vec<u32> = case.top.iter().take(5).map(|t| t.id).collect();
-    let clear_margin = case.top[0].logit - case.top[1].logit > MARGIN_THRESHOLD;
-    if ours[0] != theirs[0] && (top1_always || clear_margin) {
-        return Err(format!("top-1 {} vs llama.cpp {}", ours[0], theirs[0]));
-    }
-    let shared = ours.iter().filter(|id| theirs.contains(id)).count();
-    if shared < 4 {
-        return Err(format!("top-5 share {shared}: {ours:?} vs {theirs:?}"));
-    }
-    for t in case.top.iter().take(5) {
-        let logprob = out.logits[t.id as usize] - lse;
-        if (logprob - t.logprob).abs() > tolerance {
-            return Err(format!(
-                "token {}: log-prob {logprob} vs llama.cpp {}",
-                t.id, t.logprob
-            ));
-        }
-    }
-    // Greedy, compared while llama.cpp's margin is clear.
-    let mut logits = out.logits;
-    for (step, (&want, &margin)) in case.greedy_ids.iter().zip(&case.greedy_margins).enumerate() {
-        if margin <= MARGIN_THRESHOLD {
-            break;
-        }
-        let got = argmax(&logits);
-        if got != want {
-            return Err(format!(
-                "greedy step {step}: {got} vs llama.cpp {want} (margin {margin})"
-            ));
-        }
-        if model.tokenizer.is_end_of_generation(got) {
-            break;
-        }
-        logits = pollster::block_on(session.feed(model, backend, &[got], Taps::default()))
-            .map_err(|e| e.to_string())?
-            .logits;
-    }
-    Ok(())
-}
-
 #[test]
 fn logits_and_greedy_continuations_match_llamacpp() {
     let model = cpu_model();
@@ -146,7 +76,10 @@ fn logits_and_greedy_continuations_match_llamacpp() {
         };
         for case in &set.prompts {
             count += 1;
-            if let Err(e) = check_prompt(model, &backend, case, tolerance, public) {
+            let ids = model.tokenizer.encode(&case.prompt).unwrap();
+            assert_eq!(ids, case.ids, "prompt ids differ for {:?}", case.prompt);
+            let run = greedy_run(model, &backend, &ids, case.greedy_ids.len());
+            if let Err(e) = check_against_llamacpp(&run, case, tolerance, public) {
                 failures.push(format!("{:?}: {e}", case.prompt));
             }
         }

@@ -257,6 +257,23 @@ impl Backend for CpuBackend {
     async fn read(&self, x: &Tensor) -> Result<Vec<f32>> {
         Ok(x.flatten_all()?.to_vec1::<f32>()?)
     }
+
+    async fn top_k(
+        &self,
+        logits: &Tensor,
+        k: usize,
+        penalized: &[u32],
+        penalty: f32,
+    ) -> Result<Vec<(u32, f32)>> {
+        let (rows, _) = logits.dims2()?;
+        let last = logits
+            .narrow(0, rows.saturating_sub(1), 1)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        Ok(crate::backend::penalized_top_k(
+            &last, k, penalized, penalty,
+        ))
+    }
 }
 
 /// `x / sqrt(mean(x²) + eps) * weight` per row, the sum of squares in f64 as ggml does it.
@@ -272,9 +289,9 @@ pub fn rms_norm_rows(data: &mut [f32], weight: &[f32], eps: f32) {
     }
 }
 
-/// RoPE on interleaved pairs (x[2i], x[2i+1]) of each head, rotated by position·base^(-2i/d).
-/// GGUF stores llama's Q and K rows permuted for exactly this pairing. The CPU twin of the
-/// WebGPU rope kernel.
+/// RoPE on interleaved pairs (x[2i], x[2i+1]) of each head, rotated by the angles of
+/// [`crate::backend::rope_angles`]. GGUF stores llama's Q and K rows permuted for exactly this
+/// pairing. The CPU twin of the WebGPU rope kernel.
 pub fn rope_interleaved(
     data: &mut [f32],
     features: usize,
@@ -283,22 +300,16 @@ pub fn rope_interleaved(
     base: f32,
 ) {
     let half = head_dim / 2;
-    // As ggml computes it: θᵢ = pos·base^(-2i/d), the powers by repeated f32 multiplication.
-    let theta_scale = base.powf(-2.0 / head_dim as f32);
-    for (row, &pos) in data.chunks_exact_mut(features).zip(positions) {
-        let mut theta = pos as f32;
-        let (sin, cos): (Vec<f32>, Vec<f32>) = (0..half)
-            .map(|_| {
-                let angle = theta;
-                theta *= theta_scale;
-                (angle.sin(), angle.cos())
-            })
-            .unzip();
+    let angles = crate::backend::rope_angles(positions, head_dim, base);
+    for (row, angles) in data
+        .chunks_exact_mut(features)
+        .zip(angles.chunks_exact(half))
+    {
         for head in row.chunks_exact_mut(head_dim) {
-            for i in 0..half {
+            for (i, [cos, sin]) in angles.iter().enumerate() {
                 let (a, b) = (head[2 * i], head[2 * i + 1]);
-                head[2 * i] = a * cos[i] - b * sin[i];
-                head[2 * i + 1] = a * sin[i] + b * cos[i];
+                head[2 * i] = a * cos - b * sin;
+                head[2 * i + 1] = a * sin + b * cos;
             }
         }
     }

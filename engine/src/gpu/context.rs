@@ -23,7 +23,11 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
-    lost: Arc<std::sync::Mutex<Option<String>>>,
+    /// The adapter can time passes (used by `glassbox bench` for per-kernel timings).
+    pub timestamps: bool,
+    /// The first device loss or uncaptured error (out of memory, validation), reported by the
+    /// next read-back.
+    failure: Arc<std::sync::Mutex<Option<GpuError>>>,
 }
 
 impl GpuContext {
@@ -49,28 +53,44 @@ impl GpuContext {
             .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
         let info = adapter.get_info();
         let limits = adapter.limits();
+        // Only optional features that cost nothing when unused.
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("glassbox"),
-                required_features: wgpu::Features::empty(),
+                required_features: if timestamps {
+                    wgpu::Features::TIMESTAMP_QUERY
+                } else {
+                    wgpu::Features::empty()
+                },
                 required_limits: limits.clone(),
                 ..Default::default()
             })
             .await
             .map_err(|e| GpuError::NoDevice(e.to_string()))?;
-        let lost = Arc::new(std::sync::Mutex::new(None));
-        let lost_flag = Arc::clone(&lost);
+        let failure = Arc::new(std::sync::Mutex::new(None));
+        let on_lost = Arc::clone(&failure);
         device.set_device_lost_callback(move |reason, message| {
-            if let Ok(mut slot) = lost_flag.lock() {
-                *slot = Some(format!("{reason:?}: {message}"));
-            }
+            record(
+                &on_lost,
+                GpuError::DeviceLost(format!("{reason:?}: {message}")),
+            );
         });
+        let on_error = Arc::clone(&failure);
+        device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
+            let failure = match &error {
+                wgpu::Error::OutOfMemory { .. } => GpuError::OutOfMemory(error.to_string()),
+                _ => GpuError::Other(error.to_string()),
+            };
+            record(&on_error, failure);
+        }));
         Ok(GpuContext {
             device,
             queue,
             info,
             limits,
-            lost,
+            timestamps,
+            failure,
         })
     }
 
@@ -92,12 +112,17 @@ impl GpuContext {
         text
     }
 
-    /// The error to report if the device has been lost since it was created.
+    /// The first failure since the device was created (lost, out of memory, invalid work).
     pub fn check_lost(&self) -> Result<(), GpuError> {
-        match self.lost.lock().ok().and_then(|slot| slot.clone()) {
-            Some(reason) => Err(GpuError::DeviceLost(reason)),
+        match self.failure.lock().ok().and_then(|slot| slot.clone()) {
+            Some(failure) => Err(failure),
             None => Ok(()),
         }
+    }
+
+    /// Marks the device as lost, as a real loss would (tests of the CPU fallback use it).
+    pub fn simulate_loss(&self, reason: &str) {
+        record(&self.failure, GpuError::DeviceLost(reason.to_string()));
     }
 
     /// A storage buffer initialised from `data`.
@@ -166,6 +191,12 @@ impl GpuContext {
             .to_vec();
         staging.unmap();
         Ok(data[..bytes].to_vec())
+    }
+}
+
+fn record(slot: &std::sync::Mutex<Option<GpuError>>, failure: GpuError) {
+    if let Ok(mut slot) = slot.lock() {
+        slot.get_or_insert(failure);
     }
 }
 

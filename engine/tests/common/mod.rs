@@ -2,8 +2,11 @@
 //! llama.cpp fixtures.
 #![allow(dead_code)]
 
+use engine::backend::Backend;
 use engine::cpu::CpuBackend;
-use engine::language_model::LanguageModel;
+use engine::language_model::{LanguageModel, Session};
+use engine::models::llama::Taps;
+use engine::sampling::{log_sum_exp, top_k};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -67,4 +70,98 @@ pub fn fixtures() -> [Fixtures; 2] {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
     };
     [read("llamacpp_public.json"), read("llamacpp_glassbox.json")]
+}
+
+/// The bound, for the public fixture.
+pub const LOGPROB_TOLERANCE: f32 = 0.25;
+/// llama.cpp's spread against itself, for our own cases (see llamacpp_fidelity.rs).
+pub const LOGPROB_TOLERANCE_OWN_CASES: f32 = 0.6;
+/// Greedy steps are compared while llama.cpp's top-1 margin is above this.
+pub const MARGIN_THRESHOLD: f32 = 0.5;
+
+/// A prompt's next-token logits and greedy continuation (ids and top-1 margins), on any backend.
+pub struct Greedy {
+    pub logits: Vec<f32>,
+    pub ids: Vec<u32>,
+    pub margins: Vec<f32>,
+}
+
+/// Runs `ids` and then up to `steps` greedy tokens (stopping at an end of generation).
+pub fn greedy_run<B: Backend>(
+    model: &LanguageModel<B>,
+    backend: &B,
+    ids: &[u32],
+    steps: usize,
+) -> Greedy {
+    let mut session = Session::new(model, backend, 1024).unwrap();
+    let mut logits = pollster::block_on(session.feed(model, backend, ids, Taps::default()))
+        .unwrap()
+        .logits;
+    let first = logits.clone();
+    let (mut out, mut margins) = (Vec::new(), Vec::new());
+    for _ in 0..steps {
+        let best = top_k(&logits, 2);
+        out.push(best[0].0);
+        margins.push(best[0].1 - best[1].1);
+        if model.tokenizer.is_end_of_generation(best[0].0) {
+            break;
+        }
+        logits = pollster::block_on(session.feed(model, backend, &[best[0].0], Taps::default()))
+            .unwrap()
+            .logits;
+    }
+    Greedy {
+        logits: first,
+        ids: out,
+        margins,
+    }
+}
+
+/// Checks a run against llama.cpp's fixture for the prompt: the same top-1 (always for the
+/// public fixture, else where llama.cpp's own margin is clear), top-5 sharing at least 4,
+/// |Δ log-prob| ≤ `tolerance` on llama.cpp's top 5, and the same greedy ids up to the first
+/// step where llama.cpp's margin is ≤ 0.5.
+pub fn check_against_llamacpp(
+    run: &Greedy,
+    case: &PromptCase,
+    tolerance: f32,
+    top1_always: bool,
+) -> Result<(), String> {
+    let lse = log_sum_exp(&run.logits);
+    let ours: Vec<u32> = top_k(&run.logits, 5)
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let theirs: Vec<u32> = case.top.iter().take(5).map(|t| t.id).collect();
+    let clear_margin = case.top[0].logit - case.top[1].logit > MARGIN_THRESHOLD;
+    if ours[0] != theirs[0] && (top1_always || clear_margin) {
+        return Err(format!("top-1 {} vs llama.cpp {}", ours[0], theirs[0]));
+    }
+    let shared = ours.iter().filter(|id| theirs.contains(id)).count();
+    if shared < 4 {
+        return Err(format!("top-5 share {shared}: {ours:?} vs {theirs:?}"));
+    }
+    for t in case.top.iter().take(5) {
+        let logprob = run.logits[t.id as usize] - lse;
+        if (logprob - t.logprob).abs() > tolerance {
+            return Err(format!(
+                "token {}: log-prob {logprob} vs llama.cpp {}",
+                t.id, t.logprob
+            ));
+        }
+    }
+    for (step, (&want, &margin)) in case.greedy_ids.iter().zip(&case.greedy_margins).enumerate() {
+        if margin <= MARGIN_THRESHOLD {
+            break;
+        }
+        match run.ids.get(step) {
+            Some(&got) if got == want => {}
+            got => {
+                return Err(format!(
+                    "greedy step {step}: {got:?} vs llama.cpp {want} (margin {margin})"
+                ))
+            }
+        }
+    }
+    Ok(())
 }

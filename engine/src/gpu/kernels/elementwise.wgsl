@@ -1,4 +1,4 @@
-// Element-wise ops on f32 vectors (residual adds).
+// Element-wise ops on f32 vectors: residual adds and the SwiGLU gate.
 
 struct Meta {
     n: u32,      // number of elements
@@ -8,17 +8,33 @@ struct Meta {
 }
 
 @group(0) @binding(0) var<uniform> params: Meta;
-@group(0) @binding(1) var<storage, read> a: array<f32>;        // (n)
-@group(0) @binding(2) var<storage, read> b: array<f32>;        // (n)
+@group(0) @binding(1) var<storage, read> a: array<f32>;         // (n)
+@group(0) @binding(2) var<storage, read> b: array<f32>;         // (n)
 @group(0) @binding(3) var<storage, read_write> out: array<f32>; // (n)
 
-// out = a + b. Dispatched as (ceil(n / 256), 1, 1), or 2-D when n / 256 exceeds the
-// per-dimension workgroup limit: the linear index folds y into x.
+// Dispatched as (ceil(n / 256), 1, 1), or 2-D past the per-dimension workgroup limit: the
+// linear index folds y into x.
+fn index(gid: vec3<u32>, groups: vec3<u32>) -> u32 {
+    return gid.x + gid.y * groups.x * 256u;
+}
+
+// out = a + b
 @compute @workgroup_size(256)
 fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let i = gid.x + gid.y * groups.x * 256u;
+    let i = index(gid, groups);
     if (i >= params.n) {
         return;
     }
     out[i] = a[i] + b[i];
+}
+
+// out = silu(a) * b, with a the gate and b the up projection.
+@compute @workgroup_size(256)
+fn silu_mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = index(gid, groups);
+    if (i >= params.n) {
+        return;
+    }
+    let g = a[i];
+    out[i] = g / (1.0 + exp(-g)) * b[i];
 }
