@@ -4,4 +4,5 @@
 pub mod components;
 pub mod engine_client;
 pub mod protocol;
+pub mod state;
 pub mod worker;

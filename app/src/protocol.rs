@@ -1,12 +1,41 @@
 //! The messages between the page and its engine worker: one enum each way, sent as JSON.
 
+use engine::chat::ChatMessage;
+use engine::sampling::SamplingParams;
 use serde::{Deserialize, Serialize};
 
 /// Page → worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ToWorker {
-    /// Find the best compute tier and report it.
+    /// Find the compute tiers this browser offers and report them.
     Probe,
+    /// Load the chat model (from the browser's cache, or the network, resuming a partial
+    /// download) on the given tier.
+    Load { tier: TierChoice },
+    /// Answer the conversation: `messages` end with the user's turn.
+    Generate {
+        request: u32,
+        messages: Vec<ChatMessage>,
+        params: SamplingParams,
+        max_tokens: usize,
+    },
+    /// Stop the generation under way (the partial reply stays).
+    Stop,
+    /// Report what is cached and how much storage the origin uses.
+    CacheInfo,
+    /// Delete the cached model.
+    ClearCache,
+    /// Mark the GPU device as lost, as a real loss would (for tests and demonstrations of the
+    /// CPU fallback).
+    SimulateDeviceLoss,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TierChoice {
+    /// WebGPU if an adapter exists, else the CPU.
+    Auto,
+    WebGpu,
+    Cpu,
 }
 
 /// Worker → page.
@@ -14,9 +43,39 @@ pub enum ToWorker {
 pub enum FromWorker {
     /// The worker's wasm is running and listens: messages sent before this would be lost.
     Ready,
-    /// The compute tier the engine will use.
+    /// The tier the engine uses now (after probing, loading or a fallback).
     Tier(ComputeTier),
-    /// Something failed; the text is for people.
+    /// Whether this browser has a WebGPU adapter at all (for the tier switch).
+    WebGpuAvailable(bool),
+    Progress(LoadProgress),
+    /// The model is loaded and warmed up.
+    Loaded(ModelInfo),
+    /// Loading failed; `retry` says whether trying again may help (a cut download resumes).
+    LoadFailed {
+        message: String,
+        retry: bool,
+    },
+    /// The next piece of a reply's text (possibly empty while a character is incomplete).
+    Token {
+        request: u32,
+        text: String,
+    },
+    /// A reply ended.
+    Done {
+        request: u32,
+        stats: ReplyStats,
+    },
+    /// The reply starts over (after a fallback to the CPU): drop its text so far.
+    ReplyRestarted {
+        request: u32,
+    },
+    /// Generation failed; the conversation is unchanged.
+    GenerateFailed {
+        request: u32,
+        message: String,
+    },
+    Cache(CacheInfo),
+    /// Something failed outside loading and generation; the text is for people.
     Error(String),
 }
 
@@ -24,7 +83,7 @@ pub enum FromWorker {
 pub enum ComputeTier {
     /// A WebGPU adapter, with its description.
     WebGpu { adapter: String },
-    /// No usable WebGPU: the engine runs on the CPU in wasm; `reason` says why.
+    /// The engine runs on the CPU in wasm; `reason` says why (or that the user chose it).
     Cpu { reason: String },
 }
 
@@ -36,6 +95,75 @@ impl ComputeTier {
             ComputeTier::Cpu { .. } => "CPU (wasm)".to_string(),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoadStage {
+    /// Reading the model back from the browser's cache.
+    Cache,
+    /// Downloading (new or resumed).
+    Download,
+    /// Weights go to the GPU as they arrive; this stage is what is left after the download.
+    Upload,
+    /// Compiling kernels and running a first token.
+    WarmUp,
+}
+
+impl LoadStage {
+    pub fn label(self) -> &'static str {
+        match self {
+            LoadStage::Cache => "Reading the cached model",
+            LoadStage::Download => "Downloading the model",
+            LoadStage::Upload => "Uploading weights",
+            LoadStage::WarmUp => "Warming up",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadProgress {
+    pub stage: LoadStage,
+    pub bytes: u64,
+    pub total: u64,
+    /// Bytes per second over the stage so far.
+    pub bytes_per_second: f64,
+    pub tensors_loaded: usize,
+    pub tensors_total: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub context: usize,
+    pub bytes: u64,
+    pub sha256: String,
+    pub default_system_prompt: Option<String>,
+    /// Milliseconds the whole load took.
+    pub load_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplyStats {
+    pub tokens: usize,
+    pub tokens_per_second: f64,
+    /// Tokens the conversation holds now, and the most it can hold.
+    pub context_used: usize,
+    pub context: usize,
+    pub stopped: bool,
+    /// Milliseconds until the first token of the reply.
+    pub first_token_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CacheInfo {
+    /// The cached model's verified size, if a verified copy is stored.
+    pub model_bytes: Option<u64>,
+    /// A partial download waiting to be resumed.
+    pub partial_bytes: Option<u64>,
+    pub usage: Option<f64>,
+    pub quota: Option<f64>,
+    /// Why nothing can be cached, where that is so.
+    pub unavailable: Option<String>,
 }
 
 pub fn encode<T: Serialize>(message: &T) -> String {

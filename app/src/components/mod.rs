@@ -1,30 +1,34 @@
-//! The page's components. State lives in signals; heavy work goes to the engine worker.
+//! The page's components. State lives in signals ([`crate::state`]); heavy work goes to the
+//! engine worker.
 
+mod chat;
+mod load_panel;
+mod settings;
 mod status_bar;
 
-use crate::engine_client::EngineClient;
-use crate::protocol::{FromWorker, ToWorker};
+use crate::state::provide_app_state;
 use leptos::prelude::*;
-pub use status_bar::{EngineState, StatusBar};
+
+pub use chat::ChatPanel;
+pub use load_panel::LoadPanel;
+pub use settings::SidePanel;
+pub use status_bar::StatusBar;
 
 #[component]
 pub fn App() -> impl IntoView {
-    let (state, set_state) = signal(EngineState::Starting);
-    match EngineClient::spawn(move |message| match message {
-        FromWorker::Tier(tier) => set_state.set(EngineState::Ready(tier)),
-        FromWorker::Error(text) => set_state.set(EngineState::Failed(text)),
-        FromWorker::Ready => {}
-    }) {
-        Ok(client) => client.send(&ToWorker::Probe),
-        Err(text) => set_state.set(EngineState::Failed(text)),
-    }
+    let state = provide_app_state();
+    state.start();
     view! {
         <header>
             <h1>"Glassbox"</h1>
-            <StatusBar state=state />
+            <StatusBar />
         </header>
-        <main>
-            <p>"Small transformers in your browser, and a look inside them."</p>
+        <main class="layout">
+            <section class="chat-column" aria-label="Chat">
+                <LoadPanel />
+                <ChatPanel />
+            </section>
+            <SidePanel />
         </main>
     }
 }

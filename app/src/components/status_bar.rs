@@ -1,23 +1,27 @@
 use crate::protocol::ComputeTier;
+use crate::state::{use_app_state, EngineState};
 use leptos::prelude::*;
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum EngineState {
-    Starting,
-    Ready(ComputeTier),
-    Failed(String),
-}
-
-/// The compute tier and engine state, announced politely to screen readers.
+/// The compute tier and the engine's state, announced politely to screen readers:
+/// "WebGPU (google swiftshader) — ready", "CPU (wasm) — loading".
 #[component]
-pub fn StatusBar(state: ReadSignal<EngineState>) -> impl IntoView {
-    let text = move || match state.get() {
-        EngineState::Starting => "Starting the engine…".to_string(),
-        EngineState::Ready(tier) => tier.label(),
-        EngineState::Failed(error) => format!("Engine failed: {error}"),
+pub fn StatusBar() -> impl IntoView {
+    let state = use_app_state();
+    let text = move || {
+        let tier = state.tier.get().map(|t| t.label());
+        let engine = match state.engine.get() {
+            EngineState::Starting => "starting".to_string(),
+            EngineState::Loading => "loading".to_string(),
+            EngineState::Ready => "ready".to_string(),
+            EngineState::Failed { .. } => "failed".to_string(),
+        };
+        match tier {
+            Some(tier) => format!("{tier} — {engine}"),
+            None => format!("Starting the engine… — {engine}"),
+        }
     };
-    let title = move || match state.get() {
-        EngineState::Ready(ComputeTier::Cpu { reason }) => reason,
+    let title = move || match state.tier.get() {
+        Some(ComputeTier::Cpu { reason }) => reason,
         _ => String::new(),
     };
     view! {

@@ -1,0 +1,88 @@
+use crate::state::{use_app_state, Role};
+use leptos::prelude::*;
+
+/// The conversation, the message box and the chat's buttons.
+///
+/// Replies are inserted as text nodes, never as HTML: whatever the model writes stays text.
+#[component]
+pub fn ChatPanel() -> impl IntoView {
+    let state = use_app_state();
+    let (draft, set_draft) = signal(String::new());
+    let send = move || {
+        let text = draft.get_untracked();
+        if !text.trim().is_empty() && state.can_send() {
+            state.send_message(&text);
+            set_draft.set(String::new());
+        }
+    };
+    // Escape stops a reply from anywhere on the page.
+    let escape = window_event_listener(leptos::ev::keydown, move |event| {
+        if event.key() == "Escape" {
+            state.stop();
+        }
+    });
+    on_cleanup(move || escape.remove());
+    let stats = move || {
+        state.stats.get().map(|s| {
+            format!(
+                "{} tokens, {:.1} tokens/s, first token after {:.1} s · context {} of {} tokens{}",
+                s.tokens,
+                s.tokens_per_second,
+                s.first_token_ms / 1000.0,
+                s.context_used,
+                s.context,
+                if s.stopped { " · stopped" } else { "" }
+            )
+        })
+    };
+    view! {
+        <div class="conversation" role="log" aria-label="Conversation" aria-live="polite">
+            <For
+                each=move || state.turns.get()
+                key=|turn| (turn.id, turn.text.len())
+                let:turn
+            >
+                <div class=match turn.role { Role::User => "turn user", Role::Assistant => "turn assistant" }>
+                    <span class="who">{match turn.role { Role::User => "You", Role::Assistant => "Model" }}</span>
+                    <p class="text">{turn.text.clone()}</p>
+                </div>
+            </For>
+            <Show when=move || state.generating.get().is_some()>
+                <p class="typing" aria-hidden="true">"…"</p>
+            </Show>
+        </div>
+        {move || state.notice.get().map(|notice| view! {
+            <p class="notice" role="alert">
+                {notice}
+                " "
+                <button class="link" on:click=move |_| state.notice.set(None)>"Dismiss"</button>
+            </p>
+        })}
+        <p class="stats">{stats}</p>
+        <form class="composer" on:submit=move |ev| { ev.prevent_default(); send(); }>
+            <textarea
+                aria-label="Message"
+                placeholder="Ask something… (Enter sends, Shift+Enter starts a new line, Escape stops)"
+                rows="3"
+                prop:value=draft
+                on:input=move |ev| set_draft.set(event_target_value(&ev))
+                on:keydown=move |ev| {
+                    if ev.key() == "Enter" && !ev.shift_key() {
+                        ev.prevent_default();
+                        send();
+                    }
+                }
+            ></textarea>
+            <div class="buttons">
+                <button type="submit" disabled=move || !state.can_send() || draft.get().trim().is_empty()>"Send"</button>
+                <button type="button" on:click=move |_| state.stop() disabled=move || state.generating.get().is_none()>"Stop"</button>
+                <button
+                    type="button"
+                    on:click=move |_| state.regenerate()
+                    disabled=move || !state.can_send() || !state.turns.with(|t| t.last().is_some_and(|t| t.role == Role::Assistant))
+                >"Regenerate"</button>
+                <button type="button" on:click=move |_| state.new_chat()>"New chat"</button>
+            </div>
+        </form>
+    }
+}

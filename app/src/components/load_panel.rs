@@ -1,0 +1,80 @@
+use crate::protocol::{LoadProgress, TierChoice};
+use crate::state::{use_app_state, EngineState};
+use leptos::prelude::*;
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// "Downloading the model: 45.1 of 98.4 MB (46%), 12.3 MB/s, 4 s left".
+fn describe(p: &LoadProgress) -> String {
+    let percent = percent(p);
+    let mut text = format!(
+        "{}: {} of {} ({percent}%)",
+        p.stage.label(),
+        megabytes(p.bytes),
+        megabytes(p.total)
+    );
+    if p.bytes_per_second > 0.0 && p.bytes < p.total {
+        let left = (p.total - p.bytes) as f64 / p.bytes_per_second;
+        text.push_str(&format!(
+            ", {}/s, {:.0} s left",
+            megabytes(p.bytes_per_second as u64),
+            left.ceil()
+        ));
+    }
+    if p.tensors_total > 0 {
+        text.push_str(&format!(
+            ", {} of {} tensors loaded",
+            p.tensors_loaded, p.tensors_total
+        ));
+    }
+    text
+}
+
+fn percent(p: &LoadProgress) -> u64 {
+    if p.total == 0 {
+        0
+    } else {
+        (p.bytes * 100 / p.total).min(100)
+    }
+}
+
+/// The model's arrival: a progress bar while loading, the error and a Retry button if it fails.
+#[component]
+pub fn LoadPanel() -> impl IntoView {
+    let state = use_app_state();
+    let loading = move || {
+        matches!(
+            state.engine.get(),
+            EngineState::Loading | EngineState::Starting
+        )
+    };
+    let failed = move || match state.engine.get() {
+        EngineState::Failed { message, retry } => Some((message, retry)),
+        _ => None,
+    };
+    view! {
+        <Show when=loading>
+            <div class="load-panel">
+                <progress
+                    aria-label="Model loading"
+                    max="100"
+                    value=move || state.progress.get().map(|p| percent(&p)).unwrap_or(0)
+                    aria-valuetext=move || state.progress.get().map(|p| describe(&p)).unwrap_or_else(|| "Starting".into())
+                ></progress>
+                <p class="load-text">
+                    {move || state.progress.get().map(|p| describe(&p)).unwrap_or_else(|| "Starting the engine…".into())}
+                </p>
+            </div>
+        </Show>
+        {move || failed().map(|(message, retry)| view! {
+            <div class="load-panel failed" role="alert">
+                <p>"The model could not be loaded: " {message}</p>
+                <Show when=move || retry>
+                    <button on:click=move |_| state.load(TierChoice::Auto)>"Retry"</button>
+                </Show>
+            </div>
+        })}
+    }
+}

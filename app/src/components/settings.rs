@@ -1,0 +1,172 @@
+use crate::protocol::{ComputeTier, TierChoice};
+use crate::state::{use_app_state, EngineState, Settings};
+use leptos::prelude::*;
+
+/// The side panel: system prompt, sampling controls, compute tier, and the model's cache.
+#[component]
+pub fn SidePanel() -> impl IntoView {
+    view! {
+        <aside class="side" aria-label="Settings">
+            <SystemPrompt />
+            <SamplingControls />
+            <TierSwitch />
+            <CachePanel />
+        </aside>
+    }
+}
+
+#[component]
+fn SystemPrompt() -> impl IntoView {
+    let state = use_app_state();
+    let placeholder = move || {
+        state
+            .model
+            .get()
+            .and_then(|m| m.default_system_prompt)
+            .unwrap_or_else(|| "The model's default".into())
+    };
+    view! {
+        <label class="field">
+            <span>"System prompt"</span>
+            <textarea
+                rows="3"
+                placeholder=placeholder
+                prop:value=move || state.settings.with(|s| s.system_prompt.clone())
+                on:change=move |ev| state.settings.update(|s| s.system_prompt = event_target_value(&ev))
+            ></textarea>
+        </label>
+    }
+}
+
+/// A number input bound to one field of the settings.
+#[component]
+fn NumberField(
+    label: &'static str,
+    step: &'static str,
+    min: &'static str,
+    max: &'static str,
+    get: fn(&Settings) -> String,
+    set: fn(&mut Settings, f64),
+) -> impl IntoView {
+    let state = use_app_state();
+    view! {
+        <label class="field inline">
+            <span>{label}</span>
+            <input
+                type="number"
+                step=step
+                min=min
+                max=max
+                prop:value=move || state.settings.with(get)
+                on:change=move |ev| {
+                    if let Ok(v) = event_target_value(&ev).parse::<f64>() {
+                        if v.is_finite() {
+                            state.settings.update(|s| set(s, v));
+                        }
+                    }
+                }
+            />
+        </label>
+    }
+}
+
+#[component]
+fn SamplingControls() -> impl IntoView {
+    let state = use_app_state();
+    view! {
+        <fieldset>
+            <legend>"Sampling"</legend>
+            <NumberField label="Temperature" step="0.05" min="0" max="2"
+                get=|s| s.params.temperature.to_string() set=|s, v| s.params.temperature = v.clamp(0.0, 2.0) as f32 />
+            <NumberField label="Top-k" step="1" min="0" max="1000"
+                get=|s| s.params.top_k.to_string() set=|s, v| s.params.top_k = v.clamp(0.0, 1000.0) as usize />
+            <NumberField label="Top-p" step="0.05" min="0" max="1"
+                get=|s| s.params.top_p.to_string() set=|s, v| s.params.top_p = v.clamp(0.0, 1.0) as f32 />
+            <NumberField label="Repetition penalty" step="0.05" min="1" max="2"
+                get=|s| s.params.repeat_penalty.to_string() set=|s, v| s.params.repeat_penalty = v.clamp(1.0, 2.0) as f32 />
+            <NumberField label="Max new tokens" step="16" min="1" max="2048"
+                get=|s| s.max_tokens.to_string() set=|s, v| s.max_tokens = v.clamp(1.0, 2048.0) as usize />
+            <NumberField label="Seed" step="1" min="0" max="4294967295"
+                get=|s| s.params.seed.to_string() set=|s, v| s.params.seed = v.max(0.0) as u64 />
+            <button type="button" class="link" on:click=move |_| state.settings.update(|s| {
+                let system_prompt = std::mem::take(&mut s.system_prompt);
+                *s = Settings { system_prompt, ..Settings::default() };
+            })>"Reset sampling"</button>
+        </fieldset>
+    }
+}
+
+#[component]
+fn TierSwitch() -> impl IntoView {
+    let state = use_app_state();
+    let current = move || match state.tier.get() {
+        Some(ComputeTier::WebGpu { .. }) => "webgpu",
+        _ => "cpu",
+    };
+    view! {
+        <label class="field">
+            <span>"Compute"</span>
+            <select
+                prop:value=current
+                disabled=move || state.engine.get() == EngineState::Loading || state.generating.get().is_some()
+                on:change=move |ev| {
+                    let choice = if event_target_value(&ev) == "webgpu" { TierChoice::WebGpu } else { TierChoice::Cpu };
+                    state.load(choice);
+                }
+            >
+                <option value="webgpu" disabled=move || !state.webgpu_available.get()>"WebGPU"</option>
+                <option value="cpu">"CPU (wasm)"</option>
+            </select>
+        </label>
+    }
+}
+
+fn megabytes(bytes: f64) -> String {
+    format!("{:.1} MB", bytes / 1e6)
+}
+
+#[component]
+fn CachePanel() -> impl IntoView {
+    let state = use_app_state();
+    let summary = move || {
+        let Some(info) = state.cache.get() else {
+            return "Checking the cache…".to_string();
+        };
+        if let Some(why) = info.unavailable {
+            return why;
+        }
+        let model = match (info.model_bytes, info.partial_bytes) {
+            (Some(bytes), _) => format!("Cached model: {} (verified)", megabytes(bytes as f64)),
+            (None, Some(bytes)) => format!(
+                "Partial download: {} (resumes on the next load)",
+                megabytes(bytes as f64)
+            ),
+            _ => "The model is not cached".to_string(),
+        };
+        match (info.usage, info.quota) {
+            (Some(usage), Some(quota)) => format!(
+                "{model}. This site uses {} of {}.",
+                megabytes(usage),
+                megabytes(quota)
+            ),
+            _ => model,
+        }
+    };
+    let model_name = move || {
+        state
+            .model
+            .get()
+            .map(|m| format!("{} · sha256 {}…", m.name, &m.sha256[..12]))
+    };
+    view! {
+        <section class="cache" aria-label="Model cache">
+            <p class="model-name">{model_name}</p>
+            <p>{summary}</p>
+            <button
+                type="button"
+                on:click=move |_| state.clear_cache()
+                disabled=move || state.cache.get().is_none_or(|c| c.model_bytes.is_none() && c.partial_bytes.is_none())
+            >"Remove cached model"</button>
+        </section>
+    }
+}

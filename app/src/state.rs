@@ -1,0 +1,316 @@
+//! The page's state, in signals, and the actions that change it. The conversation and the
+//! settings survive a reload (localStorage); everything else comes back from the worker.
+
+use crate::engine_client::EngineClient;
+use crate::protocol::{
+    CacheInfo, ComputeTier, FromWorker, LoadProgress, ModelInfo, ReplyStats, TierChoice, ToWorker,
+};
+use engine::chat::ChatMessage;
+use engine::sampling::SamplingParams;
+use leptos::prelude::*;
+use send_wrapper::SendWrapper;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineState {
+    Starting,
+    Loading,
+    Ready,
+    Failed { message: String, retry: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    pub id: u64,
+    pub role: Role,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Empty: the model's own default.
+    pub system_prompt: String,
+    pub params: SamplingParams,
+    pub max_tokens: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            system_prompt: String::new(),
+            params: SamplingParams::default(),
+            max_tokens: 256,
+        }
+    }
+}
+
+/// What localStorage keeps.
+#[derive(Default, Serialize, Deserialize)]
+struct Saved {
+    turns: Vec<Turn>,
+    settings: Settings,
+}
+
+const STORAGE_KEY: &str = "glassbox.chat.v1";
+
+#[derive(Clone, Copy)]
+pub struct AppState {
+    pub engine: RwSignal<EngineState>,
+    pub tier: RwSignal<Option<ComputeTier>>,
+    pub webgpu_available: RwSignal<bool>,
+    pub progress: RwSignal<Option<LoadProgress>>,
+    pub model: RwSignal<Option<ModelInfo>>,
+    pub turns: RwSignal<Vec<Turn>>,
+    /// The request being answered.
+    pub generating: RwSignal<Option<u32>>,
+    pub stats: RwSignal<Option<ReplyStats>>,
+    pub settings: RwSignal<Settings>,
+    pub cache: RwSignal<Option<CacheInfo>>,
+    /// A message about the last action that failed (shown, dismissable).
+    pub notice: RwSignal<Option<String>>,
+    next_id: RwSignal<u64>,
+    client: StoredValue<Option<SendWrapper<EngineClient>>>,
+}
+
+pub fn provide_app_state() -> AppState {
+    let saved: Saved = local_storage()
+        .and_then(|s| s.get_item(STORAGE_KEY).ok().flatten())
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
+    let next_id = saved.turns.iter().map(|t| t.id + 1).max().unwrap_or(0);
+    let state = AppState {
+        engine: RwSignal::new(EngineState::Starting),
+        tier: RwSignal::new(None),
+        webgpu_available: RwSignal::new(false),
+        progress: RwSignal::new(None),
+        model: RwSignal::new(None),
+        turns: RwSignal::new(saved.turns),
+        generating: RwSignal::new(None),
+        stats: RwSignal::new(None),
+        settings: RwSignal::new(saved.settings),
+        cache: RwSignal::new(None),
+        notice: RwSignal::new(None),
+        next_id: RwSignal::new(next_id),
+        client: StoredValue::new(None),
+    };
+    // Save the conversation and the settings whenever they change.
+    Effect::new(move |_| {
+        let saved = Saved {
+            turns: state.turns.get(),
+            settings: state.settings.get(),
+        };
+        if let (Some(storage), Ok(text)) = (local_storage(), serde_json::to_string(&saved)) {
+            let _ = storage.set_item(STORAGE_KEY, &text);
+        }
+    });
+    provide_context(state);
+    state
+}
+
+pub fn use_app_state() -> AppState {
+    expect_context::<AppState>()
+}
+
+fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok().flatten()
+}
+
+impl AppState {
+    /// Starts the engine worker and loads the model on the best tier.
+    pub fn start(self) {
+        match EngineClient::spawn(move |message| self.on_message(message)) {
+            Ok(client) => {
+                self.client.set_value(Some(SendWrapper::new(client)));
+                self.send(ToWorker::Probe);
+                self.load(TierChoice::Auto);
+                self.send(ToWorker::CacheInfo);
+            }
+            Err(message) => self.engine.set(EngineState::Failed {
+                message,
+                retry: false,
+            }),
+        }
+    }
+
+    fn send(self, message: ToWorker) {
+        self.client.with_value(|client| {
+            if let Some(client) = client {
+                client.send(&message);
+            }
+        });
+    }
+
+    pub fn load(self, tier: TierChoice) {
+        self.engine.set(EngineState::Loading);
+        self.progress.set(None);
+        self.send(ToWorker::Load { tier });
+    }
+
+    fn on_message(self, message: FromWorker) {
+        match message {
+            FromWorker::Ready => {}
+            FromWorker::Tier(tier) => self.tier.set(Some(tier)),
+            FromWorker::WebGpuAvailable(available) => self.webgpu_available.set(available),
+            FromWorker::Progress(p) => self.progress.set(Some(p)),
+            FromWorker::Loaded(info) => {
+                self.model.set(Some(info));
+                self.engine.set(EngineState::Ready);
+                self.send(ToWorker::CacheInfo);
+            }
+            FromWorker::LoadFailed { message, retry } => {
+                self.engine.set(EngineState::Failed { message, retry });
+                self.send(ToWorker::CacheInfo);
+            }
+            FromWorker::Token { request, text } => {
+                if self.generating.get_untracked() == Some(request) {
+                    self.turns.update(|turns| {
+                        if let Some(last) = turns.last_mut().filter(|t| t.role == Role::Assistant) {
+                            last.text.push_str(&text);
+                        }
+                    });
+                }
+            }
+            FromWorker::ReplyRestarted { request } => {
+                if self.generating.get_untracked() == Some(request) {
+                    self.turns.update(|turns| {
+                        if let Some(last) = turns.last_mut().filter(|t| t.role == Role::Assistant) {
+                            last.text.clear();
+                        }
+                    });
+                }
+            }
+            FromWorker::Done { request, stats } => {
+                if self.generating.get_untracked() == Some(request) {
+                    self.generating.set(None);
+                    self.stats.set(Some(stats));
+                }
+            }
+            FromWorker::GenerateFailed { request, message } => {
+                if self.generating.get_untracked() == Some(request) {
+                    self.generating.set(None);
+                    self.turns.update(|turns| {
+                        if turns
+                            .last()
+                            .is_some_and(|t| t.role == Role::Assistant && t.text.is_empty())
+                        {
+                            turns.pop();
+                        }
+                    });
+                    self.notice.set(Some(message));
+                }
+            }
+            FromWorker::Cache(info) => self.cache.set(Some(info)),
+            FromWorker::Error(message) => self.notice.set(Some(message)),
+        }
+    }
+
+    fn new_id(self) -> u64 {
+        let id = self.next_id.get_untracked();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    pub fn can_send(self) -> bool {
+        self.engine.get() == EngineState::Ready && self.generating.get().is_none()
+    }
+
+    /// Sends the user's message and starts the reply.
+    pub fn send_message(self, text: &str) {
+        let text = text.trim();
+        if text.is_empty() || !self.can_send() {
+            return;
+        }
+        let id = self.new_id();
+        self.turns.update(|turns| {
+            turns.push(Turn {
+                id,
+                role: Role::User,
+                text: text.to_string(),
+            })
+        });
+        self.reply();
+    }
+
+    /// Asks the worker to answer the conversation as it stands.
+    fn reply(self) {
+        let id = self.new_id();
+        let request = id as u32;
+        let settings = self.settings.get_untracked();
+        let mut messages = Vec::new();
+        if !settings.system_prompt.trim().is_empty() {
+            messages.push(ChatMessage::new("system", &settings.system_prompt));
+        }
+        for turn in self.turns.get_untracked() {
+            let role = match turn.role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            messages.push(ChatMessage::new(role, &turn.text));
+        }
+        self.turns.update(|turns| {
+            turns.push(Turn {
+                id,
+                role: Role::Assistant,
+                text: String::new(),
+            })
+        });
+        self.notice.set(None);
+        self.generating.set(Some(request));
+        self.send(ToWorker::Generate {
+            request,
+            messages,
+            params: settings.params,
+            max_tokens: settings.max_tokens,
+        });
+    }
+
+    pub fn stop(self) {
+        if self.generating.get_untracked().is_some() {
+            self.send(ToWorker::Stop);
+        }
+    }
+
+    /// Replaces the last reply with a new one, drawn with the next seed (the same seed would
+    /// give the same text).
+    pub fn regenerate(self) {
+        if !self.can_send()
+            || !self
+                .turns
+                .with(|t| t.last().is_some_and(|t| t.role == Role::Assistant))
+        {
+            return;
+        }
+        self.turns.update(|turns| {
+            turns.pop();
+        });
+        self.settings
+            .update(|s| s.params.seed = s.params.seed.wrapping_add(1));
+        self.reply();
+    }
+
+    pub fn new_chat(self) {
+        self.stop();
+        self.generating.set(None);
+        self.turns.set(Vec::new());
+        self.stats.set(None);
+        self.notice.set(None);
+    }
+
+    pub fn refresh_cache_info(self) {
+        self.send(ToWorker::CacheInfo);
+    }
+
+    pub fn clear_cache(self) {
+        self.send(ToWorker::ClearCache);
+    }
+
+    pub fn simulate_device_loss(self) {
+        self.send(ToWorker::SimulateDeviceLoss);
+    }
+}

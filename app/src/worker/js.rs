@@ -1,0 +1,169 @@
+//! Thin wrappers over the browser APIs the worker uses (fetch, streams, the Origin Private
+//! File System, timers), each turning a JS error into a readable message.
+
+use js_sys::{Object, Promise, Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    DedicatedWorkerGlobalScope, FileSystemDirectoryHandle, FileSystemFileHandle,
+    FileSystemGetFileOptions, FileSystemReadWriteOptions, FileSystemSyncAccessHandle,
+    ReadableStreamDefaultReader, Request, RequestCache, RequestInit, Response,
+};
+
+pub fn scope() -> DedicatedWorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+/// A JS exception's message.
+pub fn message(value: JsValue) -> String {
+    value
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| value.as_string())
+        .unwrap_or_else(|| format!("{value:?}"))
+}
+
+pub fn now_ms() -> f64 {
+    scope()
+        .performance()
+        .map(|p| p.now())
+        .unwrap_or_else(js_sys::Date::now)
+}
+
+/// Lets the worker's event loop run (incoming messages, such as Stop) before going on.
+pub async fn yield_now() {
+    let promise = Promise::new(&mut |resolve, _| {
+        let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+async fn fetch(url: &str, range_from: Option<u64>) -> Result<Response, String> {
+    let init = RequestInit::new();
+    init.set_method("GET");
+    // The browser's HTTP cache must not answer: the model has its own verified cache.
+    init.set_cache(RequestCache::NoStore);
+    let request = Request::new_with_str_and_init(url, &init).map_err(message)?;
+    if let Some(from) = range_from {
+        request
+            .headers()
+            .set("Range", &format!("bytes={from}-"))
+            .map_err(message)?;
+    }
+    let response = JsFuture::from(scope().fetch_with_request(&request))
+        .await
+        .map_err(message)?;
+    Ok(response.unchecked_into())
+}
+
+pub async fn fetch_text(url: &str) -> Result<String, String> {
+    let response = fetch(url, None).await?;
+    if !response.ok() {
+        return Err(format!("{url}: HTTP {}", response.status()));
+    }
+    let text = JsFuture::from(response.text().map_err(message)?)
+        .await
+        .map_err(message)?;
+    text.as_string()
+        .ok_or_else(|| "the response is not text".to_string())
+}
+
+/// GET `url`, from byte `from` on (a Range request when `from` > 0).
+pub async fn fetch_range(url: &str, from: u64) -> Result<Response, String> {
+    fetch(url, (from > 0).then_some(from)).await
+}
+
+/// The next chunk of a body, or None at its end.
+pub async fn read_chunk(reader: &ReadableStreamDefaultReader) -> Result<Option<Vec<u8>>, String> {
+    let result = JsFuture::from(reader.read()).await.map_err(message)?;
+    let done = Reflect::get(&result, &"done".into())
+        .map_err(message)?
+        .as_bool()
+        .unwrap_or(true);
+    if done {
+        return Ok(None);
+    }
+    let value = Reflect::get(&result, &"value".into()).map_err(message)?;
+    Ok(Some(value.unchecked_into::<Uint8Array>().to_vec()))
+}
+
+pub async fn opfs_root() -> Result<FileSystemDirectoryHandle, String> {
+    let storage = scope().navigator().storage();
+    let has = Reflect::has(&storage, &"getDirectory".into()).unwrap_or(false);
+    if !has {
+        return Err("no Origin Private File System".into());
+    }
+    let dir = JsFuture::from(storage.get_directory())
+        .await
+        .map_err(message)?;
+    Ok(dir.unchecked_into())
+}
+
+async fn file_handle(
+    dir: &FileSystemDirectoryHandle,
+    name: &str,
+    create: bool,
+) -> Result<FileSystemFileHandle, String> {
+    let options = FileSystemGetFileOptions::new();
+    options.set_create(create);
+    let handle = JsFuture::from(dir.get_file_handle_with_options(name, &options))
+        .await
+        .map_err(message)?;
+    Ok(handle.unchecked_into())
+}
+
+pub async fn file_exists(dir: &FileSystemDirectoryHandle, name: &str) -> bool {
+    file_handle(dir, name, false).await.is_ok()
+}
+
+/// A synchronous access handle (workers only), creating the file if needed. Close it after use.
+pub async fn sync_handle(
+    dir: &FileSystemDirectoryHandle,
+    name: &str,
+) -> Result<FileSystemSyncAccessHandle, String> {
+    let file = file_handle(dir, name, true).await?;
+    let handle = JsFuture::from(file.create_sync_access_handle())
+        .await
+        .map_err(message)?;
+    Ok(handle.unchecked_into())
+}
+
+pub async fn remove(dir: &FileSystemDirectoryHandle, name: &str) -> Result<(), String> {
+    JsFuture::from(dir.remove_entry(name))
+        .await
+        .map_err(message)?;
+    Ok(())
+}
+
+pub fn read_at(
+    handle: &FileSystemSyncAccessHandle,
+    buffer: &mut [u8],
+    at: u64,
+) -> Result<usize, String> {
+    let options = FileSystemReadWriteOptions::new();
+    options.set_at(at as f64);
+    let n = handle
+        .read_with_u8_array_and_options(buffer, &options)
+        .map_err(message)?;
+    Ok(n as usize)
+}
+
+pub fn write_at(handle: &FileSystemSyncAccessHandle, bytes: &[u8], at: u64) -> Result<(), String> {
+    let options = FileSystemReadWriteOptions::new();
+    options.set_at(at as f64);
+    handle
+        .write_with_u8_array_and_options(bytes, &options)
+        .map_err(message)?;
+    Ok(())
+}
+
+/// (usage, quota) of the origin's storage, in bytes.
+pub async fn storage_estimate() -> Option<(f64, f64)> {
+    let estimate: Object = JsFuture::from(scope().navigator().storage().estimate().ok()?)
+        .await
+        .ok()?
+        .unchecked_into();
+    let usage = Reflect::get(&estimate, &"usage".into()).ok()?.as_f64()?;
+    let quota = Reflect::get(&estimate, &"quota".into()).ok()?.as_f64()?;
+    Some((usage, quota))
+}

@@ -1,0 +1,431 @@
+//! The engine's side of the worker: receives [`ToWorker`] messages, runs the engine, posts
+//! [`FromWorker`] messages back.
+//!
+//! Messages are handled one at a time by a single task that owns the engine, except `Stop`,
+//! which only raises a flag the generation loop checks between tokens (it yields to the event
+//! loop after each one, so the flag can be raised).
+
+pub mod js;
+pub mod store;
+
+use crate::protocol::{
+    decode, encode, CacheInfo, ComputeTier, FromWorker, LoadProgress, LoadStage, ModelInfo,
+    ReplyStats, TierChoice, ToWorker,
+};
+use engine::backend::Backend;
+use engine::chat::ChatMessage;
+use engine::cpu::CpuBackend;
+use engine::gpu::GpuBackend;
+use engine::language_model::{LanguageModel, Selection, Session};
+use engine::sampling::{Sampler, SamplingParams};
+use engine::tokenizer::TokenStream;
+use futures_channel::mpsc;
+use futures_util::StreamExt;
+use std::cell::Cell;
+use std::rc::Rc;
+use store::{LoadError, Store};
+use wasm_bindgen::prelude::*;
+use web_sys::MessageEvent;
+
+/// The page keeps conversations shorter than the model's 8,192 tokens: the KV cache of the CPU
+/// tier lives in wasm memory.
+pub const PAGE_CONTEXT: usize = 2048;
+
+pub fn start() {
+    let (sender, receiver) = mpsc::unbounded::<ToWorker>();
+    let stop = Rc::new(Cell::new(false));
+    let stop_flag = Rc::clone(&stop);
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        let Some(text) = event.data().as_string() else {
+            return;
+        };
+        match decode::<ToWorker>(&text) {
+            Ok(ToWorker::Stop) => stop_flag.set(true),
+            Ok(message) => {
+                let _ = sender.unbounded_send(message);
+            }
+            Err(e) => post(&FromWorker::Error(e)),
+        }
+    });
+    js::scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    // The handler lives as long as the worker.
+    on_message.forget();
+    wasm_bindgen_futures::spawn_local(run(receiver, stop));
+    post(&FromWorker::Ready);
+}
+
+pub fn post(message: &FromWorker) {
+    let _ = js::scope().post_message(&JsValue::from_str(&encode(message)));
+}
+
+/// A model loaded on one backend, with the conversation's KV cache.
+struct Loaded<B: Backend> {
+    backend: B,
+    model: LanguageModel<B>,
+    session: Option<Session<B>>,
+}
+
+enum Engine {
+    Cpu(Loaded<CpuBackend>),
+    Gpu(Loaded<GpuBackend>),
+}
+
+struct Worker {
+    engine: Option<Engine>,
+    /// A WebGPU device, kept from probing for the first load on that tier.
+    gpu: Option<GpuBackend>,
+    gpu_error: Option<String>,
+    stop: Rc<Cell<bool>>,
+}
+
+async fn run(mut messages: mpsc::UnboundedReceiver<ToWorker>, stop: Rc<Cell<bool>>) {
+    let mut worker = Worker {
+        engine: None,
+        gpu: None,
+        gpu_error: None,
+        stop,
+    };
+    while let Some(message) = messages.next().await {
+        worker.handle(message).await;
+    }
+}
+
+impl Worker {
+    async fn handle(&mut self, message: ToWorker) {
+        match message {
+            ToWorker::Probe => self.probe().await,
+            ToWorker::Load { tier } => self.load(tier).await,
+            ToWorker::Generate {
+                request,
+                messages,
+                params,
+                max_tokens,
+            } => self.generate(request, messages, params, max_tokens).await,
+            ToWorker::Stop => self.stop.set(true),
+            ToWorker::CacheInfo => post(&FromWorker::Cache(cache_info().await)),
+            ToWorker::ClearCache => {
+                if let Ok(manifest) = store::fetch_manifest().await {
+                    Store::open().await.clear(&manifest.chat).await;
+                }
+                post(&FromWorker::Cache(cache_info().await));
+            }
+            ToWorker::SimulateDeviceLoss => {
+                if let Some(Engine::Gpu(loaded)) = &self.engine {
+                    loaded
+                        .backend
+                        .context()
+                        .simulate_loss("simulated from the page");
+                }
+            }
+        }
+    }
+
+    async fn probe(&mut self) {
+        if self.gpu.is_none() && self.gpu_error.is_none() {
+            match GpuBackend::create().await {
+                Ok(gpu) => self.gpu = Some(gpu),
+                Err(e) => self.gpu_error = Some(e.to_string()),
+            }
+        }
+        let available = self.gpu.is_some() || matches!(self.engine, Some(Engine::Gpu(_)));
+        post(&FromWorker::WebGpuAvailable(available));
+        let tier = match (&self.gpu, &self.gpu_error) {
+            (Some(gpu), _) => ComputeTier::WebGpu {
+                adapter: gpu.context().description(),
+            },
+            (None, error) => ComputeTier::Cpu {
+                reason: error
+                    .clone()
+                    .unwrap_or_else(|| "WebGPU is not available".into()),
+            },
+        };
+        post(&FromWorker::Tier(tier));
+    }
+
+    async fn load(&mut self, choice: TierChoice) {
+        if self.gpu.is_none() && self.gpu_error.is_none() {
+            self.probe().await;
+        }
+        let started = js::now_ms();
+        self.engine = None;
+        let result = match choice {
+            TierChoice::Cpu => self.load_cpu("you chose the CPU").await,
+            TierChoice::Auto | TierChoice::WebGpu => match self.take_gpu().await {
+                Some(gpu) => self.load_gpu(gpu).await,
+                None => {
+                    let reason = self
+                        .gpu_error
+                        .clone()
+                        .unwrap_or_else(|| "WebGPU is not available".into());
+                    self.load_cpu(&reason).await
+                }
+            },
+        };
+        match result {
+            Ok(info) => post(&FromWorker::Loaded(ModelInfo {
+                load_ms: js::now_ms() - started,
+                ..info
+            })),
+            Err(e) => post(&FromWorker::LoadFailed {
+                message: e.message,
+                retry: e.retry,
+            }),
+        }
+    }
+
+    /// The probed device, or a new one (after a previous GPU engine was dropped).
+    async fn take_gpu(&mut self) -> Option<GpuBackend> {
+        if let Some(gpu) = self.gpu.take() {
+            return Some(gpu);
+        }
+        match GpuBackend::create().await {
+            Ok(gpu) => Some(gpu),
+            Err(e) => {
+                self.gpu_error = Some(e.to_string());
+                None
+            }
+        }
+    }
+
+    async fn load_gpu(&mut self, gpu: GpuBackend) -> Result<ModelInfo, LoadError> {
+        post(&FromWorker::Tier(ComputeTier::WebGpu {
+            adapter: gpu.context().description(),
+        }));
+        let (loaded, info) = load_on(gpu).await?;
+        self.engine = Some(Engine::Gpu(loaded));
+        Ok(info)
+    }
+
+    async fn load_cpu(&mut self, reason: &str) -> Result<ModelInfo, LoadError> {
+        post(&FromWorker::Tier(ComputeTier::Cpu {
+            reason: reason.to_string(),
+        }));
+        let (loaded, info) = load_on(CpuBackend::new()).await?;
+        self.engine = Some(Engine::Cpu(loaded));
+        Ok(info)
+    }
+
+    async fn generate(
+        &mut self,
+        request: u32,
+        messages: Vec<ChatMessage>,
+        params: SamplingParams,
+        max_tokens: usize,
+    ) {
+        self.stop.set(false);
+        let result = match &mut self.engine {
+            Some(Engine::Cpu(loaded)) => {
+                reply(loaded, request, &messages, &params, max_tokens, &self.stop).await
+            }
+            Some(Engine::Gpu(loaded)) => {
+                reply(loaded, request, &messages, &params, max_tokens, &self.stop).await
+            }
+            None => Err(engine::Error::InvalidRequest(
+                "the model is not loaded yet".into(),
+            )),
+        };
+        match result {
+            Ok(stats) => post(&FromWorker::Done { request, stats }),
+            Err(engine::Error::Gpu(e)) => {
+                // The GPU is gone: go on on the CPU with the same conversation.
+                let reason = format!("the GPU failed ({e}); continuing on the CPU");
+                post(&FromWorker::ReplyRestarted { request });
+                self.engine = None;
+                match self.load_cpu(&reason).await {
+                    Ok(info) => {
+                        post(&FromWorker::Loaded(info));
+                        Box::pin(self.generate(request, messages, params, max_tokens)).await;
+                    }
+                    Err(e) => post(&FromWorker::GenerateFailed {
+                        request,
+                        message: e.message,
+                    }),
+                }
+            }
+            Err(e) => post(&FromWorker::GenerateFailed {
+                request,
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// Loads the chat model on `backend` (cache first), then warms it up.
+async fn load_on<B: Backend>(backend: B) -> Result<(Loaded<B>, ModelInfo), LoadError> {
+    let manifest = store::fetch_manifest().await?;
+    let file = manifest.chat;
+    let store = Store::open().await;
+    let progress = |p: LoadProgress| post(&FromWorker::Progress(p));
+    let model = store::load_model(&backend, &store, &file, &progress).await?;
+    post(&FromWorker::Progress(LoadProgress {
+        stage: LoadStage::WarmUp,
+        bytes: file.bytes,
+        total: file.bytes,
+        bytes_per_second: 0.0,
+        tensors_loaded: 0,
+        tensors_total: 0,
+    }));
+    js::yield_now().await;
+    // One token through every kernel: compiles the GPU pipelines now rather than at the first
+    // question.
+    let mut session = Session::new(&model, &backend, 8)?;
+    let greedy = Selection {
+        k: 1,
+        penalized: Vec::new(),
+        penalty: 1.0,
+    };
+    session
+        .feed_select(
+            &model,
+            &backend,
+            &[model.tokenizer.bos_id.unwrap_or(0)],
+            &greedy,
+        )
+        .await?;
+    let info = ModelInfo {
+        name: file.name.clone(),
+        context: PAGE_CONTEXT.min(model.config().context_len),
+        bytes: file.bytes,
+        sha256: file.sha256.clone(),
+        default_system_prompt: default_system_prompt(&model),
+        load_ms: 0.0,
+    };
+    Ok((
+        Loaded {
+            backend,
+            model,
+            session: None,
+        },
+        info,
+    ))
+}
+
+/// The system prompt the chat template adds when the conversation has none.
+fn default_system_prompt<B: Backend>(model: &LanguageModel<B>) -> Option<String> {
+    let template = model.template.as_ref()?;
+    let with = template
+        .render(&[ChatMessage::new("user", "x")], false)
+        .ok()?;
+    let marker = "<|im_start|>system\n";
+    let start = with.find(marker)? + marker.len();
+    let end = with[start..].find("<|im_end|>")? + start;
+    Some(with[start..end].to_string())
+}
+
+/// Answers `messages`, posting each piece of text as it comes.
+async fn reply<B: Backend>(
+    loaded: &mut Loaded<B>,
+    request: u32,
+    messages: &[ChatMessage],
+    params: &SamplingParams,
+    max_tokens: usize,
+    stop: &Cell<bool>,
+) -> engine::Result<ReplyStats> {
+    let Loaded {
+        backend,
+        model,
+        session,
+    } = loaded;
+    let template = model
+        .template
+        .as_ref()
+        .ok_or_else(|| engine::Error::ChatTemplate("this model has no chat template".into()))?;
+    let prompt = template.render(messages, true)?;
+    let ids = model.tokenizer.encode(&prompt)?;
+    let context = PAGE_CONTEXT.min(model.config().context_len);
+    if ids.len() >= context {
+        return Err(engine::Error::ContextOverflow {
+            prompt: ids.len(),
+            context,
+        });
+    }
+    let session = match session {
+        Some(s) => s,
+        None => session.insert(Session::new(model, backend, context)?),
+    };
+    // The cache already holds the conversation's common prefix: feed only the rest.
+    let common = session
+        .tokens
+        .iter()
+        .zip(&ids)
+        .take_while(|(a, b)| a == b)
+        .count()
+        .min(ids.len() - 1);
+    session.truncate(backend, common);
+    let started = js::now_ms();
+    let mut sampler = Sampler::new(params.clone());
+    let vocab = model.config().vocab_size;
+    let mut candidates = session
+        .feed_select(
+            model,
+            backend,
+            &ids[common..],
+            &sampler.selection(&session.tokens, vocab),
+        )
+        .await?;
+    let first_token_ms = js::now_ms() - started;
+    let decode_started = js::now_ms();
+    let mut printer = TokenStream::new();
+    let mut generated = 0;
+    let mut stopped = false;
+    loop {
+        let next = sampler.pick(&candidates);
+        generated += 1;
+        if model.tokenizer.is_end_of_generation(next) {
+            break;
+        }
+        let text = printer.push(&model.tokenizer, next);
+        if !text.is_empty() {
+            post(&FromWorker::Token { request, text });
+        }
+        // Let Stop arrive.
+        js::yield_now().await;
+        if stop.get() {
+            stopped = true;
+            break;
+        }
+        if generated >= max_tokens || session.tokens.len() + 1 >= context {
+            break;
+        }
+        candidates = session
+            .feed_select(
+                model,
+                backend,
+                &[next],
+                &sampler.selection(&session.tokens, vocab),
+            )
+            .await?;
+    }
+    let rest = printer.finish();
+    if !rest.is_empty() {
+        post(&FromWorker::Token {
+            request,
+            text: rest,
+        });
+    }
+    let seconds = ((js::now_ms() - decode_started) / 1000.0).max(1e-3);
+    Ok(ReplyStats {
+        tokens: generated,
+        tokens_per_second: generated.saturating_sub(1) as f64 / seconds,
+        context_used: session.tokens.len(),
+        context,
+        stopped,
+        first_token_ms,
+    })
+}
+
+async fn cache_info() -> CacheInfo {
+    let store = Store::open().await;
+    let (model_bytes, partial_bytes) = match store::fetch_manifest().await {
+        Ok(manifest) => store.state(&manifest.chat).await,
+        Err(_) => (None, None),
+    };
+    let estimate = js::storage_estimate().await;
+    CacheInfo {
+        model_bytes,
+        partial_bytes,
+        usage: estimate.map(|e| e.0),
+        quota: estimate.map(|e| e.1),
+        unavailable: store.unavailable,
+    }
+}

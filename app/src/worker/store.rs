@@ -1,0 +1,431 @@
+//! The model's bytes: from the browser's cache (the Origin Private File System) or the network,
+//! streamed into the engine as they come.
+//!
+//! A model counts as cached only once its sha256 matched the manifest; a marker file written
+//! after that check says so. A partial download keeps its bytes, and the next attempt asks the
+//! server for the rest with a Range request. Every load from the cache hashes the bytes again,
+//! so a corrupted cache entry is noticed, deleted and downloaded anew, never used.
+
+use super::js::{self, yield_now};
+use crate::protocol::{LoadProgress, LoadStage};
+use engine::backend::Backend;
+use engine::language_model::{LanguageModel, LanguageModelLoader};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{FileSystemDirectoryHandle, FileSystemSyncAccessHandle};
+
+/// `www/models/manifest.json`: what the page may load, and how to check it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    pub chat: ModelFile,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelFile {
+    pub name: String,
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+impl ModelFile {
+    pub fn url(&self) -> String {
+        format!("models/{}", self.file)
+    }
+
+    fn marker(&self) -> String {
+        format!("{}.verified", self.file)
+    }
+}
+
+/// Why a load stopped, and whether trying again can help.
+#[derive(Debug, Clone)]
+pub struct LoadError {
+    pub message: String,
+    pub retry: bool,
+}
+
+impl LoadError {
+    fn new(message: impl Into<String>, retry: bool) -> Self {
+        LoadError {
+            message: message.into(),
+            retry,
+        }
+    }
+}
+
+impl From<engine::Error> for LoadError {
+    fn from(e: engine::Error) -> Self {
+        // A malformed or unsupported model will not get better by retrying.
+        let retry = matches!(e, engine::Error::Gpu(_));
+        LoadError::new(e.to_string(), retry)
+    }
+}
+
+pub async fn fetch_manifest() -> Result<Manifest, LoadError> {
+    let text = js::fetch_text("models/manifest.json")
+        .await
+        .map_err(|e| LoadError::new(format!("cannot read the model manifest: {e}"), true))?;
+    serde_json::from_str(&text)
+        .map_err(|e| LoadError::new(format!("the model manifest is malformed: {e}"), false))
+}
+
+/// The Origin Private File System directory, where the browser offers one.
+pub struct Store {
+    dir: Option<FileSystemDirectoryHandle>,
+    pub unavailable: Option<String>,
+}
+
+impl Store {
+    pub async fn open() -> Store {
+        match js::opfs_root().await {
+            Ok(dir) => Store {
+                dir: Some(dir),
+                unavailable: None,
+            },
+            Err(e) => Store {
+                dir: None,
+                unavailable: Some(format!(
+                    "this browser cannot store the model ({e}); it is downloaded on every visit"
+                )),
+            },
+        }
+    }
+
+    async fn handle(&self, name: &str) -> Result<Option<FileSystemSyncAccessHandle>, String> {
+        match &self.dir {
+            Some(dir) => js::sync_handle(dir, name).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn exists(&self, name: &str) -> bool {
+        match &self.dir {
+            Some(dir) => js::file_exists(dir, name).await,
+            None => false,
+        }
+    }
+
+    pub async fn remove(&self, name: &str) {
+        if let Some(dir) = &self.dir {
+            let _ = js::remove(dir, name).await;
+        }
+    }
+
+    /// (verified size, partial size) of the cached copy of `file`.
+    pub async fn state(&self, file: &ModelFile) -> (Option<u64>, Option<u64>) {
+        if self.dir.is_none() || !self.exists(&file.file).await {
+            return (None, None);
+        }
+        let size = match self.handle(&file.file).await {
+            Ok(Some(h)) => {
+                let size = h.get_size().unwrap_or(0.0) as u64;
+                h.close();
+                size
+            }
+            _ => 0,
+        };
+        let verified = self.exists(&file.marker()).await && size == file.bytes;
+        if verified {
+            (Some(size), None)
+        } else {
+            (None, (size > 0).then_some(size))
+        }
+    }
+
+    pub async fn clear(&self, file: &ModelFile) {
+        self.remove(&file.marker()).await;
+        self.remove(&file.file).await;
+    }
+}
+
+/// Feeds the model's bytes to a loader for `backend` and a hasher, from the cache first and then
+/// the network; returns the model once its sha256 matched.
+pub async fn load_model<B: Backend>(
+    backend: &B,
+    store: &Store,
+    file: &ModelFile,
+    progress: &dyn Fn(LoadProgress),
+) -> Result<LanguageModel<B>, LoadError> {
+    let (verified, _) = store.state(file).await;
+    if verified.is_some() {
+        match read_cached(backend, store, file, progress).await {
+            Ok(model) => return Ok(model),
+            Err(e) if e.retry => {
+                // Corrupt or unreadable: never use it, fetch it again below.
+                web_sys::console::warn_1(&JsValue::from_str(&format!(
+                    "cached model discarded: {}",
+                    e.message
+                )));
+                store.clear(file).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    download(backend, store, file, progress).await
+}
+
+/// A loader and a hasher fed the same bytes, with progress reports.
+struct Feed<'a, B: Backend> {
+    backend: &'a B,
+    loader: LanguageModelLoader<B>,
+    hasher: Sha256,
+    fed: u64,
+    total: u64,
+    stage: LoadStage,
+    stage_start_bytes: u64,
+    stage_start_ms: f64,
+    last_report_ms: f64,
+    progress: &'a dyn Fn(LoadProgress),
+}
+
+impl<'a, B: Backend> Feed<'a, B> {
+    fn new(backend: &'a B, total: u64, progress: &'a dyn Fn(LoadProgress)) -> Self {
+        Feed {
+            backend,
+            loader: LanguageModelLoader::new(Some(total)),
+            hasher: Sha256::new(),
+            fed: 0,
+            total,
+            stage: LoadStage::Cache,
+            stage_start_bytes: 0,
+            stage_start_ms: js::now_ms(),
+            last_report_ms: 0.0,
+            progress,
+        }
+    }
+
+    fn stage(&mut self, stage: LoadStage) {
+        self.stage = stage;
+        self.stage_start_bytes = self.fed;
+        self.stage_start_ms = js::now_ms();
+        self.report(true);
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Result<(), LoadError> {
+        self.hasher.update(bytes);
+        self.loader.push(self.backend, bytes)?;
+        self.fed += bytes.len() as u64;
+        self.report(false);
+        Ok(())
+    }
+
+    fn report(&mut self, force: bool) {
+        let now = js::now_ms();
+        if !force && now - self.last_report_ms < 100.0 && self.fed < self.total {
+            return;
+        }
+        self.last_report_ms = now;
+        let seconds = ((now - self.stage_start_ms) / 1000.0).max(1e-3);
+        let p = self.loader.progress();
+        (self.progress)(LoadProgress {
+            stage: self.stage,
+            bytes: self.fed,
+            total: self.total,
+            bytes_per_second: (self.fed - self.stage_start_bytes) as f64 / seconds,
+            tensors_loaded: p.tensors_loaded,
+            tensors_total: p.tensors_total,
+        });
+    }
+
+    fn finish(self, file: &ModelFile) -> Result<LanguageModel<B>, LoadError> {
+        let digest = hex(&self.hasher.finalize());
+        if digest != file.sha256 {
+            return Err(LoadError::new(
+                format!("the model's sha256 is {digest}, expected {}", file.sha256),
+                true,
+            ));
+        }
+        Ok(self.loader.finish(self.backend)?)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+const CHUNK: usize = 1 << 20;
+
+/// Feeds `feed` the first `len` bytes of the cached file.
+async fn replay_cache<B: Backend>(
+    store: &Store,
+    file: &ModelFile,
+    len: u64,
+    feed: &mut Feed<'_, B>,
+) -> Result<(), LoadError> {
+    let Some(handle) = store
+        .handle(&file.file)
+        .await
+        .map_err(|e| LoadError::new(e, true))?
+    else {
+        return Ok(());
+    };
+    let mut buffer = vec![0u8; CHUNK];
+    let mut at = 0u64;
+    let result = loop {
+        if at >= len {
+            break Ok(());
+        }
+        let want = ((len - at) as usize).min(CHUNK);
+        let read = js::read_at(&handle, &mut buffer[..want], at);
+        match read {
+            Ok(0) => {
+                break Err(LoadError::new(
+                    "the cached model is shorter than recorded",
+                    true,
+                ))
+            }
+            Ok(n) => {
+                if let Err(e) = feed.push(&buffer[..n]) {
+                    break Err(e);
+                }
+                at += n as u64;
+            }
+            Err(e) => {
+                break Err(LoadError::new(
+                    format!("cannot read the cached model: {e}"),
+                    true,
+                ))
+            }
+        }
+        // Let the worker answer messages (and the page repaint its progress bar).
+        yield_now().await;
+    };
+    handle.close();
+    result
+}
+
+async fn read_cached<B: Backend>(
+    backend: &B,
+    store: &Store,
+    file: &ModelFile,
+    progress: &dyn Fn(LoadProgress),
+) -> Result<LanguageModel<B>, LoadError> {
+    let mut feed = Feed::new(backend, file.bytes, progress);
+    feed.stage(LoadStage::Cache);
+    replay_cache(store, file, file.bytes, &mut feed).await?;
+    feed.finish(file)
+}
+
+/// Downloads the model (the rest of it, after a partial download), writing it to the cache.
+async fn download<B: Backend>(
+    backend: &B,
+    store: &Store,
+    file: &ModelFile,
+    progress: &dyn Fn(LoadProgress),
+) -> Result<LanguageModel<B>, LoadError> {
+    let mut feed = Feed::new(backend, file.bytes, progress);
+    let (_, partial) = store.state(file).await;
+    let mut have = partial.unwrap_or(0).min(file.bytes);
+    if have > 0 {
+        feed.stage(LoadStage::Cache);
+        if replay_cache(store, file, have, &mut feed).await.is_err() {
+            // The partial copy is unusable: start over.
+            store.clear(file).await;
+            feed = Feed::new(backend, file.bytes, progress);
+            have = 0;
+        }
+    }
+    let handle = store
+        .handle(&file.file)
+        .await
+        .map_err(|e| LoadError::new(e, true))?;
+    let result = download_rest(store, file, &mut feed, handle.as_ref(), have).await;
+    if let Some(h) = &handle {
+        let _ = h.flush();
+        h.close();
+    }
+    result?;
+    let model = match feed.finish(file) {
+        Ok(model) => model,
+        Err(e) => {
+            store.clear(file).await;
+            return Err(LoadError::new(
+                format!("the download was damaged ({}); it was deleted", e.message),
+                true,
+            ));
+        }
+    };
+    if store.dir.is_some() {
+        if let Ok(Some(marker)) = store.handle(&file.marker()).await {
+            let _ = marker.truncate_with_f64(0.0);
+            let _ = js::write_at(&marker, file.sha256.as_bytes(), 0);
+            let _ = marker.flush();
+            marker.close();
+        }
+    }
+    Ok(model)
+}
+
+async fn download_rest<B: Backend>(
+    store: &Store,
+    file: &ModelFile,
+    feed: &mut Feed<'_, B>,
+    handle: Option<&FileSystemSyncAccessHandle>,
+    mut have: u64,
+) -> Result<(), LoadError> {
+    let _ = store;
+    feed.stage(LoadStage::Download);
+    let response = js::fetch_range(&file.url(), have)
+        .await
+        .map_err(|e| LoadError::new(format!("cannot download the model: {e}"), true))?;
+    match response.status() {
+        206 if have > 0 => {}
+        200 => {
+            if have > 0 {
+                // The server ignored the Range: start from the first byte.
+                return Err(LoadError::new(
+                    "the server does not resume downloads; retry to start over",
+                    true,
+                ));
+            }
+        }
+        status => {
+            return Err(LoadError::new(
+                format!("the server answered {status} for {}", file.url()),
+                true,
+            ));
+        }
+    }
+    let body = response
+        .body()
+        .ok_or_else(|| LoadError::new("the model response has no body", true))?;
+    let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    loop {
+        let chunk = js::read_chunk(&reader).await.map_err(|e| {
+            LoadError::new(
+                format!(
+                    "the download stopped at {:.1} of {:.1} MB ({e}); retrying resumes it",
+                    have as f64 / 1e6,
+                    file.bytes as f64 / 1e6
+                ),
+                true,
+            )
+        })?;
+        let Some(chunk) = chunk else { break };
+        if have + chunk.len() as u64 > file.bytes {
+            return Err(LoadError::new(
+                "the server sent more bytes than the model has",
+                true,
+            ));
+        }
+        if let Some(h) = handle {
+            js::write_at(h, &chunk, have)
+                .map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?;
+        }
+        feed.push(&chunk)?;
+        have += chunk.len() as u64;
+    }
+    if have < file.bytes {
+        return Err(LoadError::new(
+            format!(
+                "the download stopped at {:.1} of {:.1} MB; retrying resumes it",
+                have as f64 / 1e6,
+                file.bytes as f64 / 1e6
+            ),
+            true,
+        ));
+    }
+    Ok(())
+}

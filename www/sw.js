@@ -1,0 +1,60 @@
+// Glassbox's service worker: keeps the app shell (html, js, wasm, css, the model manifest) so
+// the page opens without a network. The model itself lives in the Origin Private File System,
+// stored and verified by the engine worker, so model requests pass through untouched.
+//
+// Network first, cache as the fallback: a new build is picked up whenever the server answers.
+
+const SHELL_CACHE = 'glassbox-shell-v1';
+const SHELL = [
+  './',
+  './index.html',
+  './boot.js',
+  './app.js',
+  './app_bg.wasm',
+  './worker.js',
+  './worker_bg.wasm',
+  './worker_loader.js',
+  './style.css',
+  './models/manifest.json',
+];
+
+self.addEventListener('install', (event) => {
+  event.waitUntil(
+    caches.open(SHELL_CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()),
+  );
+});
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil(
+    caches.keys()
+      .then((names) => Promise.all(names.filter((n) => n !== SHELL_CACHE).map((n) => caches.delete(n))))
+      .then(() => self.clients.claim()),
+  );
+});
+
+function isShell(url) {
+  if (url.origin !== self.location.origin) return false;
+  if (url.pathname.endsWith('.gguf')) return false; // the engine worker caches models itself
+  return true;
+}
+
+self.addEventListener('fetch', (event) => {
+  const request = event.request;
+  const url = new URL(request.url);
+  if (request.method !== 'GET' || !isShell(url) || request.headers.has('range')) return;
+  event.respondWith(
+    fetch(request)
+      .then((response) => {
+        if (response.ok && response.status === 200) {
+          const copy = response.clone();
+          caches.open(SHELL_CACHE).then((cache) => cache.put(request, copy));
+        }
+        return response;
+      })
+      .catch(() =>
+        caches.match(request, { ignoreSearch: true }).then(
+          (cached) => cached || caches.match('./index.html'),
+        ),
+      ),
+  );
+});
