@@ -77,6 +77,8 @@ fn serve(args: &[String]) -> Result<(), String> {
             }
             "--no-build" => build = false,
             "--isolate" => options.cross_origin_isolation = true,
+            // For running the e2e tests by hand against a served build.
+            "--test-hooks" => options.test_hooks = true,
             other => return Err(format!("unknown serve option {other:?}\n{USAGE}")),
         }
     }

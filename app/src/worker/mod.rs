@@ -104,8 +104,9 @@ impl Worker {
             ToWorker::Stop => self.stop.set(true),
             ToWorker::CacheInfo => post(&FromWorker::Cache(cache_info().await)),
             ToWorker::ClearCache => {
-                if let Ok(manifest) = store::fetch_manifest().await {
-                    Store::open().await.clear(&manifest.chat).await;
+                let store = Store::open().await;
+                if let Ok(manifest) = store::fetch_manifest(&store).await {
+                    store.clear(&manifest.chat).await;
                 }
                 post(&FromWorker::Cache(cache_info().await));
             }
@@ -252,9 +253,9 @@ impl Worker {
 
 /// Loads the chat model on `backend` (cache first), then warms it up.
 async fn load_on<B: Backend>(backend: B) -> Result<(Loaded<B>, ModelInfo), LoadError> {
-    let manifest = store::fetch_manifest().await?;
-    let file = manifest.chat;
     let store = Store::open().await;
+    let manifest = store::fetch_manifest(&store).await?;
+    let file = manifest.chat;
     let progress = |p: LoadProgress| post(&FromWorker::Progress(p));
     let model = store::load_model(&backend, &store, &file, &progress).await?;
     post(&FromWorker::Progress(LoadProgress {
@@ -416,7 +417,7 @@ async fn reply<B: Backend>(
 
 async fn cache_info() -> CacheInfo {
     let store = Store::open().await;
-    let (model_bytes, partial_bytes) = match store::fetch_manifest().await {
+    let (model_bytes, partial_bytes) = match store::fetch_manifest(&store).await {
         Ok(manifest) => store.state(&manifest.chat).await,
         Err(_) => (None, None),
     };

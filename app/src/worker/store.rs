@@ -63,10 +63,20 @@ impl From<engine::Error> for LoadError {
     }
 }
 
-pub async fn fetch_manifest() -> Result<Manifest, LoadError> {
-    let text = js::fetch_text("models/manifest.json")
-        .await
-        .map_err(|e| LoadError::new(format!("cannot read the model manifest: {e}"), true))?;
+const MANIFEST_COPY: &str = "manifest.json";
+
+/// The manifest from the server, or, offline, the copy kept beside the cached model.
+pub async fn fetch_manifest(store: &Store) -> Result<Manifest, LoadError> {
+    let text = match js::fetch_text("models/manifest.json").await {
+        Ok(text) => {
+            store.write_small(MANIFEST_COPY, &text).await;
+            text
+        }
+        Err(e) => store
+            .read_small(MANIFEST_COPY)
+            .await
+            .ok_or_else(|| LoadError::new(format!("cannot read the model manifest: {e}"), true))?,
+    };
     serde_json::from_str(&text)
         .map_err(|e| LoadError::new(format!("the model manifest is malformed: {e}"), false))
 }
@@ -132,6 +142,29 @@ impl Store {
         } else {
             (None, (size > 0).then_some(size))
         }
+    }
+
+    /// Replaces a small file's contents.
+    pub async fn write_small(&self, name: &str, text: &str) {
+        if let Ok(Some(h)) = self.handle(name).await {
+            let _ = h.truncate_with_f64(0.0);
+            let _ = js::write_at(&h, text.as_bytes(), 0);
+            let _ = h.flush();
+            h.close();
+        }
+    }
+
+    pub async fn read_small(&self, name: &str) -> Option<String> {
+        if !self.exists(name).await {
+            return None;
+        }
+        let h = self.handle(name).await.ok()??;
+        let size = h.get_size().unwrap_or(0.0) as usize;
+        let mut buffer = vec![0u8; size.min(1 << 20)];
+        let read = js::read_at(&h, &mut buffer, 0);
+        h.close();
+        let n = read.ok()?;
+        String::from_utf8(buffer[..n].to_vec()).ok()
     }
 
     pub async fn clear(&self, file: &ModelFile) {
@@ -347,14 +380,7 @@ async fn download<B: Backend>(
             ));
         }
     };
-    if store.dir.is_some() {
-        if let Ok(Some(marker)) = store.handle(&file.marker()).await {
-            let _ = marker.truncate_with_f64(0.0);
-            let _ = js::write_at(&marker, file.sha256.as_bytes(), 0);
-            let _ = marker.flush();
-            marker.close();
-        }
-    }
+    store.write_small(&file.marker(), &file.sha256).await;
     Ok(model)
 }
 

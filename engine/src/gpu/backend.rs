@@ -184,7 +184,18 @@ struct Profiler {
 
 struct Recording {
     encoder: Option<wgpu::CommandEncoder>,
+    /// The open compute pass: dispatches share one pass (WebGPU orders their writes and reads
+    /// within it), which costs browsers far less than a pass each. Closed before any copy.
+    pass: Option<wgpu::ComputePass<'static>>,
     arena: UploadArena,
+}
+
+impl Recording {
+    fn encoder(&mut self, ctx: &GpuContext) -> &mut wgpu::CommandEncoder {
+        self.pass = None;
+        self.encoder
+            .get_or_insert_with(|| ctx.device.create_command_encoder(&Default::default()))
+    }
 }
 
 pub struct GpuBackend {
@@ -220,6 +231,7 @@ impl GpuBackend {
             pipelines: PipelineCache::default(),
             recording: RefCell::new(Recording {
                 encoder: None,
+                pass: None,
                 arena,
             }),
             pool: Rc::new(RefCell::new(BufferPool::default())),
@@ -351,7 +363,6 @@ impl GpuBackend {
     fn dispatch(&self, kernel: Kernel, args: &[Arg<'_>], groups: (u32, u32, u32)) {
         let pipeline = self.pipelines.get(&self.ctx, kernel);
         let mut recording = self.recording.borrow_mut();
-        let Recording { encoder, arena } = &mut *recording;
         let entries: Vec<wgpu::BindGroupEntry> = args
             .iter()
             .enumerate()
@@ -360,7 +371,7 @@ impl GpuBackend {
                 resource: match arg {
                     Arg::Buffer(b) => b.as_entire_binding(),
                     Arg::Arena(slice) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: arena.buffer(slice.chunk),
+                        buffer: recording.arena.buffer(slice.chunk),
                         offset: slice.offset,
                         size: wgpu::BufferSize::new(slice.size),
                     }),
@@ -375,28 +386,45 @@ impl GpuBackend {
                 layout: &pipeline.layout,
                 entries: &entries,
             });
-        let encoder = encoder
-            .get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
         let mut profiler = self.profiler.borrow_mut();
-        let timestamp_writes = profiler.as_mut().and_then(|p| {
+        if let Some(p) = profiler.as_mut() {
+            // Timed: a pass of its own, with timestamps at its ends.
             let pair = p.passes.len() as u32;
-            if 2 * pair + 2 > p.capacity {
-                return None;
-            }
-            p.passes.push(kernel.family);
-            Some(wgpu::ComputePassTimestampWrites {
-                query_set: &p.queries,
-                beginning_of_pass_write_index: Some(2 * pair),
-                end_of_pass_write_index: Some(2 * pair + 1),
-            })
-        });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(kernel.entry),
-            timestamp_writes,
-        });
-        pass.set_pipeline(&pipeline.pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+            let timestamp_writes = (2 * pair + 2 <= p.capacity).then(|| {
+                p.passes.push(kernel.family);
+                wgpu::ComputePassTimestampWrites {
+                    query_set: &p.queries,
+                    beginning_of_pass_write_index: Some(2 * pair),
+                    end_of_pass_write_index: Some(2 * pair + 1),
+                }
+            });
+            let encoder = recording.encoder(&self.ctx);
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(kernel.entry),
+                timestamp_writes,
+            });
+            pass.set_pipeline(&pipeline.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+            return;
+        }
+        if recording.pass.is_none() {
+            let encoder = recording
+                .encoder
+                .get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
+            let pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("forward"),
+                    timestamp_writes: None,
+                })
+                .forget_lifetime();
+            recording.pass = Some(pass);
+        }
+        if let Some(pass) = recording.pass.as_mut() {
+            pass.set_pipeline(&pipeline.pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+        }
     }
 
     /// Submits everything recorded, with `copies` (source, bytes) read back; returns the bytes.
@@ -407,6 +435,7 @@ impl GpuBackend {
         self.ctx.check_lost()?;
         let mut encoder = {
             let mut recording = self.recording.borrow_mut();
+            recording.pass = None;
             recording.arena.flush(&self.ctx);
             recording
                 .encoder
@@ -538,9 +567,7 @@ impl GpuBackend {
         let scratch_buffer = scratch.buffer.as_ref().expect("live");
         {
             let mut recording = self.recording.borrow_mut();
-            let encoder = recording
-                .encoder
-                .get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
+            let encoder = recording.encoder(&self.ctx);
             encoder.copy_buffer_to_buffer(
                 logits.buffer(),
                 row as u64,
@@ -750,7 +777,7 @@ impl Backend for GpuBackend {
                     Arg::Buffer(out.buffer()),
                 ];
                 // CPU adapters: one invocation per row streams fastest, barriers are dear.
-                if x.rows <= 16 && self.cpu_adapter() {
+                if self.cpu_adapter() {
                     self.dispatch(
                         matvec_rows(w.ty),
                         &args,
@@ -947,17 +974,16 @@ impl Backend for GpuBackend {
             return Ok(x.clone());
         }
         let out = self.new_tensor(n, x.cols);
-        let mut recording = self.recording.borrow_mut();
-        let encoder = recording
-            .encoder
-            .get_or_insert_with(|| self.ctx.device.create_command_encoder(&Default::default()));
-        encoder.copy_buffer_to_buffer(
-            x.buffer(),
-            ((x.rows - n) * x.cols * 4) as u64,
-            out.buffer(),
-            0,
-            (n * x.cols * 4) as u64,
-        );
+        self.recording
+            .borrow_mut()
+            .encoder(&self.ctx)
+            .copy_buffer_to_buffer(
+                x.buffer(),
+                ((x.rows - n) * x.cols * 4) as u64,
+                out.buffer(),
+                0,
+                (n * x.cols * 4) as u64,
+            );
         Ok(out)
     }
 
