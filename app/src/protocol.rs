@@ -103,8 +103,6 @@ pub enum LoadStage {
     Cache,
     /// Downloading (new or resumed).
     Download,
-    /// Weights go to the GPU as they arrive; this stage is what is left after the download.
-    Upload,
     /// Compiling kernels and running a first token.
     WarmUp,
 }
@@ -114,7 +112,6 @@ impl LoadStage {
         match self {
             LoadStage::Cache => "Reading the cached model",
             LoadStage::Download => "Downloading the model",
-            LoadStage::Upload => "Uploading weights",
             LoadStage::WarmUp => "Warming up",
         }
     }

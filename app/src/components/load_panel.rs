@@ -33,11 +33,7 @@ fn describe(p: &LoadProgress) -> String {
 }
 
 fn percent(p: &LoadProgress) -> u64 {
-    if p.total == 0 {
-        0
-    } else {
-        (p.bytes * 100 / p.total).min(100)
-    }
+    (p.bytes * 100).checked_div(p.total).unwrap_or(0).min(100)
 }
 
 /// The model's arrival: a progress bar while loading, the error and a Retry button if it fails.

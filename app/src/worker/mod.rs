@@ -65,9 +65,10 @@ struct Loaded<B: Backend> {
     session: Option<Session<B>>,
 }
 
+/// Boxed: a loaded model is large and lives for the whole session, so moving it by pointer is free.
 enum Engine {
-    Cpu(Loaded<CpuBackend>),
-    Gpu(Loaded<GpuBackend>),
+    Cpu(Box<Loaded<CpuBackend>>),
+    Gpu(Box<Loaded<GpuBackend>>),
 }
 
 struct Worker {
@@ -193,7 +194,7 @@ impl Worker {
             adapter: gpu.context().description(),
         }));
         let (loaded, info) = load_on(gpu).await?;
-        self.engine = Some(Engine::Gpu(loaded));
+        self.engine = Some(Engine::Gpu(Box::new(loaded)));
         Ok(info)
     }
 
@@ -202,7 +203,7 @@ impl Worker {
             reason: reason.to_string(),
         }));
         let (loaded, info) = load_on(CpuBackend::new()).await?;
-        self.engine = Some(Engine::Cpu(loaded));
+        self.engine = Some(Engine::Cpu(Box::new(loaded)));
         Ok(info)
     }
 

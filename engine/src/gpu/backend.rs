@@ -349,7 +349,7 @@ impl GpuBackend {
     }
 
     fn check_binding_size(&self, what: &str, bytes: u64) -> Result<()> {
-        let limit = self.ctx.limits.max_storage_buffer_binding_size as u64;
+        let limit = self.ctx.limits.max_storage_buffer_binding_size;
         if bytes > limit {
             return Err(GpuError::OutOfMemory(format!(
                 "{what} needs {bytes} bytes in one buffer; this adapter binds at most {limit}"
@@ -545,7 +545,7 @@ impl GpuBackend {
             GgmlType::Q4_1 | GgmlType::F32 => (info.ggml_type, bytes.to_vec()),
             GgmlType::Q4_0 => (GgmlType::Q4_0, aligned(18, 2)),
             GgmlType::Q8_0 => (GgmlType::Q8_0, aligned(34, 2)),
-            GgmlType::F16 if info.dims[0] % 2 == 0 => (GgmlType::F16, bytes.to_vec()),
+            GgmlType::F16 if info.dims[0].is_multiple_of(2) => (GgmlType::F16, bytes.to_vec()),
             ty => {
                 let values = blocks::dequantize_to_vec(ty, bytes);
                 (GgmlType::F32, bytemuck::cast_slice(&values).to_vec())
