@@ -1,7 +1,7 @@
 //! The data commands: tokenize, logits, generate, chat. Each is written once, generic over the
 //! backend, and dispatched on `--backend`.
 
-use crate::{BackendChoice, ModelArgs, RunArgs, SamplingArgs};
+use crate::{BackendChoice, ModelArgs, PromptArgs, RunArgs, SamplingArgs};
 use engine::backend::Backend;
 use engine::chat::ChatMessage;
 use engine::cpu::CpuBackend;
@@ -9,6 +9,7 @@ use engine::gguf::{GgufEvent, GgufStream, Limits};
 use engine::language_model::{LanguageModel, Session};
 use engine::models::llama::Taps;
 use engine::sampling::{log_sum_exp, top_k, Sampler, SamplingParams};
+use engine::set_prompt::{PartIds, PromptPart, SetPrompt};
 use engine::tokenizer::{TokenStream, Tokenizer};
 use serde_json::json;
 use std::io::{BufRead, Read, Write};
@@ -99,16 +100,91 @@ pub fn tokenize(model: &ModelArgs, json_file: &Path) -> Result<(), String> {
     print_json(&json!(ids))
 }
 
-pub fn logits(run: &RunArgs, prompt_file: &Path, top: usize) -> Result<(), String> {
-    let prompt = read_text(prompt_file)?;
+/// A prompt read from `--prompt-file` or `--set-file`, as ids with positions and mask.
+enum Prompt {
+    Text(String),
+    Set { parts: Vec<PromptPart>, plain: bool },
+}
+
+/// The set file's two shapes (see `--set-file`).
+#[derive(serde::Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+enum SetFile {
+    OneSet {
+        #[serde(default)]
+        prefix: String,
+        members: Vec<String>,
+        #[serde(default)]
+        suffix: String,
+    },
+    Parts {
+        parts: Vec<PromptPart>,
+    },
+}
+
+impl Prompt {
+    fn read(args: &PromptArgs) -> Result<Prompt, String> {
+        match (&args.prompt_file, &args.set_file) {
+            (Some(path), None) => Ok(Prompt::Text(read_text(path)?)),
+            (None, Some(path)) => {
+                let file: SetFile = serde_json::from_str(&read_text(path)?).map_err(|_| {
+                    format!(
+                        "{}: expected {{\"prefix\": \"...\", \"members\": [\"...\", ...], \
+                         \"suffix\": \"...\"}} or {{\"parts\": [{{\"text\": \"...\"}}, \
+                         {{\"set\": [\"...\", ...]}}]}}",
+                        path.display()
+                    )
+                })?;
+                let parts = match file {
+                    SetFile::OneSet {
+                        prefix,
+                        members,
+                        suffix,
+                    } => [
+                        PromptPart::Text(prefix),
+                        PromptPart::Set(members),
+                        PromptPart::Text(suffix),
+                    ]
+                    .into_iter()
+                    .filter(|p| !matches!(p, PromptPart::Text(t) if t.is_empty()))
+                    .collect(),
+                    SetFile::Parts { parts } => parts,
+                };
+                Ok(Prompt::Set {
+                    parts,
+                    plain: args.plain,
+                })
+            }
+            _ => Err("give --prompt-file or --set-file".into()),
+        }
+    }
+
+    /// Tokenized and laid out; a text prompt is one plain sequence.
+    fn layout(&self, tokenizer: &Tokenizer) -> engine::Result<SetPrompt> {
+        match self {
+            Prompt::Text(text) => SetPrompt::encode(tokenizer, &[PromptPart::Text(text.clone())]),
+            Prompt::Set { parts, plain } => {
+                let prompt = SetPrompt::encode(tokenizer, parts)?;
+                Ok(if *plain { prompt.plain() } else { prompt })
+            }
+        }
+    }
+}
+
+pub fn logits(run: &RunArgs, prompt: &PromptArgs, top: usize) -> Result<(), String> {
+    let prompt = Prompt::read(prompt)?;
     with_backend!(run, |backend| {
         let model = load(&backend, &run.model)?;
-        let ids = model.tokenizer.encode(&prompt).map_err(|e| e.to_string())?;
+        let layout = prompt.layout(&model.tokenizer).map_err(|e| e.to_string())?;
         let mut session = Session::new(&model, &backend, model.config().context_len)
             .map_err(|e| e.to_string())?;
-        let out = pollster::block_on(session.feed(&model, &backend, &ids, Taps::default()))
+        let out = pollster::block_on(session.feed_set(&model, &backend, &layout, Taps::default()))
             .map_err(|e| e.to_string())?;
-        print_json(&logits_json(&ids, &out.logits, top))
+        let mut value = logits_json(&layout.ids, &out.logits, top);
+        if matches!(prompt, Prompt::Set { .. }) {
+            value["positions"] = json!(layout.positions);
+        }
+        print_json(&value)
     })
 }
 
@@ -138,15 +214,15 @@ pub fn sampling_params(args: &SamplingArgs) -> SamplingParams {
 
 pub fn generate(
     run: &RunArgs,
-    prompt_file: &Path,
+    prompt: &PromptArgs,
     max_tokens: usize,
     sampling: &SamplingArgs,
     json_out: bool,
 ) -> Result<(), String> {
-    let prompt = read_text(prompt_file)?;
+    let prompt = Prompt::read(prompt)?;
     with_backend!(run, |backend| {
         let model = load(&backend, &run.model)?;
-        let ids = model.tokenizer.encode(&prompt).map_err(|e| e.to_string())?;
+        let layout = prompt.layout(&model.tokenizer).map_err(|e| e.to_string())?;
         let mut session = Session::new(&model, &backend, model.config().context_len)
             .map_err(|e| e.to_string())?;
         let mut sampler = Sampler::new(sampling_params(sampling));
@@ -155,7 +231,7 @@ pub fn generate(
             &model,
             &backend,
             &mut session,
-            &ids,
+            &layout,
             &mut sampler,
             max_tokens,
             |id| {
@@ -181,7 +257,7 @@ pub fn generate_tokens<B: Backend>(
     model: &LanguageModel<B>,
     backend: &B,
     session: &mut Session<B>,
-    prompt: &[u32],
+    prompt: &SetPrompt,
     sampler: &mut Sampler,
     max_tokens: usize,
     mut on_token: impl FnMut(u32),
@@ -189,7 +265,7 @@ pub fn generate_tokens<B: Backend>(
     let vocab = model.config().vocab_size;
     let selection = sampler.selection(&session.tokens, vocab);
     let mut candidates =
-        pollster::block_on(session.feed_select(model, backend, prompt, &selection))?;
+        pollster::block_on(session.feed_set_select(model, backend, prompt, &selection))?;
     let mut generated = Vec::new();
     while generated.len() < max_tokens {
         let next = sampler.pick(&candidates);
@@ -310,7 +386,7 @@ fn chat_loop<B: Backend>(
             model,
             backend,
             &mut session,
-            &ids[common..],
+            &SetPrompt::from_ids(&[PartIds::Text(ids[common..].to_vec())])?,
             sampler,
             max_tokens,
             |id| {

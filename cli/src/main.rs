@@ -65,6 +65,27 @@ pub struct SamplingArgs {
     pub seed: u64,
 }
 
+/// Where the prompt comes from: a raw text file, or a Set-Based Prompting file.
+#[derive(clap::Args, Clone)]
+pub struct PromptArgs {
+    /// Raw prompt text (special tokens parsed, no template).
+    #[arg(
+        long,
+        required_unless_present = "set_file",
+        conflicts_with = "set_file"
+    )]
+    pub prompt_file: Option<PathBuf>,
+    /// Set-Based Prompting: JSON `{"prefix": "...", "members": ["...", ...], "suffix": "..."}`,
+    /// or `{"parts": [{"text": "..."}, {"set": ["...", ...]}, ...]}` for several sets. Each
+    /// part is tokenized on its own (special tokens parsed, no template).
+    #[arg(long)]
+    pub set_file: Option<PathBuf>,
+    /// With --set-file: the same tokens as one plain sequence (members in file order,
+    /// consecutive positions, causal mask), for comparison.
+    #[arg(long, requires = "set_file")]
+    pub plain: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Token ids of each string in a JSON array (special tokens parsed, no BOS added).
@@ -75,21 +96,21 @@ enum Command {
         #[arg(long)]
         json_file: PathBuf,
     },
-    /// The top-K next-token logits after a raw prompt (special tokens parsed, no template).
+    /// The top-K next-token logits after a prompt (with --set-file, also the position ids).
     Logits {
         #[command(flatten)]
         run: RunArgs,
-        #[arg(long)]
-        prompt_file: PathBuf,
+        #[command(flatten)]
+        prompt: PromptArgs,
         #[arg(long, default_value_t = 10)]
         top: usize,
     },
-    /// Continues a raw prompt; stops after an end-of-generation token (kept in `ids`).
+    /// Continues a prompt; stops after an end-of-generation token (kept in `ids`).
     Generate {
         #[command(flatten)]
         run: RunArgs,
-        #[arg(long)]
-        prompt_file: PathBuf,
+        #[command(flatten)]
+        prompt: PromptArgs,
         #[arg(long, default_value_t = 128)]
         max_tokens: usize,
         #[command(flatten)]
@@ -165,18 +186,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Tokenize { model, json_file } => commands::tokenize(&model, &json_file),
-        Command::Logits {
-            run,
-            prompt_file,
-            top,
-        } => commands::logits(&run, &prompt_file, top),
+        Command::Logits { run, prompt, top } => commands::logits(&run, &prompt, top),
         Command::Generate {
             run,
-            prompt_file,
+            prompt,
             max_tokens,
             sampling,
             json,
-        } => commands::generate(&run, &prompt_file, max_tokens, &sampling, json),
+        } => commands::generate(&run, &prompt, max_tokens, &sampling, json),
         Command::Chat {
             run,
             system,

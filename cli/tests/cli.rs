@@ -120,3 +120,74 @@ fn a_prompt_longer_than_the_context_is_refused_with_both_lengths() {
         "{stderr}"
     );
 }
+
+fn set_logits(name: &str, members: &[&str], plain: bool) -> Value {
+    let set = serde_json::json!({
+        "prefix": "<|im_start|>user\nWhich is the largest? Options:",
+        "members": members,
+        "suffix": "<|im_end|>\n<|im_start|>assistant\nThe largest is",
+    });
+    let file = temp_file(name, &set.to_string());
+    let mut args = vec!["logits", "--set-file", file.to_str().unwrap(), "--top", "5"];
+    if plain {
+        args.push("--plain");
+    }
+    let (ok, stdout, stderr) = glassbox(&args);
+    assert!(ok, "{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+fn top_logprobs(out: &Value) -> Vec<(u64, f64)> {
+    out["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["id"].as_u64().unwrap(), e["logprob"].as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn logits_with_a_set_file_do_not_depend_on_the_members_order() {
+    let order = [" a mouse,", " the sun,", " an elephant,"];
+    let reversed = [" an elephant,", " the sun,", " a mouse,"];
+    let a = set_logits("set-a.json", &order, false);
+    let b = set_logits("set-b.json", &reversed, false);
+    // Positions: every member starts where the set starts; the suffix after the longest.
+    let positions: Vec<u64> = serde_json::from_value(a["positions"].clone()).unwrap();
+    assert_eq!(positions.len(), a["ids"].as_array().unwrap().len());
+    let (ta, tb) = (top_logprobs(&a), top_logprobs(&b));
+    assert_eq!(
+        ta.iter().map(|e| e.0).collect::<Vec<_>>(),
+        tb.iter().map(|e| e.0).collect::<Vec<_>>()
+    );
+    for ((_, x), (_, y)) in ta.iter().zip(&tb) {
+        assert!((x - y).abs() <= 1e-4, "{ta:?} vs {tb:?}");
+    }
+    // The same file read plainly: consecutive positions, and the order shows.
+    let plain_a = set_logits("plain-a.json", &order, true);
+    let plain_b = set_logits("plain-b.json", &reversed, true);
+    assert_eq!(plain_a["ids"], a["ids"]);
+    let plain_positions: Vec<u64> = serde_json::from_value(plain_a["positions"].clone()).unwrap();
+    assert_eq!(
+        plain_positions,
+        (0..positions.len() as u64).collect::<Vec<_>>()
+    );
+    let (pa, pb) = (top_logprobs(&plain_a), top_logprobs(&plain_b));
+    let moved = pa
+        .iter()
+        .zip(&pb)
+        .map(|((_, x), (_, y))| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        moved > 1e-2 || pa.iter().map(|e| e.0).ne(pb.iter().map(|e| e.0)),
+        "plain prompting did not move: {pa:?} vs {pb:?}"
+    );
+}
+
+#[test]
+fn a_malformed_set_file_is_a_clear_error() {
+    let file = temp_file("bad-set.json", r#"{"members": "not a list"}"#);
+    let (ok, _, stderr) = glassbox(&["logits", "--set-file", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("expected {\"prefix\""), "{stderr}");
+}

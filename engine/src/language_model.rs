@@ -6,6 +6,7 @@ use crate::chat::ChatTemplate;
 use crate::error::{Error, Result};
 use crate::gguf::{GgufEvent, GgufHeader, GgufStream, Limits};
 use crate::models::llama::{Captures, Llama, LlamaConfig, LlamaLoader, Taps};
+use crate::set_prompt::SetPrompt;
 use crate::tokenizer::Tokenizer;
 use std::sync::Arc;
 
@@ -183,8 +184,9 @@ impl<B: Backend> Session<B> {
     }
 
     /// Position of the next token: one past the last (Set-Based Prompting can leave gaps).
+    /// The position after every position used so far (after a set, past its longest member).
     pub fn next_position(&self) -> u32 {
-        self.positions.last().map_or(0, |p| p + 1)
+        self.positions.iter().max().map_or(0, |p| p + 1)
     }
 
     /// Feeds `ids` at consecutive positions under the causal mask; returns the last token's
@@ -224,6 +226,21 @@ impl<B: Backend> Session<B> {
         }
     }
 
+    /// Feeds a Set-Based Prompt after what the session holds: its block mask, its positions
+    /// shifted to start at [`Session::next_position`].
+    pub async fn feed_set(
+        &mut self,
+        model: &LanguageModel<B>,
+        backend: &B,
+        prompt: &SetPrompt,
+        taps: Taps,
+    ) -> Result<FeedOutput<B>> {
+        let positions = prompt.positions_from(self.next_position());
+        let mask = prompt.mask(self.tokens.len());
+        self.feed_with(model, backend, &prompt.ids, &positions, &mask, taps)
+            .await
+    }
+
     /// Feeds `ids` (consecutive positions, causal) and returns only the `k` best next tokens
     /// after the repetition penalty on `penalized`: on WebGPU a few bytes are read back.
     pub async fn feed_select(
@@ -234,15 +251,35 @@ impl<B: Backend> Session<B> {
         selection: &Selection,
     ) -> Result<Vec<(u32, f32)>> {
         let positions = self.next_positions(ids.len());
+        self.feed_select_with(model, backend, ids, &positions, &Mask::Causal, selection)
+            .await
+    }
+
+    /// [`Session::feed_select`] for a Set-Based Prompt.
+    pub async fn feed_set_select(
+        &mut self,
+        model: &LanguageModel<B>,
+        backend: &B,
+        prompt: &SetPrompt,
+        selection: &Selection,
+    ) -> Result<Vec<(u32, f32)>> {
+        let positions = prompt.positions_from(self.next_position());
+        let mask = prompt.mask(self.tokens.len());
+        self.feed_select_with(model, backend, &prompt.ids, &positions, &mask, selection)
+            .await
+    }
+
+    async fn feed_select_with(
+        &mut self,
+        model: &LanguageModel<B>,
+        backend: &B,
+        ids: &[u32],
+        positions: &[u32],
+        mask: &Mask,
+        selection: &Selection,
+    ) -> Result<Vec<(u32, f32)>> {
         let before = self.tokens.len();
-        let (logits, _) = self.forward(
-            model,
-            backend,
-            ids,
-            &positions,
-            &Mask::Causal,
-            Taps::default(),
-        )?;
+        let (logits, _) = self.forward(model, backend, ids, positions, mask, Taps::default())?;
         let picked = backend
             .top_k(
                 &logits,

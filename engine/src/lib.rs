@@ -14,6 +14,7 @@ pub mod language_model;
 pub mod models;
 pub mod rng;
 pub mod sampling;
+pub mod set_prompt;
 pub mod testing;
 pub mod tokenizer;
 

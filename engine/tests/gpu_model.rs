@@ -25,15 +25,7 @@ const CPU_MARGIN: f32 = 0.1;
 const LOGPROB_AGREEMENT: f32 = 0.05;
 
 fn gpu() -> Option<GpuBackend> {
-    match pollster::block_on(GpuBackend::create()) {
-        Ok(gpu) => Some(gpu),
-        Err(e) => {
-            let required = std::env::var("GLASSBOX_REQUIRE_GPU").is_ok_and(|v| v == "1");
-            assert!(!required, "GLASSBOX_REQUIRE_GPU=1 but: {e}");
-            eprintln!("skipped: {e}");
-            None
-        }
-    }
+    common::gpu_or_skip()
 }
 
 #[test]

@@ -165,3 +165,18 @@ pub fn check_against_llamacpp(
     }
     Ok(())
 }
+
+/// The WebGPU backend, or `None` (test skipped, with a message) where no adapter exists, unless
+/// `GLASSBOX_REQUIRE_GPU=1` (as `cargo xtask test` sets): then a missing adapter fails.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn gpu_or_skip() -> Option<engine::gpu::GpuBackend> {
+    match pollster::block_on(engine::gpu::GpuBackend::create()) {
+        Ok(gpu) => Some(gpu),
+        Err(e) => {
+            let required = std::env::var("GLASSBOX_REQUIRE_GPU").is_ok_and(|v| v == "1");
+            assert!(!required, "GLASSBOX_REQUIRE_GPU=1 but: {e}");
+            eprintln!("skipped: {e}");
+            None
+        }
+    }
+}

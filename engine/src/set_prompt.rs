@@ -1,0 +1,204 @@
+//! Set-Based Prompting (McIlroy-Young et al., 2024): a prompt whose answer cannot depend on the
+//! order of the members of a set.
+//!
+//! A prompt is a list of parts: text, or a set of members. Each part is tokenized on its own.
+//! Two edits make the members interchangeable:
+//! - **positions**: every member of a set starts at the set's first position, and what follows
+//!   the set starts after its longest member;
+//! - **mask**: a member never sees another member of its own set; everything else is causal, so
+//!   what follows a set sees all of its members.
+//!
+//! Attention is then a function of the *set* of (position, key, value) triples of the other
+//! members, not of their order in the KV cache, so permuting members permutes cache rows and
+//! nothing else. (The CPU backend sums attention in f64, so even the rounding does not depend on
+//! the row order; see `cpu/attention.rs`.)
+
+use crate::backend::Mask;
+use crate::error::{Error, Result};
+use crate::tokenizer::Tokenizer;
+
+/// One part of a prompt, as text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptPart {
+    Text(String),
+    /// Members whose order must not matter.
+    Set(Vec<String>),
+}
+
+/// One part of a prompt, as token ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartIds {
+    Text(Vec<u32>),
+    Set(Vec<Vec<u32>>),
+}
+
+/// Where a token of a [`SetPrompt`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TokenOrigin {
+    /// Index of the part in the prompt.
+    pub part: usize,
+    /// Index of the member, for tokens of a set.
+    pub member: Option<usize>,
+}
+
+/// A prompt laid out for Set-Based Prompting: ids in feed order, with positions relative to
+/// the prompt's start and each token's origin (which fixes the mask).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetPrompt {
+    pub ids: Vec<u32>,
+    /// Position ids relative to the first token of the prompt.
+    pub positions: Vec<u32>,
+    pub origins: Vec<TokenOrigin>,
+}
+
+impl SetPrompt {
+    /// Tokenizes each part on its own (special tokens parsed, nothing added).
+    pub fn encode(tokenizer: &Tokenizer, parts: &[PromptPart]) -> Result<Self> {
+        let ids = parts
+            .iter()
+            .map(|part| match part {
+                PromptPart::Text(text) => Ok(PartIds::Text(tokenizer.encode(text)?)),
+                PromptPart::Set(members) => Ok(PartIds::Set(
+                    members
+                        .iter()
+                        .map(|m| tokenizer.encode(m))
+                        .collect::<Result<_>>()?,
+                )),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::from_ids(&ids)
+    }
+
+    /// Lays out parts given as ids.
+    pub fn from_ids(parts: &[PartIds]) -> Result<Self> {
+        let mut prompt = SetPrompt {
+            ids: Vec::new(),
+            positions: Vec::new(),
+            origins: Vec::new(),
+        };
+        let mut next = 0u32;
+        for (part, ids) in parts.iter().enumerate() {
+            match ids {
+                PartIds::Text(ids) => {
+                    prompt.push_run(ids, next, part, None);
+                    next += ids.len() as u32;
+                }
+                PartIds::Set(members) => {
+                    if members.iter().any(Vec::is_empty) {
+                        return Err(Error::InvalidRequest(format!(
+                            "part {part}: a member of the set is empty"
+                        )));
+                    }
+                    for (member, ids) in members.iter().enumerate() {
+                        prompt.push_run(ids, next, part, Some(member));
+                    }
+                    next += members.iter().map(Vec::len).max().unwrap_or(0) as u32;
+                }
+            }
+        }
+        if prompt.ids.is_empty() {
+            return Err(Error::InvalidRequest("the prompt is empty".into()));
+        }
+        Ok(prompt)
+    }
+
+    fn push_run(&mut self, ids: &[u32], start: u32, part: usize, member: Option<usize>) {
+        self.ids.extend_from_slice(ids);
+        self.positions
+            .extend((0..ids.len() as u32).map(|i| start + i));
+        self.origins
+            .extend(ids.iter().map(|_| TokenOrigin { part, member }));
+    }
+
+    /// The same tokens as one plain sequence, for comparison: consecutive positions, causal.
+    pub fn plain(&self) -> SetPrompt {
+        SetPrompt {
+            ids: self.ids.clone(),
+            positions: (0..self.ids.len() as u32).collect(),
+            origins: self
+                .origins
+                .iter()
+                .map(|o| TokenOrigin {
+                    part: o.part,
+                    member: None,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Whether token `query` may attend to token `key` (both indices into this prompt).
+    pub fn visible(&self, query: usize, key: usize) -> bool {
+        if key > query {
+            return false;
+        }
+        let (q, k) = (self.origins[query], self.origins[key]);
+        match (q.member, k.member) {
+            (Some(qm), Some(km)) if q.part == k.part => qm == km,
+            _ => true,
+        }
+    }
+
+    /// The attention mask to feed this prompt after `cached` tokens (all of them visible);
+    /// [`Mask::Causal`] when the prompt has no set, so plain prompts take the usual path.
+    pub fn mask(&self, cached: usize) -> Mask {
+        if self.origins.iter().all(|o| o.member.is_none()) {
+            return Mask::Causal;
+        }
+        let total = cached + self.len();
+        let mut rows = Vec::with_capacity(self.len() * total);
+        for query in 0..self.len() {
+            rows.extend(std::iter::repeat_n(true, cached));
+            rows.extend((0..self.len()).map(|key| self.visible(query, key)));
+        }
+        Mask::Explicit(rows)
+    }
+
+    /// Absolute positions when the prompt starts at position `start`.
+    pub fn positions_from(&self, start: u32) -> Vec<u32> {
+        self.positions.iter().map(|p| start + p).collect()
+    }
+
+    /// The position that follows the prompt (after the longest member of a final set).
+    pub fn end_position(&self) -> u32 {
+        self.positions.iter().max().map_or(0, |p| p + 1)
+    }
+}
+
+/// The parts with the members of every set reordered: `orders[s]` lists, for the `s`-th set,
+/// which original member goes first, second, ….
+pub fn reorder_members(parts: &[PartIds], orders: &[Vec<usize>]) -> Result<Vec<PartIds>> {
+    let mut sets = 0;
+    let reordered = parts
+        .iter()
+        .map(|part| match part {
+            PartIds::Text(_) => Ok(part.clone()),
+            PartIds::Set(members) => {
+                let order = orders.get(sets).ok_or_else(|| {
+                    Error::InvalidRequest(format!("no order given for set {sets}"))
+                })?;
+                sets += 1;
+                let mut sorted = order.clone();
+                sorted.sort_unstable();
+                if sorted != (0..members.len()).collect::<Vec<_>>() {
+                    return Err(Error::InvalidRequest(format!(
+                        "{order:?} is not an order of {} members",
+                        members.len()
+                    )));
+                }
+                Ok(PartIds::Set(
+                    order.iter().map(|&i| members[i].clone()).collect(),
+                ))
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(reordered)
+}
