@@ -17,9 +17,12 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  serve [--port P] [--no-build] [--isolate]
+  serve [--port P] [--no-build] [--isolate] [--test-hooks]
                  set up, build the page (release) and serve it at http://127.0.0.1:P (8080)
   test           set up and run every test (fmt, clippy, native, wasm in Chromium, e2e)
+  bench-page [--no-build] [--tiers cpu,webgpu] [--tokens N] [--runs R]
+                 benchmark the page in headless Chromium: cold and warm load, first token,
+                 decode tokens/s per compute tier (prints numbers, asserts nothing)
   setup [serve|test]
                  only install what serve (or test, the default) needs; idempotent
   build          only build the page into dist/ (release)
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("serve") => serve(&args[1..]),
         Some("test") => test::run_all(),
+        Some("bench-page") => bench_page(&args[1..]),
         Some("setup") => match args.get(1).map(String::as_str) {
             Some("serve") => setup::run(setup::Purpose::Serve),
             None | Some("test") => setup::run(setup::Purpose::Test),
@@ -60,6 +64,31 @@ pub fn build_page() -> Result<(), String> {
                 .current_dir(shell::root()),
         )
     })
+}
+
+/// Serves `dist/` on a free port and runs `tests/e2e/bench-page.mjs` against it; the options
+/// other than `--no-build` go to the script.
+fn bench_page(args: &[String]) -> Result<(), String> {
+    setup::run(setup::Purpose::Test)?;
+    if !args.iter().any(|a| a == "--no-build") {
+        build_page()?;
+    }
+    let script_args: Vec<&String> = args.iter().filter(|a| *a != "--no-build").collect();
+    let server = server::Server::bind(
+        ("127.0.0.1", 0),
+        shell::root().join("dist"),
+        server::Options::default(),
+    )
+    .map_err(|e| format!("cannot start the server: {e}"))?;
+    let base_url = format!("http://127.0.0.1:{}", server.port());
+    std::thread::spawn(move || server.run_forever());
+    shell::run(
+        shell::cmd("node")
+            .arg("bench-page.mjs")
+            .args(script_args)
+            .env("GLASSBOX_BASE_URL", &base_url)
+            .current_dir(shell::root().join("tests/e2e")),
+    )
 }
 
 fn serve(args: &[String]) -> Result<(), String> {

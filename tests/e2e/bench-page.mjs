@@ -1,0 +1,185 @@
+// Benchmark of the page itself, in headless Chromium: per compute tier, the cold load (download
+// and ready, in a fresh profile), the warm load (a reload, from the browser's cache), time to
+// first token and decode speed. Not a test: it prints numbers and asserts nothing about them.
+//
+//   cargo xtask bench-page [--tiers cpu,webgpu] [--tokens 64] [--runs 3]
+//
+// (xtask builds the page, serves it and sets GLASSBOX_BASE_URL.) WebGPU here is SwiftShader, a
+// CPU emulation of a GPU, so its numbers say nothing about a real GPU.
+import { chromium } from '@playwright/test';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const BASE_URL = process.env.GLASSBOX_BASE_URL;
+if (!BASE_URL) {
+  console.error('GLASSBOX_BASE_URL is not set; run this through `cargo xtask bench-page`');
+  process.exit(2);
+}
+
+function option(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
+}
+const TIERS = option('tiers', 'cpu,webgpu').split(',');
+const TOKENS = Number(option('tokens', '64'));
+const RUNS = Number(option('runs', '3'));
+// Asks for a long answer, so a greedy reply rarely ends before TOKENS.
+const PROMPT = 'Write a long story about a lighthouse keeper who finds a message in a bottle.';
+
+const COMMON = [
+  '--no-sandbox',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run',
+];
+const FLAGS = {
+  cpu: [...COMMON, '--disable-gpu'],
+  webgpu: [
+    ...COMMON,
+    '--enable-unsafe-webgpu',
+    '--enable-features=Vulkan',
+    '--use-vulkan=swiftshader',
+    '--use-webgpu-adapter=swiftshader',
+  ],
+};
+const EXPECTED_STATUS = { cpu: /^CPU \(wasm\)/, webgpu: /^WebGPU/ };
+
+const LOAD_TIMEOUT_MS = 10 * 60 * 1000;
+const REPLY_TIMEOUT_MS = 20 * 60 * 1000;
+
+async function until(what, check, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function statusText(page) {
+  return (await page.getByRole('status').textContent()) ?? '';
+}
+
+/** Milliseconds from now until the status says "ready"; throws on a load error. */
+async function timeToReady(page, start) {
+  await until(
+    'the model to load',
+    async () => {
+      const status = await statusText(page);
+      if (/failed|error/i.test(status)) throw new Error(`load failed: ${status}`);
+      return status.includes('ready');
+    },
+    LOAD_TIMEOUT_MS,
+  );
+  return performance.now() - start;
+}
+
+async function setField(page, label, value) {
+  await page.getByLabel(label).fill(String(value));
+  await page.getByLabel(label).press('Tab');
+}
+
+/** One greedy reply: first token as seen by the page and by the worker, decode speed. */
+async function reply(page) {
+  await page.getByRole('button', { name: 'New chat' }).click();
+  const box = page.getByRole('textbox', { name: 'Message' });
+  await box.fill(PROMPT);
+  const start = performance.now();
+  await box.press('Enter');
+  const answer = page.locator('.turn.assistant .text').last();
+  await until('the first token', async () => ((await answer.textContent()) ?? '').length > 0, REPLY_TIMEOUT_MS);
+  const firstTokenSeenMs = performance.now() - start;
+  const stop = page.getByRole('button', { name: 'Stop' });
+  await until('the reply to end', async () => await stop.isDisabled(), REPLY_TIMEOUT_MS);
+  const stats = (await page.locator('.stats').textContent()) ?? '';
+  const m = stats.match(/^(\d+) tokens, ([\d.]+) tokens\/s, first token after ([\d.]+) s/);
+  if (!m) throw new Error(`cannot read the reply's statistics from ${JSON.stringify(stats)}`);
+  return {
+    tokens: Number(m[1]),
+    decodeTokensPerSecond: Number(m[2]),
+    firstTokenMs: Number(m[3]) * 1000,
+    firstTokenSeenMs,
+  };
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function benchTier(tier) {
+  const dir = mkdtempSync(join(tmpdir(), 'glassbox-bench-'));
+  const context = await chromium.launchPersistentContext(dir, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: FLAGS[tier],
+    baseURL: BASE_URL,
+  });
+  try {
+    const page = context.pages()[0] ?? (await context.newPage());
+    let start = performance.now();
+    await page.goto('/');
+    const coldLoadMs = await timeToReady(page, start);
+    const status = await statusText(page);
+    if (!EXPECTED_STATUS[tier].test(status)) {
+      throw new Error(`expected the ${tier} tier, the page says ${JSON.stringify(status)}`);
+    }
+    start = performance.now();
+    await page.reload();
+    const warmLoadMs = await timeToReady(page, start);
+    await setField(page, 'Temperature', 0);
+    await setField(page, 'Max new tokens', TOKENS);
+    const runs = [];
+    for (let i = 0; i < RUNS; i++) runs.push(await reply(page));
+    return {
+      tier,
+      status,
+      coldLoadMs,
+      warmLoadMs,
+      runs,
+      firstTokenMs: median(runs.map((r) => r.firstTokenMs)),
+      firstTokenSeenMs: median(runs.map((r) => r.firstTokenSeenMs)),
+      decodeTokensPerSecond: median(runs.map((r) => r.decodeTokensPerSecond)),
+      tokens: median(runs.map((r) => r.tokens)),
+    };
+  } finally {
+    await context.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const modelBytes = (() => {
+  try {
+    return statSync(new URL('../../www/models/SmolLM2-135M-Instruct.Q4_1.gguf', import.meta.url)).size;
+  } catch {
+    return null;
+  }
+})();
+
+console.log(`page benchmark: ${BASE_URL}, greedy replies of up to ${TOKENS} tokens, ${RUNS} runs each (median)`);
+if (modelBytes) console.log(`model: ${(modelBytes / 1e6).toFixed(1)} MB, served from localhost`);
+const results = [];
+for (const tier of TIERS) {
+  if (!FLAGS[tier]) throw new Error(`unknown tier ${tier}; use cpu or webgpu`);
+  console.log(`\n${tier}: running…`);
+  const r = await benchTier(tier);
+  results.push(r);
+  for (const [i, run] of r.runs.entries()) {
+    console.log(
+      `  run ${i + 1}: ${run.tokens} tokens, ${run.decodeTokensPerSecond.toFixed(2)} tok/s, first token ${(run.firstTokenMs / 1000).toFixed(2)} s`,
+    );
+  }
+}
+
+const pad = (s, n) => String(s).padEnd(n);
+console.log(`\n${pad('tier', 40)}${pad('cold load', 11)}${pad('warm load', 11)}${pad('first token', 13)}decode`);
+for (const r of results) {
+  console.log(
+    pad(r.status.slice(0, 38), 40) +
+      pad(`${(r.coldLoadMs / 1000).toFixed(1)} s`, 11) +
+      pad(`${(r.warmLoadMs / 1000).toFixed(1)} s`, 11) +
+      pad(`${(r.firstTokenMs / 1000).toFixed(2)} s`, 13) +
+      `${r.decodeTokensPerSecond.toFixed(2)} tok/s (${r.tokens} tokens)`,
+  );
+}
+console.log(`\nJSON ${JSON.stringify(results.map(({ runs, ...rest }) => rest))}`);
