@@ -5,6 +5,7 @@
 
 mod bench;
 mod commands;
+mod order_bench;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -131,6 +132,23 @@ enum Command {
         #[command(flatten)]
         sampling: SamplingArgs,
     },
+    /// Order sensitivity of multiple-choice answers under plain and Set-Based Prompting: accuracy
+    /// and the share of questions whose preferred option changes with the options' order.
+    OrderBench {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Questions (JSON: {"questions": [{"question", "options", "answer"}]}).
+        #[arg(long, default_value = "cli/data/multiple_choice.json")]
+        questions: PathBuf,
+        /// Orderings per question (all of them by default: 24 for 4 options).
+        #[arg(long, default_value_t = 24)]
+        orders: usize,
+        /// Only the first N questions.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Prefill and decode speed, load time and peak memory (a benchmark, not a test).
     Bench {
         #[command(flatten)]
@@ -200,6 +218,13 @@ fn main() -> ExitCode {
             max_tokens,
             sampling,
         } => commands::chat(&run, system.as_deref(), max_tokens, &sampling),
+        Command::OrderBench {
+            run,
+            questions,
+            orders,
+            limit,
+            json,
+        } => order_bench::run(&run, &questions, orders, limit, json),
         Command::Bench {
             run,
             prompt_tokens,

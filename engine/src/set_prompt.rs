@@ -202,3 +202,25 @@ pub fn reorder_members(parts: &[PartIds], orders: &[Vec<usize>]) -> Result<Vec<P
         .collect::<Result<Vec<_>>>()?;
     Ok(reordered)
 }
+
+/// Every ordering of `n` members (n! of them), the identity first.
+pub fn permutations(n: usize) -> Vec<Vec<usize>> {
+    fn extend(prefix: &mut Vec<usize>, used: &mut [bool], out: &mut Vec<Vec<usize>>) {
+        if prefix.len() == used.len() {
+            out.push(prefix.clone());
+            return;
+        }
+        for i in 0..used.len() {
+            if !used[i] {
+                used[i] = true;
+                prefix.push(i);
+                extend(prefix, used, out);
+                prefix.pop();
+                used[i] = false;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    extend(&mut Vec::new(), &mut vec![false; n], &mut out);
+    out
+}

@@ -12,7 +12,7 @@ use engine::cpu::CpuBackend;
 use engine::language_model::{LanguageModel, Session};
 use engine::models::llama::Taps;
 use engine::sampling::top_k;
-use engine::set_prompt::{reorder_members, PartIds, PromptPart, SetPrompt};
+use engine::set_prompt::{permutations, reorder_members, PartIds, PromptPart, SetPrompt};
 
 const INVARIANCE_TOLERANCE: f32 = 1e-4;
 /// Plain prompting must move the logits by more than this for the test to mean anything.
@@ -186,26 +186,16 @@ fn invariance<B: Backend>(
     (set_based, plain)
 }
 
-fn permutations(n: usize) -> Vec<Vec<usize>> {
-    if n == 0 {
-        return vec![Vec::new()];
-    }
-    let mut all = Vec::new();
-    for rest in permutations(n - 1) {
-        for i in 0..=rest.len() {
-            let mut p = rest.clone();
-            p.insert(i, n - 1);
-            all.push(p);
-        }
-    }
-    all
-}
-
 #[test]
 fn permuting_members_leaves_cpu_logits_unchanged_and_plain_prompting_does_not() {
     let cpu = CpuBackend::new();
     let orders = permutations(4);
     assert_eq!(orders.len(), 24);
+    assert_eq!(orders[0], [0, 1, 2, 3]);
+    let mut distinct = orders.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 24);
     let (set_based, plain) = invariance(cpu_model(), &cpu, &orders);
     eprintln!("CPU, 24 orders: max |Δlogit| set-based {set_based:e}, plain {plain}");
     assert!(
