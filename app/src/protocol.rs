@@ -19,8 +19,18 @@ pub enum ToWorker {
         params: SamplingParams,
         max_tokens: usize,
     },
-    /// Stop the generation under way (the partial reply stays).
+    /// Stop the generation under way (the partial reply stays), or an order run.
     Stop,
+    /// The "Order" view: answer a multiple-choice question under each of `orders` (orderings
+    /// of `options`), with Set-Based Prompting or plainly; a separate KV cache, the chat's stays.
+    RunOrders {
+        request: u32,
+        question: String,
+        options: Vec<String>,
+        set_based: bool,
+        orders: Vec<Vec<usize>>,
+        max_tokens: usize,
+    },
     /// Report what is cached and how much storage the origin uses.
     CacheInfo,
     /// Delete the cached model.
@@ -73,6 +83,23 @@ pub enum FromWorker {
     GenerateFailed {
         request: u32,
         message: String,
+    },
+    /// The prompt of an order run as laid out for its first ordering.
+    OrderLayout {
+        request: u32,
+        layout: OrderLayout,
+    },
+    /// The answer under one ordering.
+    OrderAnswer {
+        request: u32,
+        order: Vec<usize>,
+        answer: String,
+    },
+    /// An order run ended (all orderings answered, stopped, or failed with `error`).
+    OrderDone {
+        request: u32,
+        stopped: bool,
+        error: Option<String>,
     },
     Cache(CacheInfo),
     /// Something failed outside loading and generation; the text is for people.
@@ -149,6 +176,18 @@ pub struct ReplyStats {
     pub stopped: bool,
     /// Milliseconds until the first token of the reply.
     pub first_token_ms: f64,
+}
+
+/// What the Order view draws: each token with its position id and origin, and the mask.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderLayout {
+    /// Readable token texts.
+    pub tokens: Vec<String>,
+    pub positions: Vec<u32>,
+    /// For each token, the option it belongs to (`None`: question or template text).
+    pub members: Vec<Option<usize>>,
+    /// Row-major `(tokens, tokens)`: whether token i may attend to token j.
+    pub visible: Vec<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

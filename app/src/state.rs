@@ -3,7 +3,8 @@
 
 use crate::engine_client::EngineClient;
 use crate::protocol::{
-    CacheInfo, ComputeTier, FromWorker, LoadProgress, ModelInfo, ReplyStats, TierChoice, ToWorker,
+    CacheInfo, ComputeTier, FromWorker, LoadProgress, ModelInfo, OrderLayout, ReplyStats,
+    TierChoice, ToWorker,
 };
 use engine::chat::ChatMessage;
 use engine::sampling::SamplingParams;
@@ -59,6 +60,38 @@ struct Saved {
 
 const STORAGE_KEY: &str = "glassbox.chat.v1";
 
+/// The Order view: the last run's layout and answers.
+#[derive(Clone, Copy)]
+pub struct OrderState {
+    /// The run under way.
+    pub running: RwSignal<Option<u32>>,
+    /// How many orderings the last run asked for.
+    pub asked: RwSignal<usize>,
+    pub set_based: RwSignal<bool>,
+    pub layout: RwSignal<Option<OrderLayout>>,
+    /// (ordering, answer) in the order they arrived.
+    pub answers: RwSignal<Vec<(Vec<usize>, String)>>,
+    pub error: RwSignal<Option<String>>,
+}
+
+impl OrderState {
+    fn new() -> Self {
+        OrderState {
+            running: RwSignal::new(None),
+            asked: RwSignal::new(0),
+            set_based: RwSignal::new(true),
+            layout: RwSignal::new(None),
+            answers: RwSignal::new(Vec::new()),
+            error: RwSignal::new(None),
+        }
+    }
+}
+
+/// Greedy answers in the Order view are short: the option, maybe a sentence.
+const ORDER_ANSWER_TOKENS: usize = 16;
+/// Orderings for "Try all orders": all of them up to 4 options (24), a sample beyond.
+const MAX_ORDERS: usize = 24;
+
 #[derive(Clone, Copy)]
 pub struct AppState {
     pub engine: RwSignal<EngineState>,
@@ -74,6 +107,7 @@ pub struct AppState {
     pub cache: RwSignal<Option<CacheInfo>>,
     /// A message about the last action that failed (shown, dismissable).
     pub notice: RwSignal<Option<String>>,
+    pub order: OrderState,
     next_id: RwSignal<u64>,
     client: StoredValue<Option<SendWrapper<EngineClient>>>,
 }
@@ -96,6 +130,7 @@ pub fn provide_app_state() -> AppState {
         settings: RwSignal::new(saved.settings),
         cache: RwSignal::new(None),
         notice: RwSignal::new(None),
+        order: OrderState::new(),
         next_id: RwSignal::new(next_id),
         client: StoredValue::new(None),
     };
@@ -205,6 +240,26 @@ impl AppState {
                     self.notice.set(Some(message));
                 }
             }
+            FromWorker::OrderLayout { request, layout } => {
+                if self.order.running.get_untracked() == Some(request) {
+                    self.order.layout.set(Some(layout));
+                }
+            }
+            FromWorker::OrderAnswer {
+                request,
+                order,
+                answer,
+            } => {
+                if self.order.running.get_untracked() == Some(request) {
+                    self.order.answers.update(|a| a.push((order, answer)));
+                }
+            }
+            FromWorker::OrderDone { request, error, .. } => {
+                if self.order.running.get_untracked() == Some(request) {
+                    self.order.running.set(None);
+                    self.order.error.set(error);
+                }
+            }
             FromWorker::Cache(info) => self.cache.set(Some(info)),
             FromWorker::Error(message) => self.notice.set(Some(message)),
         }
@@ -217,7 +272,9 @@ impl AppState {
     }
 
     pub fn can_send(self) -> bool {
-        self.engine.get() == EngineState::Ready && self.generating.get().is_none()
+        self.engine.get() == EngineState::Ready
+            && self.generating.get().is_none()
+            && self.order.running.get().is_none()
     }
 
     /// Sends the user's message and starts the reply.
@@ -268,6 +325,39 @@ impl AppState {
             params: settings.params,
             max_tokens: settings.max_tokens,
         });
+    }
+
+    /// Answers the question under its options' orderings: all of them (`all_orders`), or
+    /// only the order given.
+    pub fn run_orders(self, question: &str, options: Vec<String>, all_orders: bool) {
+        if !self.can_send() {
+            return;
+        }
+        let orders = if all_orders {
+            engine::set_prompt::sample_orders(options.len(), MAX_ORDERS, 1)
+        } else {
+            vec![(0..options.len()).collect()]
+        };
+        let request = self.new_id() as u32;
+        self.order.running.set(Some(request));
+        self.order.asked.set(orders.len());
+        self.order.layout.set(None);
+        self.order.answers.set(Vec::new());
+        self.order.error.set(None);
+        self.send(ToWorker::RunOrders {
+            request,
+            question: question.to_string(),
+            options,
+            set_based: self.order.set_based.get_untracked(),
+            orders,
+            max_tokens: ORDER_ANSWER_TOKENS,
+        });
+    }
+
+    pub fn stop_orders(self) {
+        if self.order.running.get_untracked().is_some() {
+            self.send(ToWorker::Stop);
+        }
     }
 
     pub fn stop(self) {

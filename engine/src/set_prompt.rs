@@ -224,3 +224,26 @@ pub fn permutations(n: usize) -> Vec<Vec<usize>> {
     extend(&mut Vec::new(), &mut vec![false; n], &mut out);
     out
 }
+
+/// Up to `count` orderings of `n` members: all of them when there are no more than `count`,
+/// else the identity and distinct seeded shuffles.
+pub fn sample_orders(n: usize, count: usize, seed: u64) -> Vec<Vec<usize>> {
+    let all_fit = (1..=n)
+        .try_fold(1usize, |f, k| f.checked_mul(k))
+        .is_some_and(|f| f <= count);
+    if all_fit {
+        return permutations(n);
+    }
+    let mut rng = crate::rng::SeededRng::new(seed);
+    let mut orders: Vec<Vec<usize>> = vec![(0..n).collect()];
+    while orders.len() < count {
+        let mut order: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            order.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+        }
+        if !orders.contains(&order) {
+            orders.push(order);
+        }
+    }
+    orders
+}

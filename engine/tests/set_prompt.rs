@@ -12,7 +12,9 @@ use engine::cpu::CpuBackend;
 use engine::language_model::{LanguageModel, Session};
 use engine::models::llama::Taps;
 use engine::sampling::top_k;
-use engine::set_prompt::{permutations, reorder_members, PartIds, PromptPart, SetPrompt};
+use engine::set_prompt::{
+    permutations, reorder_members, sample_orders, PartIds, PromptPart, SetPrompt,
+};
 
 const INVARIANCE_TOLERANCE: f32 = 1e-4;
 /// Plain prompting must move the logits by more than this for the test to mean anything.
@@ -98,6 +100,25 @@ fn two_sets_and_a_set_at_the_end() {
     assert_eq!(plain.positions, (0..8).collect::<Vec<u32>>());
     assert!((0..8).all(|q| (0..8).all(|k| plain.visible(q, k) == (k <= q))));
     assert_eq!(plain.mask(3), Mask::Causal);
+}
+
+#[test]
+fn orders_are_all_permutations_up_to_the_count_then_a_distinct_sample() {
+    assert_eq!(sample_orders(3, 24, 1).len(), 6);
+    assert_eq!(sample_orders(4, 24, 1), permutations(4));
+    let sample = sample_orders(6, 24, 7);
+    assert_eq!(sample.len(), 24);
+    assert_eq!(sample[0], [0, 1, 2, 3, 4, 5]);
+    for order in &sample {
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [0, 1, 2, 3, 4, 5]);
+    }
+    let mut distinct = sample.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 24);
+    assert_eq!(sample, sample_orders(6, 24, 7));
 }
 
 #[test]

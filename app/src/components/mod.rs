@@ -3,6 +3,7 @@
 
 mod chat;
 mod load_panel;
+mod order;
 mod settings;
 mod status_bar;
 
@@ -11,22 +12,48 @@ use leptos::prelude::*;
 
 pub use chat::ChatPanel;
 pub use load_panel::LoadPanel;
+pub use order::OrderPanel;
 pub use settings::SidePanel;
 pub use status_bar::StatusBar;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum View {
+    Chat,
+    /// Order-invariant prompting (Set-Based Prompting).
+    Order,
+}
 
 #[component]
 pub fn App() -> impl IntoView {
     let state = provide_app_state();
     state.start();
+    let view_shown = RwSignal::new(View::Chat);
+    let tab = move |which: View, label: &'static str| {
+        view! {
+            <button
+                role="tab"
+                aria-selected=move || (view_shown.get() == which).to_string()
+                on:click=move |_| view_shown.set(which)
+            >
+                {label}
+            </button>
+        }
+    };
     view! {
         <header>
             <h1>"Glassbox"</h1>
             <StatusBar />
         </header>
+        <nav class="views" role="tablist" aria-label="Views">
+            {tab(View::Chat, "Chat")}
+            {tab(View::Order, "Order")}
+        </nav>
         <main class="layout">
             <section class="chat-column" aria-label="Chat">
                 <LoadPanel />
-                <ChatPanel />
+                <Show when=move || view_shown.get() == View::Chat fallback=OrderPanel>
+                    <ChatPanel />
+                </Show>
             </section>
             <SidePanel />
         </main>

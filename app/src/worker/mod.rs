@@ -6,6 +6,7 @@
 //! loop after each one, so the flag can be raised).
 
 pub mod js;
+mod order;
 pub mod store;
 
 use crate::protocol::{
@@ -103,6 +104,24 @@ impl Worker {
                 max_tokens,
             } => self.generate(request, messages, params, max_tokens).await,
             ToWorker::Stop => self.stop.set(true),
+            ToWorker::RunOrders {
+                request,
+                question,
+                options,
+                set_based,
+                orders,
+                max_tokens,
+            } => {
+                let run = order::OrderRun {
+                    request,
+                    question: &question,
+                    options: &options,
+                    set_based,
+                    orders: &orders,
+                    max_tokens,
+                };
+                self.run_orders(&run).await
+            }
             ToWorker::CacheInfo => post(&FromWorker::Cache(cache_info().await)),
             ToWorker::ClearCache => {
                 let store = Store::open().await;
@@ -120,6 +139,30 @@ impl Worker {
                 }
             }
         }
+    }
+
+    async fn run_orders(&mut self, run: &order::OrderRun<'_>) {
+        self.stop.set(false);
+        let result = match &self.engine {
+            Some(Engine::Cpu(loaded)) => {
+                order::run_orders(&loaded.model, &loaded.backend, run, &self.stop).await
+            }
+            Some(Engine::Gpu(loaded)) => {
+                order::run_orders(&loaded.model, &loaded.backend, run, &self.stop).await
+            }
+            None => Err(engine::Error::InvalidRequest(
+                "the model is not loaded yet".into(),
+            )),
+        };
+        let (stopped, error) = match result {
+            Ok(stopped) => (stopped, None),
+            Err(e) => (false, Some(e.to_string())),
+        };
+        post(&FromWorker::OrderDone {
+            request: run.request,
+            stopped,
+            error,
+        });
     }
 
     async fn probe(&mut self) {

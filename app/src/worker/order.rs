@@ -1,0 +1,163 @@
+//! The Order view's work: a multiple-choice question answered greedily under several orderings
+//! of its options, with Set-Based Prompting (the options form a set) or plainly.
+//!
+//! The question goes through the model's chat template as a user message; the options are
+//! spliced in where a marker stood, so any template works.
+
+use super::{js, post};
+use crate::protocol::{FromWorker, OrderLayout};
+use engine::backend::Backend;
+use engine::chat::ChatMessage;
+use engine::language_model::{LanguageModel, Selection, Session};
+use engine::set_prompt::{reorder_members, PartIds, SetPrompt};
+use engine::tokenizer::TokenStream;
+use engine::{Error, Result};
+use std::cell::Cell;
+
+/// Stands where the options go in the rendered template (a private-use character no template
+/// produces).
+const OPTIONS_MARKER: &str = "\u{E000}";
+/// Room for the prompt and the answer: questions are short.
+const ORDER_CONTEXT: usize = 512;
+
+pub struct OrderRun<'a> {
+    pub request: u32,
+    pub question: &'a str,
+    pub options: &'a [String],
+    pub set_based: bool,
+    pub orders: &'a [Vec<usize>],
+    pub max_tokens: usize,
+}
+
+/// Runs every ordering, posting the layout, each answer and the end; `Ok(true)` if stopped.
+pub async fn run_orders<B: Backend>(
+    model: &LanguageModel<B>,
+    backend: &B,
+    run: &OrderRun<'_>,
+    stop: &Cell<bool>,
+) -> Result<bool> {
+    if run.options.len() < 2 {
+        return Err(Error::InvalidRequest("give at least two options".into()));
+    }
+    if run.options.iter().any(|o| o.trim().is_empty()) {
+        return Err(Error::InvalidRequest("an option is empty".into()));
+    }
+    let (prefix, suffix) = template_around_options(model, run.question)?;
+    let tokenizer = &model.tokenizer;
+    let prefix = tokenizer.encode(&prefix)?;
+    let members = run
+        .options
+        .iter()
+        .map(|o| tokenizer.encode(&format!("\n- {}", o.trim())))
+        .collect::<Result<Vec<_>>>()?;
+    let suffix = tokenizer.encode(&suffix)?;
+    // What follows the question: the only part that changes between orderings.
+    let rest = [PartIds::Set(members), PartIds::Text(suffix)];
+    let layout_of = |parts: &[PartIds], order: &[usize]| -> Result<SetPrompt> {
+        let prompt = SetPrompt::from_ids(&reorder_members(parts, &[order.to_vec()])?)?;
+        Ok(if run.set_based {
+            prompt
+        } else {
+            prompt.plain()
+        })
+    };
+    let identity: Vec<usize> = (0..run.options.len()).collect();
+    let whole: Vec<PartIds> = std::iter::once(PartIds::Text(prefix.clone()))
+        .chain(rest.iter().cloned())
+        .collect();
+    let whole = layout_of(&whole, run.orders.first().unwrap_or(&identity))?;
+    if whole.len() + run.max_tokens > ORDER_CONTEXT {
+        return Err(Error::ContextOverflow {
+            prompt: whole.len() + run.max_tokens,
+            context: ORDER_CONTEXT,
+        });
+    }
+    post(&FromWorker::OrderLayout {
+        request: run.request,
+        layout: describe(model, &whole),
+    });
+
+    let greedy = Selection {
+        k: 1,
+        penalized: Vec::new(),
+        penalty: 1.0,
+    };
+    // The question is the same under every ordering: its KV cache is computed once.
+    let mut session = Session::new(model, backend, ORDER_CONTEXT)?;
+    session
+        .feed_select(model, backend, &prefix, &greedy)
+        .await?;
+    let after_question = session.tokens.len();
+    for order in run.orders {
+        js::yield_now().await;
+        if stop.get() {
+            return Ok(true);
+        }
+        session.truncate(backend, after_question);
+        let prompt = layout_of(&rest, order)?;
+        let mut next = session
+            .feed_set_select(model, backend, &prompt, &greedy)
+            .await?[0]
+            .0;
+        let mut printer = TokenStream::new();
+        let mut answer = String::new();
+        for step in 0..run.max_tokens {
+            if tokenizer.is_end_of_generation(next) {
+                break;
+            }
+            answer.push_str(&printer.push(tokenizer, next));
+            if step + 1 == run.max_tokens {
+                break;
+            }
+            js::yield_now().await;
+            if stop.get() {
+                return Ok(true);
+            }
+            next = session
+                .feed_select(model, backend, &[next], &greedy)
+                .await?[0]
+                .0;
+        }
+        answer.push_str(&printer.finish());
+        post(&FromWorker::OrderAnswer {
+            request: run.request,
+            order: order.clone(),
+            answer: answer.trim().to_string(),
+        });
+    }
+    Ok(false)
+}
+
+/// The rendered chat template before and after the options.
+fn template_around_options<B: Backend>(
+    model: &LanguageModel<B>,
+    question: &str,
+) -> Result<(String, String)> {
+    let template = model
+        .template
+        .as_ref()
+        .ok_or_else(|| Error::ChatTemplate("this model has no chat template".into()))?;
+    let content = format!("{}\nOptions:{OPTIONS_MARKER}", question.trim());
+    let rendered = template.render(&[ChatMessage::new("user", &content)], true)?;
+    let (before, after) = rendered.split_once(OPTIONS_MARKER).ok_or_else(|| {
+        Error::ChatTemplate("the chat template dropped the question's text".into())
+    })?;
+    Ok((before.to_string(), after.to_string()))
+}
+
+fn describe<B: Backend>(model: &LanguageModel<B>, prompt: &SetPrompt) -> OrderLayout {
+    let n = prompt.len();
+    OrderLayout {
+        tokens: prompt
+            .ids
+            .iter()
+            .map(|&id| model.tokenizer.token_label(id))
+            .collect(),
+        positions: prompt.positions.clone(),
+        members: prompt.origins.iter().map(|o| o.member).collect(),
+        visible: (0..n)
+            .flat_map(|q| (0..n).map(move |k| (q, k)))
+            .map(|(q, k)| prompt.visible(q, k))
+            .collect(),
+    }
+}
