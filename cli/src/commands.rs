@@ -373,14 +373,7 @@ fn chat_loop<B: Backend>(
         let prompt = template.render(messages, true)?;
         let ids = model.tokenizer.encode(&prompt)?;
         // The cache already holds the conversation's common prefix: feed only the rest.
-        let common = session
-            .tokens
-            .iter()
-            .zip(&ids)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(ids.len() - 1);
-        session.truncate(backend, common);
+        let common = session.keep_common_prefix(backend, &ids);
         let mut printer = TokenStream::new();
         let reply = generate_tokens(
             model,

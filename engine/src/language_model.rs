@@ -366,6 +366,21 @@ impl<B: Backend> Session<B> {
         Ok((logits, captures))
     }
 
+    /// Keeps the cache's longest common prefix with `ids` (a conversation that grew by a turn
+    /// reuses all of it) and returns its length; at least the last id is left to feed, for
+    /// its logits. Only for plain (consecutive, causal) prompts.
+    pub fn keep_common_prefix(&mut self, backend: &B, ids: &[u32]) -> usize {
+        let common = self
+            .tokens
+            .iter()
+            .zip(ids)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(ids.len().saturating_sub(1));
+        self.truncate(backend, common);
+        common
+    }
+
     /// Forgets everything from token `len` on.
     pub fn truncate(&mut self, backend: &B, len: usize) {
         for cache in &mut self.caches {

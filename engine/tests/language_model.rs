@@ -193,3 +193,20 @@ fn a_truncated_model_is_an_error_not_a_panic() {
     // And the whole file loads through the same path.
     LanguageModel::load_file(&backend, &path).unwrap();
 }
+
+#[test]
+fn a_grown_conversation_reuses_the_cached_prefix_and_feeds_at_least_one_token() {
+    let (model, cpu) = (cpu_model(), CpuBackend::new());
+    let mut session = Session::new(model, &cpu, 64).unwrap();
+    let first = [1u32, 2, 3, 4];
+    pollster::block_on(session.feed(model, &cpu, &first, Taps::default())).unwrap();
+    // The same prompt again: all but the last token are kept, so its logits can be computed.
+    assert_eq!(session.keep_common_prefix(&cpu, &first), 3);
+    assert_eq!(session.tokens, [1, 2, 3]);
+    pollster::block_on(session.feed(model, &cpu, &first[3..], Taps::default())).unwrap();
+    // A grown conversation keeps everything cached; a changed one keeps the shared start.
+    assert_eq!(session.keep_common_prefix(&cpu, &[1, 2, 3, 4, 5, 6]), 4);
+    assert_eq!(session.keep_common_prefix(&cpu, &[1, 2, 9, 9]), 2);
+    assert_eq!(session.tokens, [1, 2]);
+    assert_eq!(session.keep_common_prefix(&cpu, &[]), 0);
+}

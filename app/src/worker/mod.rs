@@ -389,14 +389,7 @@ async fn reply<B: Backend>(
         None => session.insert(Session::new(model, backend, context)?),
     };
     // The cache already holds the conversation's common prefix: feed only the rest.
-    let common = session
-        .tokens
-        .iter()
-        .zip(&ids)
-        .take_while(|(a, b)| a == b)
-        .count()
-        .min(ids.len() - 1);
-    session.truncate(backend, common);
+    let common = session.keep_common_prefix(backend, &ids);
     let started = js::now_ms();
     let mut sampler = Sampler::new(params.clone());
     let vocab = model.config().vocab_size;
