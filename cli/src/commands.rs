@@ -41,6 +41,7 @@ macro_rules! with_backend {
         }
     }};
 }
+pub(crate) use with_backend;
 
 /// The WebGPU backend (natively: Vulkan), or a message saying why there is none.
 pub fn webgpu_backend() -> Result<engine::gpu::GpuBackend, String> {

@@ -7,7 +7,7 @@
 //! scored. Reported per mode: accuracy (over all question × ordering pairs) and order
 //! sensitivity (the share of questions whose preferred option changes across orderings).
 
-use crate::commands::{configure_threads, load, webgpu_backend};
+use crate::commands::{configure_threads, load, webgpu_backend, with_backend};
 use crate::{BackendChoice, RunArgs};
 use engine::backend::Backend;
 use engine::cpu::CpuBackend;
@@ -81,7 +81,6 @@ pub fn run(
     limit: Option<usize>,
     json_out: bool,
 ) -> Result<(), String> {
-    configure_threads(run);
     let text = std::fs::read_to_string(questions)
         .map_err(|e| format!("cannot read {}: {e}", questions.display()))?;
     let file: QuestionFile = serde_json::from_str(&text)
@@ -97,28 +96,10 @@ pub fn run(
             bad.question
         ));
     }
-    match run.backend {
-        BackendChoice::Cpu => {
-            let backend = CpuBackend::new();
-            measure(
-                &backend,
-                &load(&backend, &run.model)?,
-                &questions,
-                orders,
-                json_out,
-            )
-        }
-        BackendChoice::Webgpu => {
-            let backend = webgpu_backend()?;
-            measure(
-                &backend,
-                &load(&backend, &run.model)?,
-                &questions,
-                orders,
-                json_out,
-            )
-        }
-    }
+    with_backend!(run, |backend| {
+        let model = load(&backend, &run.model)?;
+        measure(&backend, &model, &questions, orders, json_out)
+    })
 }
 
 fn measure<B: Backend>(

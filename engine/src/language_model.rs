@@ -235,8 +235,7 @@ impl<B: Backend> Session<B> {
         prompt: &SetPrompt,
         taps: Taps,
     ) -> Result<FeedOutput<B>> {
-        let positions = prompt.positions_from(self.next_position());
-        let mask = prompt.mask(self.tokens.len());
+        let (positions, mask) = self.set_inputs(prompt);
         self.feed_with(model, backend, &prompt.ids, &positions, &mask, taps)
             .await
     }
@@ -263,8 +262,7 @@ impl<B: Backend> Session<B> {
         prompt: &SetPrompt,
         selection: &Selection,
     ) -> Result<Vec<(u32, f32)>> {
-        let positions = prompt.positions_from(self.next_position());
-        let mask = prompt.mask(self.tokens.len());
+        let (positions, mask) = self.set_inputs(prompt);
         self.feed_select_with(model, backend, &prompt.ids, &positions, &mask, selection)
             .await
     }
@@ -292,6 +290,14 @@ impl<B: Backend> Session<B> {
             self.truncate(backend, before);
         }
         picked
+    }
+
+    /// A Set-Based Prompt's positions and mask when it follows what the session holds.
+    fn set_inputs(&self, prompt: &SetPrompt) -> (Vec<u32>, Mask) {
+        (
+            prompt.positions_from(self.next_position()),
+            prompt.mask(self.tokens.len()),
+        )
     }
 
     fn next_positions(&self, n: usize) -> Vec<u32> {
