@@ -1,6 +1,7 @@
 // Glassbox's service worker: keeps the app shell (html, js, wasm, css, the model manifest) so
-// the page opens without a network. The model itself lives in the Origin Private File System,
-// stored and verified by the engine worker, so model requests pass through untouched.
+// the page opens without a network. The model itself is stored and verified by the engine
+// worker (Origin Private File System, or its own Cache API cache), so model requests pass
+// through untouched.
 //
 // Network first, cache as the fallback: a new build is picked up whenever the server answers.
 
@@ -27,7 +28,11 @@ self.addEventListener('install', (event) => {
 self.addEventListener('activate', (event) => {
   event.waitUntil(
     caches.keys()
-      .then((names) => Promise.all(names.filter((n) => n !== SHELL_CACHE).map((n) => caches.delete(n))))
+      // Only older shells: the engine worker keeps the model in a cache of its own (Cache API
+      // fallback) that must outlive a new build.
+      .then((names) => Promise.all(names
+        .filter((n) => n.startsWith('glassbox-shell-') && n !== SHELL_CACHE)
+        .map((n) => caches.delete(n))))
       .then(() => self.clients.claim()),
   );
 });

@@ -200,6 +200,8 @@ pub struct CacheInfo {
     pub quota: Option<f64>,
     /// Why nothing can be cached, where that is so.
     pub unavailable: Option<String>,
+    /// What holds the cache: "Origin Private File System" or "Cache API".
+    pub storage: String,
 }
 
 pub fn encode<T: Serialize>(message: &T) -> String {

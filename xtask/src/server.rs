@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 pub struct Options {
     /// Sends COOP/COEP so the page is cross-origin isolated (needed by wasm threads).
     pub cross_origin_isolation: bool,
-    /// Enables `/__test/…` endpoints: a request log and one-shot download cuts.
+    /// Enables `/__test/…` endpoints: a request log, one-shot download cuts, a network that is
+    /// gone, and a worker that runs as if the browser had no Origin Private File System.
     pub test_hooks: bool,
 }
 
@@ -31,6 +32,8 @@ struct TestState {
     log: VecDeque<String>,
     cuts: Vec<Cut>,
     offline: bool,
+    /// Serve the engine worker as a browser without the Origin Private File System would run it.
+    no_opfs: bool,
 }
 
 pub struct Server {
@@ -136,6 +139,10 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             // Like a network that is gone: the connection closes without an answer.
             return Ok(());
         }
+        if test.no_opfs && request.path == "/worker_loader.js" {
+            drop(test);
+            return serve_worker_without_opfs(&mut stream, shared);
+        }
     }
     if request.method != "GET" && request.method != "HEAD" {
         return respond_plain(
@@ -234,10 +241,27 @@ fn test_hook(
             test.offline = param("on").as_deref() == Some("1");
             "ok".into()
         }
+        "no-opfs" => {
+            test.no_opfs = param("on").as_deref() == Some("1");
+            "ok".into()
+        }
         _ => "unknown hook".into(),
     };
     drop(test);
     respond_plain(stream, 200, "OK", &body)
+}
+
+/// The worker's loader with the Origin Private File System taken away before the engine starts,
+/// so the e2e tests can check the Cache API fallback in a Chromium that has both.
+fn serve_worker_without_opfs(stream: &mut TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let loader = std::fs::read_to_string(shared.dist.join("worker_loader.js"))?;
+    let body = format!("delete StorageManager.prototype.getDirectory;\n{loader}");
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/javascript\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -136,10 +136,15 @@ fn CachePanel() -> impl IntoView {
             return why;
         }
         let model = match (info.model_bytes, info.partial_bytes) {
-            (Some(bytes), _) => format!("Cached model: {} (verified)", megabytes(bytes as f64)),
+            (Some(bytes), _) => format!(
+                "Cached model: {} (verified), in the {}",
+                megabytes(bytes as f64),
+                info.storage
+            ),
             (None, Some(bytes)) => format!(
-                "Partial download: {} (resumes on the next load)",
-                megabytes(bytes as f64)
+                "Partial download: {} in the {} (resumes on the next load)",
+                megabytes(bytes as f64),
+                info.storage
             ),
             _ => "The model is not cached".to_string(),
         };

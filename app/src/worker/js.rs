@@ -1,11 +1,11 @@
 //! Thin wrappers over the browser APIs the worker uses (fetch, streams, the Origin Private
-//! File System, timers), each turning a JS error into a readable message.
+//! File System, the Cache API, timers), each turning a JS error into a readable message.
 
 use js_sys::{Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    DedicatedWorkerGlobalScope, FileSystemDirectoryHandle, FileSystemFileHandle,
+    Cache, DedicatedWorkerGlobalScope, FileSystemDirectoryHandle, FileSystemFileHandle,
     FileSystemGetFileOptions, FileSystemReadWriteOptions, FileSystemSyncAccessHandle,
     ReadableStreamDefaultReader, Request, RequestCache, RequestInit, Response,
 };
@@ -93,10 +93,30 @@ pub async fn opfs_root() -> Result<FileSystemDirectoryHandle, String> {
     if !has {
         return Err("no Origin Private File System".into());
     }
+    // Some browsers have the directory but not the synchronous handles the store writes with.
+    let file_handle = Reflect::get(&js_sys::global(), &"FileSystemFileHandle".into())
+        .and_then(|class| Reflect::get(&class, &"prototype".into()))
+        .ok()
+        .filter(|proto| !proto.is_undefined());
+    let sync = file_handle
+        .and_then(|proto| Reflect::has(&proto, &"createSyncAccessHandle".into()).ok())
+        .unwrap_or(false);
+    if !sync {
+        return Err("no synchronous file access in the Origin Private File System".into());
+    }
     let dir = JsFuture::from(storage.get_directory())
         .await
         .map_err(message)?;
     Ok(dir.unchecked_into())
+}
+
+/// The named cache of the Cache API, created if needed.
+pub async fn open_cache(name: &str) -> Result<Cache, String> {
+    let caches = scope()
+        .caches()
+        .map_err(|e| format!("no Cache API ({})", message(e)))?;
+    let cache = JsFuture::from(caches.open(name)).await.map_err(message)?;
+    Ok(cache.unchecked_into())
 }
 
 async fn file_handle(

@@ -7,6 +7,7 @@
 
 pub mod js;
 mod order;
+mod storage;
 pub mod store;
 
 use crate::protocol::{
@@ -464,6 +465,7 @@ async fn cache_info() -> CacheInfo {
         partial_bytes,
         usage: estimate.map(|e| e.0),
         quota: estimate.map(|e| e.1),
-        unavailable: store.unavailable,
+        unavailable: store.unavailable(),
+        storage: store.describe().to_string(),
     }
 }

@@ -1,5 +1,5 @@
-//! The model's bytes: from the browser's cache (the Origin Private File System) or the network,
-//! streamed into the engine as they come.
+//! The model's bytes: from the browser's cache (the Origin Private File System, or the Cache API
+//! where that is missing) or the network, streamed into the engine as they come.
 //!
 //! A model counts as cached only once its sha256 matched the manifest; a marker file written
 //! after that check says so. A partial download keeps its bytes, and the next attempt asks the
@@ -7,13 +7,13 @@
 //! so a corrupted cache entry is noticed, deleted and downloaded anew, never used.
 
 use super::js::{self, yield_now};
+use super::storage::{FileWriter, Storage};
 use crate::protocol::{LoadProgress, LoadStage};
 use engine::backend::Backend;
 use engine::language_model::{LanguageModel, LanguageModelLoader};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{FileSystemDirectoryHandle, FileSystemSyncAccessHandle};
 
 /// `www/models/manifest.json`: what the page may load, and how to check it.
 #[derive(Debug, Clone, Deserialize)]
@@ -81,62 +81,37 @@ pub async fn fetch_manifest(store: &Store) -> Result<Manifest, LoadError> {
         .map_err(|e| LoadError::new(format!("the model manifest is malformed: {e}"), false))
 }
 
-/// The Origin Private File System directory, where the browser offers one.
+/// The model's files in the browser's storage (see [`Storage`] for where they live).
 pub struct Store {
-    dir: Option<FileSystemDirectoryHandle>,
-    pub unavailable: Option<String>,
+    storage: Storage,
 }
 
 impl Store {
     pub async fn open() -> Store {
-        match js::opfs_root().await {
-            Ok(dir) => Store {
-                dir: Some(dir),
-                unavailable: None,
-            },
-            Err(e) => Store {
-                dir: None,
-                unavailable: Some(format!(
-                    "this browser cannot store the model ({e}); it is downloaded on every visit"
-                )),
-            },
+        Store {
+            storage: Storage::open().await,
         }
     }
 
-    async fn handle(&self, name: &str) -> Result<Option<FileSystemSyncAccessHandle>, String> {
-        match &self.dir {
-            Some(dir) => js::sync_handle(dir, name).await.map(Some),
-            None => Ok(None),
+    /// Why nothing can be cached, where that is so.
+    pub fn unavailable(&self) -> Option<String> {
+        match &self.storage {
+            Storage::Nowhere(why) => Some(why.clone()),
+            _ => None,
         }
     }
 
-    async fn exists(&self, name: &str) -> bool {
-        match &self.dir {
-            Some(dir) => js::file_exists(dir, name).await,
-            None => false,
-        }
-    }
-
-    pub async fn remove(&self, name: &str) {
-        if let Some(dir) = &self.dir {
-            let _ = js::remove(dir, name).await;
-        }
+    /// What holds the cached model, as the page shows it.
+    pub fn describe(&self) -> &'static str {
+        self.storage.describe()
     }
 
     /// (verified size, partial size) of the cached copy of `file`.
     pub async fn state(&self, file: &ModelFile) -> (Option<u64>, Option<u64>) {
-        if self.dir.is_none() || !self.exists(&file.file).await {
+        let Some(size) = self.storage.size(&file.file).await else {
             return (None, None);
-        }
-        let size = match self.handle(&file.file).await {
-            Ok(Some(h)) => {
-                let size = h.get_size().unwrap_or(0.0) as u64;
-                h.close();
-                size
-            }
-            _ => 0,
         };
-        let verified = self.exists(&file.marker()).await && size == file.bytes;
+        let verified = size == file.bytes && self.storage.size(&file.marker()).await.is_some();
         if verified {
             (Some(size), None)
         } else {
@@ -144,32 +119,17 @@ impl Store {
         }
     }
 
-    /// Replaces a small file's contents.
     pub async fn write_small(&self, name: &str, text: &str) {
-        if let Ok(Some(h)) = self.handle(name).await {
-            let _ = h.truncate_with_f64(0.0);
-            let _ = js::write_at(&h, text.as_bytes(), 0);
-            let _ = h.flush();
-            h.close();
-        }
+        self.storage.write_small(name, text).await
     }
 
     pub async fn read_small(&self, name: &str) -> Option<String> {
-        if !self.exists(name).await {
-            return None;
-        }
-        let h = self.handle(name).await.ok()??;
-        let size = h.get_size().unwrap_or(0.0) as usize;
-        let mut buffer = vec![0u8; size.min(1 << 20)];
-        let read = js::read_at(&h, &mut buffer, 0);
-        h.close();
-        let n = read.ok()?;
-        String::from_utf8(buffer[..n].to_vec()).ok()
+        self.storage.read_small(name).await
     }
 
     pub async fn clear(&self, file: &ModelFile) {
-        self.remove(&file.marker()).await;
-        self.remove(&file.file).await;
+        self.storage.remove(&file.marker()).await;
+        self.storage.remove(&file.file).await;
     }
 }
 
@@ -278,8 +238,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-const CHUNK: usize = 1 << 20;
-
 /// Feeds `feed` the first `len` bytes of the cached file.
 async fn replay_cache<B: Backend>(
     store: &Store,
@@ -287,34 +245,19 @@ async fn replay_cache<B: Backend>(
     len: u64,
     feed: &mut Feed<'_, B>,
 ) -> Result<(), LoadError> {
-    let Some(handle) = store
-        .handle(&file.file)
+    let mut reader = store
+        .storage
+        .reader(&file.file, len)
         .await
-        .map_err(|e| LoadError::new(e, true))?
-    else {
-        return Ok(());
-    };
-    let mut buffer = vec![0u8; CHUNK];
-    let mut at = 0u64;
+        .map_err(|e| LoadError::new(format!("cannot read the cached model: {e}"), true))?;
     let result = loop {
-        if at >= len {
-            break Ok(());
-        }
-        let want = ((len - at) as usize).min(CHUNK);
-        let read = js::read_at(&handle, &mut buffer[..want], at);
-        match read {
-            Ok(0) => {
-                break Err(LoadError::new(
-                    "the cached model is shorter than recorded",
-                    true,
-                ))
-            }
-            Ok(n) => {
-                if let Err(e) = feed.push(&buffer[..n]) {
+        match reader.next_chunk().await {
+            Ok(Some(chunk)) => {
+                if let Err(e) = feed.push(&chunk) {
                     break Err(e);
                 }
-                at += n as u64;
             }
+            Ok(None) => break Ok(()),
             Err(e) => {
                 break Err(LoadError::new(
                     format!("cannot read the cached model: {e}"),
@@ -325,7 +268,13 @@ async fn replay_cache<B: Backend>(
         // Let the worker answer messages (and the page repaint its progress bar).
         yield_now().await;
     };
-    handle.close();
+    reader.close();
+    if result.is_ok() && feed.fed < len {
+        return Err(LoadError::new(
+            "the cached model is shorter than recorded",
+            true,
+        ));
+    }
     result
 }
 
@@ -360,16 +309,16 @@ async fn download<B: Backend>(
             have = 0;
         }
     }
-    let handle = store
-        .handle(&file.file)
+    let mut writer = store
+        .storage
+        .writer(&file.file, have)
         .await
-        .map_err(|e| LoadError::new(e, true))?;
-    let result = download_rest(store, file, &mut feed, handle.as_ref(), have).await;
-    if let Some(h) = &handle {
-        let _ = h.flush();
-        h.close();
-    }
+        .map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?;
+    let result = download_rest(file, &mut feed, &mut writer, have).await;
+    // Whatever arrived is kept, so that a retry resumes from there.
+    let stored = writer.close().await;
     result?;
+    stored.map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?;
     let model = match feed.finish(file) {
         Ok(model) => model,
         Err(e) => {
@@ -385,13 +334,11 @@ async fn download<B: Backend>(
 }
 
 async fn download_rest<B: Backend>(
-    store: &Store,
     file: &ModelFile,
     feed: &mut Feed<'_, B>,
-    handle: Option<&FileSystemSyncAccessHandle>,
+    writer: &mut FileWriter,
     mut have: u64,
 ) -> Result<(), LoadError> {
-    let _ = store;
     feed.stage(LoadStage::Download);
     let response = js::fetch_range(&file.url(), have)
         .await
@@ -436,10 +383,10 @@ async fn download_rest<B: Backend>(
                 true,
             ));
         }
-        if let Some(h) = handle {
-            js::write_at(h, &chunk, have)
-                .map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?;
-        }
+        writer
+            .write(&chunk)
+            .await
+            .map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?;
         feed.push(&chunk)?;
         have += chunk.len() as u64;
     }
