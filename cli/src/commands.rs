@@ -6,6 +6,7 @@ use engine::backend::Backend;
 use engine::chat::ChatMessage;
 use engine::cpu::CpuBackend;
 use engine::gguf::{GgufEvent, GgufStream, Limits};
+use engine::inspect::Inspection;
 use engine::language_model::{LanguageModel, Session};
 use engine::models::llama::Taps;
 use engine::sampling::{log_sum_exp, top_k, Sampler, SamplingParams};
@@ -104,6 +105,7 @@ pub fn tokenize(model: &ModelArgs, json_file: &Path) -> Result<(), String> {
 /// A prompt read from `--prompt-file` or `--set-file`, as ids with positions and mask.
 enum Prompt {
     Text(String),
+    Ids(Vec<u32>),
     Set { parts: Vec<PromptPart>, plain: bool },
 }
 
@@ -125,6 +127,11 @@ enum SetFile {
 
 impl Prompt {
     fn read(args: &PromptArgs) -> Result<Prompt, String> {
+        if let Some(path) = &args.ids_file {
+            let ids = serde_json::from_str(&read_text(path)?)
+                .map_err(|e| format!("{}: expected a JSON array of ids ({e})", path.display()))?;
+            return Ok(Prompt::Ids(ids));
+        }
         match (&args.prompt_file, &args.set_file) {
             (Some(path), None) => Ok(Prompt::Text(read_text(path)?)),
             (None, Some(path)) => {
@@ -156,7 +163,7 @@ impl Prompt {
                     plain: args.plain,
                 })
             }
-            _ => Err("give --prompt-file or --set-file".into()),
+            _ => Err("give --prompt-file, --set-file or --ids-file".into()),
         }
     }
 
@@ -164,6 +171,17 @@ impl Prompt {
     fn layout(&self, tokenizer: &Tokenizer) -> engine::Result<SetPrompt> {
         match self {
             Prompt::Text(text) => SetPrompt::encode(tokenizer, &[PromptPart::Text(text.clone())]),
+            Prompt::Ids(ids) => {
+                if let Some(bad) = ids
+                    .iter()
+                    .find(|&&id| id as usize >= tokenizer.vocab_size())
+                {
+                    return Err(engine::Error::InvalidRequest(format!(
+                        "token id {bad} is outside the vocabulary"
+                    )));
+                }
+                SetPrompt::from_ids(&[PartIds::Text(ids.clone())])
+            }
             Prompt::Set { parts, plain } => {
                 let prompt = SetPrompt::encode(tokenizer, parts)?;
                 Ok(if *plain { prompt.plain() } else { prompt })
@@ -184,6 +202,61 @@ pub fn logits(run: &RunArgs, prompt: &PromptArgs, top: usize) -> Result<(), Stri
         let mut value = logits_json(&layout.ids, &out.logits, top);
         if matches!(prompt, Prompt::Set { .. }) {
             value["positions"] = json!(layout.positions);
+        }
+        print_json(&value)
+    })
+}
+
+pub fn attention(
+    run: &RunArgs,
+    prompt: &PromptArgs,
+    layer: usize,
+    head: usize,
+    lens_token: Option<usize>,
+) -> Result<(), String> {
+    let prompt = Prompt::read(prompt)?;
+    with_backend!(run, |backend| {
+        let model = load(&backend, &run.model)?;
+        let layout = prompt.layout(&model.tokenizer).map_err(|e| e.to_string())?;
+        let mask = layout.mask(0);
+        let inspection = pollster::block_on(Inspection::capture(
+            &model,
+            &backend,
+            &layout.ids,
+            &layout.positions,
+            &mask,
+        ))
+        .map_err(|e| e.to_string())?;
+        let t = inspection.tokens();
+        let probs: Vec<&[f32]> = inspection
+            .head(layer, head)
+            .map_err(|e| e.to_string())?
+            .chunks(t)
+            .collect();
+        let tokens: Vec<String> = layout
+            .ids
+            .iter()
+            .map(|&id| model.tokenizer.token_label(id))
+            .collect();
+        let mut value = json!({
+            "ids": layout.ids,
+            "tokens": tokens,
+            "positions": layout.positions,
+            "layer": layer,
+            "head": head,
+            "probs": probs,
+        });
+        if let Some(index) = lens_token {
+            let lens = pollster::block_on(inspection.logit_lens(&model, &backend, index, 5))
+                .map_err(|e| e.to_string())?;
+            value["lens"] = lens
+                .iter()
+                .map(|row| {
+                    row.iter()
+                        .map(|&(id, p)| json!({"id": id, "token": model.tokenizer.token_label(id), "prob": p}))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
         }
         print_json(&value)
     })

@@ -72,8 +72,8 @@ pub struct PromptArgs {
     /// Raw prompt text (special tokens parsed, no template).
     #[arg(
         long,
-        required_unless_present = "set_file",
-        conflicts_with = "set_file"
+        required_unless_present_any = ["set_file", "ids_file"],
+        conflicts_with_all = ["set_file", "ids_file"]
     )]
     pub prompt_file: Option<PathBuf>,
     /// Set-Based Prompting: JSON `{"prefix": "...", "members": ["...", ...], "suffix": "..."}`,
@@ -85,6 +85,10 @@ pub struct PromptArgs {
     /// consecutive positions, causal mask), for comparison.
     #[arg(long, requires = "set_file")]
     pub plain: bool,
+    /// A JSON array of token ids, fed as they are (consecutive positions, causal), e.g. the
+    /// `ids` of a JSON export from the page's attention explorer.
+    #[arg(long, conflicts_with = "set_file")]
+    pub ids_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -134,6 +138,21 @@ enum Command {
     },
     /// Order sensitivity of multiple-choice answers under plain and Set-Based Prompting: accuracy
     /// and the share of questions whose preferred option changes with the options' order.
+    /// One head's attention probabilities (and the logit lens at a token) for a prompt: the
+    /// same numbers the page's attention explorer shows and exports.
+    Attention {
+        #[command(flatten)]
+        run: RunArgs,
+        #[command(flatten)]
+        prompt: PromptArgs,
+        #[arg(long, default_value_t = 0)]
+        layer: usize,
+        #[arg(long, default_value_t = 0)]
+        head: usize,
+        /// Also print the logit lens (top 5 per layer) at this token index.
+        #[arg(long)]
+        lens_token: Option<usize>,
+    },
     OrderBench {
         #[command(flatten)]
         run: RunArgs,
@@ -218,6 +237,13 @@ fn main() -> ExitCode {
             max_tokens,
             sampling,
         } => commands::chat(&run, system.as_deref(), max_tokens, &sampling),
+        Command::Attention {
+            run,
+            prompt,
+            layer,
+            head,
+            lens_token,
+        } => commands::attention(&run, &prompt, layer, head, lens_token),
         Command::OrderBench {
             run,
             questions,

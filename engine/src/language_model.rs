@@ -337,7 +337,7 @@ impl<B: Backend> Session<B> {
         let mut captures = Captures::default();
         let mut logits = None;
         // An explicit mask spans all of `ids`: it is fed in one piece.
-        let chunk = if matches!(mask, Mask::Causal) && !taps.attention {
+        let chunk = if matches!(mask, Mask::Causal) && taps == Taps::default() {
             PREFILL_CHUNK
         } else {
             ids.len()
@@ -364,6 +364,8 @@ impl<B: Backend> Session<B> {
             };
             captures.attention.extend(caps.attention);
             captures.residual.extend(caps.residual);
+            captures.queries.extend(caps.queries);
+            captures.keys.extend(caps.keys);
             self.tokens.extend_from_slice(&ids[start..end]);
             self.positions.extend_from_slice(&positions[start..end]);
             logits = Some(out);

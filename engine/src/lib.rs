@@ -10,6 +10,7 @@ pub mod cpu;
 mod error;
 pub mod gguf;
 pub mod gpu;
+pub mod inspect;
 pub mod language_model;
 pub mod models;
 pub mod rng;

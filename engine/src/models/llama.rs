@@ -5,7 +5,7 @@
 //!
 //! Departures from the reference: the attention mask and the position ids are explicit inputs
 //! (causal and 0, 1, 2… by default) so Set-Based Prompting can change them, and attention
-//! probabilities can be captured per layer.
+//! probabilities, queries, keys and the residual stream can be captured per layer ([`Taps`]).
 
 use crate::backend::{AttentionShape, Backend, Mask};
 use crate::error::{Error, Result};
@@ -133,6 +133,19 @@ pub struct Taps {
     pub attention: bool,
     /// The residual stream after each block (for the logit lens).
     pub residual: bool,
+    /// Queries and keys after RoPE, from which the pre-softmax scores follow.
+    pub queries_keys: bool,
+}
+
+impl Taps {
+    /// Everything the attention explorer shows.
+    pub fn all() -> Self {
+        Taps {
+            attention: true,
+            residual: true,
+            queries_keys: true,
+        }
+    }
 }
 
 /// What a forward pass captured, still on the backend.
@@ -141,6 +154,10 @@ pub struct Captures<B: Backend> {
     pub attention: Vec<B::Tensor>,
     /// Per layer: `(tokens, d_model)` after the block.
     pub residual: Vec<B::Tensor>,
+    /// Per layer: `(tokens, n_heads·head_dim)` after RoPE.
+    pub queries: Vec<B::Tensor>,
+    /// Per layer: `(tokens, n_kv_heads·head_dim)` after RoPE (the new tokens' keys only).
+    pub keys: Vec<B::Tensor>,
 }
 
 impl<B: Backend> Default for Captures<B> {
@@ -148,6 +165,8 @@ impl<B: Backend> Default for Captures<B> {
         Captures {
             attention: Vec::new(),
             residual: Vec::new(),
+            queries: Vec::new(),
+            keys: Vec::new(),
         }
     }
 }
@@ -180,6 +199,10 @@ impl<B: Backend> Llama<B> {
             // q: (t, heads·head_dim), k and v: (t, kv_heads·head_dim)
             let q = backend.rope(&q, c.head_dim, positions, c.rope_base)?;
             let k = backend.rope(&k, c.head_dim, positions, c.rope_base)?;
+            if taps.queries_keys {
+                captures.queries.push(q.clone());
+                captures.keys.push(k.clone());
+            }
             let (attended, probs) =
                 backend.attention(&q, &k, &v, cache, shape, mask, taps.attention)?; // (t, d)
             captures.attention.extend(probs);

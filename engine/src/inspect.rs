@@ -1,0 +1,275 @@
+//! What the attention explorer shows, computed from one captured forward pass: attention
+//! probabilities per layer and head, pre-softmax scores, attention rollout (Abnar & Zuidema,
+//! 2020, "Quantifying Attention Flow in Transformers") and the logit lens (nostalgebraist,
+//! 2020: the final norm and output projection applied to each layer's residual stream).
+//!
+//! An [`Inspection`] runs the tokens through a fresh session with every tap on, so prompt and
+//! generated tokens alike get a full row of attention, and keeps the captures as plain host
+//! data. Everything else here is computed from that data on request.
+
+use crate::backend::{Backend, Mask};
+use crate::error::{Error, Result};
+use crate::language_model::{LanguageModel, Session};
+use crate::models::llama::Taps;
+use crate::sampling::{log_sum_exp, top_k};
+use serde::{Deserialize, Serialize};
+
+/// The page inspects at most this many tokens: every head of every layer is kept,
+/// `layers · heads · t²` floats (110 MB for SmolLM2 at 320 tokens).
+pub const MAX_INSPECTED_TOKENS: usize = 320;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Inspection {
+    pub ids: Vec<u32>,
+    pub positions: Vec<u32>,
+    /// Row-major `(t, t)`: whether token i may attend to token j.
+    pub visible: Vec<bool>,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub d_model: usize,
+    /// `(layers, heads, t, t)`: row i is what token i attends to.
+    probs: Vec<f32>,
+    /// `(layers, t, heads·head_dim)` after RoPE.
+    queries: Vec<f32>,
+    /// `(layers, t, kv_heads·head_dim)` after RoPE.
+    keys: Vec<f32>,
+    /// `(layers, t, d_model)` after each block.
+    residual: Vec<f32>,
+}
+
+/// One layer's top next-token candidates through the logit lens: (id, probability).
+pub type LensRow = Vec<(u32, f32)>;
+
+impl Inspection {
+    /// Runs `ids` at `positions` under `mask` (over these ids only) with every tap on.
+    pub async fn capture<B: Backend>(
+        model: &LanguageModel<B>,
+        backend: &B,
+        ids: &[u32],
+        positions: &[u32],
+        mask: &Mask,
+    ) -> Result<Self> {
+        let t = ids.len();
+        let mut session = Session::new(model, backend, t)?;
+        let out = session
+            .feed_with(model, backend, ids, positions, mask, Taps::all())
+            .await?;
+        let c = model.config();
+        let captures = out.captures;
+        let inspection = Inspection {
+            ids: ids.to_vec(),
+            positions: positions.to_vec(),
+            visible: mask.to_rows(t, 0),
+            n_layers: c.n_layers,
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+            d_model: c.d_model,
+            probs: read_all(backend, captures.attention).await?,
+            queries: read_all(backend, captures.queries).await?,
+            keys: read_all(backend, captures.keys).await?,
+            residual: read_all(backend, captures.residual).await?,
+        };
+        let expected = c.n_layers * c.n_heads * t * t;
+        if inspection.probs.len() != expected {
+            return Err(Error::InvalidRequest(format!(
+                "captured {} attention weights, expected {expected}",
+                inspection.probs.len()
+            )));
+        }
+        Ok(inspection)
+    }
+
+    pub fn tokens(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn check(&self, layer: usize, head: usize) -> Result<()> {
+        if layer >= self.n_layers || head >= self.n_heads {
+            return Err(Error::InvalidRequest(format!(
+                "layer {layer} head {head} does not exist ({} layers of {} heads)",
+                self.n_layers, self.n_heads
+            )));
+        }
+        Ok(())
+    }
+
+    /// One head's attention probabilities, `(t, t)` row-major.
+    pub fn head(&self, layer: usize, head: usize) -> Result<&[f32]> {
+        self.check(layer, head)?;
+        let t = self.tokens();
+        let start = (layer * self.n_heads + head) * t * t;
+        Ok(&self.probs[start..start + t * t])
+    }
+
+    /// One head's scores before the softmax, `q·k / √head_dim`, `(t, t)` row-major; `None`
+    /// where the mask hides the key.
+    pub fn scores(&self, layer: usize, head: usize) -> Result<Vec<Option<f32>>> {
+        self.check(layer, head)?;
+        let (t, hd) = (self.tokens(), self.head_dim);
+        let q_width = self.n_heads * hd;
+        let k_width = self.n_kv_heads * hd;
+        // Grouped-query attention: consecutive query heads share a key head.
+        let kv_head = head / (self.n_heads / self.n_kv_heads);
+        let queries = &self.queries[layer * t * q_width..(layer + 1) * t * q_width];
+        let keys = &self.keys[layer * t * k_width..(layer + 1) * t * k_width];
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut scores = Vec::with_capacity(t * t);
+        for i in 0..t {
+            let q = &queries[i * q_width + head * hd..][..hd];
+            for j in 0..t {
+                if !self.visible[i * t + j] {
+                    scores.push(None);
+                    continue;
+                }
+                let k = &keys[j * k_width + kv_head * hd..][..hd];
+                let dot: f32 = q.iter().zip(k).map(|(a, b)| a * b).sum();
+                scores.push(Some(dot * scale));
+            }
+        }
+        Ok(scores)
+    }
+
+    /// Attention rollout over all layers, `(t, t)`: row i says how much of token i's final
+    /// representation flows from each input token.
+    pub fn rollout(&self) -> Vec<f32> {
+        let t = self.tokens();
+        let layers: Vec<Vec<f32>> = (0..self.n_layers)
+            .map(|layer| {
+                let mut mean = vec![0f32; t * t];
+                for head in 0..self.n_heads {
+                    let start = (layer * self.n_heads + head) * t * t;
+                    for (m, p) in mean.iter_mut().zip(&self.probs[start..start + t * t]) {
+                        *m += p / self.n_heads as f32;
+                    }
+                }
+                mean
+            })
+            .collect();
+        rollout(&layers, t)
+    }
+
+    /// The logit lens at token `index`: for each layer, the `k` most likely next tokens if the
+    /// model stopped after that layer.
+    pub async fn logit_lens<B: Backend>(
+        &self,
+        model: &LanguageModel<B>,
+        backend: &B,
+        index: usize,
+        k: usize,
+    ) -> Result<Vec<LensRow>> {
+        let (t, d) = (self.tokens(), self.d_model);
+        if index >= t {
+            return Err(Error::InvalidRequest(format!(
+                "token {index} does not exist ({t} tokens)"
+            )));
+        }
+        let rows: Vec<f32> = (0..self.n_layers)
+            .flat_map(|layer| {
+                let start = (layer * t + index) * d;
+                self.residual[start..start + d].iter().copied()
+            })
+            .collect();
+        let residual = backend.tensor(&rows, self.n_layers, d)?; // (layers, d)
+        let logits = backend
+            .read(&model.llama.logits(backend, &residual)?)
+            .await?; // (layers, vocab)
+        let vocab = logits.len() / self.n_layers;
+        Ok(logits
+            .chunks(vocab)
+            .map(|row| {
+                let lse = log_sum_exp(row);
+                top_k(row, k)
+                    .into_iter()
+                    .map(|(id, logit)| (id, (logit - lse).exp()))
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Every head as a small picture for the model view: `(layers, heads, side, side)` bytes,
+    /// each pixel the largest weight in its block of the matrix, as `255·√weight`.
+    pub fn thumbnails(&self, side: usize) -> (usize, Vec<u8>) {
+        let t = self.tokens();
+        let side = side.min(t).max(1);
+        let mut out = vec![0u8; self.n_layers * self.n_heads * side * side];
+        for (matrix, picture) in self.probs.chunks(t * t).zip(out.chunks_mut(side * side)) {
+            for i in 0..t {
+                for j in 0..t {
+                    let cell = (i * side / t) * side + j * side / t;
+                    let value = (matrix[i * t + j].max(0.0).sqrt() * 255.0).round() as u8;
+                    picture[cell] = picture[cell].max(value);
+                }
+            }
+        }
+        (side, out)
+    }
+}
+
+/// Reads captured tensors back to the host, one after another.
+async fn read_all<B: Backend>(backend: &B, tensors: Vec<B::Tensor>) -> Result<Vec<f32>> {
+    let mut all = Vec::new();
+    for tensor in tensors {
+        all.extend(backend.read(&tensor).await?);
+    }
+    Ok(all)
+}
+
+/// Attention rollout of per-layer head-averaged attention `layers[l]` (`(t, t)` each): the
+/// residual connection is modelled as `Â = ½A + ½I` (rows renormalised), and the layers are
+/// chained from the first: `R = Â_L · … · Â_1`.
+pub fn rollout(layers: &[Vec<f32>], t: usize) -> Vec<f32> {
+    let mut result: Vec<f32> = (0..t * t)
+        .map(|i| if i / t == i % t { 1.0 } else { 0.0 })
+        .collect();
+    for attention in layers {
+        let mut mixed: Vec<f64> = attention.iter().map(|&a| 0.5 * a as f64).collect();
+        for i in 0..t {
+            mixed[i * t + i] += 0.5;
+            let sum: f64 = mixed[i * t..(i + 1) * t].iter().sum();
+            if sum > 0.0 {
+                mixed[i * t..(i + 1) * t].iter_mut().for_each(|m| *m /= sum);
+            }
+        }
+        // result ← mixed · result
+        let mut next = vec![0f64; t * t];
+        for i in 0..t {
+            for k in 0..t {
+                let m = mixed[i * t + k];
+                if m == 0.0 {
+                    continue;
+                }
+                for j in 0..t {
+                    next[i * t + j] += m * result[k * t + j] as f64;
+                }
+            }
+        }
+        result = next.into_iter().map(|v| v as f32).collect();
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rollout;
+
+    #[test]
+    fn rollout_of_two_layers_matches_a_hand_computation() {
+        // Two tokens, causal. Layer 1: token 1 attends 0.5 / 0.5; layer 2: token 1 attends
+        // 0.2 / 0.8. With the residual: Â₁ = [[1, 0], [0.25, 0.75]], Â₂ = [[1, 0], [0.1, 0.9]].
+        // R = Â₂·Â₁ = [[1, 0], [0.1 + 0.9·0.25, 0.9·0.75]] = [[1, 0], [0.325, 0.675]].
+        let layers = vec![vec![1.0, 0.0, 0.5, 0.5], vec![1.0, 0.0, 0.2, 0.8]];
+        let r = rollout(&layers, 2);
+        let want = [1.0, 0.0, 0.325, 0.675];
+        for (got, want) in r.iter().zip(want) {
+            assert!((got - want).abs() < 1e-6, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn rollout_with_no_layers_is_the_identity() {
+        assert_eq!(rollout(&[], 2), [1.0, 0.0, 0.0, 1.0]);
+    }
+}
