@@ -31,6 +31,13 @@ pub enum ToWorker {
         orders: Vec<Vec<usize>>,
         max_tokens: usize,
     },
+    /// The attention explorer: run `source` once with every tap on and keep the captures in
+    /// the worker; answers [`FromWorker::Inspected`]. Views then ask for pieces of it.
+    Inspect { request: u32, source: InspectSource },
+    /// One head of the kept inspection: answers [`FromWorker::InspectedHead`].
+    InspectHead { layer: usize, head: usize },
+    /// The logit lens at one token of the kept inspection: answers [`FromWorker::LogitLens`].
+    LogitLens { token: usize },
     /// Report what is cached and how much storage the origin uses.
     CacheInfo,
     /// Delete the cached model.
@@ -101,6 +108,13 @@ pub enum FromWorker {
         stopped: bool,
         error: Option<String>,
     },
+    /// An inspection is ready (or `Err`: why not).
+    Inspected {
+        request: u32,
+        result: Result<InspectionSummary, String>,
+    },
+    InspectedHead(HeadData),
+    LogitLens(LensData),
     Cache(CacheInfo),
     /// Something failed outside loading and generation; the text is for people.
     Error(String),
@@ -188,6 +202,58 @@ pub struct OrderLayout {
     pub members: Vec<Option<usize>>,
     /// Row-major `(tokens, tokens)`: whether token i may attend to token j.
     pub visible: Vec<bool>,
+}
+
+/// What the attention explorer inspects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum InspectSource {
+    /// Raw text (special tokens parsed, no chat template), causal.
+    Text(String),
+    /// A conversation through the chat template, ending with the reply to inspect.
+    Chat(Vec<ChatMessage>),
+    /// The Order view's prompt for its options in the given order, set-based or plain.
+    Order {
+        question: String,
+        options: Vec<String>,
+        set_based: bool,
+    },
+}
+
+/// The whole of an inspection that the page needs at once; heads come on request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InspectionSummary {
+    pub ids: Vec<u32>,
+    /// Each token as the explorer labels it.
+    pub tokens: Vec<String>,
+    pub positions: Vec<u32>,
+    /// Row-major `(t, t)`: whether token i may attend to token j.
+    pub visible: Vec<bool>,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    /// The model view: `(layers, heads, side, side)` bytes, `255·√weight` (max per block).
+    pub thumbnail_side: usize,
+    pub thumbnails: Vec<u8>,
+    /// Attention rollout, `(t, t)`.
+    pub rollout: Vec<f32>,
+    /// How long the captured forward pass and the read-back took.
+    pub capture_ms: f64,
+}
+
+/// One head's attention, `(t, t)` row-major.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadData {
+    pub layer: usize,
+    pub head: usize,
+    pub probs: Vec<f32>,
+    /// Before the softmax; `None` where the mask hides the key.
+    pub scores: Vec<Option<f32>>,
+}
+
+/// The logit lens at one token: per layer, the top next tokens as (label, probability).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LensData {
+    pub token: usize,
+    pub layers: Vec<Vec<(String, f32)>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,8 +3,8 @@
 
 use crate::engine_client::EngineClient;
 use crate::protocol::{
-    CacheInfo, ComputeTier, FromWorker, LoadProgress, ModelInfo, OrderLayout, ReplyStats,
-    TierChoice, ToWorker,
+    CacheInfo, ComputeTier, FromWorker, HeadData, InspectSource, InspectionSummary, LensData,
+    LoadProgress, ModelInfo, OrderLayout, ReplyStats, TierChoice, ToWorker,
 };
 use engine::chat::ChatMessage;
 use engine::sampling::SamplingParams;
@@ -87,6 +87,49 @@ impl OrderState {
     }
 }
 
+/// The page's views (tabs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Chat,
+    /// Order-invariant prompting (Set-Based Prompting).
+    Order,
+    /// The attention explorer.
+    Explore,
+}
+
+/// The attention explorer: the inspection the worker keeps, and what is selected in it.
+#[derive(Clone, Copy)]
+pub struct ExplorerState {
+    /// The inspection under way.
+    pub running: RwSignal<Option<u32>>,
+    /// What the inspection shows, in words ("Reply 2", "Free text", "Order view, set-based").
+    pub title: RwSignal<String>,
+    pub summary: RwSignal<Option<InspectionSummary>>,
+    pub layer: RwSignal<usize>,
+    pub head: RwSignal<usize>,
+    /// The selected (query) token.
+    pub token: RwSignal<usize>,
+    pub head_data: RwSignal<Option<HeadData>>,
+    pub lens: RwSignal<Option<LensData>>,
+    pub error: RwSignal<Option<String>>,
+}
+
+impl ExplorerState {
+    fn new() -> Self {
+        ExplorerState {
+            running: RwSignal::new(None),
+            title: RwSignal::new(String::new()),
+            summary: RwSignal::new(None),
+            layer: RwSignal::new(0),
+            head: RwSignal::new(0),
+            token: RwSignal::new(0),
+            head_data: RwSignal::new(None),
+            lens: RwSignal::new(None),
+            error: RwSignal::new(None),
+        }
+    }
+}
+
 /// Greedy answers in the Order view are short: the option, maybe a sentence.
 const ORDER_ANSWER_TOKENS: usize = 16;
 /// Orderings for "Try all orders": all of them up to 4 options (24), a sample beyond.
@@ -108,6 +151,8 @@ pub struct AppState {
     /// A message about the last action that failed (shown, dismissable).
     pub notice: RwSignal<Option<String>>,
     pub order: OrderState,
+    pub explorer: ExplorerState,
+    pub view: RwSignal<View>,
     next_id: RwSignal<u64>,
     client: StoredValue<Option<SendWrapper<EngineClient>>>,
 }
@@ -131,6 +176,8 @@ pub fn provide_app_state() -> AppState {
         cache: RwSignal::new(None),
         notice: RwSignal::new(None),
         order: OrderState::new(),
+        explorer: ExplorerState::new(),
+        view: RwSignal::new(View::Chat),
         next_id: RwSignal::new(next_id),
         client: StoredValue::new(None),
     };
@@ -142,6 +189,21 @@ pub fn provide_app_state() -> AppState {
         };
         if let (Some(storage), Ok(text)) = (local_storage(), serde_json::to_string(&saved)) {
             let _ = storage.set_item(STORAGE_KEY, &text);
+        }
+    });
+    // The explorer asks the worker for the selected head and the lens at the selected token.
+    Effect::new(move |_| {
+        let explorer = state.explorer;
+        if explorer.summary.with(Option::is_some) {
+            let (layer, head) = (explorer.layer.get(), explorer.head.get());
+            state.send(ToWorker::InspectHead { layer, head });
+        }
+    });
+    Effect::new(move |_| {
+        let explorer = state.explorer;
+        if explorer.summary.with(Option::is_some) {
+            let token = explorer.token.get();
+            state.send(ToWorker::LogitLens { token });
         }
     });
     provide_context(state);
@@ -260,6 +322,42 @@ impl AppState {
                     self.order.error.set(error);
                 }
             }
+            FromWorker::Inspected { request, result } => {
+                let explorer = self.explorer;
+                if explorer.running.get_untracked() == Some(request) {
+                    explorer.running.set(None);
+                    match result {
+                        Ok(summary) => {
+                            let last = summary.tokens.len().saturating_sub(1);
+                            explorer
+                                .layer
+                                .set(explorer.layer.get_untracked().min(summary.n_layers - 1));
+                            explorer
+                                .head
+                                .set(explorer.head.get_untracked().min(summary.n_heads - 1));
+                            explorer.token.set(last);
+                            explorer.summary.set(Some(summary));
+                        }
+                        Err(message) => explorer.error.set(Some(message)),
+                    }
+                }
+            }
+            FromWorker::InspectedHead(data) => {
+                let explorer = self.explorer;
+                if (data.layer, data.head)
+                    == (
+                        explorer.layer.get_untracked(),
+                        explorer.head.get_untracked(),
+                    )
+                {
+                    explorer.head_data.set(Some(data));
+                }
+            }
+            FromWorker::LogitLens(data) => {
+                if data.token == self.explorer.token.get_untracked() {
+                    self.explorer.lens.set(Some(data));
+                }
+            }
             FromWorker::Cache(info) => self.cache.set(Some(info)),
             FromWorker::Error(message) => self.notice.set(Some(message)),
         }
@@ -275,6 +373,44 @@ impl AppState {
         self.engine.get() == EngineState::Ready
             && self.generating.get().is_none()
             && self.order.running.get().is_none()
+            && self.explorer.running.get().is_none()
+    }
+
+    /// Opens the explorer on `source` (`title` says what it is) and runs the capture.
+    pub fn inspect(self, title: String, source: InspectSource) {
+        if !self.can_send() {
+            return;
+        }
+        let explorer = self.explorer;
+        let request = self.new_id() as u32;
+        explorer.running.set(Some(request));
+        explorer.title.set(title);
+        explorer.summary.set(None);
+        explorer.head_data.set(None);
+        explorer.lens.set(None);
+        explorer.error.set(None);
+        self.view.set(View::Explore);
+        self.send(ToWorker::Inspect { request, source });
+    }
+
+    /// The conversation up to and including the reply `turn_id`, as chat messages.
+    pub fn messages_through(self, turn_id: u64) -> Vec<ChatMessage> {
+        let settings = self.settings.get_untracked();
+        let mut messages = Vec::new();
+        if !settings.system_prompt.trim().is_empty() {
+            messages.push(ChatMessage::new("system", &settings.system_prompt));
+        }
+        for turn in self.turns.get_untracked() {
+            let role = match turn.role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            messages.push(ChatMessage::new(role, &turn.text));
+            if turn.id == turn_id {
+                break;
+            }
+        }
+        messages
     }
 
     /// Sends the user's message and starts the reply.
@@ -299,17 +435,7 @@ impl AppState {
         let id = self.new_id();
         let request = id as u32;
         let settings = self.settings.get_untracked();
-        let mut messages = Vec::new();
-        if !settings.system_prompt.trim().is_empty() {
-            messages.push(ChatMessage::new("system", &settings.system_prompt));
-        }
-        for turn in self.turns.get_untracked() {
-            let role = match turn.role {
-                Role::User => "user",
-                Role::Assistant => "assistant",
-            };
-            messages.push(ChatMessage::new(role, &turn.text));
-        }
+        let messages = self.messages_through(u64::MAX);
         self.turns.update(|turns| {
             turns.push(Turn {
                 id,

@@ -1,14 +1,19 @@
-//! `glassbox bench`: prefill and decode speed, load time and peak memory (and, on WebGPU, GPU
+//! `glassbox bench`: prefill and decode speed, the attention explorer's capture cost (all taps
+//! against none), load time and peak memory (and, on WebGPU, GPU
 //! time per kernel family and GPU memory). A benchmark that prints numbers, never a test:
 //! timings on a shared 2-core machine are noisy, so it reports min / median / max.
 
 use crate::commands::{configure_threads, load, model_name, webgpu_backend};
 use crate::{BackendChoice, RunArgs};
-use engine::backend::Backend;
+use engine::backend::{Backend, Mask};
 use engine::cpu::CpuBackend;
+use engine::inspect::Inspection;
 use engine::language_model::{LanguageModel, Selection, Session};
 use serde_json::{json, Value};
 use std::time::Instant;
+
+/// The explorer's capture is timed on this many tokens (a 256-token exchange).
+const INSPECT_TOKENS: usize = 256;
 
 /// A fixed English text, long enough for a ≥ 400-token prompt.
 pub const BENCH_TEXT: &str = include_str!("bench_prompt.txt");
@@ -91,6 +96,7 @@ fn measure<B: Backend>(backend: &B, run: &RunArgs, s: &Settings) -> Result<Value
         penalty: 1.0,
     };
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
+    let (mut plain_short, mut inspect) = (Vec::new(), Vec::new());
     for _ in 0..s.runs {
         let mut session = Session::new(&model, backend, s.prompt_tokens + s.decode_tokens + 1)
             .map_err(|e| e.to_string())?;
@@ -106,6 +112,25 @@ fn measure<B: Backend>(backend: &B, run: &RunArgs, s: &Settings) -> Result<Value
                 .0;
         }
         decode.push(s.decode_tokens as f64 / t1.elapsed().as_secs_f64());
+
+        // The explorer's capture against the same prefill without taps, on the tokens it takes.
+        let short = &ids[..ids.len().min(INSPECT_TOKENS)];
+        let mut session = Session::new(&model, backend, short.len()).map_err(|e| e.to_string())?;
+        let t2 = Instant::now();
+        pollster::block_on(session.feed_select(&model, backend, short, &greedy))
+            .map_err(|e| e.to_string())?;
+        plain_short.push(short.len() as f64 / t2.elapsed().as_secs_f64());
+        let positions: Vec<u32> = (0..short.len() as u32).collect();
+        let t3 = Instant::now();
+        pollster::block_on(Inspection::capture(
+            &model,
+            backend,
+            short,
+            &positions,
+            &Mask::Causal,
+        ))
+        .map_err(|e| e.to_string())?;
+        inspect.push(short.len() as f64 / t3.elapsed().as_secs_f64());
     }
     Ok(json!({
         "model": model_name(&model),
@@ -116,6 +141,9 @@ fn measure<B: Backend>(backend: &B, run: &RunArgs, s: &Settings) -> Result<Value
         "load_seconds": load_seconds,
         "prefill_tok_s": summary(&prefill),
         "decode_tok_s": summary(&decode),
+        "inspect_tokens": ids.len().min(INSPECT_TOKENS),
+        "prefill_without_taps_tok_s": summary(&plain_short),
+        "prefill_with_all_taps_tok_s": summary(&inspect),
     }))
 }
 
@@ -148,6 +176,16 @@ fn print_report(r: &Value) {
             r["runs"]
         );
     }
+    let (plain, taps) = (
+        &r["prefill_without_taps_tok_s"],
+        &r["prefill_with_all_taps_tok_s"],
+    );
+    println!(
+        "explorer: {} tokens: {:.1} tok/s with every tap captured and read back, {:.1} without (medians)",
+        r["inspect_tokens"],
+        taps["median"].as_f64().unwrap_or(0.0),
+        plain["median"].as_f64().unwrap_or(0.0),
+    );
     match r["peak_rss_mib"].as_f64() {
         Some(mib) => println!("peak RSS: {mib:.0} MiB"),
         None => println!("peak RSS: unknown on this system"),

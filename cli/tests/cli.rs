@@ -191,3 +191,76 @@ fn a_malformed_set_file_is_a_clear_error() {
     assert!(!ok);
     assert!(stderr.contains("expected {\"prefix\""), "{stderr}");
 }
+
+#[test]
+fn attention_prints_one_causal_head_and_the_logit_lens() {
+    let prompt = temp_file("attention.txt", "The capital of France is");
+    let (ok, stdout, stderr) = glassbox(&[
+        "attention",
+        "--prompt-file",
+        prompt.to_str().unwrap(),
+        "--layer",
+        "3",
+        "--head",
+        "2",
+        "--lens-token",
+        "4",
+    ]);
+    assert!(ok, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    let t = out["ids"].as_array().unwrap().len();
+    let probs = out["probs"].as_array().unwrap();
+    assert_eq!((t, probs.len(), out["layer"].as_u64()), (5, 5, Some(3)));
+    for (i, row) in probs.iter().enumerate() {
+        let row: Vec<f64> = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert!(
+            (row.iter().sum::<f64>() - 1.0).abs() < 1e-4,
+            "row {i}: {row:?}"
+        );
+        assert!(
+            row[i + 1..].iter().all(|&p| p == 0.0),
+            "row {i} looks ahead"
+        );
+    }
+    let lens = out["lens"].as_array().unwrap();
+    assert_eq!(lens.len(), 30);
+    assert_eq!(lens[29][0]["token"], " Paris");
+
+    // The same ids through --ids-file give the same head.
+    let ids = temp_file("attention-ids.json", &out["ids"].to_string());
+    let (ok, again, stderr) = glassbox(&[
+        "attention",
+        "--ids-file",
+        ids.to_str().unwrap(),
+        "--layer",
+        "3",
+        "--head",
+        "2",
+    ]);
+    assert!(ok, "{stderr}");
+    let again: Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(again["probs"], out["probs"]);
+}
+
+#[test]
+fn attention_refuses_a_head_or_an_id_that_does_not_exist() {
+    let ids = temp_file("bad-ids.json", "[1, 2, 99999999]");
+    let (ok, _, stderr) = glassbox(&["attention", "--ids-file", ids.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("outside the vocabulary"), "{stderr}");
+    let ids = temp_file("ids.json", "[1, 2, 3]");
+    let (ok, _, stderr) = glassbox(&[
+        "attention",
+        "--ids-file",
+        ids.to_str().unwrap(),
+        "--head",
+        "9",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("layer 0 head 9 does not exist"), "{stderr}");
+}

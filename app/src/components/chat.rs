@@ -1,3 +1,4 @@
+use crate::protocol::InspectSource;
 use crate::state::{use_app_state, Role};
 use leptos::prelude::*;
 
@@ -45,6 +46,20 @@ pub fn ChatPanel() -> impl IntoView {
                 <div class=match turn.role { Role::User => "turn user", Role::Assistant => "turn assistant" }>
                     <span class="who">{match turn.role { Role::User => "You", Role::Assistant => "Model" }}</span>
                     <p class="text">{turn.text.clone()}</p>
+                    {(turn.role == Role::Assistant).then(|| {
+                        let id = turn.id;
+                        view! {
+                            <button
+                                class="link inspect"
+                                aria-label="Inspect this reply"
+                                disabled=move || !state.can_send()
+                                on:click=move |_| state.inspect(
+                                    "Chat reply".into(),
+                                    InspectSource::Chat(state.messages_through(id)),
+                                )
+                            >"Inspect"</button>
+                        }
+                    })}
                 </div>
             </For>
             <Show when=move || state.generating.get().is_some()>

@@ -2,32 +2,28 @@
 //! engine worker.
 
 mod chat;
+mod explorer;
+mod heatmap;
 mod load_panel;
 mod order;
 mod settings;
 mod status_bar;
 
-use crate::state::provide_app_state;
+use crate::state::{provide_app_state, View};
 use leptos::prelude::*;
 
 pub use chat::ChatPanel;
+pub use explorer::ExplorerPanel;
 pub use load_panel::LoadPanel;
 pub use order::OrderPanel;
 pub use settings::SidePanel;
 pub use status_bar::StatusBar;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum View {
-    Chat,
-    /// Order-invariant prompting (Set-Based Prompting).
-    Order,
-}
-
 #[component]
 pub fn App() -> impl IntoView {
     let state = provide_app_state();
     state.start();
-    let view_shown = RwSignal::new(View::Chat);
+    let view_shown = state.view;
     let tab = move |which: View, label: &'static str| {
         view! {
             <button
@@ -47,13 +43,16 @@ pub fn App() -> impl IntoView {
         <nav class="views" role="tablist" aria-label="Views">
             {tab(View::Chat, "Chat")}
             {tab(View::Order, "Order")}
+            {tab(View::Explore, "Explore")}
         </nav>
         <main class="layout">
             <section class="chat-column" aria-label="Chat">
                 <LoadPanel />
-                <Show when=move || view_shown.get() == View::Chat fallback=OrderPanel>
-                    <ChatPanel />
-                </Show>
+                {move || match view_shown.get() {
+                    View::Chat => view! { <ChatPanel /> }.into_any(),
+                    View::Order => view! { <OrderPanel /> }.into_any(),
+                    View::Explore => view! { <ExplorerPanel /> }.into_any(),
+                }}
             </section>
             <SidePanel />
         </main>

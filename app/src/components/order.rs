@@ -3,7 +3,7 @@
 //! the mask and the position ids of the prompt are drawn, and "Try all orders" lists the answer
 //! under every ordering.
 
-use crate::protocol::OrderLayout;
+use crate::protocol::{InspectSource, OrderLayout};
 use crate::state::use_app_state;
 use leptos::prelude::*;
 
@@ -58,6 +58,20 @@ pub fn OrderPanel() -> impl IntoView {
             <div class="actions">
                 <button on:click=move |_| run(false) disabled=move || !idle()>"Run"</button>
                 <button on:click=move |_| run(true) disabled=move || !idle()>"Try all orders"</button>
+                <button
+                    on:click=move |_| {
+                        let set_based = state.order.set_based.get_untracked();
+                        state.inspect(
+                            format!("Order view, {}", if set_based { "set-based" } else { "plain" }),
+                            InspectSource::Order {
+                                question: question.get_untracked(),
+                                options: options.get_untracked(),
+                                set_based,
+                            },
+                        )
+                    }
+                    disabled=move || !idle()
+                >"Inspect attention"</button>
                 <button
                     on:click=move |_| state.stop_orders()
                     disabled=move || state.order.running.get().is_none()

@@ -5,14 +5,15 @@
 //! which only raises a flag the generation loop checks between tokens (it yields to the event
 //! loop after each one, so the flag can be raised).
 
+mod inspect;
 pub mod js;
 mod order;
 mod storage;
 pub mod store;
 
 use crate::protocol::{
-    decode, encode, CacheInfo, ComputeTier, FromWorker, LoadProgress, LoadStage, ModelInfo,
-    ReplyStats, TierChoice, ToWorker,
+    decode, encode, CacheInfo, ComputeTier, FromWorker, InspectSource, LoadProgress, LoadStage,
+    ModelInfo, ReplyStats, TierChoice, ToWorker,
 };
 use engine::backend::Backend;
 use engine::chat::ChatMessage;
@@ -79,6 +80,8 @@ struct Worker {
     gpu: Option<GpuBackend>,
     gpu_error: Option<String>,
     stop: Rc<Cell<bool>>,
+    /// The attention explorer's last capture (dropped when the model changes).
+    inspection: Option<engine::inspect::Inspection>,
 }
 
 async fn run(mut messages: mpsc::UnboundedReceiver<ToWorker>, stop: Rc<Cell<bool>>) {
@@ -87,6 +90,7 @@ async fn run(mut messages: mpsc::UnboundedReceiver<ToWorker>, stop: Rc<Cell<bool
         gpu: None,
         gpu_error: None,
         stop,
+        inspection: None,
     };
     while let Some(message) = messages.next().await {
         worker.handle(message).await;
@@ -122,6 +126,32 @@ impl Worker {
                     max_tokens,
                 };
                 self.run_orders(&run).await
+            }
+            ToWorker::Inspect { request, source } => self.inspect(request, &source).await,
+            ToWorker::InspectHead { layer, head } => {
+                let result = match &self.inspection {
+                    Some(inspection) => inspect::head(inspection, layer, head),
+                    None => Err(engine::Error::InvalidRequest("nothing is inspected".into())),
+                };
+                match result {
+                    Ok(data) => post(&FromWorker::InspectedHead(data)),
+                    Err(e) => post(&FromWorker::Error(e.to_string())),
+                }
+            }
+            ToWorker::LogitLens { token } => {
+                let result = match (&self.inspection, &self.engine) {
+                    (Some(inspection), Some(Engine::Cpu(l))) => {
+                        inspect::lens(inspection, &l.model, &l.backend, token).await
+                    }
+                    (Some(inspection), Some(Engine::Gpu(l))) => {
+                        inspect::lens(inspection, &l.model, &l.backend, token).await
+                    }
+                    _ => Err(engine::Error::InvalidRequest("nothing is inspected".into())),
+                };
+                match result {
+                    Ok(data) => post(&FromWorker::LogitLens(data)),
+                    Err(e) => post(&FromWorker::Error(e.to_string())),
+                }
             }
             ToWorker::CacheInfo => post(&FromWorker::Cache(cache_info().await)),
             ToWorker::ClearCache => {
@@ -166,6 +196,26 @@ impl Worker {
         });
     }
 
+    async fn inspect(&mut self, request: u32, source: &InspectSource) {
+        // The previous capture goes first: two at once may not fit in memory.
+        self.inspection = None;
+        let result = match &self.engine {
+            Some(Engine::Cpu(l)) => inspect::inspect(&l.model, &l.backend, source).await,
+            Some(Engine::Gpu(l)) => inspect::inspect(&l.model, &l.backend, source).await,
+            None => Err(engine::Error::InvalidRequest(
+                "the model is not loaded yet".into(),
+            )),
+        };
+        let result = match result {
+            Ok((inspection, summary)) => {
+                self.inspection = Some(inspection);
+                Ok(summary)
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        post(&FromWorker::Inspected { request, result });
+    }
+
     async fn probe(&mut self) {
         if self.gpu.is_none() && self.gpu_error.is_none() {
             match GpuBackend::create().await {
@@ -194,6 +244,7 @@ impl Worker {
         }
         let started = js::now_ms();
         self.engine = None;
+        self.inspection = None;
         let result = match choice {
             TierChoice::Cpu => self.load_cpu("you chose the CPU").await,
             TierChoice::Auto | TierChoice::WebGpu => match self.take_gpu().await {

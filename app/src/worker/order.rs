@@ -42,25 +42,9 @@ pub async fn run_orders<B: Backend>(
     if run.options.iter().any(|o| o.trim().is_empty()) {
         return Err(Error::InvalidRequest("an option is empty".into()));
     }
-    let (prefix, suffix) = template_around_options(model, run.question)?;
     let tokenizer = &model.tokenizer;
-    let prefix = tokenizer.encode(&prefix)?;
-    let members = run
-        .options
-        .iter()
-        .map(|o| tokenizer.encode(&format!("\n- {}", o.trim())))
-        .collect::<Result<Vec<_>>>()?;
-    let suffix = tokenizer.encode(&suffix)?;
-    // What follows the question: the only part that changes between orderings.
-    let rest = [PartIds::Set(members), PartIds::Text(suffix)];
-    let layout_of = |parts: &[PartIds], order: &[usize]| -> Result<SetPrompt> {
-        let prompt = SetPrompt::from_ids(&reorder_members(parts, &[order.to_vec()])?)?;
-        Ok(if run.set_based {
-            prompt
-        } else {
-            prompt.plain()
-        })
-    };
+    let (prefix, rest) = prompt_parts(model, run.question, run.options)?;
+    let layout_of = |parts: &[PartIds], order: &[usize]| layout(parts, order, run.set_based);
     let identity: Vec<usize> = (0..run.options.len()).collect();
     let whole: Vec<PartIds> = std::iter::once(PartIds::Text(prefix.clone()))
         .chain(rest.iter().cloned())
@@ -126,6 +110,48 @@ pub async fn run_orders<B: Backend>(
         });
     }
     Ok(false)
+}
+
+/// The question (through the chat template) as ids, and what follows it: the options as a set
+/// (the only part that changes between orderings) and the template's end.
+fn prompt_parts<B: Backend>(
+    model: &LanguageModel<B>,
+    question: &str,
+    options: &[String],
+) -> Result<(Vec<u32>, [PartIds; 2])> {
+    let (prefix, suffix) = template_around_options(model, question)?;
+    let tokenizer = &model.tokenizer;
+    let members = options
+        .iter()
+        .map(|o| tokenizer.encode(&format!("\n- {}", o.trim())))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((
+        tokenizer.encode(&prefix)?,
+        [
+            PartIds::Set(members),
+            PartIds::Text(tokenizer.encode(&suffix)?),
+        ],
+    ))
+}
+
+/// `parts` with the set's members in `order`, set-based or as one plain sequence.
+fn layout(parts: &[PartIds], order: &[usize], set_based: bool) -> Result<SetPrompt> {
+    let prompt = SetPrompt::from_ids(&reorder_members(parts, &[order.to_vec()])?)?;
+    Ok(if set_based { prompt } else { prompt.plain() })
+}
+
+/// The whole prompt of the Order view for its options in the order given, as the explorer
+/// inspects it.
+pub fn whole_prompt<B: Backend>(
+    model: &LanguageModel<B>,
+    question: &str,
+    options: &[String],
+    set_based: bool,
+) -> Result<SetPrompt> {
+    let (prefix, rest) = prompt_parts(model, question, options)?;
+    let parts: Vec<PartIds> = std::iter::once(PartIds::Text(prefix)).chain(rest).collect();
+    let identity: Vec<usize> = (0..options.len()).collect();
+    layout(&parts, &identity, set_based)
 }
 
 /// The rendered chat template before and after the options.

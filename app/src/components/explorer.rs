@@ -1,0 +1,449 @@
+//! The attention explorer: one head's attention matrix, the head view, the model view (every
+//! head as a thumbnail), attention rollout and the logit lens, for a chat reply, free text or
+//! the Order view's prompt.
+//!
+//! Keyboard: on the matrix, ↑/↓ move the selected token, ←/→ the head, PageUp/PageDown the
+//! layer, Home/End jump to the first/last token. Every picture has a sentence beside it saying
+//! what it shows, and the shown head exports as JSON and the matrix as PNG.
+
+use super::heatmap::{self, GridGeometry, MatrixGeometry};
+use crate::protocol::InspectSource;
+use crate::state::{use_app_state, ExplorerState};
+use leptos::html::Canvas;
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+
+const DEFAULT_TEXT: &str = "The capital of France is Paris. The capital of Italy is";
+
+/// Where token `to` gets most of token `from`'s attention in a `(t, t)` matrix.
+fn strongest(values: &[f32], t: usize, from: usize) -> Option<(usize, f32)> {
+    values
+        .get(from * t..(from + 1) * t)?
+        .iter()
+        .copied()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+#[component]
+pub fn ExplorerPanel() -> impl IntoView {
+    let state = use_app_state();
+    let explorer = state.explorer;
+    let text = RwSignal::new(DEFAULT_TEXT.to_string());
+    let inspect_text = move || {
+        state.inspect(
+            "Free text".into(),
+            InspectSource::Text(text.get_untracked()),
+        )
+    };
+    let status = move || {
+        if explorer.running.get().is_some() {
+            return "Running the model with every tap on…".to_string();
+        }
+        match explorer.summary.get() {
+            Some(s) => format!(
+                "{}: {} tokens, {} layers × {} heads, captured in {:.1} s.",
+                explorer.title.get(),
+                s.tokens.len(),
+                s.n_layers,
+                s.n_heads,
+                s.capture_ms / 1000.0
+            ),
+            None => "Inspect a reply from the chat (its Inspect button), the Order view's prompt, \
+                     or any text."
+                .to_string(),
+        }
+    };
+    view! {
+        <section class="explorer" aria-label="Attention explorer">
+            <label class="field">
+                <span>"Text to inspect"</span>
+                <textarea
+                    rows="2"
+                    prop:value=move || text.get()
+                    on:input=move |ev| text.set(event_target_value(&ev))
+                ></textarea>
+            </label>
+            <div class="actions">
+                <button on:click=move |_| inspect_text() disabled=move || !state.can_send()>
+                    "Inspect text"
+                </button>
+            </div>
+            <p class="explorer-status">{status}</p>
+            {move || explorer.error.get().map(|e| view! { <p class="notice" role="alert">{e}</p> })}
+            <Show when=move || explorer.summary.with(Option::is_some)>
+                <Selection explorer=explorer />
+                <MatrixView explorer=explorer />
+                <HeadView explorer=explorer />
+                <ModelView explorer=explorer />
+                <RolloutView explorer=explorer />
+                <LensTable explorer=explorer />
+            </Show>
+        </section>
+    }
+}
+
+fn number_input(
+    label: &'static str,
+    value: RwSignal<usize>,
+    max: impl Fn() -> usize + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    view! {
+        <label class="field inline">
+            <span>{label}</span>
+            <input
+                type="number"
+                min="0"
+                max=move || max().to_string()
+                prop:value=move || value.get().to_string()
+                on:change=move |ev| {
+                    if let Ok(v) = event_target_value(&ev).parse::<usize>() {
+                        value.set(v.min(max()));
+                    }
+                }
+            />
+        </label>
+    }
+}
+
+/// Layer, head and token pickers (the keyboard's other way in).
+#[component]
+fn Selection(explorer: ExplorerState) -> impl IntoView {
+    let dims = move || {
+        explorer.summary.with(|s| {
+            s.as_ref()
+                .map_or((1, 1, 1), |s| (s.n_layers, s.n_heads, s.tokens.len()))
+        })
+    };
+    view! {
+        <div class="selection">
+            {number_input("Layer", explorer.layer, move || dims().0 - 1)}
+            {number_input("Head", explorer.head, move || dims().1 - 1)}
+            {number_input("Token", explorer.token, move || dims().2 - 1)}
+            <span class="hint">"On the matrix: ↑/↓ token, ←/→ head, PageUp/PageDown layer"</span>
+        </div>
+    }
+}
+
+fn label(explorer: ExplorerState, i: usize) -> String {
+    explorer.summary.with_untracked(|s| {
+        s.as_ref()
+            .and_then(|s| s.tokens.get(i).cloned())
+            .unwrap_or_default()
+    })
+}
+
+#[component]
+fn MatrixView(explorer: ExplorerState) -> impl IntoView {
+    let canvas = NodeRef::<Canvas>::new();
+    let geometry = RwSignal::new(None::<MatrixGeometry>);
+    let hover = RwSignal::new(None::<String>);
+    Effect::new(move |_| {
+        let (Some(canvas), Some(data)) = (canvas.get(), explorer.head_data.get()) else {
+            return;
+        };
+        let token = explorer.token.get();
+        explorer.summary.with(|s| {
+            if let Some(s) = s {
+                geometry.set(heatmap::draw_matrix(
+                    &canvas,
+                    &data.probs,
+                    &s.visible,
+                    &s.tokens,
+                    token,
+                ));
+            }
+        });
+    });
+    let on_key = move |ev: web_sys::KeyboardEvent| {
+        let Some((layers, heads, t)) = explorer
+            .summary
+            .with_untracked(|s| s.as_ref().map(|s| (s.n_layers, s.n_heads, s.tokens.len())))
+        else {
+            return;
+        };
+        let step = |signal: RwSignal<usize>, up: bool, max: usize| {
+            signal.update(|v| {
+                *v = if up {
+                    (*v + 1).min(max - 1)
+                } else {
+                    v.saturating_sub(1)
+                }
+            })
+        };
+        match ev.key().as_str() {
+            "ArrowUp" => step(explorer.token, false, t),
+            "ArrowDown" => step(explorer.token, true, t),
+            "ArrowLeft" => step(explorer.head, false, heads),
+            "ArrowRight" => step(explorer.head, true, heads),
+            "PageUp" => step(explorer.layer, false, layers),
+            "PageDown" => step(explorer.layer, true, layers),
+            "Home" => explorer.token.set(0),
+            "End" => explorer.token.set(t - 1),
+            _ => return,
+        }
+        ev.prevent_default();
+    };
+    let cell_at = move |ev: &web_sys::MouseEvent| {
+        geometry
+            .get_untracked()
+            .and_then(|g| g.cell_at(ev.offset_x() as f64, ev.offset_y() as f64))
+    };
+    let on_move = move |ev: web_sys::MouseEvent| {
+        let text = cell_at(&ev).and_then(|(i, j)| {
+            let data = explorer.head_data.get_untracked()?;
+            let t = explorer
+                .summary
+                .with_untracked(|s| s.as_ref().map(|s| s.tokens.len()))?;
+            Some(format!(
+                "{:?} → {:?}: {:.4}",
+                label(explorer, i),
+                label(explorer, j),
+                data.probs[i * t + j]
+            ))
+        });
+        hover.set(text);
+    };
+    let on_click = move |ev: web_sys::MouseEvent| {
+        if let Some((i, _)) = cell_at(&ev) {
+            explorer.token.set(i);
+        }
+    };
+    let description = move || {
+        let data = explorer.head_data.get()?;
+        let token = explorer.token.get();
+        let t = explorer
+            .summary
+            .with(|s| s.as_ref().map(|s| s.tokens.len()))?;
+        let (to, weight) = strongest(&data.probs, t, token)?;
+        Some(format!(
+            "Layer {} head {}: token {:?} attends most to {:?} ({:.2}).",
+            data.layer,
+            data.head,
+            label(explorer, token),
+            label(explorer, to),
+            weight
+        ))
+    };
+    view! {
+        <h3>"Attention matrix"</h3>
+        <p class="hint">
+            "Row: the token that attends; column: the token attended to. Colour: √weight "
+            "(viridis, dark = 0, yellow = 1); grey: hidden by the mask."
+        </p>
+        <canvas
+            node_ref=canvas
+            class="matrix"
+            tabindex="0"
+            role="img"
+            aria-label="Attention matrix"
+            aria-describedby="attention-description"
+            on:keydown=on_key
+            on:mousemove=on_move
+            on:mouseleave=move |_| hover.set(None)
+            on:click=on_click
+        ></canvas>
+        <p id="attention-description" class="readout" aria-live="polite">{description}</p>
+        <p class="readout hover">{move || hover.get()}</p>
+        <div class="actions">
+            <button on:click=move |_| export_json(explorer)>"Export JSON"</button>
+            <button on:click=move |_| {
+                if let Some(c) = canvas.get_untracked() {
+                    if let Ok(url) = c.to_data_url() {
+                        download(&url, &file_name(explorer, "png"));
+                    }
+                }
+            }>"Export PNG"</button>
+        </div>
+    }
+}
+
+fn file_name(explorer: ExplorerState, extension: &str) -> String {
+    format!(
+        "attention-layer{}-head{}.{extension}",
+        explorer.layer.get_untracked(),
+        explorer.head.get_untracked()
+    )
+}
+
+/// The shown head's data as the engine computed it.
+fn export_json(explorer: ExplorerState) {
+    let (Some(summary), Some(data)) = (
+        explorer.summary.get_untracked(),
+        explorer.head_data.get_untracked(),
+    ) else {
+        return;
+    };
+    let t = summary.tokens.len();
+    let value = serde_json::json!({
+        "source": explorer.title.get_untracked(),
+        "ids": summary.ids,
+        "tokens": summary.tokens,
+        "positions": summary.positions,
+        "layer": data.layer,
+        "head": data.head,
+        "probs": data.probs.chunks(t).collect::<Vec<_>>(),
+        "scores": data.scores.chunks(t).collect::<Vec<_>>(),
+    });
+    let text = value.to_string();
+    let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(&text));
+    let options = web_sys::BlobPropertyBag::new();
+    options.set_type("application/json");
+    let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options) else {
+        return;
+    };
+    if let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) {
+        download(&url, &file_name(explorer, "json"));
+        let _ = web_sys::Url::revoke_object_url(&url);
+    }
+}
+
+/// Saves `url` as a file named `name`, through a temporary link.
+fn download(url: &str, name: &str) {
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else {
+        return;
+    };
+    let Ok(link) = document.create_element("a") else {
+        return;
+    };
+    let link: web_sys::HtmlAnchorElement = link.unchecked_into();
+    link.set_href(url);
+    link.set_download(name);
+    link.click();
+}
+
+#[component]
+fn HeadView(explorer: ExplorerState) -> impl IntoView {
+    let canvas = NodeRef::<Canvas>::new();
+    Effect::new(move |_| {
+        let (Some(canvas), Some(data)) = (canvas.get(), explorer.head_data.get()) else {
+            return;
+        };
+        let token = explorer.token.get();
+        explorer.summary.with(|s| {
+            if let Some(s) = s {
+                let t = s.tokens.len();
+                if let Some(row) = data.probs.get(token * t..(token + 1) * t) {
+                    heatmap::draw_head_view(&canvas, row, &s.tokens, token);
+                }
+            }
+        });
+    });
+    view! {
+        <h3>"Head view"</h3>
+        <p class="hint">"Lines from the selected token (left) to the tokens it attends to (right)."</p>
+        <canvas node_ref=canvas role="img" aria-label="Head view" aria-describedby="attention-description"></canvas>
+    }
+}
+
+#[component]
+fn ModelView(explorer: ExplorerState) -> impl IntoView {
+    let canvas = NodeRef::<Canvas>::new();
+    let geometry = RwSignal::new(None::<GridGeometry>);
+    Effect::new(move |_| {
+        let Some(canvas) = canvas.get() else { return };
+        let selected = (explorer.layer.get(), explorer.head.get());
+        explorer.summary.with(|s| {
+            if let Some(s) = s {
+                geometry.set(heatmap::draw_grid(
+                    &canvas,
+                    &s.thumbnails,
+                    s.n_layers,
+                    s.n_heads,
+                    s.thumbnail_side,
+                    selected,
+                ));
+            }
+        });
+    });
+    let on_click = move |ev: web_sys::MouseEvent| {
+        if let Some((layer, head)) = geometry
+            .get_untracked()
+            .and_then(|g| g.cell_at(ev.offset_x() as f64, ev.offset_y() as f64))
+        {
+            explorer.layer.set(layer);
+            explorer.head.set(head);
+        }
+    };
+    view! {
+        <h3>"Model view"</h3>
+        <p class="hint">"Every head of every layer (rows: layers, columns: heads); click one to open it."</p>
+        <canvas
+            node_ref=canvas
+            role="img"
+            aria-label="Model view: every layer and head; choose one with the Layer and Head fields"
+            on:click=on_click
+        ></canvas>
+    }
+}
+
+#[component]
+fn RolloutView(explorer: ExplorerState) -> impl IntoView {
+    let canvas = NodeRef::<Canvas>::new();
+    Effect::new(move |_| {
+        let Some(canvas) = canvas.get() else { return };
+        let token = explorer.token.get();
+        explorer.summary.with(|s| {
+            if let Some(s) = s {
+                heatmap::draw_matrix(&canvas, &s.rollout, &s.visible, &s.tokens, token);
+            }
+        });
+    });
+    let description = move || {
+        let token = explorer.token.get();
+        explorer.summary.with(|s| {
+            let s = s.as_ref()?;
+            let t = s.tokens.len();
+            // The token itself always keeps a large share: name the strongest other one.
+            let (to, weight) = s.rollout[token * t..(token + 1) * t]
+                .iter()
+                .copied()
+                .enumerate()
+                .filter(|&(j, _)| j != token)
+                .max_by(|a, b| a.1.total_cmp(&b.1))?;
+            Some(format!(
+                "Across all layers, token {:?} draws most on {:?} ({:.2}), besides itself.",
+                s.tokens[token], s.tokens[to], weight
+            ))
+        })
+    };
+    view! {
+        <h3>"Attention rollout"</h3>
+        <p class="hint">"Attention chained through all layers, with the residual connection (Abnar & Zuidema, 2020)."</p>
+        <canvas node_ref=canvas role="img" aria-label="Attention rollout" aria-describedby="rollout-description"></canvas>
+        <p id="rollout-description" class="readout">{description}</p>
+    }
+}
+
+#[component]
+fn LensTable(explorer: ExplorerState) -> impl IntoView {
+    let rows = move || {
+        explorer
+            .lens
+            .get()
+            .map(|lens| lens.layers.into_iter().enumerate().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    view! {
+        <h3>"Logit lens"</h3>
+        <p class="hint">
+            {move || format!(
+                "What the model would predict after token {:?} if it stopped after each layer.",
+                label(explorer, explorer.token.get())
+            )}
+        </p>
+        <table class="lens" aria-label="Logit lens">
+            <thead><tr><th>"Layer"</th><th>"Top token"</th><th>"Probability"</th><th>"Next"</th></tr></thead>
+            <tbody>
+                <For each=rows key=|(layer, row)| (*layer, format!("{row:?}")) let:item>
+                    <tr>
+                        <td>{item.0}</td>
+                        <td>{item.1.first().map(|(t, _)| format!("{t:?}"))}</td>
+                        <td>{item.1.first().map(|(_, p)| format!("{p:.3}"))}</td>
+                        <td>{item.1.iter().skip(1).map(|(t, p)| format!("{t:?} {p:.3}")).collect::<Vec<_>>().join(", ")}</td>
+                    </tr>
+                </For>
+            </tbody>
+        </table>
+    }
+}
