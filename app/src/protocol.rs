@@ -38,6 +38,9 @@ pub enum ToWorker {
     InspectHead { layer: usize, head: usize },
     /// The logit lens at one token of the kept inspection: answers [`FromWorker::LogitLens`].
     LogitLens { token: usize },
+    /// Benchmark (`cargo xtask bench-compare`): prefill `ids` in a fresh session, then
+    /// `decode_tokens` greedy steps; answers [`FromWorker::BenchDone`].
+    Bench { ids: Vec<u32>, decode_tokens: usize },
     /// Report what is cached and how much storage the origin uses.
     CacheInfo,
     /// Delete the cached model.
@@ -114,6 +117,7 @@ pub enum FromWorker {
         result: Result<InspectionSummary, String>,
     },
     InspectedHead(HeadData),
+    BenchDone(Result<BenchTimes, String>),
     LogitLens(LensData),
     Cache(CacheInfo),
     /// Something failed outside loading and generation; the text is for people.
@@ -202,6 +206,16 @@ pub struct OrderLayout {
     pub members: Vec<Option<usize>>,
     /// Row-major `(tokens, tokens)`: whether token i may attend to token j.
     pub visible: Vec<bool>,
+}
+
+/// What [`ToWorker::Bench`] measured, in milliseconds of the worker's clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchTimes {
+    pub backend: String,
+    pub prompt_tokens: usize,
+    pub decode_tokens: usize,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
 }
 
 /// What the attention explorer inspects.

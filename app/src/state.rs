@@ -227,12 +227,44 @@ impl AppState {
                 self.send(ToWorker::Probe);
                 self.load(TierChoice::Auto);
                 self.send(ToWorker::CacheInfo);
+                self.expose_bench();
             }
             Err(message) => self.engine.set(EngineState::Failed {
                 message,
                 retry: false,
             }),
         }
+    }
+
+    /// With `?bench` in the URL, `window.glassboxBench(ids, decodeTokens)` runs
+    /// [`ToWorker::Bench`] and leaves its JSON result in `window.glassboxBenchResult`: the hook
+    /// `cargo xtask bench-compare` drives. Absent otherwise.
+    fn expose_bench(self) {
+        use wasm_bindgen::prelude::*;
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        if !window
+            .location()
+            .search()
+            .is_ok_and(|s| s.contains("bench"))
+        {
+            return;
+        }
+        let run = Closure::<dyn Fn(JsValue, f64)>::new(move |ids: JsValue, n: f64| {
+            let ids = js_sys::Array::from(&ids)
+                .iter()
+                .filter_map(|id| id.as_f64())
+                .map(|id| id as u32)
+                .collect();
+            self.send(ToWorker::Bench {
+                ids,
+                decode_tokens: n as usize,
+            })
+        });
+        let _ = js_sys::Reflect::set(&window, &"glassboxBench".into(), run.as_ref());
+        // Lives as long as the page.
+        run.forget();
     }
 
     fn send(self, message: ToWorker) {
@@ -356,6 +388,14 @@ impl AppState {
             FromWorker::LogitLens(data) => {
                 if data.token == self.explorer.token.get_untracked() {
                     self.explorer.lens.set(Some(data));
+                }
+            }
+            FromWorker::BenchDone(result) => {
+                // Read by the benchmark script (see `expose_bench`).
+                if let Some(window) = web_sys::window() {
+                    let text = serde_json::to_string(&result).unwrap_or_default();
+                    let _ =
+                        js_sys::Reflect::set(&window, &"glassboxBenchResult".into(), &text.into());
                 }
             }
             FromWorker::Cache(info) => self.cache.set(Some(info)),

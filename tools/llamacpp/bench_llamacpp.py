@@ -1,7 +1,7 @@
 # Times llama.cpp (llama-cpp-python) on the same prompt token ids as `glassbox bench`:
 # prefill of a fixed prompt, then greedy decode steps; prints JSON with min/median/max.
 # usage: python bench_llamacpp.py MODEL.gguf IDS.json THREADS DECODE_TOKENS RUNS
-import json, statistics, sys, time
+import json, resource, statistics, sys, time
 import numpy as np
 import llama_cpp
 from llama_cpp import Llama
@@ -33,4 +33,5 @@ def summary(v):
     return {"min": min(v), "median": statistics.median(v), "max": max(v)}
 print(json.dumps({"engine": "llama.cpp (llama-cpp-python %s)" % llama_cpp.__version__, "threads": threads,
                   "prompt_tokens": len(ids), "decode_tokens": n_decode, "runs": runs, "load_seconds": load_s,
-                  "prefill_tok_s": summary(prefill), "decode_tok_s": summary(decode)}))
+                  "prefill_tok_s": summary(prefill), "decode_tok_s": summary(decode),
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -6,6 +6,7 @@
 //!
 //! No dependencies on purpose: this crate is compiled before anything else is installed.
 
+mod compare;
 mod server;
 mod setup;
 mod shell;
@@ -23,6 +24,9 @@ commands:
   bench-page [--no-build] [--tiers cpu,webgpu] [--tokens N] [--runs R]
                  benchmark the page in headless Chromium: cold and warm load, first token,
                  decode tokens/s per compute tier (prints numbers, asserts nothing)
+  bench-compare [--runs R] [--webgpu-runs R]
+                 Glassbox against llama.cpp, candle and wllama (natively and in Chromium) on the
+                 same prompt ids; installs what it needs, prints a table, writes docs/benchmarks.md
   setup [serve|test]
                  only install what serve (or test, the default) needs; idempotent
   build          only build the page into dist/ (release)
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
         Some("serve") => serve(&args[1..]),
         Some("test") => test::run_all(),
         Some("bench-page") => bench_page(&args[1..]),
+        Some("bench-compare") => compare::run(&args[1..]),
         Some("setup") => match args.get(1).map(String::as_str) {
             Some("serve") => setup::run(setup::Purpose::Serve),
             None | Some("test") => setup::run(setup::Purpose::Test),

@@ -12,8 +12,8 @@ mod storage;
 pub mod store;
 
 use crate::protocol::{
-    decode, encode, CacheInfo, ComputeTier, FromWorker, InspectSource, LoadProgress, LoadStage,
-    ModelInfo, ReplyStats, TierChoice, ToWorker,
+    decode, encode, BenchTimes, CacheInfo, ComputeTier, FromWorker, InspectSource, LoadProgress,
+    LoadStage, ModelInfo, ReplyStats, TierChoice, ToWorker,
 };
 use engine::backend::Backend;
 use engine::chat::ChatMessage;
@@ -152,6 +152,16 @@ impl Worker {
                     Ok(data) => post(&FromWorker::LogitLens(data)),
                     Err(e) => post(&FromWorker::Error(e.to_string())),
                 }
+            }
+            ToWorker::Bench { ids, decode_tokens } => {
+                let result = match &self.engine {
+                    Some(Engine::Cpu(l)) => bench(&l.model, &l.backend, &ids, decode_tokens).await,
+                    Some(Engine::Gpu(l)) => bench(&l.model, &l.backend, &ids, decode_tokens).await,
+                    None => Err(engine::Error::InvalidRequest(
+                        "the model is not loaded yet".into(),
+                    )),
+                };
+                post(&FromWorker::BenchDone(result.map_err(|e| e.to_string())));
             }
             ToWorker::CacheInfo => post(&FromWorker::Cache(cache_info().await)),
             ToWorker::ClearCache => {
@@ -501,6 +511,39 @@ async fn reply<B: Backend>(
         context,
         stopped,
         first_token_ms,
+    })
+}
+
+/// Prefill of `ids` in a fresh session, then greedy steps, timed as `glassbox bench` times the
+/// native engine (no yielding to the event loop between steps, unlike a chat reply).
+async fn bench<B: Backend>(
+    model: &LanguageModel<B>,
+    backend: &B,
+    ids: &[u32],
+    decode_tokens: usize,
+) -> engine::Result<BenchTimes> {
+    let greedy = Selection {
+        k: 1,
+        penalized: Vec::new(),
+        penalty: 1.0,
+    };
+    let mut session = Session::new(model, backend, ids.len() + decode_tokens + 1)?;
+    let started = js::now_ms();
+    let mut next = session.feed_select(model, backend, ids, &greedy).await?[0].0;
+    let prefill_ms = js::now_ms() - started;
+    let started = js::now_ms();
+    for _ in 0..decode_tokens {
+        next = session
+            .feed_select(model, backend, &[next], &greedy)
+            .await?[0]
+            .0;
+    }
+    Ok(BenchTimes {
+        backend: backend.name(),
+        prompt_tokens: ids.len(),
+        decode_tokens,
+        prefill_ms,
+        decode_ms: js::now_ms() - started,
     })
 }
 
