@@ -1,7 +1,8 @@
 // Glassbox against the tools people would otherwise pick, on this machine, in one run:
 // natively llama.cpp (llama-cpp-python) and candle-transformers' quantized llama; in headless
 // Chromium wllama (llama.cpp in wasm). Every engine gets the same token ids (a fixed prompt of
-// PROMPT_TOKENS tokens), greedy decoding of DECODE_TOKENS tokens, RUNS runs (min/median/max).
+// at least MIN_PROMPT_TOKENS tokens), greedy decoding of DECODE_TOKENS tokens, RUNS runs
+// (min/median/max).
 // Prints a markdown table and writes it to docs/benchmarks.md.
 //
 // Run through `cargo xtask bench-compare [--runs N]`, which builds and installs what this needs
@@ -31,7 +32,9 @@ const option = (name, fallback) => {
 };
 const RUNS = Number(option('runs', '3'));
 const WEBGPU_RUNS = Number(option('webgpu-runs', '1'));
-const PROMPT_TOKENS = 420;
+// Parts to leave out, e.g. `--skip webgpu,candle` (native, llamacpp, candle, browser, wllama, webgpu).
+const SKIP = new Set((option('skip', '') ?? '').split(',').filter(Boolean));
+const MIN_PROMPT_TOKENS = 420;
 const DECODE_TOKENS = 64;
 
 const COMMON_FLAGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
@@ -47,15 +50,27 @@ const summary = (xs) => {
 const log = (...a) => console.error(...a);
 
 // ---- the prompt: the same ids for everyone -------------------------------------------------
-function promptIds() {
+/**
+ * The shortest run of whole words from the start of the bench text that makes at least
+ * MIN_PROMPT_TOKENS tokens: its ids are also the first ids of the whole text (the cut is at a
+ * word boundary), so `glassbox bench --prompt-tokens N` feeds the same ids, and wllama, which
+ * takes text only, gets text that tokenizes to them (checked against llama.cpp's own count).
+ */
+function fixedPrompt() {
   const dir = mkdtempSync(join(tmpdir(), 'glassbox-compare-'));
-  const texts = join(dir, 'text.json');
-  writeFileSync(texts, JSON.stringify([readFileSync(join(ROOT, 'cli/src/bench_prompt.txt'), 'utf8')]));
-  const [ids] = JSON.parse(execFileSync(CLI, ['tokenize', '--json-file', texts], { cwd: ROOT, encoding: 'utf8' }));
-  if (ids.length < PROMPT_TOKENS) throw new Error(`the bench text has only ${ids.length} tokens`);
-  const file = join(dir, 'ids.json');
-  writeFileSync(file, JSON.stringify(ids.slice(0, PROMPT_TOKENS)));
-  return { ids: ids.slice(0, PROMPT_TOKENS), file };
+  const text = readFileSync(join(ROOT, 'cli/src/bench_prompt.txt'), 'utf8');
+  const words = text.split(' ');
+  const prefixes = words.map((_, k) => words.slice(0, k + 1).join(' '));
+  const file = join(dir, 'texts.json');
+  writeFileSync(file, JSON.stringify([text, ...prefixes]));
+  const [all, ...tokenized] = JSON.parse(execFileSync(CLI, ['tokenize', '--json-file', file], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20 }));
+  const k = tokenized.findIndex((ids, i) =>
+    ids.length >= MIN_PROMPT_TOKENS && ids.every((id, j) => id === all[j]));
+  if (k < 0) throw new Error(`the bench text has fewer than ${MIN_PROMPT_TOKENS} tokens`);
+  const ids = tokenized[k];
+  const idsFile = join(dir, 'ids.json');
+  writeFileSync(idsFile, JSON.stringify(ids));
+  return { ids, text: prefixes[k], file: idsFile };
 }
 
 // ---- native --------------------------------------------------------------------------------
@@ -68,19 +83,23 @@ function runJson(command, args, extraEnv = {}) {
 
 function native(prompt) {
   const rows = [];
+  if (SKIP.has('native')) return rows;
   for (const threads of [1, 2]) {
     log(`native: Glassbox CPU, ${threads} thread(s)…`);
     const g = runJson(CLI, ['bench', '--threads', String(threads), '--runs', String(RUNS), '--json',
-      '--prompt-tokens', String(PROMPT_TOKENS), '--decode-tokens', String(DECODE_TOKENS)]);
+      '--prompt-tokens', String(prompt.ids.length), '--decode-tokens', String(DECODE_TOKENS)]);
     rows.push({ engine: 'Glassbox CPU', threads, prefill: g.prefill_tok_s, decode: g.decode_tok_s,
       loadS: g.load_seconds, peakMiB: g.peak_rss_mib, note: 'Q16 activations × Q4_1 weights, integer SIMD kernels' });
 
-    log(`native: llama.cpp, ${threads} thread(s)…`);
-    const l = runJson(PYTHON, [join(ROOT, 'tools/llamacpp/bench_llamacpp.py'), MODEL, prompt.file,
-      String(threads), String(DECODE_TOKENS), String(RUNS)], { PYTHONPATH });
-    rows.push({ engine: l.engine, threads, prefill: l.prefill_tok_s, decode: l.decode_tok_s,
-      loadS: l.load_seconds, peakMiB: l.peak_rss_mib, note: 'Q8 activations, n_batch 512, Python bindings around the C API' });
+    if (!SKIP.has('llamacpp')) {
+      log(`native: llama.cpp, ${threads} thread(s)…`);
+      const l = runJson(PYTHON, [join(ROOT, 'tools/llamacpp/bench_llamacpp.py'), MODEL, prompt.file,
+        String(threads), String(DECODE_TOKENS), String(RUNS)], { PYTHONPATH });
+      rows.push({ engine: l.engine, threads, prefill: l.prefill_tok_s, decode: l.decode_tok_s,
+        loadS: l.load_seconds, peakMiB: l.peak_rss_mib, note: 'Q8 activations, n_batch 512, Python bindings around the C API' });
+    }
 
+    if (SKIP.has('candle')) continue;
     log(`native: candle, ${threads} thread(s)…`);
     const c = runJson(CANDLE, [MODEL, prompt.file, String(DECODE_TOKENS), String(RUNS)],
       { RAYON_NUM_THREADS: String(threads) });
@@ -92,26 +111,22 @@ function native(prompt) {
 }
 
 // ---- browser -------------------------------------------------------------------------------
-/** Peak resident memory of the browser's renderer (and GPU) processes, from /proc. */
-function peakRendererMiB(browserPid) {
-  const children = new Map();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (!children.has(ppid)) children.set(ppid, []);
-      children.get(ppid).push(Number(name));
-    } catch { /* gone */ }
-  }
-  const all = [];
-  const walk = (pid) => { for (const c of children.get(pid) ?? []) { all.push(c); walk(c); } };
-  walk(browserPid);
+function processIds() {
+  return new Set(readdirSync('/proc').filter((name) => /^\d+$/.test(name)).map(Number));
+}
+
+/**
+ * Peak resident memory of the renderer and GPU processes Chromium started after `before` (a
+ * set of process ids taken before the launch; the benchmark runs one browser at a time).
+ */
+function peakRendererMiB(before) {
   let renderer = 0;
   let gpu = 0;
-  for (const pid of all) {
+  for (const pid of processIds()) {
+    if (before.has(pid)) continue;
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (!cmd.includes('chromium')) continue;
       const hwm = readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmHWM:\s+(\d+)/);
       const mib = hwm ? Number(hwm[1]) / 1024 : 0;
       if (cmd.includes('--type=renderer')) renderer = Math.max(renderer, mib);
@@ -125,6 +140,7 @@ async function glassboxPage(prompt, tier) {
   const webgpu = tier === 'webgpu';
   const runs = webgpu ? WEBGPU_RUNS : RUNS;
   log(`browser: Glassbox ${tier} tier, ${runs} run(s)…`);
+  const before = processIds();
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true,
     args: webgpu ? WEBGPU_FLAGS : CPU_FLAGS });
   try {
@@ -155,7 +171,7 @@ async function glassboxPage(prompt, tier) {
       if (result.Err) throw new Error(`the page's benchmark failed: ${result.Err}`);
       results.push(result.Ok);
     }
-    const memory = peakRendererMiB(browser.process().pid);
+    const memory = peakRendererMiB(before);
     return {
       engine: webgpu ? 'Glassbox WebGPU tier (SwiftShader: the CPU emulating a GPU)' : 'Glassbox CPU tier (wasm SIMD)',
       threads: 1,
@@ -210,18 +226,19 @@ async function wllama(prompt, threads, isolated) {
   log(`browser: wllama, ${threads} thread(s), ${isolated ? 'with' : 'without'} COOP/COEP…`);
   const server = await wllamaServer(isolated);
   const base = `http://127.0.0.1:${server.address().port}`;
+  const before = processIds();
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CPU_FLAGS });
   try {
     const page = await browser.newPage();
     await page.goto(`${base}/wllama.html`);
     await page.waitForFunction(() => window.wllamaReady === true);
     const out = await page.evaluate((cfg) => window.runWllama(cfg), {
-      modelUrl: `${base}/model.gguf`, ids: prompt.ids, decodeTokens: DECODE_TOKENS, runs: RUNS, threads,
+      modelUrl: `${base}/model.gguf`, text: prompt.text, decodeTokens: DECODE_TOKENS, runs: RUNS, threads,
     });
     for (const t of out.runs) {
-      if (!t || t.prompt_n !== prompt.ids.length) throw new Error(`wllama did not prefill the ${prompt.ids.length} ids: ${JSON.stringify(t)}`);
+      if (!t || t.prompt_n !== prompt.ids.length) throw new Error(`wllama's tokens are not the ${prompt.ids.length} others get: ${JSON.stringify(t)}`);
     }
-    const memory = peakRendererMiB(browser.process().pid);
+    const memory = peakRendererMiB(before);
     return {
       engine: 'wllama 3.13.0 (llama.cpp in wasm)',
       threads: out.threads,
@@ -262,29 +279,33 @@ function table(rows) {
     const mine = r.engine.startsWith('Glassbox');
     // The best row of the other side: Glassbox against its peers, a peer against Glassbox.
     const others = rows.filter((o) => o.engine.startsWith('Glassbox') !== mine);
-    const best = Math.max(...others.map((o) => o.decode.median));
+    const best = others.length ? Math.max(...others.map((o) => o.decode.median)) : NaN;
     lines.push(`| ${r.engine} | ${r.threads} | ${spread(r.prefill)} | ${spread(r.decode)} | ${fmt(r.loadS, 2)} | ${fmt(r.peakMiB, 0)} | ${fmt(r.decode.median / best, 2)} | ${r.note} |`);
   }
   return lines.join('\n');
 }
 
 const cpuName = cpus()[0]?.model ?? 'unknown CPU';
+const chromiumVersion = execFileSync('/usr/bin/chromium', ['--version'], { encoding: 'utf8' }).trim();
 const loadBefore = loadavg().map((x) => x.toFixed(2)).join(' ');
-const prompt = promptIds();
+const prompt = fixedPrompt();
 const nativeRows = native(prompt);
-const browserRows = [
-  await glassboxPage(prompt, 'cpu'),
-  await wllama(prompt, 1, false),
-  await wllama(prompt, 1, true),
-  await wllama(prompt, 2, true),
-  await glassboxPage(prompt, 'webgpu'),
-];
+const browserRows = [];
+if (!SKIP.has('browser')) {
+  browserRows.push(await glassboxPage(prompt, 'cpu'));
+  if (!SKIP.has('wllama')) {
+    browserRows.push(await wllama(prompt, 1, false));
+    browserRows.push(await wllama(prompt, 1, true));
+    browserRows.push(await wllama(prompt, 2, true));
+  }
+  if (!SKIP.has('webgpu')) browserRows.push(await glassboxPage(prompt, 'webgpu'));
+}
 const dist = join(ROOT, 'dist');
 const ours = payload(readdirSync(dist).filter((f) => /\.(wasm|js)$/.test(f) && f !== 'sw.js').map((f) => join(dist, f)));
 const wllamaEsm = join(import.meta.dirname, 'node_modules/@wllama/wllama/esm');
 const theirs = payload([join(wllamaEsm, 'index.js'), ...readdirSync(join(wllamaEsm, 'wasm')).filter((f) => f.endsWith('.wasm')).map((f) => join(wllamaEsm, 'wasm', f))]);
 const loadAfter = loadavg().map((x) => x.toFixed(2)).join(' ');
-const glassboxCpu = browserRows[0];
+const glassboxCpu = browserRows[0] ?? {};
 const mb = (b) => (b / 1e6).toFixed(2);
 
 const report = `# Benchmarks: Glassbox side by side
@@ -292,7 +313,7 @@ const report = `# Benchmarks: Glassbox side by side
 Made by \`cargo xtask bench-compare\` on ${new Date().toISOString().slice(0, 10)}, ${cpuName}
 (${cpus().length} cores), load average ${loadBefore} before and ${loadAfter} after.
 
-SmolLM2-135M-Instruct Q4_1 (the bundled GGUF). Every engine gets the same ${PROMPT_TOKENS} token
+SmolLM2-135M-Instruct Q4_1 (the bundled GGUF). Every engine gets the same ${prompt.ids.length} token
 ids (\`cli/src/bench_prompt.txt\`, tokenized by Glassbox), then ${DECODE_TOKENS} greedy decode
 steps; ${RUNS} runs each (the WebGPU tier: ${WEBGPU_RUNS}), median with min–max. Load: model file
 to ready, once (native Glassbox and llama.cpp: the first load; candle: median of one load per run;
@@ -304,7 +325,7 @@ row, and the other way round).
 
 ${table(nativeRows)}
 
-## In the browser (headless Chromium ${'' /* version unknown without a page */}, localhost)
+## In the browser (headless ${chromiumVersion}, localhost)
 
 ${table(browserRows)}
 
@@ -319,7 +340,7 @@ about a real GPU.
 | wllama 3.13.0: \`esm/index.js\` + its wasm | ${mb(theirs.raw)} MB | ${mb(theirs.gzip)} MB |
 
 Glassbox, CPU tier, model in the browser's cache: reload to ready ${fmt(glassboxCpu.warmLoadS, 2)} s;
-to the first token of the ${PROMPT_TOKENS}-token prompt ${fmt(glassboxCpu.warmFirstTokenS, 2)} s.
+to the first token of the ${prompt.ids.length}-token prompt ${fmt(glassboxCpu.warmFirstTokenS, 2)} s.
 `;
 
 console.log(report);
