@@ -71,14 +71,8 @@ pub fn build_page() -> Result<(), String> {
     })
 }
 
-/// Serves `dist/` on a free port and runs `tests/e2e/bench-page.mjs` against it; the options
-/// other than `--no-build` go to the script.
-fn bench_page(args: &[String]) -> Result<(), String> {
-    setup::run(setup::Purpose::Test)?;
-    if !args.iter().any(|a| a == "--no-build") {
-        build_page()?;
-    }
-    let script_args: Vec<&String> = args.iter().filter(|a| *a != "--no-build").collect();
+/// Serves `dist/` on a free port for as long as xtask runs; returns its base URL.
+pub fn serve_dist_in_background() -> Result<String, String> {
     let server = server::Server::bind(
         ("127.0.0.1", 0),
         shell::root().join("dist"),
@@ -87,6 +81,18 @@ fn bench_page(args: &[String]) -> Result<(), String> {
     .map_err(|e| format!("cannot start the server: {e}"))?;
     let base_url = format!("http://127.0.0.1:{}", server.port());
     std::thread::spawn(move || server.run_forever());
+    Ok(base_url)
+}
+
+/// Serves `dist/` on a free port and runs `tests/e2e/bench-page.mjs` against it; the options
+/// other than `--no-build` go to the script.
+fn bench_page(args: &[String]) -> Result<(), String> {
+    setup::run(setup::Purpose::Test)?;
+    if !args.iter().any(|a| a == "--no-build") {
+        build_page()?;
+    }
+    let script_args: Vec<&String> = args.iter().filter(|a| *a != "--no-build").collect();
+    let base_url = serve_dist_in_background()?;
     shell::run(
         shell::cmd("node")
             .arg("bench-page.mjs")
