@@ -6,7 +6,7 @@
 //! benchmark is its own workspace in `tools/candle-bench`, built into `target/candle-bench`.
 //! None of it is part of the test command.
 
-use crate::{build_page, server, setup, shell};
+use crate::{build_page, serve_dist_in_background, setup, shell};
 
 const LLAMA_CPP_PYTHON: &str = "llama-cpp-python==0.3.36";
 
@@ -67,14 +67,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
             )
         },
     )?;
-    let server = server::Server::bind(
-        ("127.0.0.1", 0),
-        root.join("dist"),
-        server::Options::default(),
-    )
-    .map_err(|e| format!("cannot start the server: {e}"))?;
-    let base_url = format!("http://127.0.0.1:{}", server.port());
-    std::thread::spawn(move || server.run_forever());
+    let base_url = serve_dist_in_background()?;
     shell::run(
         shell::cmd("node")
             .arg("compare.mjs")
