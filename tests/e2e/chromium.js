@@ -53,6 +53,21 @@ export async function persistentProfile({ webgpu }) {
   };
 }
 
+/**
+ * A page in a fresh persistent profile, with its console collected; with `ready`, already on
+ * the app with the model loaded. For a `describe.serial` block's `beforeAll`.
+ */
+export async function profilePage({ webgpu, ready = false }) {
+  const profile = await persistentProfile({ webgpu });
+  const page = await profile.context.newPage();
+  const logs = collectLogs(page);
+  if (ready) {
+    await page.goto('/');
+    await waitReady(page, logs);
+  }
+  return { profile, page, logs };
+}
+
 /** Console output of the page and its workers, for failure messages. */
 export function collectLogs(page) {
   const logs = [];

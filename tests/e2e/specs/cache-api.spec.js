@@ -6,7 +6,7 @@
 // it, so the test can check that the model did not land there.
 import { test, expect } from '@playwright/test';
 import {
-  ask, collectLogs, MODEL_PATH, persistentProfile, serverHook, useGreedy, waitReady,
+  ask, MODEL_PATH, profilePage, serverHook, useGreedy, waitReady,
 } from '../chromium.js';
 
 const MODEL_FILE = MODEL_PATH.split('/').pop();
@@ -18,9 +18,7 @@ test.describe.serial('the Cache API holds the model where OPFS is missing', () =
 
   test.beforeAll(async () => {
     await serverHook('no-opfs', { on: '1' });
-    profile = await persistentProfile({ webgpu: false });
-    page = await profile.context.newPage();
-    logs = collectLogs(page);
+    ({ profile, page, logs } = await profilePage({ webgpu: false }));
   });
 
   test.afterAll(async () => {

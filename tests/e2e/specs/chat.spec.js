@@ -7,7 +7,7 @@
 // tier, run on the faster CPU tier.
 import { test, expect } from '@playwright/test';
 import {
-  ask, collectLogs, MODEL_PATH, persistentProfile, serverHook, useGreedy, waitReady,
+  ask, MODEL_PATH, profilePage, serverHook, useGreedy, waitReady,
 } from '../chromium.js';
 
 test.describe.serial('chat on WebGPU (SwiftShader), one browser profile', () => {
@@ -17,9 +17,7 @@ test.describe.serial('chat on WebGPU (SwiftShader), one browser profile', () => 
 
   test.beforeAll(async () => {
     await serverHook('offline', { on: '0' });
-    profile = await persistentProfile({ webgpu: true });
-    page = await profile.context.newPage();
-    logs = collectLogs(page);
+    ({ profile, page, logs } = await profilePage({ webgpu: true }));
   });
 
   test.afterAll(async () => {
@@ -109,9 +107,7 @@ test.describe.serial('chat on the CPU tier (no WebGPU), one browser profile', ()
   let logs;
 
   test.beforeAll(async () => {
-    profile = await persistentProfile({ webgpu: false });
-    page = await profile.context.newPage();
-    logs = collectLogs(page);
+    ({ profile, page, logs } = await profilePage({ webgpu: false }));
   });
 
   test.afterAll(async () => {
@@ -150,10 +146,8 @@ test.describe.serial('chat on the CPU tier (no WebGPU), one browser profile', ()
 });
 
 test('a download cut halfway fails with a message; Retry resumes it with a Range request', async () => {
-  const profile = await persistentProfile({ webgpu: false });
+  const { profile, page, logs } = await profilePage({ webgpu: false });
   try {
-    const page = await profile.context.newPage();
-    const logs = collectLogs(page);
     await serverHook('clear-log');
     await serverHook('cut', { path: MODEL_PATH, after: String(40_000_000) });
     await page.goto('/');

@@ -7,7 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ask, collectLogs, persistentProfile, useGreedy, waitReady } from '../chromium.js';
+import { ask, profilePage, useGreedy } from '../chromium.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
 const CLI = join(ROOT, 'target/release/glassbox');
@@ -48,11 +48,7 @@ test.describe.serial('the attention explorer on the CPU tier', () => {
   let logs;
 
   test.beforeAll(async () => {
-    profile = await persistentProfile({ webgpu: false });
-    page = await profile.context.newPage();
-    logs = collectLogs(page);
-    await page.goto('/');
-    await waitReady(page, logs);
+    ({ profile, page, logs } = await profilePage({ webgpu: false, ready: true }));
   });
 
   test.afterAll(async () => {

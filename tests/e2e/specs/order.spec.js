@@ -1,6 +1,6 @@
 // The Order view: Set-Based Prompting on the page. On the CPU tier (the faster one here).
 import { test, expect } from '@playwright/test';
-import { collectLogs, persistentProfile, waitReady } from '../chromium.js';
+import { profilePage } from '../chromium.js';
 
 test.describe.serial('the Order view (Set-Based Prompting), CPU tier', () => {
   let profile;
@@ -8,11 +8,7 @@ test.describe.serial('the Order view (Set-Based Prompting), CPU tier', () => {
   let logs;
 
   test.beforeAll(async () => {
-    profile = await persistentProfile({ webgpu: false });
-    page = await profile.context.newPage();
-    logs = collectLogs(page);
-    await page.goto('/');
-    await waitReady(page, logs);
+    ({ profile, page, logs } = await profilePage({ webgpu: false, ready: true }));
     await page.getByRole('tab', { name: 'Order' }).click();
   });
 
