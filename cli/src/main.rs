@@ -6,6 +6,7 @@
 mod bench;
 mod commands;
 mod order_bench;
+mod vision;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -93,6 +94,26 @@ pub struct PromptArgs {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Classifies a digit with a vision model: prints `{"probs": [10 floats], "class": n}`.
+    Classify {
+        #[command(flatten)]
+        vision: vision::VisionArgs,
+        /// A 28×28 PNG (white digit on black) or a JSON array of 784 values in [0, 1].
+        #[arg(long)]
+        image: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Test accuracy of a vision model on the shipped split (www/models/mnist-test.bin).
+    EvalVision {
+        #[command(flatten)]
+        vision: vision::VisionArgs,
+        #[arg(long, default_value = "www/models/mnist-test.bin")]
+        test_set: PathBuf,
+        /// Also record the result and every prediction in this JSON file (www/models/vision.json).
+        #[arg(long)]
+        write_report: Option<PathBuf>,
+    },
     /// Token ids of each string in a JSON array (special tokens parsed, no BOS added).
     Tokenize {
         #[command(flatten)]
@@ -222,6 +243,16 @@ impl ModelArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Classify {
+            vision,
+            image,
+            json,
+        } => vision::classify(&vision, &image, json),
+        Command::EvalVision {
+            vision,
+            test_set,
+            write_report,
+        } => vision::eval(&vision, &test_set, write_report.as_deref()),
         Command::Tokenize { model, json_file } => commands::tokenize(&model, &json_file),
         Command::Logits { run, prompt, top } => commands::logits(&run, &prompt, top),
         Command::Generate {

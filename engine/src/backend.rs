@@ -38,6 +38,16 @@ impl Mask {
     }
 }
 
+/// How retention computes its output. All three give the same numbers (up to rounding); they
+/// differ in cost: parallel holds a `(t, t)` matrix per head, recurrent a `(d_head, d_head)`
+/// state and one token at a time, chunkwise both, per chunk of the given length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RetentionForm {
+    Parallel,
+    Recurrent,
+    Chunkwise(usize),
+}
+
 /// Attention shape: query heads share key/value heads in groups (GQA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttentionShape {
@@ -98,6 +108,35 @@ pub trait Backend {
         mask: &Mask,
         want_probs: bool,
     ) -> Result<(Self::Tensor, Option<Self::Tensor>)>;
+    /// Multi-head causal retention (RetNet): per head `o = ((q kᵀ / √d_head) ⊙ D) v` with
+    /// `D[n, m] = decays[h]^(n−m)` for `n ≥ m`, else 0, computed in `form`. `q`, `k`, `v` are
+    /// `(tokens, n_heads·head_dim)`. Returns `(tokens, n_heads·head_dim)` and, when
+    /// `want_scores`, the matrix `(q kᵀ / √d_head) ⊙ D` as `(n_heads·tokens, tokens)`
+    /// (head-major), whatever the form.
+    #[allow(clippy::too_many_arguments)]
+    fn retention(
+        &self,
+        q: &Self::Tensor,
+        k: &Self::Tensor,
+        v: &Self::Tensor,
+        head_dim: usize,
+        decays: &[f32],
+        form: RetentionForm,
+        want_scores: bool,
+    ) -> Result<(Self::Tensor, Option<Self::Tensor>)>;
+    /// Normalises each row's `groups` consecutive feature groups to zero mean and unit variance,
+    /// then scales and shifts per feature: LayerNorm with one group, RetNet's per-head
+    /// GroupNorm with one group per head. `weight` and `bias` are `(1, features)`.
+    fn group_norm(
+        &self,
+        x: &Self::Tensor,
+        groups: usize,
+        weight: &Self::Tensor,
+        bias: &Self::Tensor,
+        eps: f32,
+    ) -> Result<Self::Tensor>;
+    /// GELU, tanh approximation.
+    fn gelu(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
     /// `silu(gate) * up`.
     fn silu_mul(&self, gate: &Self::Tensor, up: &Self::Tensor) -> Result<Self::Tensor>;
     fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;

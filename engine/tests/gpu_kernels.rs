@@ -6,8 +6,10 @@
 //! `wasm_bindgen_test`. Where no adapter exists the native test says so and passes, unless
 //! `GLASSBOX_REQUIRE_GPU=1` (set by `cargo xtask test`), where it fails.
 
-use engine::backend::{penalized_top_k, AttentionShape, Backend, Mask};
-use engine::cpu::{attention, blocks, rms_norm_rows, rope_interleaved};
+use engine::backend::{penalized_top_k, AttentionShape, Backend, Mask, RetentionForm};
+use engine::cpu::{
+    attention, blocks, gelu, group_norm_rows, retention, rms_norm_rows, rope_interleaved,
+};
 use engine::gguf::{GgmlType, TensorInfo};
 use engine::gpu::GpuBackend;
 use engine::testing::{check_close, SeededRng};
@@ -329,3 +331,93 @@ async fn check_top_k(gpu: &GpuBackend) {
     }
 }
 gpu_test!(top_k_matches_cpu, check_top_k);
+
+async fn check_gelu(gpu: &GpuBackend) {
+    let mut rng = SeededRng::new(14);
+    for n in [1usize, 257, 5_000] {
+        // Wide enough to reach the saturated tails, where a naive tanh overflows.
+        let mut x = rng.vec_f32(n, 12.0);
+        x[0] = -90.0;
+        let got = gpu
+            .read(&gpu.gelu(&gpu.tensor(&x, 1, n).unwrap()).unwrap())
+            .await
+            .unwrap();
+        let want: Vec<f32> = x.iter().map(|&v| gelu(v)).collect();
+        check_close(&format!("gelu n={n}"), &got, &want, 1e-6, 1e-5).unwrap();
+    }
+}
+gpu_test!(gelu_matches_cpu, check_gelu);
+
+async fn check_group_norm(gpu: &GpuBackend) {
+    let mut rng = SeededRng::new(15);
+    // LayerNorm (1 group) and per-head GroupNorm, rows not a multiple of the workgroup.
+    for (rows, cols, groups) in [(50usize, 64, 1), (50, 64, 4), (3, 96, 6), (65, 20, 2)] {
+        let x = rng.vec_f32(rows * cols, 3.0);
+        let (weight, bias) = (rng.vec_f32(cols, 1.0), rng.vec_f32(cols, 1.0));
+        let got = gpu
+            .read(
+                &gpu.group_norm(
+                    &gpu.tensor(&x, rows, cols).unwrap(),
+                    groups,
+                    &gpu.tensor(&weight, 1, cols).unwrap(),
+                    &gpu.tensor(&bias, 1, cols).unwrap(),
+                    1e-5,
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        let mut want = x.clone();
+        group_norm_rows(&mut want, groups, &weight, &bias, 1e-5);
+        check_close(
+            &format!("group_norm {rows}x{cols}/{groups}"),
+            &got,
+            &want,
+            1e-5,
+            1e-5,
+        )
+        .unwrap();
+    }
+}
+gpu_test!(group_norm_matches_cpu, check_group_norm);
+
+async fn check_retention(gpu: &GpuBackend) {
+    let mut rng = SeededRng::new(16);
+    // The ViR's shape (50 tokens, 4 heads of 16), and odd ones.
+    for (t, heads, head_dim) in [(50usize, 4usize, 16usize), (37, 3, 8), (5, 2, 64)] {
+        let width = heads * head_dim;
+        let (q, k, v) = (
+            rng.vec_f32(t * width, 1.0),
+            rng.vec_f32(t * width, 1.0),
+            rng.vec_f32(t * width, 1.0),
+        );
+        let decays: Vec<f32> = (0..heads).map(|h| 0.97 - 0.1 * h as f32).collect();
+        let [gq, gk, gv] = [&q, &k, &v].map(|x| gpu.tensor(x, t, width).unwrap());
+        for form in [
+            RetentionForm::Parallel,
+            RetentionForm::Recurrent,
+            RetentionForm::Chunkwise(1),
+            RetentionForm::Chunkwise(3),
+            RetentionForm::Chunkwise(16),
+            RetentionForm::Chunkwise(t),
+        ] {
+            let (out, scores) = gpu
+                .retention(&gq, &gk, &gv, head_dim, &decays, form, true)
+                .unwrap();
+            let got = gpu.read(&out).await.unwrap();
+            let want = match form {
+                RetentionForm::Parallel => retention::parallel(&q, &k, &v, t, head_dim, &decays),
+                RetentionForm::Recurrent => retention::recurrent(&q, &k, &v, t, head_dim, &decays),
+                RetentionForm::Chunkwise(b) => {
+                    retention::chunkwise(&q, &k, &v, t, head_dim, &decays, b)
+                }
+            };
+            let what = format!("retention {form:?} t={t} heads={heads} d={head_dim}");
+            check_close(&what, &got, &want, 1e-4, 1e-4).unwrap();
+            let got = gpu.read(&scores.unwrap()).await.unwrap();
+            let want = retention::scores(&q, &k, t, head_dim, &decays);
+            check_close(&format!("{what} scores"), &got, &want, 1e-5, 1e-5).unwrap();
+        }
+    }
+}
+gpu_test!(retention_matches_cpu, check_retention);

@@ -7,8 +7,9 @@ pub mod blocks;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod pool;
 pub mod quant_matmul;
+pub mod retention;
 
-use crate::backend::{AttentionShape, Backend, Mask};
+use crate::backend::{AttentionShape, Backend, Mask, RetentionForm};
 use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, TensorInfo};
 use candle_core::quantized::{ggml_file, GgmlDType, QMatMul};
@@ -237,6 +238,77 @@ impl Backend for CpuBackend {
         Ok((out, probs))
     }
 
+    fn retention(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        head_dim: usize,
+        decays: &[f32],
+        form: RetentionForm,
+        want_scores: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
+        let (t, width) = q.dims2()?;
+        if width != decays.len() * head_dim || k.dims2()? != (t, width) || v.dims2()? != (t, width)
+        {
+            return Err(Error::InvalidRequest(format!(
+                "retention: q {:?}, k {:?}, v {:?} for {} heads of {head_dim}",
+                q.dims(),
+                k.dims(),
+                v.dims(),
+                decays.len()
+            )));
+        }
+        let [q, k, v] = [q, k, v].map(|x| x.flatten_all().and_then(|x| x.to_vec1::<f32>()));
+        let (q, k, v) = (q?, k?, v?);
+        let out = match form {
+            RetentionForm::Parallel => retention::parallel(&q, &k, &v, t, head_dim, decays),
+            RetentionForm::Recurrent => retention::recurrent(&q, &k, &v, t, head_dim, decays),
+            RetentionForm::Chunkwise(chunk) => {
+                retention::chunkwise(&q, &k, &v, t, head_dim, decays, chunk)
+            }
+        };
+        let out = Tensor::from_vec(out, (t, width), &Device::Cpu)?;
+        let scores = if want_scores {
+            let s = retention::scores(&q, &k, t, head_dim, decays);
+            Some(Tensor::from_vec(s, (decays.len() * t, t), &Device::Cpu)?)
+        } else {
+            None
+        };
+        Ok((out, scores))
+    }
+
+    fn group_norm(
+        &self,
+        x: &Tensor,
+        groups: usize,
+        weight: &Tensor,
+        bias: &Tensor,
+        eps: f32,
+    ) -> Result<Tensor> {
+        let (rows, cols) = x.dims2()?;
+        let weight = weight.flatten_all()?.to_vec1::<f32>()?;
+        let bias = bias.flatten_all()?.to_vec1::<f32>()?;
+        if groups == 0 || !cols.is_multiple_of(groups) || weight.len() != cols || bias.len() != cols
+        {
+            return Err(Error::InvalidRequest(format!(
+                "group_norm: {cols} features in {groups} groups, {} weights, {} biases",
+                weight.len(),
+                bias.len()
+            )));
+        }
+        let mut data = x.flatten_all()?.to_vec1::<f32>()?;
+        group_norm_rows(&mut data, groups, &weight, &bias, eps);
+        Ok(Tensor::from_vec(data, (rows, cols), &Device::Cpu)?)
+    }
+
+    fn gelu(&self, x: &Tensor) -> Result<Tensor> {
+        let (rows, cols) = x.dims2()?;
+        let data = x.flatten_all()?.to_vec1::<f32>()?;
+        let data = data.into_iter().map(gelu).collect();
+        Ok(Tensor::from_vec(data, (rows, cols), &Device::Cpu)?)
+    }
+
     fn silu_mul(&self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         Ok((gate.silu()? * up)?)
     }
@@ -287,6 +359,30 @@ pub fn rms_norm_rows(data: &mut [f32], weight: &[f32], eps: f32) {
             *v = *v * scale * w;
         }
     }
+}
+
+/// LayerNorm (one group) or per-head GroupNorm on each row: the CPU twin of the WebGPU
+/// group_norm kernel. Mean and variance are taken in two passes over the group.
+pub fn group_norm_rows(data: &mut [f32], groups: usize, weight: &[f32], bias: &[f32], eps: f32) {
+    let features = weight.len();
+    let size = features / groups.max(1);
+    for row in data.chunks_exact_mut(features) {
+        for (g, group) in row.chunks_exact_mut(size).enumerate() {
+            let mean = group.iter().sum::<f32>() / size as f32;
+            let var = group.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / size as f32;
+            let inv = 1.0 / (var + eps).sqrt();
+            for (i, v) in group.iter_mut().enumerate() {
+                let f = g * size + i;
+                *v = (*v - mean) * inv * weight[f] + bias[f];
+            }
+        }
+    }
+}
+
+/// GELU, tanh approximation (as candle's `gelu` and the WebGPU kernel compute it).
+pub fn gelu(x: f32) -> f32 {
+    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
 }
 
 /// RoPE on interleaved pairs (x[2i], x[2i+1]) of each head, rotated by the angles of

@@ -8,7 +8,7 @@
 
 use super::kernels::{grid_1d, ArenaSlice, Binding, Kernel, PipelineCache, UploadArena};
 use super::{GpuContext, GpuError};
-use crate::backend::{rope_angles, AttentionShape, Backend, Mask};
+use crate::backend::{rope_angles, AttentionShape, Backend, Mask, RetentionForm};
 use crate::cpu::blocks;
 use crate::error::{Error, Result};
 use crate::gguf::{GgmlType, TensorInfo};
@@ -30,6 +30,31 @@ const SILU_MUL: Kernel = Kernel {
     bindings: &[Uniform, Read, Read, ReadWrite],
     weights: None,
 };
+const GELU: Kernel = Kernel {
+    family: "elementwise",
+    entry: "gelu",
+    bindings: &[Uniform, Read, Read, ReadWrite],
+    weights: None,
+};
+const GROUP_NORM: Kernel = Kernel {
+    family: "group_norm",
+    entry: "group_norm",
+    bindings: &[Uniform, Read, Read, Read, ReadWrite],
+    weights: None,
+};
+/// Every retention entry point shares one binding list (see retention.wgsl).
+const fn retention_kernel(entry: &'static str) -> Kernel {
+    Kernel {
+        family: "retention",
+        entry,
+        bindings: &[Uniform, Read, Read, Read, Read, ReadWrite, Read],
+        weights: None,
+    }
+}
+const RETENTION_SCORES: Kernel = retention_kernel("parallel_scores");
+const RETENTION_VALUES: Kernel = retention_kernel("parallel_values");
+const RETENTION_RECURRENT: Kernel = retention_kernel("recurrent");
+const RETENTION_CHUNKWISE: Kernel = retention_kernel("chunkwise");
 const RMS_NORM: Kernel = Kernel {
     family: "rms_norm",
     entry: "rms_norm",
@@ -958,6 +983,144 @@ impl Backend for GpuBackend {
             ((head_dim as u32).div_ceil(64), t as u32, n_heads as u32),
         );
         Ok((out, want_probs.then_some(scores)))
+    }
+
+    fn retention(
+        &self,
+        q: &GpuTensor,
+        k: &GpuTensor,
+        v: &GpuTensor,
+        head_dim: usize,
+        decays: &[f32],
+        form: RetentionForm,
+        want_scores: bool,
+    ) -> Result<(GpuTensor, Option<GpuTensor>)> {
+        let (t, width) = (q.rows, q.cols);
+        if width != decays.len() * head_dim
+            || (k.rows, k.cols) != (t, width)
+            || (v.rows, v.cols) != (t, width)
+            || head_dim > 64
+        {
+            return Err(Error::InvalidRequest(format!(
+                "retention: q {t}x{width}, k {}x{}, v {}x{} for {} heads of {head_dim} (at most 64)",
+                k.rows,
+                k.cols,
+                v.rows,
+                v.cols,
+                decays.len()
+            )));
+        }
+        let chunk = match form {
+            RetentionForm::Chunkwise(chunk) => chunk.max(1),
+            _ => t,
+        };
+        let meta = self.upload(bytemuck::bytes_of(&Meta8([
+            t as u32,
+            decays.len() as u32,
+            head_dim as u32,
+            chunk as u32,
+            (1.0 / (head_dim as f32).sqrt()).to_bits(),
+            0,
+            0,
+            0,
+        ])));
+        let decays = self.upload(bytemuck::cast_slice(decays));
+        let heads = (width / head_dim.max(1)) as u32;
+        let mut scores = None;
+        if want_scores || form == RetentionForm::Parallel {
+            let s = self.new_tensor(heads as usize * t, t);
+            self.check_binding_size("the retention scores", (s.rows * s.cols * 4) as u64)?;
+            self.dispatch(
+                RETENTION_SCORES,
+                &[
+                    Arg::Arena(meta),
+                    Arg::Buffer(q.buffer()),
+                    Arg::Buffer(k.buffer()),
+                    Arg::Buffer(v.buffer()),
+                    Arg::Arena(decays),
+                    Arg::Buffer(s.buffer()),
+                    Arg::Buffer(q.buffer()),
+                ],
+                ((t as u32).div_ceil(64), t as u32, heads),
+            );
+            scores = Some(s);
+        }
+        let out = self.new_tensor(t, width);
+        let (kernel, extra, groups) = match form {
+            RetentionForm::Parallel => (
+                RETENTION_VALUES,
+                scores.as_ref().map_or(q.buffer(), |s| s.buffer()),
+                grid_1d(&self.ctx, (t * width) as u32, 64),
+            ),
+            RetentionForm::Recurrent => (
+                RETENTION_RECURRENT,
+                q.buffer(),
+                ((width as u32).div_ceil(64), 1, 1),
+            ),
+            RetentionForm::Chunkwise(_) => (
+                RETENTION_CHUNKWISE,
+                q.buffer(),
+                ((width as u32).div_ceil(64), 1, 1),
+            ),
+        };
+        self.dispatch(
+            kernel,
+            &[
+                Arg::Arena(meta),
+                Arg::Buffer(q.buffer()),
+                Arg::Buffer(k.buffer()),
+                Arg::Buffer(v.buffer()),
+                Arg::Arena(decays),
+                Arg::Buffer(out.buffer()),
+                Arg::Buffer(extra),
+            ],
+            groups,
+        );
+        Ok((out, if want_scores { scores } else { None }))
+    }
+
+    fn group_norm(
+        &self,
+        x: &GpuTensor,
+        groups: usize,
+        weight: &GpuTensor,
+        bias: &GpuTensor,
+        eps: f32,
+    ) -> Result<GpuTensor> {
+        let features = weight.rows * weight.cols;
+        if groups == 0
+            || !x.cols.is_multiple_of(groups)
+            || features != x.cols
+            || bias.rows * bias.cols != x.cols
+        {
+            return Err(Error::InvalidRequest(format!(
+                "group_norm: {} features in {groups} groups, {features} weights",
+                x.cols
+            )));
+        }
+        let out = self.new_tensor(x.rows, x.cols);
+        let meta = self.upload(bytemuck::bytes_of(&Meta4([
+            x.rows as u32,
+            x.cols as u32,
+            groups as u32,
+            eps.to_bits(),
+        ])));
+        self.dispatch(
+            GROUP_NORM,
+            &[
+                Arg::Arena(meta),
+                Arg::Buffer(x.buffer()),
+                Arg::Buffer(weight.buffer()),
+                Arg::Buffer(bias.buffer()),
+                Arg::Buffer(out.buffer()),
+            ],
+            grid_1d(&self.ctx, (x.rows * groups) as u32, 64),
+        );
+        Ok(out)
+    }
+
+    fn gelu(&self, x: &GpuTensor) -> Result<GpuTensor> {
+        self.elementwise(GELU, x, x)
     }
 
     fn silu_mul(&self, gate: &GpuTensor, up: &GpuTensor) -> Result<GpuTensor> {

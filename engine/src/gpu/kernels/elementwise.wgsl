@@ -1,4 +1,4 @@
-// Element-wise ops on f32 vectors: residual adds and the SwiGLU gate.
+// Element-wise ops on f32 vectors: residual adds, the SwiGLU gate and GELU.
 
 struct Meta {
     n: u32,      // number of elements
@@ -37,4 +37,18 @@ fn silu_mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     }
     let g = a[i];
     out[i] = g / (1.0 + exp(-g)) * b[i];
+}
+
+// out = gelu(a), tanh approximation; b is not read. The tanh argument is clamped because some
+// WGSL implementations compute tanh through exp and overflow to NaN for large inputs; tanh is
+// ±1 to f32 precision well before ±10.
+@compute @workgroup_size(256)
+fn gelu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = index(gid, groups);
+    if (i >= params.n) {
+        return;
+    }
+    let x = a[i];
+    let inner = clamp(0.7978846 * x * (1.0 + 0.044715 * x * x), -10.0, 10.0);
+    out[i] = 0.5 * x * (1.0 + tanh(inner));
 }

@@ -22,6 +22,8 @@ pub const ATTENTION_SCORES: &str = include_str!("attention_scores.wgsl");
 pub const SOFTMAX: &str = include_str!("softmax.wgsl");
 pub const ATTENTION_VALUES: &str = include_str!("attention_values.wgsl");
 pub const SELECT: &str = include_str!("select.wgsl");
+pub const GROUP_NORM: &str = include_str!("group_norm.wgsl");
+pub const RETENTION: &str = include_str!("retention.wgsl");
 
 /// How a kernel uses binding `i` of group 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -55,6 +57,8 @@ impl Kernel {
             "softmax" => SOFTMAX,
             "attention_values" => ATTENTION_VALUES,
             "select" => SELECT,
+            "group_norm" => GROUP_NORM,
+            "retention" => RETENTION,
             other => panic!("no WGSL source for kernel family {other}"),
         };
         match self.weights {
