@@ -1,5 +1,5 @@
-// Glassbox's service worker: keeps the app shell (html, js, wasm, css, the model manifest) so
-// the page opens without a network. The model itself is stored and verified by the engine
+// Glassbox's service worker: keeps the app shell (html, js, wasm, css, the model manifest, the
+// small vision models) so the page opens without a network. The model itself is stored and verified by the engine
 // worker (Origin Private File System, or its own Cache API cache), so model requests pass
 // through untouched.
 //
@@ -17,6 +17,11 @@ const SHELL = [
   './worker_loader.js',
   './style.css',
   './models/manifest.json',
+  // The Vision view's models and test digits: small, so they ride with the shell.
+  './models/vit-mnist.gguf',
+  './models/vir-mnist.gguf',
+  './models/mnist-test.bin',
+  './models/vision.json',
 ];
 
 self.addEventListener('install', (event) => {
@@ -39,7 +44,8 @@ self.addEventListener('activate', (event) => {
 
 function isShell(url) {
   if (url.origin !== self.location.origin) return false;
-  if (url.pathname.endsWith('.gguf')) return false; // the engine worker caches models itself
+  // The engine worker stores the chat model itself; the vision models are part of the shell.
+  if (url.pathname.endsWith('.gguf') && !url.pathname.endsWith('-mnist.gguf')) return false;
   return true;
 }
 

@@ -41,6 +41,15 @@ pub enum ToWorker {
     /// Benchmark (`cargo xtask bench-compare`): prefill `ids` in a fresh session, then
     /// `decode_tokens` greedy steps; answers [`FromWorker::BenchDone`].
     Bench { ids: Vec<u32>, decode_tokens: usize },
+    /// The Vision view: classify a 28 × 28 image (values in [0, 1]) with the ViT and the ViR,
+    /// the ViR in every form; answers [`FromWorker::Classified`]. The first request loads both
+    /// models (a few hundred kB).
+    Classify {
+        request: u32,
+        image: Vec<f32>,
+        /// Chunk length of the ViR's chunkwise form.
+        chunk: usize,
+    },
     /// Report what is cached and how much storage the origin uses.
     CacheInfo,
     /// Delete the cached model.
@@ -118,6 +127,10 @@ pub enum FromWorker {
     },
     InspectedHead(HeadData),
     BenchDone(Result<BenchTimes, String>),
+    Classified {
+        request: u32,
+        result: Result<VisionReport, String>,
+    },
     LogitLens(LensData),
     Cache(CacheInfo),
     /// Something failed outside loading and generation; the text is for people.
@@ -282,6 +295,46 @@ pub struct CacheInfo {
     pub unavailable: Option<String>,
     /// What holds the cache: "Origin Private File System" or "Cache API".
     pub storage: String,
+}
+
+/// One model's answer for one image, and what the Vision view draws of its insides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VisionOutput {
+    pub probs: Vec<f32>,
+    pub class: usize,
+    pub n_heads: usize,
+    /// Per block, per head: the class token's row over the 49 patches, `(layers, heads, 49)`:
+    /// attention weights (ViT) or retention scores (ViR).
+    pub class_rows: Vec<Vec<Vec<f32>>>,
+    /// ViT: the class token's attention rollout over the patches (49).
+    pub rollout: Vec<f32>,
+}
+
+/// The ViR's output computed by one retention form, and what that form cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FormRun {
+    /// "Parallel", "Recurrent", "Chunkwise (16)".
+    pub form: String,
+    pub probs: Vec<f32>,
+    pub class: usize,
+    /// Largest |logit − the parallel form's logit|.
+    pub max_logit_diff: f32,
+    /// Median over a few runs of the whole classification, milliseconds.
+    pub ms: f64,
+    /// Floats the retention of one layer holds at once (score matrices or states).
+    pub floats_held: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VisionReport {
+    pub vit: VisionOutput,
+    /// The ViR, parallel form (the captures come from it).
+    pub vir: VisionOutput,
+    /// The ViR's decay per head.
+    pub decays: Vec<f32>,
+    pub forms: Vec<FormRun>,
+    /// Where the vision models run.
+    pub backend: String,
 }
 
 pub fn encode<T: Serialize>(message: &T) -> String {

@@ -4,7 +4,7 @@
 use crate::engine_client::EngineClient;
 use crate::protocol::{
     CacheInfo, ComputeTier, FromWorker, HeadData, InspectSource, InspectionSummary, LensData,
-    LoadProgress, ModelInfo, OrderLayout, ReplyStats, TierChoice, ToWorker,
+    LoadProgress, ModelInfo, OrderLayout, ReplyStats, TierChoice, ToWorker, VisionReport,
 };
 use engine::chat::ChatMessage;
 use engine::sampling::SamplingParams;
@@ -95,6 +95,55 @@ pub enum View {
     Order,
     /// The attention explorer.
     Explore,
+    /// The MNIST ViT and ViR.
+    Vision,
+}
+
+/// What the Vision view's ViT picture shows of the class token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VitMap {
+    /// One head's attention (layer and head selected).
+    Head,
+    /// Attention rollout across every layer.
+    Rollout,
+}
+
+/// The Vision view: the image, the models' answer and what is selected in the pictures.
+#[derive(Clone, Copy)]
+pub struct VisionState {
+    /// 28 × 28 values in [0, 1], row-major.
+    pub image: RwSignal<Vec<f32>>,
+    /// Where the image came from, in words ("Your drawing", "Test digit 12 (label 7)").
+    pub source: RwSignal<String>,
+    pub running: RwSignal<Option<u32>>,
+    pub report: RwSignal<Option<VisionReport>>,
+    pub error: RwSignal<Option<String>>,
+    pub layer: RwSignal<usize>,
+    pub head: RwSignal<usize>,
+    pub vit_map: RwSignal<VitMap>,
+    /// Which of the report's retention forms gives the ViR's shown probabilities.
+    pub form: RwSignal<usize>,
+    pub chunk: RwSignal<usize>,
+    /// `mnist-test.bin`, fetched on first use.
+    pub test_set: RwSignal<Option<std::sync::Arc<Vec<u8>>>>,
+}
+
+impl VisionState {
+    fn new() -> Self {
+        VisionState {
+            image: RwSignal::new(vec![0.0; 784]),
+            source: RwSignal::new(String::new()),
+            running: RwSignal::new(None),
+            report: RwSignal::new(None),
+            error: RwSignal::new(None),
+            layer: RwSignal::new(0),
+            head: RwSignal::new(0),
+            vit_map: RwSignal::new(VitMap::Head),
+            form: RwSignal::new(0),
+            chunk: RwSignal::new(16),
+            test_set: RwSignal::new(None),
+        }
+    }
 }
 
 /// The attention explorer: the inspection the worker keeps, and what is selected in it.
@@ -152,6 +201,7 @@ pub struct AppState {
     pub notice: RwSignal<Option<String>>,
     pub order: OrderState,
     pub explorer: ExplorerState,
+    pub vision: VisionState,
     pub view: RwSignal<View>,
     next_id: RwSignal<u64>,
     client: StoredValue<Option<SendWrapper<EngineClient>>>,
@@ -177,6 +227,7 @@ pub fn provide_app_state() -> AppState {
         notice: RwSignal::new(None),
         order: OrderState::new(),
         explorer: ExplorerState::new(),
+        vision: VisionState::new(),
         view: RwSignal::new(View::Chat),
         next_id: RwSignal::new(next_id),
         client: StoredValue::new(None),
@@ -398,6 +449,19 @@ impl AppState {
                         js_sys::Reflect::set(&window, &"glassboxBenchResult".into(), &text.into());
                 }
             }
+            FromWorker::Classified { request, result } => {
+                let vision = self.vision;
+                if vision.running.get_untracked() == Some(request) {
+                    vision.running.set(None);
+                    match result {
+                        Ok(report) => {
+                            vision.error.set(None);
+                            vision.report.set(Some(report));
+                        }
+                        Err(message) => vision.error.set(Some(message)),
+                    }
+                }
+            }
             FromWorker::Cache(info) => self.cache.set(Some(info)),
             FromWorker::Error(message) => self.notice.set(Some(message)),
         }
@@ -431,6 +495,19 @@ impl AppState {
         explorer.error.set(None);
         self.view.set(View::Explore);
         self.send(ToWorker::Inspect { request, source });
+    }
+
+    /// Classifies the Vision view's image with both models (the worker queues it behind any
+    /// work under way, such as the chat model's load).
+    pub fn classify(self) {
+        let vision = self.vision;
+        let request = self.new_id() as u32;
+        vision.running.set(Some(request));
+        self.send(ToWorker::Classify {
+            request,
+            image: vision.image.get_untracked(),
+            chunk: vision.chunk.get_untracked().max(1),
+        });
     }
 
     /// The conversation up to and including the reply `turn_id`, as chat messages.

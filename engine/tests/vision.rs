@@ -7,7 +7,9 @@ use engine::backend::{Backend, RetentionForm};
 use engine::cpu::{blocks, CpuBackend};
 use engine::gguf::{GgmlType, GgufWriter, MetadataValue};
 use engine::gpu::GpuBackend;
-use engine::models::vision::{patch_rows, read_test_set, Classification, VisionModel};
+use engine::models::vision::{
+    center_like_mnist, patch_rows, read_test_set, Classification, VisionModel,
+};
 use engine::testing::{check_close, SeededRng};
 use std::path::PathBuf;
 
@@ -134,6 +136,32 @@ fn patches_are_raster_order_with_the_class_token_last() {
     assert!(rows[49 * 16..].iter().all(|&v| v == 0.0), "class token row");
     let err = patch_rows(model.config(), &image[..700]).unwrap_err();
     assert!(err.to_string().contains("784 pixels"), "{err}");
+}
+
+#[test]
+fn a_drawing_is_scaled_and_centred_like_mnist() {
+    // A short bar in the top-left corner: 2 wide, 5 tall.
+    let mut image = vec![0.0f32; 784];
+    for y in 1..6 {
+        for x in 2..4 {
+            image[y * 28 + x] = 1.0;
+        }
+    }
+    let out = center_like_mnist(&image);
+    let rows: Vec<usize> = (0..28)
+        .filter(|y| out[y * 28..][..28].iter().any(|&v| v > 0.0))
+        .collect();
+    // Scaled to 20 rows tall, centred: rows 4..=23.
+    assert_eq!((rows[0], rows[rows.len() - 1]), (4, 23), "rows {rows:?}");
+    let (mass, mx): (f32, f32) = out.iter().enumerate().fold((0.0, 0.0), |(m, x), (i, &v)| {
+        (m + v, x + v * (i % 28) as f32)
+    });
+    assert!(
+        (mx / mass - 13.5).abs() <= 0.5,
+        "centre of mass x {}",
+        mx / mass
+    );
+    assert_eq!(center_like_mnist(&[0.0; 784]), vec![0.0; 784]);
 }
 
 #[test]

@@ -83,7 +83,7 @@ pub fn ExplorerPanel() -> impl IntoView {
     }
 }
 
-fn number_input(
+pub(super) fn number_input(
     label: &'static str,
     value: RwSignal<usize>,
     max: impl Fn() -> usize + Copy + Send + Sync + 'static,

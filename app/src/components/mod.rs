@@ -8,6 +8,7 @@ mod load_panel;
 mod order;
 mod settings;
 mod status_bar;
+mod vision;
 
 use crate::state::{provide_app_state, View};
 use leptos::prelude::*;
@@ -18,6 +19,7 @@ pub use load_panel::LoadPanel;
 pub use order::OrderPanel;
 pub use settings::SidePanel;
 pub use status_bar::StatusBar;
+pub use vision::VisionPanel;
 
 #[component]
 pub fn App() -> impl IntoView {
@@ -44,6 +46,7 @@ pub fn App() -> impl IntoView {
             {tab(View::Chat, "Chat")}
             {tab(View::Order, "Order")}
             {tab(View::Explore, "Explore")}
+            {tab(View::Vision, "Vision")}
         </nav>
         <main class="layout">
             <section class="chat-column" aria-label="Chat">
@@ -52,6 +55,7 @@ pub fn App() -> impl IntoView {
                     View::Chat => view! { <ChatPanel /> }.into_any(),
                     View::Order => view! { <OrderPanel /> }.into_any(),
                     View::Explore => view! { <ExplorerPanel /> }.into_any(),
+                    View::Vision => view! { <VisionPanel /> }.into_any(),
                 }}
             </section>
             <SidePanel />

@@ -68,6 +68,18 @@ pub async fn fetch_text(url: &str) -> Result<String, String> {
         .ok_or_else(|| "the response is not text".to_string())
 }
 
+/// GET `url` whole (small files: the vision models, the test digits).
+pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
+    let response = fetch(url, None).await?;
+    if !response.ok() {
+        return Err(format!("{url}: HTTP {}", response.status()));
+    }
+    let buffer = JsFuture::from(response.array_buffer().map_err(message)?)
+        .await
+        .map_err(message)?;
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
+
 /// GET `url`, from byte `from` on (a Range request when `from` > 0).
 pub async fn fetch_range(url: &str, from: u64) -> Result<Response, String> {
     fetch(url, (from > 0).then_some(from)).await

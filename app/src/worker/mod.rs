@@ -10,6 +10,7 @@ pub mod js;
 mod order;
 mod storage;
 pub mod store;
+mod vision;
 
 use crate::protocol::{
     decode, encode, BenchTimes, CacheInfo, ComputeTier, FromWorker, InspectSource, LoadProgress,
@@ -82,6 +83,8 @@ struct Worker {
     stop: Rc<Cell<bool>>,
     /// The attention explorer's last capture (dropped when the model changes).
     inspection: Option<engine::inspect::Inspection>,
+    /// The Vision view's models, loaded on its first request.
+    vision: Option<vision::VisionModels>,
 }
 
 async fn run(mut messages: mpsc::UnboundedReceiver<ToWorker>, stop: Rc<Cell<bool>>) {
@@ -91,6 +94,7 @@ async fn run(mut messages: mpsc::UnboundedReceiver<ToWorker>, stop: Rc<Cell<bool
         gpu_error: None,
         stop,
         inspection: None,
+        vision: None,
     };
     while let Some(message) = messages.next().await {
         worker.handle(message).await;
@@ -162,6 +166,26 @@ impl Worker {
                     )),
                 };
                 post(&FromWorker::BenchDone(result.map_err(|e| e.to_string())));
+            }
+            ToWorker::Classify {
+                request,
+                image,
+                chunk,
+            } => {
+                if self.vision.is_none() {
+                    match vision::VisionModels::load().await {
+                        Ok(models) => self.vision = Some(models),
+                        Err(e) => {
+                            let result = Err(format!("the vision models did not load: {e}"));
+                            post(&FromWorker::Classified { request, result });
+                            return;
+                        }
+                    }
+                }
+                if let Some(models) = &self.vision {
+                    let result = models.classify(&image, chunk).await;
+                    post(&FromWorker::Classified { request, result });
+                }
             }
             ToWorker::CacheInfo => post(&FromWorker::Cache(cache_info().await)),
             ToWorker::ClearCache => {

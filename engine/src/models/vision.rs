@@ -410,6 +410,72 @@ impl<B: Backend> VisionModel<B> {
     }
 }
 
+/// Lays out a drawn 28 × 28 digit the way MNIST's digits were prepared (LeCun et al.): the ink's
+/// bounding box scaled, keeping its aspect, to fit 20 × 20, then moved so its centre of mass
+/// is the image's centre. A drawing made anywhere on the pad then looks like the training data.
+/// An empty image comes back unchanged.
+pub fn center_like_mnist(image: &[f32]) -> Vec<f32> {
+    const SIDE: usize = 28;
+    const BOX: f32 = 20.0;
+    let ink = |x: usize, y: usize| image[y * SIDE + x];
+    let (mut x0, mut y0, mut x1, mut y1) = (SIDE, SIDE, 0, 0);
+    for y in 0..SIDE {
+        for x in 0..SIDE {
+            if ink(x, y) > 0.0 {
+                (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x + 1), y1.max(y + 1));
+            }
+        }
+    }
+    if image.len() != SIDE * SIDE || x0 >= x1 {
+        return image.to_vec();
+    }
+    let (w, h) = ((x1 - x0) as f32, (y1 - y0) as f32);
+    let scale = BOX / w.max(h);
+    let (sw, sh) = (w * scale, h * scale);
+    // Scale into a 28 × 28 canvas (top-left at the origin), sampling bilinearly.
+    let mut scaled = vec![0.0f32; SIDE * SIDE];
+    let sample = |fx: f32, fy: f32| -> f32 {
+        let (fx, fy) = (
+            fx.clamp(0.0, (SIDE - 1) as f32),
+            fy.clamp(0.0, (SIDE - 1) as f32),
+        );
+        let (ix, iy) = (fx.floor() as usize, fy.floor() as usize);
+        let (jx, jy) = ((ix + 1).min(SIDE - 1), (iy + 1).min(SIDE - 1));
+        let (ax, ay) = (fx - ix as f32, fy - iy as f32);
+        let top = ink(ix, iy) * (1.0 - ax) + ink(jx, iy) * ax;
+        let bottom = ink(ix, jy) * (1.0 - ax) + ink(jx, jy) * ax;
+        top * (1.0 - ay) + bottom * ay
+    };
+    for y in 0..(sh.ceil() as usize).min(SIDE) {
+        for x in 0..(sw.ceil() as usize).min(SIDE) {
+            let fx = x0 as f32 + (x as f32 + 0.5) / scale - 0.5;
+            let fy = y0 as f32 + (y as f32 + 0.5) / scale - 0.5;
+            scaled[y * SIDE + x] = sample(fx, fy);
+        }
+    }
+    // Shift the centre of mass to the middle.
+    let (mut mass, mut mx, mut my) = (0.0f32, 0.0f32, 0.0f32);
+    for (i, &v) in scaled.iter().enumerate() {
+        mass += v;
+        mx += v * (i % SIDE) as f32;
+        my += v * (i / SIDE) as f32;
+    }
+    let (dx, dy) = (
+        (13.5 - mx / mass).round() as isize,
+        (13.5 - my / mass).round() as isize,
+    );
+    let mut out = vec![0.0f32; SIDE * SIDE];
+    for y in 0..SIDE as isize {
+        for x in 0..SIDE as isize {
+            let (tx, ty) = (x + dx, y + dy);
+            if (0..SIDE as isize).contains(&tx) && (0..SIDE as isize).contains(&ty) {
+                out[ty as usize * SIDE + tx as usize] = scaled[y as usize * SIDE + x as usize];
+            }
+        }
+    }
+    out
+}
+
 /// One labelled digit of `mnist-test.bin`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelledImage {

@@ -1,0 +1,555 @@
+//! The Vision view: draw a digit (or pick one of the 1,000 test digits, the keyboard's way in)
+//! and see what the MNIST ViT and ViR make of it: class probabilities; for the ViT, where the
+//! class token attends (per layer and head, or rolled out across layers); for the ViR, each
+//! head's decay matrix, where the class token's retention goes, and the three forms of
+//! retention side by side: the same output, different costs.
+
+use super::explorer::number_input;
+use super::heatmap::viridis;
+use crate::protocol::{VisionOutput, VisionReport};
+use crate::state::{use_app_state, AppState, VisionState, VitMap};
+use engine::models::vision::center_like_mnist;
+use leptos::html::Canvas;
+use leptos::prelude::*;
+use wasm_bindgen::{Clamped, JsCast};
+use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, ImageData};
+
+const SIDE: usize = 28;
+/// Screen pixels per image pixel on the drawing pad and the overlays.
+const ZOOM: usize = 10;
+const GRID: usize = 7;
+const PATCH: usize = 4;
+pub const TEST_SET_URL: &str = "models/mnist-test.bin";
+const RECORD: usize = 1 + SIDE * SIDE;
+
+fn context(canvas: &HtmlCanvasElement) -> Option<CanvasRenderingContext2d> {
+    canvas.get_context("2d").ok()??.dyn_into().ok()
+}
+
+/// Paints `rgba` (side × side) onto `canvas`, each pixel a `zoom`-wide square.
+fn paint(
+    canvas: &HtmlCanvasElement,
+    side: usize,
+    zoom: usize,
+    rgb: impl Fn(usize, usize) -> [u8; 3],
+) {
+    let n = side * zoom;
+    canvas.set_width(n as u32);
+    canvas.set_height(n as u32);
+    let mut pixels = vec![255u8; n * n * 4];
+    for y in 0..n {
+        for x in 0..n {
+            let c = rgb(x / zoom, y / zoom);
+            pixels[(y * n + x) * 4..][..3].copy_from_slice(&c);
+        }
+    }
+    if let (Some(ctx), Ok(data)) = (
+        context(canvas),
+        ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), n as u32, n as u32),
+    ) {
+        let _ = ctx.put_image_data(&data, 0.0, 0.0);
+    }
+}
+
+/// The digit in grey with `weights` (one per patch, any scale) over it in viridis.
+fn draw_overlay(canvas: &HtmlCanvasElement, image: &[f32], weights: &[f32]) {
+    let max = weights.iter().copied().fold(0.0f32, f32::max).max(1e-12);
+    paint(canvas, SIDE, ZOOM, |x, y| {
+        let grey = image[y * SIDE + x];
+        let w = weights
+            .get((y / PATCH) * GRID + x / PATCH)
+            .copied()
+            .unwrap_or(0.0)
+            / max;
+        let c = viridis(w.max(0.0).sqrt());
+        // 60% heat, 40% ink, so the digit stays readable under the colours.
+        let ink = 255.0 * grey;
+        c.map(|v| (0.6 * v as f32 + 0.4 * ink).round() as u8)
+    });
+}
+
+/// Row and column of patch `p` in words, and its weight.
+fn patch_words(p: usize) -> String {
+    format!("row {}, column {}", p / GRID + 1, p % GRID + 1)
+}
+
+fn strongest(weights: &[f32]) -> Option<(usize, f32)> {
+    weights
+        .iter()
+        .copied()
+        .enumerate()
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+}
+
+#[component]
+pub fn VisionPanel() -> impl IntoView {
+    let state = use_app_state();
+    let vision = state.vision;
+    let status = move || {
+        if vision.running.get().is_some() {
+            return "Classifying… (the first time also loads both models)".to_string();
+        }
+        match vision.report.get() {
+            Some(r) => format!("{}: computed on {}.", vision.source.get(), r.backend),
+            None => "Draw a digit on the pad, or pick a test digit.".to_string(),
+        }
+    };
+    view! {
+        <section class="vision" aria-label="Vision">
+            <div class="vision-input">
+                <DrawingPad state=state />
+                <TestDigitPicker state=state />
+            </div>
+            <p class="vision-status" role="status">{status}</p>
+            {move || vision.error.get().map(|e| view! { <p class="notice" role="alert">{e}</p> })}
+            <Show when=move || vision.report.with(Option::is_some)>
+                <div class="vision-results">
+                    <Probabilities vision=vision which="ViT" />
+                    <Probabilities vision=vision which="ViR" />
+                </div>
+                <VitInsides vision=vision />
+                <VirInsides vision=vision />
+                <FormTable state=state />
+            </Show>
+        </section>
+    }
+}
+
+/// A 280 × 280 pad: the mouse or a finger draws with a soft 28 × 28 brush; letting go
+/// classifies the drawing, laid out like MNIST first.
+#[component]
+fn DrawingPad(state: AppState) -> impl IntoView {
+    let vision = state.vision;
+    let canvas = NodeRef::<Canvas>::new();
+    let drawn = StoredValue::new(vec![0.0f32; SIDE * SIDE]);
+    let last = StoredValue::new(None::<(f32, f32)>);
+    let redraw = move || {
+        if let Some(canvas) = canvas.get_untracked() {
+            drawn.with_value(|d| {
+                paint(&canvas, SIDE, ZOOM, |x, y| {
+                    let v = (255.0 * (1.0 - d[y * SIDE + x])).round() as u8;
+                    [v, v, v]
+                })
+            });
+        }
+    };
+    Effect::new(move |_| {
+        if canvas.get().is_some() {
+            redraw();
+        }
+    });
+    // A test digit replaces the drawing.
+    Effect::new(move |_| {
+        let image = vision.image.get();
+        if vision.source.with(|s| s.starts_with("Test digit")) {
+            drawn.set_value(image);
+            redraw();
+        }
+    });
+    let ink_at = move |x: f32, y: f32| {
+        drawn.update_value(|d| {
+            for py in 0..SIDE {
+                for px in 0..SIDE {
+                    let dist =
+                        ((px as f32 + 0.5 - x).powi(2) + (py as f32 + 0.5 - y).powi(2)).sqrt();
+                    let v = (1.5 - dist).clamp(0.0, 1.0);
+                    let cell = &mut d[py * SIDE + px];
+                    *cell = cell.max(v);
+                }
+            }
+        });
+    };
+    let stroke_to = move |ev: &web_sys::PointerEvent| {
+        let (x, y) = (
+            ev.offset_x() as f32 / ZOOM as f32,
+            ev.offset_y() as f32 / ZOOM as f32,
+        );
+        let from = last.get_value().unwrap_or((x, y));
+        // Fill the gap between pointer events so fast strokes stay continuous.
+        let steps = (((x - from.0).powi(2) + (y - from.1).powi(2)).sqrt() * 4.0)
+            .ceil()
+            .max(1.0);
+        for i in 1..=steps as usize {
+            let f = i as f32 / steps;
+            ink_at(from.0 + (x - from.0) * f, from.1 + (y - from.1) * f);
+        }
+        last.set_value(Some((x, y)));
+        redraw();
+    };
+    let finish = move || {
+        if last.get_value().is_some() {
+            last.set_value(None);
+            let image = drawn.with_value(|d| center_like_mnist(d));
+            vision.source.set("Your drawing".into());
+            vision.image.set(image);
+            state.classify();
+        }
+    };
+    let clear = move |_| {
+        drawn.set_value(vec![0.0; SIDE * SIDE]);
+        redraw();
+    };
+    view! {
+        <figure class="pad">
+            <canvas
+                node_ref=canvas
+                class="drawing-pad"
+                width="280"
+                height="280"
+                aria-label="Drawing pad: draw a digit with the mouse or a finger; the models answer when you let go"
+                on:pointerdown=move |ev| {
+                    if let Some(target) = ev.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()) {
+                        let _ = target.set_pointer_capture(ev.pointer_id());
+                    }
+                    last.set_value(None);
+                    stroke_to(&ev);
+                }
+                on:pointermove=move |ev| {
+                    if last.get_value().is_some() {
+                        stroke_to(&ev);
+                    }
+                }
+                on:pointerup=move |_| finish()
+                on:pointercancel=move |_| finish()
+            ></canvas>
+            <figcaption>
+                <button on:click=clear>"Clear"</button>
+            </figcaption>
+        </figure>
+    }
+}
+
+/// The keyboard's way in: a test digit by number.
+#[component]
+fn TestDigitPicker(state: AppState) -> impl IntoView {
+    let vision = state.vision;
+    let index = RwSignal::new(0usize);
+    let show = move || {
+        let i = index.get_untracked();
+        let use_digit = move |set: &[u8]| match set.get(i * RECORD..(i + 1) * RECORD) {
+            Some(record) => {
+                vision
+                    .image
+                    .set(record[1..].iter().map(|&b| b as f32 / 255.0).collect());
+                vision
+                    .source
+                    .set(format!("Test digit {i} (label {})", record[0]));
+                state.classify();
+            }
+            None => vision
+                .error
+                .set(Some(format!("there is no test digit {i}"))),
+        };
+        if let Some(set) = vision.test_set.get_untracked() {
+            use_digit(&set);
+            return;
+        }
+        wasm_bindgen_futures::spawn_local(async move {
+            match fetch_test_set().await {
+                Ok(set) => {
+                    let set = std::sync::Arc::new(set);
+                    vision.test_set.set(Some(set.clone()));
+                    use_digit(&set);
+                }
+                Err(e) => vision.error.set(Some(format!("{TEST_SET_URL}: {e}"))),
+            }
+        });
+    };
+    view! {
+        <div class="test-digit">
+            {number_input("Test digit", index, || 999)}
+            <button on:click=move |_| show()>"Classify test digit"</button>
+            <p class="hint">"1,000 digits the models never trained on (labels from MNIST)."</p>
+        </div>
+    }
+}
+
+async fn fetch_test_set() -> Result<Vec<u8>, String> {
+    use wasm_bindgen_futures::JsFuture;
+    let message = |e: wasm_bindgen::JsValue| format!("{e:?}");
+    let window = web_sys::window().ok_or("no window")?;
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_str(TEST_SET_URL))
+        .await
+        .map_err(message)?
+        .dyn_into()
+        .map_err(message)?;
+    if !response.ok() {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    let buffer = JsFuture::from(response.array_buffer().map_err(message)?)
+        .await
+        .map_err(message)?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+fn output(report: &VisionReport, which: &str, form: usize) -> (Vec<f32>, usize) {
+    match which {
+        "ViT" => (report.vit.probs.clone(), report.vit.class),
+        _ => report
+            .forms
+            .get(form)
+            .map_or((report.vir.probs.clone(), report.vir.class), |f| {
+                (f.probs.clone(), f.class)
+            }),
+    }
+}
+
+#[component]
+fn Probabilities(vision: VisionState, which: &'static str) -> impl IntoView {
+    let answer = move || {
+        vision.report.with(|r| {
+            r.as_ref()
+                .map(|r| output(r, which, vision.form.get()))
+                .unwrap_or_default()
+        })
+    };
+    view! {
+        <div class="probs">
+            <h3>{which}</h3>
+            <p class="prediction" data-model=which>
+                {move || {
+                    let (probs, class) = answer();
+                    format!("{which} says {class} ({:.1}%)", 100.0 * probs.get(class).copied().unwrap_or(0.0))
+                }}
+            </p>
+            <ol aria-label=format!("{which} class probabilities") start="0">
+                {move || {
+                    let (probs, class) = answer();
+                    probs
+                        .into_iter()
+                        .enumerate()
+                        .map(|(digit, p)| {
+                            view! {
+                                <li class:top=digit == class>
+                                    <span class="digit">{digit}</span>
+                                    <span class="bar" style=format!("width: {:.1}%", 100.0 * p)></span>
+                                    <span class="pct">{format!("{:.1}%", 100.0 * p)}</span>
+                                </li>
+                            }
+                        })
+                        .collect_view()
+                }}
+            </ol>
+        </div>
+    }
+}
+
+/// The class token's row for the selected layer and head (or the rollout).
+fn class_weights(out: &VisionOutput, layer: usize, head: usize, rollout: bool) -> Vec<f32> {
+    if rollout {
+        return out.rollout.clone();
+    }
+    out.class_rows
+        .get(layer)
+        .and_then(|l| l.get(head))
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn dims(vision: VisionState) -> (usize, usize) {
+    vision.report.with(|r| {
+        r.as_ref().map_or((1, 1), |r| {
+            (r.vit.class_rows.len().max(1), r.vit.n_heads.max(1))
+        })
+    })
+}
+
+#[component]
+fn VitInsides(vision: VisionState) -> impl IntoView {
+    let canvas = NodeRef::<Canvas>::new();
+    let weights = move || {
+        let rollout = vision.vit_map.get() == VitMap::Rollout;
+        vision.report.with(|r| {
+            r.as_ref()
+                .map(|r| class_weights(&r.vit, vision.layer.get(), vision.head.get(), rollout))
+                .unwrap_or_default()
+        })
+    };
+    Effect::new(move |_| {
+        let w = weights();
+        if let Some(canvas) = canvas.get() {
+            vision.image.with(|image| draw_overlay(&canvas, image, &w));
+        }
+    });
+    let sentence = move || {
+        let w = weights();
+        let what = match vision.vit_map.get() {
+            VitMap::Rollout => "Rolled out over every layer".to_string(),
+            VitMap::Head => format!("Layer {} head {}", vision.layer.get(), vision.head.get()),
+        };
+        strongest(&w).map_or(String::new(), |(p, v)| {
+            format!(
+                "{what}: the class token attends most to the patch at {} ({v:.2}).",
+                patch_words(p)
+            )
+        })
+    };
+    let on_map = move |ev| {
+        vision.vit_map.set(if event_target_value(&ev) == "rollout" {
+            VitMap::Rollout
+        } else {
+            VitMap::Head
+        })
+    };
+    view! {
+        <section class="vision-figure" aria-label="ViT attention">
+            <h3>"ViT: where the class token looks"</h3>
+            <div class="selection">
+                {number_input("Layer", vision.layer, move || dims(vision).0 - 1)}
+                {number_input("Head", vision.head, move || dims(vision).1 - 1)}
+                <label class="field inline">
+                    <span>"Show"</span>
+                    <select on:change=on_map>
+                        <option value="head">"this head"</option>
+                        <option value="rollout">"rollout (all layers)"</option>
+                    </select>
+                </label>
+            </div>
+            <canvas node_ref=canvas class="overlay" aria-describedby="vit-sentence"></canvas>
+            <p id="vit-sentence" aria-live="polite">{sentence}</p>
+        </section>
+    }
+}
+
+#[component]
+fn VirInsides(vision: VisionState) -> impl IntoView {
+    let overlay = NodeRef::<Canvas>::new();
+    let decay = NodeRef::<Canvas>::new();
+    let retention = move || {
+        vision.report.with(|r| {
+            r.as_ref()
+                .map(|r| {
+                    // Retention scores are signed; the picture shows how much, not which way.
+                    class_weights(&r.vir, vision.layer.get(), vision.head.get(), false)
+                        .iter()
+                        .map(|v| v.abs())
+                        .collect::<Vec<f32>>()
+                })
+                .unwrap_or_default()
+        })
+    };
+    let gamma = move || {
+        vision.report.with(|r| {
+            r.as_ref()
+                .and_then(|r| r.decays.get(vision.head.get()).copied())
+                .unwrap_or(0.0)
+        })
+    };
+    Effect::new(move |_| {
+        let w = retention();
+        if let Some(canvas) = overlay.get() {
+            vision.image.with(|image| draw_overlay(&canvas, image, &w));
+        }
+    });
+    Effect::new(move |_| {
+        let g = gamma();
+        if let Some(canvas) = decay.get() {
+            // D[n][m] = γ^(n−m) below the diagonal: how much of token m token n still holds.
+            let t = SIDE * SIDE / (PATCH * PATCH) + 1;
+            paint(&canvas, t, 4, |m, n| {
+                if m > n {
+                    [235, 235, 235]
+                } else {
+                    viridis(g.powi((n - m) as i32))
+                }
+            });
+        }
+    });
+    let sentence = move || {
+        let g = gamma();
+        let half_life = (0.5f32).ln() / g.ln();
+        let strongest = strongest(&retention()).map_or(String::new(), |(p, _)| {
+            format!(
+                " In layer {}, the class token retains most from the patch at {}.",
+                vision.layer.get(),
+                patch_words(p)
+            )
+        });
+        format!(
+            "Head {}: decay γ = {g:.4}; a token's weight halves every {half_life:.1} tokens.{strongest}",
+            vision.head.get()
+        )
+    };
+    view! {
+        <section class="vision-figure" aria-label="ViR retention">
+            <h3>"ViR: decay and retention"</h3>
+            <div class="figures">
+                <figure>
+                    <canvas node_ref=decay class="decay" aria-describedby="vir-sentence"></canvas>
+                    <figcaption>"Decay matrix D of the selected head (row: token, column: earlier token; the class token is last)"</figcaption>
+                </figure>
+                <figure>
+                    <canvas node_ref=overlay class="overlay" aria-describedby="vir-sentence"></canvas>
+                    <figcaption>"|Retention score| of the class token over the patches (selected layer and head)"</figcaption>
+                </figure>
+            </div>
+            <p id="vir-sentence" aria-live="polite">{sentence}</p>
+        </section>
+    }
+}
+
+#[component]
+fn FormTable(state: AppState) -> impl IntoView {
+    let vision = state.vision;
+    let rows = move || {
+        vision
+            .report
+            .with(|r| r.as_ref().map(|r| r.forms.clone()).unwrap_or_default())
+    };
+    view! {
+        <section class="vision-figure" aria-label="Retention forms">
+            <h3>"ViR: three forms of retention, one answer"</h3>
+            <div class="selection">
+                {number_input("Chunk length", vision.chunk, || 50)}
+                <button on:click=move |_| state.classify() disabled=move || vision.running.get().is_some()>
+                    "Run again"
+                </button>
+            </div>
+            <table class="forms">
+                <thead>
+                    <tr>
+                        <th scope="col">"Shown"</th>
+                        <th scope="col">"Form"</th>
+                        <th scope="col">"Class"</th>
+                        <th scope="col">"Largest logit difference from parallel"</th>
+                        <th scope="col">"Time per image"</th>
+                        <th scope="col">"Floats held per layer"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {move || {
+                        rows()
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, f)| {
+                                let name = f.form.clone();
+                                view! {
+                                    <tr>
+                                        <td>
+                                            <input
+                                                type="radio"
+                                                name="vir-form"
+                                                aria-label=format!("Show the {name} form's probabilities")
+                                                prop:checked=move || vision.form.get() == i
+                                                on:change=move |_| vision.form.set(i)
+                                            />
+                                        </td>
+                                        <td>{f.form}</td>
+                                        <td>{f.class}</td>
+                                        <td>{format!("{:.2e}", f.max_logit_diff)}</td>
+                                        <td>{format!("{:.2} ms", f.ms)}</td>
+                                        <td>{f.floats_held}</td>
+                                    </tr>
+                                }
+                            })
+                            .collect_view()
+                    }}
+                </tbody>
+            </table>
+            <p class="hint">
+                "Parallel holds every head's T × T score matrix (O(T²)); recurrent one d × d state per head, \
+                 whatever the length (O(1) in T); chunkwise a chunk's scores and the state."
+            </p>
+        </section>
+    }
+}
