@@ -85,6 +85,16 @@ pub trait Backend {
     fn rms_norm(&self, x: &Self::Tensor, weight: &Self::Tensor, eps: f32) -> Result<Self::Tensor>;
     /// `x · Wᵀ` for each matrix in `weights` (same input; backends may share work).
     fn matmul(&self, x: &Self::Tensor, weights: &[&Self::Matrix]) -> Result<Vec<Self::Tensor>>;
+    /// [`Backend::matmul`] with the activations kept in f32 throughout. The CPU's matmul
+    /// quantizes them to 16 bits (fast, and close); the explorer's captures use this one so
+    /// both backends capture the same values. WebGPU's matmul is already this.
+    fn matmul_exact(
+        &self,
+        x: &Self::Tensor,
+        weights: &[&Self::Matrix],
+    ) -> Result<Vec<Self::Tensor>> {
+        self.matmul(x, weights)
+    }
     /// Rotary position embedding on interleaved pairs (GGUF's layout) of each head, with an
     /// explicit position per token.
     fn rope(

@@ -5,7 +5,9 @@
 use engine::backend::{AttentionShape, Mask};
 use engine::cpu::attention::{attend, KvCache};
 use engine::cpu::blocks;
-use engine::cpu::quant_matmul::{fast_dot, matmul, scalar_dot, Q16Activations, QMatrix};
+use engine::cpu::quant_matmul::{
+    fast_dot, matmul, matmul_many_exact, scalar_dot, Q16Activations, QMatrix,
+};
 use engine::gguf::{GgmlType, GgufEvent, GgufStream, GgufWriter, Limits, MetadataValue};
 use engine::testing::{check_close, SeededRng};
 
@@ -78,6 +80,16 @@ dual_test!(
                     &want,
                     0.01 * scale,
                     0.0,
+                )
+                .unwrap();
+                // The explorer's f32 path is f32 math, up to summation order.
+                let exact = matmul_many_exact(&x, tokens, &[&w]).remove(0);
+                check_close(
+                    &format!("{ty} {rows}x{cols} t={tokens} exact"),
+                    &exact,
+                    &want,
+                    1e-5 * scale,
+                    1e-5,
                 )
                 .unwrap();
             }

@@ -181,6 +181,27 @@ impl Backend for CpuBackend {
             .collect()
     }
 
+    fn matmul_exact(&self, x: &Tensor, weights: &[&CpuMatrix]) -> Result<Vec<Tensor>> {
+        let (tokens, cols) = x.dims2()?;
+        let blocks: Option<Vec<&QMatrix>> = weights
+            .iter()
+            .map(|w| match w {
+                CpuMatrix::Blocks(m) if m.cols == cols => Some(m),
+                _ => None,
+            })
+            .collect();
+        // Other types go through candle, whose matmul is f32 already.
+        let Some(blocks) = blocks else {
+            return self.matmul(x, weights);
+        };
+        let x = x.flatten_all()?.to_vec1::<f32>()?;
+        quant_matmul::matmul_many_exact(&x, tokens, &blocks)
+            .into_iter()
+            .zip(&blocks)
+            .map(|(y, m)| Ok(Tensor::from_vec(y, (tokens, m.rows), &Device::Cpu)?))
+            .collect()
+    }
+
     fn rope(&self, x: &Tensor, head_dim: usize, positions: &[u32], base: f32) -> Result<Tensor> {
         let (tokens, features) = x.dims2()?;
         if positions.len() != tokens

@@ -207,7 +207,73 @@ pub fn matmul_many(x: &[f32], tokens: usize, weights: &[&QMatrix]) -> Vec<Vec<f3
     debug_assert_eq!(x.len(), tokens * cols);
     let acts = Q16Activations::quantize(x, cols);
     let acts = &acts;
+    for_each_row(weights, tokens, |w, r, row_out| {
+        let row = w.row(r);
+        let dot = dot_kernel(w.ty);
+        let mut t = 0;
+        if let Some(dot4) = dot4_kernel(w.ty).filter(|_| tokens >= 4) {
+            while t + 4 <= tokens {
+                let four = [
+                    acts.row(t),
+                    acts.row(t + 1),
+                    acts.row(t + 2),
+                    acts.row(t + 3),
+                ];
+                row_out[t..t + 4].copy_from_slice(&dot4(row, four));
+                t += 4;
+            }
+        }
+        for (y, t) in row_out[t..].iter_mut().zip(t..) {
+            *y = dot(row, acts.row(t));
+        }
+    })
+}
 
+/// [`matmul_many`] with the activations kept in f32: each weight row is dequantized and dotted
+/// with every token in f32, which is what the WebGPU kernels compute. Several times slower
+/// than the integer kernels; the attention explorer's captures use it, so that the CPU and
+/// WebGPU show the same numbers (16-bit activations move an attention weight by up to ~1e-3
+/// over 30 layers).
+pub fn matmul_many_exact(x: &[f32], tokens: usize, weights: &[&QMatrix]) -> Vec<Vec<f32>> {
+    let Some(first) = weights.first() else {
+        return Vec::new();
+    };
+    let cols = first.cols;
+    debug_assert_eq!(x.len(), tokens * cols);
+    for_each_row(weights, tokens, |w, r, row_out| {
+        let row = super::blocks::dequantize_to_vec(w.ty, w.row(r));
+        for (y, x) in row_out.iter_mut().zip(x.chunks_exact(cols)) {
+            *y = dot_f32(&row, x);
+        }
+    })
+}
+
+/// An f32 dot product with eight independent sums, which the compiler maps onto SIMD lanes.
+fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Runs `row_kernel(matrix, row, out)` for every row of every matrix, where `out` receives that
+/// row's output for each token; splits the rows into parallel jobs natively and returns each
+/// matrix's `(tokens × rows)` output.
+fn for_each_row(
+    weights: &[&QMatrix],
+    tokens: usize,
+    row_kernel: impl Fn(&QMatrix, usize, &mut [f32]) + Sync,
+) -> Vec<Vec<f32>> {
     // Work items: chunks of rows of one matrix. Rows are written transposed (rows × tokens) so
     // each chunk owns a contiguous slice, then transposed back.
     let total_rows: usize = weights.iter().map(|w| w.rows).sum();
@@ -228,26 +294,8 @@ pub fn matmul_many(x: &[f32], tokens: usize, weights: &[&QMatrix]) -> Vec<Vec<f3
         let (w, first_row, ref out) = jobs[job];
         // SAFETY: every job owns a disjoint chunk of `transposed`, which outlives the run.
         let out = unsafe { std::slice::from_raw_parts_mut(out.0, out.1) };
-        let dot = dot_kernel(w.ty);
-        let dot4 = if tokens >= 4 { dot4_kernel(w.ty) } else { None };
         for (i, row_out) in out.chunks_mut(tokens).enumerate() {
-            let row = w.row(first_row + i);
-            let mut t = 0;
-            if let Some(dot4) = dot4 {
-                while t + 4 <= tokens {
-                    let four = [
-                        acts.row(t),
-                        acts.row(t + 1),
-                        acts.row(t + 2),
-                        acts.row(t + 3),
-                    ];
-                    row_out[t..t + 4].copy_from_slice(&dot4(row, four));
-                    t += 4;
-                }
-            }
-            for (y, t) in row_out[t..].iter_mut().zip(t..) {
-                *y = dot(row, acts.row(t));
-            }
+            row_kernel(w, first_row + i, row_out);
         }
     };
     #[cfg(not(target_arch = "wasm32"))]

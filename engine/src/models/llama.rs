@@ -138,6 +138,10 @@ pub struct Taps {
 }
 
 impl Taps {
+    pub fn any(&self) -> bool {
+        self.attention || self.residual || self.queries_keys
+    }
+
     /// Everything the attention explorer shows.
     pub fn all() -> Self {
         Taps {
@@ -188,14 +192,22 @@ impl<B: Backend> Llama<B> {
         let c = &self.config;
         let shape = c.attention_shape();
         let mut captures = Captures::default();
+        // Captured values are shown and compared across backends: keep activations in f32.
+        let matmul = |x: &B::Tensor, weights: &[&B::Matrix]| {
+            if taps.any() {
+                backend.matmul_exact(x, weights)
+            } else {
+                backend.matmul(x, weights)
+            }
+        };
         let mut x = backend.embed(&self.embedding, ids)?; // (t, d)
         for (block, cache) in self.blocks.iter().zip(caches.iter_mut()) {
             let h = backend.rms_norm(&x, &block.attention_norm, c.rms_eps)?;
             let a = &block.attention;
-            let [q, k, v]: [B::Tensor; 3] = backend
-                .matmul(&h, &[&a.query, &a.key, &a.value])?
-                .try_into()
-                .map_err(|_| Error::InvalidRequest("matmul returned the wrong count".into()))?;
+            let [q, k, v]: [B::Tensor; 3] =
+                matmul(&h, &[&a.query, &a.key, &a.value])?
+                    .try_into()
+                    .map_err(|_| Error::InvalidRequest("matmul returned the wrong count".into()))?;
             // q: (t, heads·head_dim), k and v: (t, kv_heads·head_dim)
             let q = backend.rope(&q, c.head_dim, positions, c.rope_base)?;
             let k = backend.rope(&k, c.head_dim, positions, c.rope_base)?;
@@ -206,17 +218,16 @@ impl<B: Backend> Llama<B> {
             let (attended, probs) =
                 backend.attention(&q, &k, &v, cache, shape, mask, taps.attention)?; // (t, d)
             captures.attention.extend(probs);
-            let projected = backend.matmul(&attended, &[&a.output])?.remove(0);
+            let projected = matmul(&attended, &[&a.output])?.remove(0);
             x = backend.add(&x, &projected)?;
 
             let h = backend.rms_norm(&x, &block.mlp_norm, c.rms_eps)?;
             let m = &block.mlp;
-            let [gate, up]: [B::Tensor; 2] = backend
-                .matmul(&h, &[&m.gate, &m.up])?
+            let [gate, up]: [B::Tensor; 2] = matmul(&h, &[&m.gate, &m.up])?
                 .try_into()
                 .map_err(|_| Error::InvalidRequest("matmul returned the wrong count".into()))?;
             let hidden = backend.silu_mul(&gate, &up)?; // (t, ffn)
-            let down = backend.matmul(&hidden, &[&m.down])?.remove(0); // (t, d)
+            let down = matmul(&hidden, &[&m.down])?.remove(0); // (t, d)
             x = backend.add(&x, &down)?;
             if taps.residual {
                 captures.residual.push(x.clone());
