@@ -16,6 +16,7 @@ const SHELL = [
   './worker_bg.wasm',
   './worker_loader.js',
   './style.css',
+  './embed-demo.html',
   './models/manifest.json',
   // The Vision view's models and test digits: small, so they ride with the shell.
   './models/vit-mnist.gguf',

@@ -2,6 +2,7 @@
 //! Web Worker (the `worker` binary). They talk through the message enums in [`protocol`].
 
 pub mod components;
+pub mod deep_link;
 pub mod engine_client;
 pub mod protocol;
 pub mod state;

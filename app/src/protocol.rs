@@ -335,6 +335,8 @@ pub struct VisionReport {
     pub forms: Vec<FormRun>,
     /// Where the vision models run.
     pub backend: String,
+    /// (file, sha256) of each vision model, for run cards.
+    pub models: Vec<(String, String)>,
 }
 
 pub fn encode<T: Serialize>(message: &T) -> String {

@@ -1,6 +1,8 @@
 //! The page's state, in signals, and the actions that change it. The conversation and the
 //! settings survive a reload (localStorage); everything else comes back from the worker.
 
+pub use crate::deep_link::View;
+use crate::deep_link::{Figure, Link, VisionImage};
 use crate::engine_client::EngineClient;
 use crate::protocol::{
     CacheInfo, ComputeTier, FromWorker, HeadData, InspectSource, InspectionSummary, LensData,
@@ -72,11 +74,18 @@ pub struct OrderState {
     /// (ordering, answer) in the order they arrived.
     pub answers: RwSignal<Vec<(Vec<usize>, String)>>,
     pub error: RwSignal<Option<String>>,
+    pub question: RwSignal<String>,
+    pub options: RwSignal<Vec<String>>,
 }
+
+const DEFAULT_QUESTION: &str = "Which of these animals is the largest?";
+const DEFAULT_OPTIONS: [&str; 3] = ["A mouse", "An elephant", "A cat"];
 
 impl OrderState {
     fn new() -> Self {
         OrderState {
+            question: RwSignal::new(DEFAULT_QUESTION.to_string()),
+            options: RwSignal::new(DEFAULT_OPTIONS.iter().map(|s| s.to_string()).collect()),
             running: RwSignal::new(None),
             asked: RwSignal::new(0),
             set_based: RwSignal::new(true),
@@ -85,18 +94,6 @@ impl OrderState {
             error: RwSignal::new(None),
         }
     }
-}
-
-/// The page's views (tabs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
-    Chat,
-    /// Order-invariant prompting (Set-Based Prompting).
-    Order,
-    /// The attention explorer.
-    Explore,
-    /// The MNIST ViT and ViR.
-    Vision,
 }
 
 /// What the Vision view's ViT picture shows of the class token.
@@ -126,6 +123,8 @@ pub struct VisionState {
     pub chunk: RwSignal<usize>,
     /// `mnist-test.bin`, fetched on first use.
     pub test_set: RwSignal<Option<std::sync::Arc<Vec<u8>>>>,
+    /// The image as a deep link names it.
+    pub link_image: RwSignal<Option<VisionImage>>,
 }
 
 impl VisionState {
@@ -142,9 +141,13 @@ impl VisionState {
             form: RwSignal::new(0),
             chunk: RwSignal::new(16),
             test_set: RwSignal::new(None),
+            link_image: RwSignal::new(None),
         }
     }
 }
+
+/// A deep link's layer, head and token (each optional).
+type Selection = (Option<usize>, Option<usize>, Option<usize>);
 
 /// The attention explorer: the inspection the worker keeps, and what is selected in it.
 #[derive(Clone, Copy)]
@@ -161,6 +164,10 @@ pub struct ExplorerState {
     pub head_data: RwSignal<Option<HeadData>>,
     pub lens: RwSignal<Option<LensData>>,
     pub error: RwSignal<Option<String>>,
+    /// What is inspected (for deep links and the run card).
+    pub source: RwSignal<Option<InspectSource>>,
+    /// A deep link's layer, head and token, applied when its inspection arrives.
+    pending_selection: StoredValue<Option<Selection>>,
 }
 
 impl ExplorerState {
@@ -175,6 +182,8 @@ impl ExplorerState {
             head_data: RwSignal::new(None),
             lens: RwSignal::new(None),
             error: RwSignal::new(None),
+            source: RwSignal::new(None),
+            pending_selection: StoredValue::new(None),
         }
     }
 }
@@ -203,6 +212,10 @@ pub struct AppState {
     pub explorer: ExplorerState,
     pub vision: VisionState,
     pub view: RwSignal<View>,
+    /// Embed mode (`?embed=1&figure=…`): only that figure is shown.
+    pub embed: Option<Figure>,
+    /// The deep link the page opened with, until the engine is ready to restore it.
+    pending_link: StoredValue<Option<Link>>,
     next_id: RwSignal<u64>,
     client: StoredValue<Option<SendWrapper<EngineClient>>>,
 }
@@ -213,6 +226,10 @@ pub fn provide_app_state() -> AppState {
         .and_then(|text| serde_json::from_str(&text).ok())
         .unwrap_or_default();
     let next_id = saved.turns.iter().map(|t| t.id + 1).max().unwrap_or(0);
+    let link = web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .map(|q| Link::parse(&q))
+        .unwrap_or_default();
     let state = AppState {
         engine: RwSignal::new(EngineState::Starting),
         tier: RwSignal::new(None),
@@ -228,7 +245,9 @@ pub fn provide_app_state() -> AppState {
         order: OrderState::new(),
         explorer: ExplorerState::new(),
         vision: VisionState::new(),
-        view: RwSignal::new(View::Chat),
+        view: RwSignal::new(link.view),
+        embed: link.embed,
+        pending_link: StoredValue::new(Some(link.clone())),
         next_id: RwSignal::new(next_id),
         client: StoredValue::new(None),
     };
@@ -257,12 +276,54 @@ pub fn provide_app_state() -> AppState {
             state.send(ToWorker::LogitLens { token });
         }
     });
+    // The URL follows what is shown, so the address bar is always a deep link to it.
+    Effect::new(move |_| {
+        let query = state.current_link().to_query();
+        if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
+            let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&query));
+        }
+    });
+    // A deep link's inspection waits for the chat model.
+    Effect::new(move |_| {
+        if state.engine.get() == EngineState::Ready {
+            let source = state
+                .pending_link
+                .with_value(|l| l.as_ref().and_then(|l| l.source.clone()));
+            if let Some(source) = source {
+                state.pending_link.set_value(None);
+                state.inspect("Linked".into(), source);
+            }
+        }
+    });
     provide_context(state);
     state
 }
 
 pub fn use_app_state() -> AppState {
     expect_context::<AppState>()
+}
+
+/// The 1,000 test digits: records of `[label][784 pixel bytes]`.
+pub const TEST_SET_URL: &str = "models/mnist-test.bin";
+
+/// GET `url` whole, on the page (a data file, no model code).
+pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen_futures::JsFuture;
+    let message = |e: wasm_bindgen::JsValue| format!("{e:?}");
+    let window = web_sys::window().ok_or("no window")?;
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_str(url))
+        .await
+        .map_err(message)?
+        .dyn_into()
+        .map_err(message)?;
+    if !response.ok() {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    let buffer = JsFuture::from(response.array_buffer().map_err(message)?)
+        .await
+        .map_err(message)?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
 fn local_storage() -> Option<web_sys::Storage> {
@@ -276,15 +337,166 @@ impl AppState {
             Ok(client) => {
                 self.client.set_value(Some(SendWrapper::new(client)));
                 self.send(ToWorker::Probe);
-                self.load(TierChoice::Auto);
+                // A vision figure alone does not need the 98 MB chat model.
+                if self.embed.is_none_or(Figure::needs_chat_model) {
+                    self.load(TierChoice::Auto);
+                }
                 self.send(ToWorker::CacheInfo);
                 self.expose_bench();
+                self.restore_link();
             }
             Err(message) => self.engine.set(EngineState::Failed {
                 message,
                 retry: false,
             }),
         }
+    }
+
+    /// Applies the deep link the page opened with: the view's fields at once, the vision
+    /// image's classification now (it queues behind the chat model's load in the worker), an
+    /// inspection once the chat model is ready.
+    fn restore_link(self) {
+        let Some(link) = self.pending_link.get_value() else {
+            return;
+        };
+        if let Some((question, options, set_based)) = link.order.clone() {
+            self.order.question.set(question);
+            if !options.is_empty() {
+                self.order.options.set(options);
+            }
+            self.order.set_based.set(set_based);
+        }
+        let vision = self.vision;
+        match link.view {
+            View::Explore => {
+                self.explorer.source.set(link.source.clone());
+                self.explorer
+                    .pending_selection
+                    .set_value(Some((link.layer, link.head, link.token)));
+            }
+            View::Vision => {
+                vision.layer.set(link.layer.unwrap_or(0));
+                vision.head.set(link.head.unwrap_or(0));
+                vision.form.set(link.form.unwrap_or(0).min(2));
+                vision.chunk.set(link.chunk.unwrap_or(16));
+                vision.vit_map.set(if link.rollout {
+                    VitMap::Rollout
+                } else {
+                    VitMap::Head
+                });
+                match link.image.clone() {
+                    Some(VisionImage::TestDigit(i)) => self.show_test_digit(i),
+                    Some(VisionImage::Drawing(bytes)) => {
+                        self.classify_drawing(bytes.iter().map(|&b| b as f32 / 255.0).collect())
+                    }
+                    None => {}
+                }
+            }
+            View::Chat | View::Order => {}
+        }
+        if link.source.is_none() {
+            self.pending_link.set_value(None);
+        }
+    }
+
+    /// Opens a deep link in place (the guided tour's steps).
+    pub fn open_link(self, link: Link) {
+        self.view.set(link.view);
+        let source = link.source.clone();
+        self.pending_link.set_value(Some(link));
+        self.restore_link();
+        if let Some(source) = source {
+            if self.engine.get_untracked() == EngineState::Ready {
+                self.pending_link.set_value(None);
+                self.inspect("Linked".into(), source);
+            }
+        }
+    }
+
+    /// The deep link to what is shown now.
+    pub fn current_link(self) -> Link {
+        let view = self.view.get();
+        let mut link = Link {
+            view,
+            embed: self.embed,
+            ..Link::default()
+        };
+        match view {
+            View::Chat => {}
+            View::Order => {
+                link.order = Some((
+                    self.order.question.get(),
+                    self.order.options.get(),
+                    self.order.set_based.get(),
+                ));
+            }
+            View::Explore => {
+                let e = self.explorer;
+                link.source = e.source.get();
+                if e.summary.with(Option::is_some) {
+                    link.layer = Some(e.layer.get());
+                    link.head = Some(e.head.get());
+                    link.token = Some(e.token.get());
+                }
+            }
+            View::Vision => {
+                let v = self.vision;
+                link.image = v.link_image.get();
+                link.layer = Some(v.layer.get());
+                link.head = Some(v.head.get());
+                link.form = Some(v.form.get());
+                link.chunk = Some(v.chunk.get());
+                link.rollout = v.vit_map.get() == VitMap::Rollout;
+            }
+        }
+        link
+    }
+
+    /// Classifies test digit `i` of `mnist-test.bin` (fetched on first use).
+    pub fn show_test_digit(self, i: usize) {
+        let vision = self.vision;
+        let use_digit = move |set: &[u8]| match set.get(i * 785..(i + 1) * 785) {
+            Some(record) => {
+                vision
+                    .image
+                    .set(record[1..].iter().map(|&b| b as f32 / 255.0).collect());
+                vision
+                    .source
+                    .set(format!("Test digit {i} (label {})", record[0]));
+                vision.link_image.set(Some(VisionImage::TestDigit(i)));
+                self.classify();
+            }
+            None => vision
+                .error
+                .set(Some(format!("there is no test digit {i}"))),
+        };
+        if let Some(set) = vision.test_set.get_untracked() {
+            use_digit(&set);
+            return;
+        }
+        wasm_bindgen_futures::spawn_local(async move {
+            match fetch_bytes(TEST_SET_URL).await {
+                Ok(set) => {
+                    let set = std::sync::Arc::new(set);
+                    vision.test_set.set(Some(set.clone()));
+                    use_digit(&set);
+                }
+                Err(e) => vision.error.set(Some(format!("{TEST_SET_URL}: {e}"))),
+            }
+        });
+    }
+
+    /// Classifies a drawing already laid out like MNIST.
+    pub fn classify_drawing(self, image: Vec<f32>) {
+        let vision = self.vision;
+        let bytes = image
+            .iter()
+            .map(|&v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+            .collect();
+        vision.link_image.set(Some(VisionImage::Drawing(bytes)));
+        vision.source.set("Your drawing".into());
+        vision.image.set(image);
+        self.classify();
     }
 
     /// With `?bench` in the URL, `window.glassboxBench(ids, decodeTokens)` runs
@@ -419,6 +631,22 @@ impl AppState {
                                 .head
                                 .set(explorer.head.get_untracked().min(summary.n_heads - 1));
                             explorer.token.set(last);
+                            // A deep link's selection, within what this inspection has.
+                            if let Some((layer, head, token)) =
+                                explorer.pending_selection.get_value()
+                            {
+                                explorer.pending_selection.set_value(None);
+                                let clamp = |v: Option<usize>, n: usize| v.map(|v| v.min(n - 1));
+                                if let Some(l) = clamp(layer, summary.n_layers) {
+                                    explorer.layer.set(l);
+                                }
+                                if let Some(h) = clamp(head, summary.n_heads) {
+                                    explorer.head.set(h);
+                                }
+                                if let Some(t) = clamp(token, summary.tokens.len()) {
+                                    explorer.token.set(t);
+                                }
+                            }
                             explorer.summary.set(Some(summary));
                         }
                         Err(message) => explorer.error.set(Some(message)),
@@ -493,6 +721,7 @@ impl AppState {
         explorer.head_data.set(None);
         explorer.lens.set(None);
         explorer.error.set(None);
+        explorer.source.set(Some(source.clone()));
         self.view.set(View::Explore);
         self.send(ToWorker::Inspect { request, source });
     }

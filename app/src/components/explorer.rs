@@ -6,12 +6,12 @@
 //! layer, Home/End jump to the first/last token. Every picture has a sentence beside it saying
 //! what it shows, and the shown head exports as JSON and the matrix as PNG.
 
+use super::export::{grid_svg, ExportBar};
 use super::heatmap::{self, GridGeometry, MatrixGeometry};
 use crate::protocol::InspectSource;
 use crate::state::{use_app_state, ExplorerState};
 use leptos::html::Canvas;
 use leptos::prelude::*;
-use wasm_bindgen::JsCast;
 
 const DEFAULT_TEXT: &str = "The capital of France is Paris. The capital of Italy is";
 
@@ -25,6 +25,26 @@ fn strongest(values: &[f32], t: usize, from: usize) -> Option<(usize, f32)> {
         .max_by(|a, b| a.1.total_cmp(&b.1))
 }
 
+/// What the explorer shows, in words (also the embed's status line).
+pub(super) fn explorer_status(explorer: ExplorerState) -> String {
+    if explorer.running.get().is_some() {
+        return "Running the model with every tap on…".to_string();
+    }
+    match explorer.summary.get() {
+        Some(s) => format!(
+            "{}: {} tokens, {} layers × {} heads, captured in {:.1} s.",
+            explorer.title.get(),
+            s.tokens.len(),
+            s.n_layers,
+            s.n_heads,
+            s.capture_ms / 1000.0
+        ),
+        None => "Inspect a reply from the chat (its Inspect button), the Order view's prompt, \
+                 or any text."
+            .to_string(),
+    }
+}
+
 #[component]
 pub fn ExplorerPanel() -> impl IntoView {
     let state = use_app_state();
@@ -36,24 +56,7 @@ pub fn ExplorerPanel() -> impl IntoView {
             InspectSource::Text(text.get_untracked()),
         )
     };
-    let status = move || {
-        if explorer.running.get().is_some() {
-            return "Running the model with every tap on…".to_string();
-        }
-        match explorer.summary.get() {
-            Some(s) => format!(
-                "{}: {} tokens, {} layers × {} heads, captured in {:.1} s.",
-                explorer.title.get(),
-                s.tokens.len(),
-                s.n_layers,
-                s.n_heads,
-                s.capture_ms / 1000.0
-            ),
-            None => "Inspect a reply from the chat (its Inspect button), the Order view's prompt, \
-                     or any text."
-                .to_string(),
-        }
-    };
+    let status = move || explorer_status(explorer);
     view! {
         <section class="explorer" aria-label="Attention explorer">
             <label class="field">
@@ -108,7 +111,7 @@ pub(super) fn number_input(
 
 /// Layer, head and token pickers (the keyboard's other way in).
 #[component]
-fn Selection(explorer: ExplorerState) -> impl IntoView {
+pub(super) fn Selection(explorer: ExplorerState) -> impl IntoView {
     let dims = move || {
         explorer.summary.with(|s| {
             s.as_ref()
@@ -134,7 +137,7 @@ fn label(explorer: ExplorerState, i: usize) -> String {
 }
 
 #[component]
-fn MatrixView(explorer: ExplorerState) -> impl IntoView {
+pub(super) fn MatrixView(explorer: ExplorerState) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     let geometry = RwSignal::new(None::<MatrixGeometry>);
     let hover = RwSignal::new(None::<String>);
@@ -245,37 +248,21 @@ fn MatrixView(explorer: ExplorerState) -> impl IntoView {
         ></canvas>
         <p id="attention-description" class="readout" aria-live="polite">{description}</p>
         <p class="readout hover">{move || hover.get()}</p>
-        <div class="actions">
-            <button on:click=move |_| export_json(explorer)>"Export JSON"</button>
-            <button on:click=move |_| {
-                if let Some(c) = canvas.get_untracked() {
-                    if let Ok(url) = c.to_data_url() {
-                        download(&url, &file_name(explorer, "png"));
-                    }
-                }
-            }>"Export PNG"</button>
-        </div>
+        <ExportBar
+            figure="attention matrix"
+            canvas=canvas
+            svg=Callback::new(move |_| matrix_svg(explorer))
+            data=Callback::new(move |_| head_json(explorer))
+        />
     }
 }
 
-fn file_name(explorer: ExplorerState, extension: &str) -> String {
-    format!(
-        "attention-layer{}-head{}.{extension}",
-        explorer.layer.get_untracked(),
-        explorer.head.get_untracked()
-    )
-}
-
 /// The shown head's data as the engine computed it.
-fn export_json(explorer: ExplorerState) {
-    let (Some(summary), Some(data)) = (
-        explorer.summary.get_untracked(),
-        explorer.head_data.get_untracked(),
-    ) else {
-        return;
-    };
+fn head_json(explorer: ExplorerState) -> Option<serde_json::Value> {
+    let summary = explorer.summary.get_untracked()?;
+    let data = explorer.head_data.get_untracked()?;
     let t = summary.tokens.len();
-    let value = serde_json::json!({
+    Some(serde_json::json!({
         "source": explorer.title.get_untracked(),
         "ids": summary.ids,
         "tokens": summary.tokens,
@@ -284,32 +271,31 @@ fn export_json(explorer: ExplorerState) {
         "head": data.head,
         "probs": data.probs.chunks(t).collect::<Vec<_>>(),
         "scores": data.scores.chunks(t).collect::<Vec<_>>(),
-    });
-    let text = value.to_string();
-    let parts = js_sys::Array::of1(&wasm_bindgen::JsValue::from_str(&text));
-    let options = web_sys::BlobPropertyBag::new();
-    options.set_type("application/json");
-    let Ok(blob) = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options) else {
-        return;
-    };
-    if let Ok(url) = web_sys::Url::create_object_url_with_blob(&blob) {
-        download(&url, &file_name(explorer, "json"));
-        let _ = web_sys::Url::revoke_object_url(&url);
-    }
+    }))
 }
 
-/// Saves `url` as a file named `name`, through a temporary link.
-fn download(url: &str, name: &str) {
-    let Some(document) = web_sys::window().and_then(|w| w.document()) else {
-        return;
-    };
-    let Ok(link) = document.create_element("a") else {
-        return;
-    };
-    let link: web_sys::HtmlAnchorElement = link.unchecked_into();
-    link.set_href(url);
-    link.set_download(name);
-    link.click();
+/// A `(t, t)` matrix in the heatmap's colours, as SVG.
+fn token_matrix_svg(title: &str, values: &[f32], visible: &[bool], tokens: &[String]) -> String {
+    let t = tokens.len();
+    grid_svg(title, t, t, tokens, tokens, |i, j| {
+        Some(if visible.get(i * t + j).copied().unwrap_or(true) {
+            heatmap::viridis(values[i * t + j].max(0.0).sqrt())
+        } else {
+            [215, 215, 215]
+        })
+    })
+}
+
+fn matrix_svg(explorer: ExplorerState) -> Option<String> {
+    let summary = explorer.summary.get_untracked()?;
+    let data = explorer.head_data.get_untracked()?;
+    let title = format!("Attention, layer {} head {}", data.layer, data.head);
+    Some(token_matrix_svg(
+        &title,
+        &data.probs,
+        &summary.visible,
+        &summary.tokens,
+    ))
 }
 
 #[component]
@@ -333,11 +319,72 @@ fn HeadView(explorer: ExplorerState) -> impl IntoView {
         <h3>"Head view"</h3>
         <p class="hint">"Lines from the selected token (left) to the tokens it attends to (right)."</p>
         <canvas node_ref=canvas role="img" aria-label="Head view" aria-describedby="attention-description"></canvas>
+        <ExportBar
+            figure="head view"
+            canvas=canvas
+            svg=Callback::new(move |_| head_view_svg(explorer))
+            data=Callback::new(move |_| head_json(explorer))
+        />
     }
 }
 
+/// The head view as SVG: a line from the selected token to each token, as strong as its weight.
+fn head_view_svg(explorer: ExplorerState) -> Option<String> {
+    let summary = explorer.summary.get_untracked()?;
+    let data = explorer.head_data.get_untracked()?;
+    let (t, token) = (summary.tokens.len(), explorer.token.get_untracked());
+    let row = data.probs.get(token * t..(token + 1) * t)?;
+    let (h, w) = (t * 14 + 20, 420);
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">\n<title>Head view, layer {} head {}</title>\n<rect width=\"{w}\" height=\"{h}\" fill=\"#ffffff\"/>\n",
+        data.layer, data.head
+    );
+    let y = |i: usize| 16 + i * 14;
+    for (i, label) in summary.tokens.iter().enumerate() {
+        let label: String = label.chars().take(16).collect();
+        let label = label
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        let weight = if i == token { "bold" } else { "normal" };
+        out += &format!("<text x=\"130\" y=\"{}\" font-size=\"10\" font-family=\"sans-serif\" text-anchor=\"end\" font-weight=\"{weight}\">{label}</text>\n", y(i));
+        out += &format!(
+            "<text x=\"290\" y=\"{}\" font-size=\"10\" font-family=\"sans-serif\">{label}</text>\n",
+            y(i)
+        );
+    }
+    for (j, &p) in row.iter().enumerate().filter(|(_, &p)| p > 0.0) {
+        out += &format!(
+            "<line x1=\"135\" y1=\"{}\" x2=\"285\" y2=\"{}\" stroke=\"#3b528b\" stroke-width=\"2\" stroke-opacity=\"{:.3}\"/>\n",
+            y(token) - 3,
+            y(j) - 3,
+            p.sqrt()
+        );
+    }
+    Some(out + "</svg>\n")
+}
+
+/// The model view as SVG: every head's thumbnail, layers down, heads across.
+fn model_view_svg(explorer: ExplorerState) -> Option<String> {
+    let s = explorer.summary.get_untracked()?;
+    let side = s.thumbnail_side;
+    let (rows, cols) = (s.n_layers * side, s.n_heads * side);
+    Some(grid_svg(
+        "Model view: every layer and head",
+        rows,
+        cols,
+        &[],
+        &[],
+        |y, x| {
+            let (layer, head) = (y / side, x / side);
+            let v = s.thumbnails[((layer * s.n_heads + head) * side + y % side) * side + x % side];
+            Some(heatmap::viridis(v as f32 / 255.0))
+        },
+    ))
+}
+
 #[component]
-fn ModelView(explorer: ExplorerState) -> impl IntoView {
+pub(super) fn ModelView(explorer: ExplorerState) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     let geometry = RwSignal::new(None::<GridGeometry>);
     Effect::new(move |_| {
@@ -374,11 +421,24 @@ fn ModelView(explorer: ExplorerState) -> impl IntoView {
             aria-label="Model view: every layer and head; choose one with the Layer and Head fields"
             on:click=on_click
         ></canvas>
+        <ExportBar
+            figure="model view"
+            canvas=canvas
+            svg=Callback::new(move |_| model_view_svg(explorer))
+            data=Callback::new(move |_| {
+                explorer.summary.get_untracked().map(|s| serde_json::json!({
+                    "layers": s.n_layers,
+                    "heads": s.n_heads,
+                    "thumbnail_side": s.thumbnail_side,
+                    "thumbnails_255_sqrt_weight": s.thumbnails,
+                }))
+            })
+        />
     }
 }
 
 #[component]
-fn RolloutView(explorer: ExplorerState) -> impl IntoView {
+pub(super) fn RolloutView(explorer: ExplorerState) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     Effect::new(move |_| {
         let Some(canvas) = canvas.get() else { return };
@@ -412,6 +472,24 @@ fn RolloutView(explorer: ExplorerState) -> impl IntoView {
         <p class="hint">"Attention chained through all layers, with the residual connection (Abnar & Zuidema, 2020)."</p>
         <canvas node_ref=canvas role="img" aria-label="Attention rollout" aria-describedby="rollout-description"></canvas>
         <p id="rollout-description" class="readout">{description}</p>
+        <ExportBar
+            figure="attention rollout"
+            canvas=canvas
+            svg=Callback::new(move |_| {
+                explorer.summary.get_untracked().map(|s| {
+                    token_matrix_svg("Attention rollout", &s.rollout, &s.visible, &s.tokens)
+                })
+            })
+            data=Callback::new(move |_| {
+                explorer.summary.get_untracked().map(|s| {
+                    let t = s.tokens.len();
+                    serde_json::json!({
+                        "tokens": s.tokens,
+                        "rollout": s.rollout.chunks(t).collect::<Vec<_>>(),
+                    })
+                })
+            })
+        />
     }
 }
 

@@ -3,14 +3,18 @@
 
 mod chat;
 mod explorer;
+mod export;
 mod heatmap;
 mod load_panel;
 mod order;
 mod settings;
+mod share;
 mod status_bar;
+mod tour;
 mod vision;
 
-use crate::state::{provide_app_state, View};
+use crate::deep_link::{Figure, Link};
+use crate::state::{provide_app_state, use_app_state, View};
 use leptos::prelude::*;
 
 pub use chat::ChatPanel;
@@ -25,6 +29,9 @@ pub use vision::VisionPanel;
 pub fn App() -> impl IntoView {
     let state = provide_app_state();
     state.start();
+    if let Some(figure) = state.embed {
+        return view! { <EmbedFigure figure=figure /> }.into_any();
+    }
     let view_shown = state.view;
     let tab = move |which: View, label: &'static str| {
         view! {
@@ -41,6 +48,7 @@ pub fn App() -> impl IntoView {
         <header>
             <h1>"Glassbox"</h1>
             <StatusBar />
+            <tour::Tour />
         </header>
         <nav class="views" role="tablist" aria-label="Views">
             {tab(View::Chat, "Chat")}
@@ -48,6 +56,7 @@ pub fn App() -> impl IntoView {
             {tab(View::Explore, "Explore")}
             {tab(View::Vision, "Vision")}
         </nav>
+        <share::ShareBar />
         <main class="layout">
             <section class="chat-column" aria-label="Chat">
                 <LoadPanel />
@@ -59,6 +68,69 @@ pub fn App() -> impl IntoView {
                 }}
             </section>
             <SidePanel />
+        </main>
+    }
+    .into_any()
+}
+
+/// Embed mode: one figure and its minimal controls, sized for an `<iframe>`, with a status line
+/// and a link to the whole page.
+#[component]
+fn EmbedFigure(figure: Figure) -> impl IntoView {
+    let state = use_app_state();
+    let (explorer, vision) = (state.explorer, state.vision);
+    let figure_view = match figure {
+        Figure::Matrix => view! {
+            <explorer::Selection explorer=explorer />
+            <explorer::MatrixView explorer=explorer />
+        }
+        .into_any(),
+        Figure::Rollout => view! { <explorer::RolloutView explorer=explorer /> }.into_any(),
+        Figure::Heads => view! {
+            <explorer::Selection explorer=explorer />
+            <explorer::ModelView explorer=explorer />
+        }
+        .into_any(),
+        Figure::Vit => view! {
+            <vision::Probabilities vision=vision which="ViT" />
+            <vision::VitInsides vision=vision />
+        }
+        .into_any(),
+        Figure::Vir => view! {
+            <vision::Probabilities vision=vision which="ViR" />
+            <vision::VirInsides vision=vision />
+        }
+        .into_any(),
+        Figure::Order => view! { <OrderPanel /> }.into_any(),
+    };
+    let ready = move || match figure.view() {
+        View::Explore => explorer.summary.with(Option::is_some),
+        View::Vision => vision.report.with(Option::is_some),
+        _ => true,
+    };
+    let status = move || match figure.view() {
+        View::Explore => explorer::explorer_status(explorer),
+        View::Vision => vision
+            .error
+            .get()
+            .unwrap_or_else(|| vision::vision_status(vision)),
+        _ => String::new(),
+    };
+    let whole_page = move || {
+        let mut link: Link = state.current_link();
+        link.embed = None;
+        share::full_url(&link)
+    };
+    view! {
+        <main class="embed" aria-label=format!("Glassbox figure: {}", figure.name())>
+            <Show when=move || figure.needs_chat_model()>
+                <LoadPanel />
+            </Show>
+            <p class="embed-status" role="status">{status}</p>
+            <div class="embed-figure" class:waiting=move || !ready()>{figure_view}</div>
+            <p class="embed-footer">
+                <a href=whole_page target="_blank" rel="noopener">"Open in Glassbox"</a>
+            </p>
         </main>
     }
 }

@@ -7,8 +7,6 @@ use crate::protocol::{InspectSource, OrderLayout};
 use crate::state::use_app_state;
 use leptos::prelude::*;
 
-const DEFAULT_QUESTION: &str = "Which of these animals is the largest?";
-const DEFAULT_OPTIONS: [&str; 3] = ["A mouse", "An elephant", "A cat"];
 /// The letters that name options in the answers table.
 const LETTERS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
@@ -19,13 +17,7 @@ fn letter(i: usize) -> char {
 #[component]
 pub fn OrderPanel() -> impl IntoView {
     let state = use_app_state();
-    let question = RwSignal::new(DEFAULT_QUESTION.to_string());
-    let options = RwSignal::new(
-        DEFAULT_OPTIONS
-            .iter()
-            .map(|s| s.to_string())
-            .collect::<Vec<_>>(),
-    );
+    let (question, options) = (state.order.question, state.order.options);
     let idle = move || state.can_send() && state.order.running.get().is_none();
     let run = move |all: bool| {
         let opts: Vec<String> = options.get_untracked();

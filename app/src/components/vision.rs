@@ -5,6 +5,7 @@
 //! retention side by side: the same output, different costs.
 
 use super::explorer::number_input;
+use super::export::{grid_svg, ExportBar};
 use super::heatmap::viridis;
 use crate::protocol::{VisionOutput, VisionReport};
 use crate::state::{use_app_state, AppState, VisionState, VitMap};
@@ -19,8 +20,6 @@ const SIDE: usize = 28;
 const ZOOM: usize = 10;
 const GRID: usize = 7;
 const PATCH: usize = 4;
-pub const TEST_SET_URL: &str = "models/mnist-test.bin";
-const RECORD: usize = 1 + SIDE * SIDE;
 
 fn context(canvas: &HtmlCanvasElement) -> Option<CanvasRenderingContext2d> {
     canvas.get_context("2d").ok()??.dyn_into().ok()
@@ -51,11 +50,15 @@ fn paint(
     }
 }
 
-/// The digit in grey with `weights` (one per patch, any scale) over it in viridis.
-fn draw_overlay(canvas: &HtmlCanvasElement, image: &[f32], weights: &[f32]) {
+/// The colour of pixel (x, y): the digit in grey with `weights` (one per patch, any scale)
+/// over it in viridis.
+fn overlay_colour<'a>(
+    image: &'a [f32],
+    weights: &'a [f32],
+) -> impl Fn(usize, usize) -> [u8; 3] + 'a {
     let max = weights.iter().copied().fold(0.0f32, f32::max).max(1e-12);
-    paint(canvas, SIDE, ZOOM, |x, y| {
-        let grey = image[y * SIDE + x];
+    move |x, y| {
+        let grey = image.get(y * SIDE + x).copied().unwrap_or(0.0);
         let w = weights
             .get((y / PATCH) * GRID + x / PATCH)
             .copied()
@@ -65,7 +68,49 @@ fn draw_overlay(canvas: &HtmlCanvasElement, image: &[f32], weights: &[f32]) {
         // 60% heat, 40% ink, so the digit stays readable under the colours.
         let ink = 255.0 * grey;
         c.map(|v| (0.6 * v as f32 + 0.4 * ink).round() as u8)
-    });
+    }
+}
+
+fn draw_overlay(canvas: &HtmlCanvasElement, image: &[f32], weights: &[f32]) {
+    paint(canvas, SIDE, ZOOM, overlay_colour(image, weights));
+}
+
+fn overlay_svg(title: &str, image: &[f32], weights: &[f32]) -> String {
+    let colour = overlay_colour(image, weights);
+    grid_svg(title, SIDE, SIDE, &[], &[], |y, x| Some(colour(x, y)))
+}
+
+/// D's colour at (column m, row n).
+fn decay_colour(gamma: f32) -> impl Fn(usize, usize) -> [u8; 3] {
+    move |m, n| {
+        if m > n {
+            [235, 235, 235]
+        } else {
+            viridis(gamma.powi((n - m) as i32))
+        }
+    }
+}
+
+/// The figure's data for JSON export.
+fn vision_json(vision: VisionState, which: &str) -> Option<serde_json::Value> {
+    let report = vision.report.get_untracked()?;
+    let out = if which == "vit" {
+        &report.vit
+    } else {
+        &report.vir
+    };
+    let vir = which == "vir";
+    Some(serde_json::json!({
+        "model": which,
+        "image_source": vision.source.get_untracked(),
+        "image": vision.image.get_untracked(),
+        "probs": out.probs,
+        "class": out.class,
+        "class_token_rows_layer_head_patch": out.class_rows,
+        "rollout": out.rollout,
+        "decays": if vir { report.decays.clone() } else { Vec::new() },
+        "forms": if vir { serde_json::json!(report.forms) } else { serde_json::json!(null) },
+    }))
 }
 
 /// Row and column of patch `p` in words, and its weight.
@@ -81,19 +126,22 @@ fn strongest(weights: &[f32]) -> Option<(usize, f32)> {
         .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
 }
 
+/// What the Vision view shows, in words (also the embed's status line).
+pub(super) fn vision_status(vision: VisionState) -> String {
+    if vision.running.get().is_some() {
+        return "Classifying… (the first time also loads both models)".to_string();
+    }
+    match vision.report.get() {
+        Some(r) => format!("{}: computed on {}.", vision.source.get(), r.backend),
+        None => "Draw a digit on the pad, or pick a test digit.".to_string(),
+    }
+}
+
 #[component]
 pub fn VisionPanel() -> impl IntoView {
     let state = use_app_state();
     let vision = state.vision;
-    let status = move || {
-        if vision.running.get().is_some() {
-            return "Classifying… (the first time also loads both models)".to_string();
-        }
-        match vision.report.get() {
-            Some(r) => format!("{}: computed on {}.", vision.source.get(), r.backend),
-            None => "Draw a digit on the pad, or pick a test digit.".to_string(),
-        }
-    };
+    let status = move || vision_status(vision);
     view! {
         <section class="vision" aria-label="Vision">
             <div class="vision-input">
@@ -179,10 +227,7 @@ fn DrawingPad(state: AppState) -> impl IntoView {
     let finish = move || {
         if last.get_value().is_some() {
             last.set_value(None);
-            let image = drawn.with_value(|d| center_like_mnist(d));
-            vision.source.set("Your drawing".into());
-            vision.image.set(image);
-            state.classify();
+            state.classify_drawing(drawn.with_value(|d| center_like_mnist(d)));
         }
     };
     let clear = move |_| {
@@ -222,64 +267,16 @@ fn DrawingPad(state: AppState) -> impl IntoView {
 /// The keyboard's way in: a test digit by number.
 #[component]
 fn TestDigitPicker(state: AppState) -> impl IntoView {
-    let vision = state.vision;
     let index = RwSignal::new(0usize);
-    let show = move || {
-        let i = index.get_untracked();
-        let use_digit = move |set: &[u8]| match set.get(i * RECORD..(i + 1) * RECORD) {
-            Some(record) => {
-                vision
-                    .image
-                    .set(record[1..].iter().map(|&b| b as f32 / 255.0).collect());
-                vision
-                    .source
-                    .set(format!("Test digit {i} (label {})", record[0]));
-                state.classify();
-            }
-            None => vision
-                .error
-                .set(Some(format!("there is no test digit {i}"))),
-        };
-        if let Some(set) = vision.test_set.get_untracked() {
-            use_digit(&set);
-            return;
-        }
-        wasm_bindgen_futures::spawn_local(async move {
-            match fetch_test_set().await {
-                Ok(set) => {
-                    let set = std::sync::Arc::new(set);
-                    vision.test_set.set(Some(set.clone()));
-                    use_digit(&set);
-                }
-                Err(e) => vision.error.set(Some(format!("{TEST_SET_URL}: {e}"))),
-            }
-        });
-    };
     view! {
         <div class="test-digit">
             {number_input("Test digit", index, || 999)}
-            <button on:click=move |_| show()>"Classify test digit"</button>
+            <button on:click=move |_| state.show_test_digit(index.get_untracked())>
+                "Classify test digit"
+            </button>
             <p class="hint">"1,000 digits the models never trained on (labels from MNIST)."</p>
         </div>
     }
-}
-
-async fn fetch_test_set() -> Result<Vec<u8>, String> {
-    use wasm_bindgen_futures::JsFuture;
-    let message = |e: wasm_bindgen::JsValue| format!("{e:?}");
-    let window = web_sys::window().ok_or("no window")?;
-    let response: web_sys::Response = JsFuture::from(window.fetch_with_str(TEST_SET_URL))
-        .await
-        .map_err(message)?
-        .dyn_into()
-        .map_err(message)?;
-    if !response.ok() {
-        return Err(format!("HTTP {}", response.status()));
-    }
-    let buffer = JsFuture::from(response.array_buffer().map_err(message)?)
-        .await
-        .map_err(message)?;
-    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
 fn output(report: &VisionReport, which: &str, form: usize) -> (Vec<f32>, usize) {
@@ -295,7 +292,7 @@ fn output(report: &VisionReport, which: &str, form: usize) -> (Vec<f32>, usize) 
 }
 
 #[component]
-fn Probabilities(vision: VisionState, which: &'static str) -> impl IntoView {
+pub(super) fn Probabilities(vision: VisionState, which: &'static str) -> impl IntoView {
     let answer = move || {
         vision.report.with(|r| {
             r.as_ref()
@@ -355,7 +352,7 @@ fn dims(vision: VisionState) -> (usize, usize) {
 }
 
 #[component]
-fn VitInsides(vision: VisionState) -> impl IntoView {
+pub(super) fn VitInsides(vision: VisionState) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     let weights = move || {
         let rollout = vision.vit_map.get() == VitMap::Rollout;
@@ -405,14 +402,23 @@ fn VitInsides(vision: VisionState) -> impl IntoView {
                     </select>
                 </label>
             </div>
-            <canvas node_ref=canvas class="overlay" aria-describedby="vit-sentence"></canvas>
+            <canvas node_ref=canvas class="overlay" role="img" aria-label="ViT attention over the digit" aria-describedby="vit-sentence"></canvas>
             <p id="vit-sentence" aria-live="polite">{sentence}</p>
+            <ExportBar
+                figure="ViT attention"
+                canvas=canvas
+                svg=Callback::new(move |_| {
+                    let w = weights();
+                    Some(vision.image.with_untracked(|image| overlay_svg("ViT: class-token attention", image, &w)))
+                })
+                data=Callback::new(move |_| vision_json(vision, "vit"))
+            />
         </section>
     }
 }
 
 #[component]
-fn VirInsides(vision: VisionState) -> impl IntoView {
+pub(super) fn VirInsides(vision: VisionState) -> impl IntoView {
     let overlay = NodeRef::<Canvas>::new();
     let decay = NodeRef::<Canvas>::new();
     let retention = move || {
@@ -475,15 +481,34 @@ fn VirInsides(vision: VisionState) -> impl IntoView {
             <h3>"ViR: decay and retention"</h3>
             <div class="figures">
                 <figure>
-                    <canvas node_ref=decay class="decay" aria-describedby="vir-sentence"></canvas>
+                    <canvas node_ref=decay class="decay" role="img" aria-label="ViR decay matrix" aria-describedby="vir-sentence"></canvas>
                     <figcaption>"Decay matrix D of the selected head (row: token, column: earlier token; the class token is last)"</figcaption>
                 </figure>
                 <figure>
-                    <canvas node_ref=overlay class="overlay" aria-describedby="vir-sentence"></canvas>
+                    <canvas node_ref=overlay class="overlay" role="img" aria-label="ViR retention over the digit" aria-describedby="vir-sentence"></canvas>
                     <figcaption>"|Retention score| of the class token over the patches (selected layer and head)"</figcaption>
                 </figure>
             </div>
             <p id="vir-sentence" aria-live="polite">{sentence}</p>
+            <ExportBar
+                figure="ViR decay matrix"
+                canvas=decay
+                svg=Callback::new(move |_| {
+                    let t = SIDE * SIDE / (PATCH * PATCH) + 1;
+                    let colour = decay_colour(gamma());
+                    Some(grid_svg("ViR decay matrix D", t, t, &[], &[], |n, m| Some(colour(m, n))))
+                })
+                data=Callback::new(move |_| vision_json(vision, "vir"))
+            />
+            <ExportBar
+                figure="ViR retention"
+                canvas=overlay
+                svg=Callback::new(move |_| {
+                    let w = retention();
+                    Some(vision.image.with_untracked(|image| overlay_svg("ViR: class-token retention", image, &w)))
+                })
+                data=Callback::new(move |_| vision_json(vision, "vir"))
+            />
         </section>
     }
 }

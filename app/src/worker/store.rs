@@ -234,6 +234,11 @@ impl<'a, B: Backend> Feed<'a, B> {
     }
 }
 
+/// The sha256 of a whole small file, as hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

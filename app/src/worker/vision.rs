@@ -18,6 +18,8 @@ pub struct VisionModels {
     backend: CpuBackend,
     vit: VisionModel<CpuBackend>,
     vir: VisionModel<CpuBackend>,
+    /// (file, sha256)
+    files: Vec<(String, String)>,
 }
 
 impl VisionModels {
@@ -28,9 +30,22 @@ impl VisionModels {
                 .map(|(_, model)| model)
                 .map_err(|e| format!("{url}: {e}"))
         };
-        let vit = load(js::fetch_bytes(VIT_URL).await?, VIT_URL)?;
-        let vir = load(js::fetch_bytes(VIR_URL).await?, VIR_URL)?;
-        Ok(VisionModels { backend, vit, vir })
+        let (vit_bytes, vir_bytes) = (
+            js::fetch_bytes(VIT_URL).await?,
+            js::fetch_bytes(VIR_URL).await?,
+        );
+        let files = [(VIT_URL, &vit_bytes), (VIR_URL, &vir_bytes)]
+            .iter()
+            .map(|(url, bytes)| (url.to_string(), super::store::sha256_hex(bytes)))
+            .collect();
+        let vit = load(vit_bytes, VIT_URL)?;
+        let vir = load(vir_bytes, VIR_URL)?;
+        Ok(VisionModels {
+            backend,
+            vit,
+            vir,
+            files,
+        })
     }
 
     pub async fn classify(&self, image: &[f32], chunk: usize) -> Result<VisionReport, String> {
@@ -83,6 +98,7 @@ impl VisionModels {
             decays: config.decays.clone(),
             forms,
             backend: "CPU (wasm)".to_string(),
+            models: self.files.clone(),
         })
     }
 }

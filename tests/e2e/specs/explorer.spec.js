@@ -34,7 +34,8 @@ function maxDifference(a, b) {
 async function exportJson(page) {
   const [download] = await Promise.all([
     page.waitForEvent('download'),
-    page.getByRole('button', { name: 'Export JSON' }).click(),
+    page.getByRole('group', { name: 'Export the attention matrix' })
+      .getByRole('button', { name: 'Export JSON' }).click(),
   ]);
   return JSON.parse(readFileSync(await download.path(), 'utf8'));
 }
@@ -89,7 +90,8 @@ test.describe.serial('the attention explorer on the CPU tier', () => {
 
     const [png] = await Promise.all([
       page.waitForEvent('download'),
-      page.getByRole('button', { name: 'Export PNG' }).click(),
+      page.getByRole('group', { name: 'Export the attention matrix' })
+        .getByRole('button', { name: 'Export PNG' }).click(),
     ]);
     const bytes = readFileSync(await png.path());
     expect(bytes.subarray(1, 4).toString()).toBe('PNG');

@@ -1,0 +1,434 @@
+//! Deep links: what a view shows, written in the page's query string, so that a link (or an
+//! `<iframe>` in a course page) reopens the same picture once the model has loaded.
+//!
+//! | Parameter | Meaning |
+//! |---|---|
+//! | `view` | `chat`, `order`, `explore` or `vision` |
+//! | `embed=1`, `figure` | embed mode: only that figure (see [`Figure`]) and its controls |
+//! | `text` | explore: free text to inspect |
+//! | `chat` | explore: a conversation, JSON `[["user", "…"], ["assistant", "…"], …]` |
+//! | `question`, `option` (repeated), `mode` | order view (and explore, with `source=order`): `mode=set` or `plain` |
+//! | `layer`, `head`, `token` | the selected layer, head and (explore) token |
+//! | `digit` | vision: a test digit, 0–999 |
+//! | `drawing` | vision: a drawing, 784 pixels as hex bytes |
+//! | `form`, `chunk` | vision: the ViR form shown (`parallel`, `recurrent`, `chunkwise`), chunk length |
+//! | `map` | vision: `head` or `rollout` for the ViT picture |
+//!
+//! Parsing and writing are plain string code, tested natively.
+
+use crate::protocol::InspectSource;
+use engine::chat::ChatMessage;
+
+/// The page's views (tabs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Chat,
+    /// Order-invariant prompting (Set-Based Prompting).
+    Order,
+    /// The attention explorer.
+    Explore,
+    /// The MNIST ViT and ViR.
+    Vision,
+}
+
+impl View {
+    pub fn name(self) -> &'static str {
+        match self {
+            View::Chat => "chat",
+            View::Order => "order",
+            View::Explore => "explore",
+            View::Vision => "vision",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [View::Chat, View::Order, View::Explore, View::Vision]
+            .into_iter()
+            .find(|v| v.name() == s)
+    }
+}
+
+/// The figures embed mode can show alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Figure {
+    /// Explorer: one head's attention matrix.
+    Matrix,
+    /// Explorer: attention rollout.
+    Rollout,
+    /// Explorer: the model view (every head).
+    Heads,
+    /// Vision: the ViT's class-token attention (or rollout) over the digit.
+    Vit,
+    /// Vision: the ViR's decay matrix and class-token retention.
+    Vir,
+    /// Order view: the answers under each ordering, with the mask.
+    Order,
+}
+
+impl Figure {
+    pub const ALL: [Figure; 6] = [
+        Figure::Matrix,
+        Figure::Rollout,
+        Figure::Heads,
+        Figure::Vit,
+        Figure::Vir,
+        Figure::Order,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Figure::Matrix => "matrix",
+            Figure::Rollout => "rollout",
+            Figure::Heads => "heads",
+            Figure::Vit => "vit",
+            Figure::Vir => "vir",
+            Figure::Order => "order",
+        }
+    }
+
+    pub fn view(self) -> View {
+        match self {
+            Figure::Matrix | Figure::Rollout | Figure::Heads => View::Explore,
+            Figure::Vit | Figure::Vir => View::Vision,
+            Figure::Order => View::Order,
+        }
+    }
+
+    /// Whether the figure needs the chat model (the vision figures do not).
+    pub fn needs_chat_model(self) -> bool {
+        self.view() != View::Vision
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Figure::ALL.into_iter().find(|f| f.name() == s)
+    }
+}
+
+/// The vision view's image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VisionImage {
+    TestDigit(usize),
+    /// 784 bytes, `round(255 · value)`.
+    Drawing(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub view: View,
+    pub embed: Option<Figure>,
+    /// What the explorer inspects.
+    pub source: Option<InspectSource>,
+    /// The Order view's question, options and mode (also set when `source` is the Order view).
+    pub order: Option<(String, Vec<String>, bool)>,
+    pub layer: Option<usize>,
+    pub head: Option<usize>,
+    pub token: Option<usize>,
+    pub image: Option<VisionImage>,
+    /// 0 parallel, 1 recurrent, 2 chunkwise.
+    pub form: Option<usize>,
+    pub chunk: Option<usize>,
+    pub rollout: bool,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link {
+            view: View::Chat,
+            embed: None,
+            source: None,
+            order: None,
+            layer: None,
+            head: None,
+            token: None,
+            image: None,
+            form: None,
+            chunk: None,
+            rollout: false,
+        }
+    }
+}
+
+pub const FORMS: [&str; 3] = ["parallel", "recurrent", "chunkwise"];
+
+impl Link {
+    /// Reads a query string (with or without its leading `?`). Unknown or malformed parameters
+    /// are ignored: a damaged link still opens the page.
+    pub fn parse(query: &str) -> Link {
+        let pairs = parse_query(query);
+        let get = |key: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        };
+        let number = |key: &str| get(key).and_then(|v| v.parse::<usize>().ok());
+        let figure = get("figure").and_then(Figure::parse);
+        let embed = get("embed")
+            .is_some_and(|v| v == "1")
+            .then_some(figure)
+            .flatten();
+        let view = get("view")
+            .and_then(View::parse)
+            .or(embed.map(Figure::view))
+            .unwrap_or(View::Chat);
+        let options: Vec<String> = pairs
+            .iter()
+            .filter(|(k, _)| k == "option")
+            .map(|(_, v)| v.clone())
+            .collect();
+        let set_based = get("mode") != Some("plain");
+        let order = get("question").map(|q| (q.to_string(), options, set_based));
+        let source = if let Some(text) = get("text") {
+            Some(InspectSource::Text(text.to_string()))
+        } else if let Some(chat) = get("chat") {
+            serde_json::from_str::<Vec<(String, String)>>(chat)
+                .ok()
+                .map(|turns| {
+                    InspectSource::Chat(
+                        turns
+                            .iter()
+                            .map(|(role, text)| ChatMessage::new(role, text))
+                            .collect(),
+                    )
+                })
+        } else if get("source") == Some("order") {
+            order
+                .clone()
+                .map(|(question, options, set_based)| InspectSource::Order {
+                    question,
+                    options,
+                    set_based,
+                })
+        } else {
+            None
+        };
+        let image = if let Some(d) = number("digit").filter(|&d| d < 1000) {
+            Some(VisionImage::TestDigit(d))
+        } else {
+            get("drawing")
+                .and_then(from_hex)
+                .filter(|b| b.len() == 784)
+                .map(VisionImage::Drawing)
+        };
+        Link {
+            view,
+            embed,
+            source,
+            order,
+            layer: number("layer"),
+            head: number("head"),
+            token: number("token"),
+            image,
+            form: get("form").and_then(|f| FORMS.iter().position(|&n| n == f)),
+            chunk: number("chunk").filter(|&c| c > 0),
+            rollout: get("map") == Some("rollout"),
+        }
+    }
+
+    /// The query string, `?` included.
+    pub fn to_query(&self) -> String {
+        let mut pairs: Vec<(&str, String)> = vec![("view", self.view.name().to_string())];
+        if let Some(figure) = self.embed {
+            pairs.push(("embed", "1".into()));
+            pairs.push(("figure", figure.name().into()));
+        }
+        match &self.source {
+            Some(InspectSource::Text(text)) => pairs.push(("text", text.clone())),
+            Some(InspectSource::Chat(messages)) => {
+                let turns: Vec<(&str, &str)> = messages
+                    .iter()
+                    .map(|m| (m.role.as_str(), m.content.as_str()))
+                    .collect();
+                pairs.push(("chat", serde_json::to_string(&turns).unwrap_or_default()));
+            }
+            Some(InspectSource::Order { .. }) => pairs.push(("source", "order".into())),
+            None => {}
+        }
+        let order = match &self.source {
+            Some(InspectSource::Order {
+                question,
+                options,
+                set_based,
+            }) => Some((question.clone(), options.clone(), *set_based)),
+            _ => self.order.clone(),
+        };
+        if let Some((question, options, set_based)) = order {
+            pairs.push(("question", question));
+            for option in options {
+                pairs.push(("option", option));
+            }
+            pairs.push(("mode", if set_based { "set" } else { "plain" }.into()));
+        }
+        for (key, value) in [
+            ("layer", self.layer),
+            ("head", self.head),
+            ("token", self.token),
+        ] {
+            if let Some(v) = value {
+                pairs.push((key, v.to_string()));
+            }
+        }
+        match &self.image {
+            Some(VisionImage::TestDigit(d)) => pairs.push(("digit", d.to_string())),
+            Some(VisionImage::Drawing(bytes)) => pairs.push(("drawing", to_hex(bytes))),
+            None => {}
+        }
+        if let Some(form) = self.form.and_then(|f| FORMS.get(f)) {
+            pairs.push(("form", form.to_string()));
+        }
+        if let Some(chunk) = self.chunk {
+            pairs.push(("chunk", chunk.to_string()));
+        }
+        if self.rollout {
+            pairs.push(("map", "rollout".into()));
+        }
+        let body: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode_component(v)))
+            .collect();
+        format!("?{}", body.join("&"))
+    }
+}
+
+/// `application/x-www-form-urlencoded` pairs, decoded.
+fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .trim_start_matches('?')
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode_component(k), decode_component(v))
+        })
+        .collect()
+}
+
+fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn decode_component(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |c: u8| (c as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(hi), Some(lo)) => {
+                        out.push((hi * 16 + lo) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_parameter_survives_a_round_trip() {
+        let links = [
+            Link {
+                view: View::Explore,
+                source: Some(InspectSource::Text("Ünïcode & spaces = \"yes\"?".into())),
+                layer: Some(5),
+                head: Some(2),
+                token: Some(11),
+                ..Link::default()
+            },
+            Link {
+                view: View::Explore,
+                embed: Some(Figure::Rollout),
+                source: Some(InspectSource::Chat(vec![
+                    ChatMessage::new("user", "What is 2+2?"),
+                    ChatMessage::new("assistant", "4, of course.\nNext line"),
+                ])),
+                ..Link::default()
+            },
+            Link {
+                view: View::Explore,
+                source: Some(InspectSource::Order {
+                    question: "Which is largest?".into(),
+                    options: vec!["A mouse".into(), "An elephant".into()],
+                    set_based: false,
+                }),
+                order: Some((
+                    "Which is largest?".into(),
+                    vec!["A mouse".into(), "An elephant".into()],
+                    false,
+                )),
+                ..Link::default()
+            },
+            Link {
+                view: View::Vision,
+                embed: Some(Figure::Vit),
+                image: Some(VisionImage::Drawing(
+                    (0..784).map(|i| (i % 256) as u8).collect(),
+                )),
+                form: Some(2),
+                chunk: Some(7),
+                rollout: true,
+                layer: Some(1),
+                head: Some(3),
+                ..Link::default()
+            },
+            Link {
+                view: View::Vision,
+                image: Some(VisionImage::TestDigit(999)),
+                ..Link::default()
+            },
+        ];
+        for link in links {
+            let query = link.to_query();
+            assert_eq!(Link::parse(&query), link, "{query}");
+        }
+    }
+
+    #[test]
+    fn damaged_links_still_open() {
+        let link = Link::parse("?view=nowhere&layer=x&digit=5000&drawing=zz&form=sideways&%E2%28");
+        assert_eq!(link.view, View::Chat);
+        assert_eq!(
+            (link.layer, link.image.clone(), link.form),
+            (None, None, None)
+        );
+        // embed without a known figure is not embed mode.
+        assert_eq!(Link::parse("?embed=1&figure=teapot").embed, None);
+        assert_eq!(Link::parse("?embed=1&figure=vir").view, View::Vision);
+        assert_eq!(decode_component("100%"), "100%");
+        assert_eq!(decode_component("a+b%20c"), "a b c");
+    }
+}
