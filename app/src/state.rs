@@ -291,7 +291,7 @@ pub fn provide_app_state() -> AppState {
                 .with_value(|l| l.as_ref().and_then(|l| l.source.clone()));
             if let Some(source) = source {
                 state.pending_link.set_value(None);
-                state.inspect("Linked".into(), source);
+                state.inspect(source_title(&source), source);
             }
         }
     });
@@ -301,6 +301,20 @@ pub fn provide_app_state() -> AppState {
 
 pub fn use_app_state() -> AppState {
     expect_context::<AppState>()
+}
+
+/// What an inspection shows, in words, for the explorer's status line.
+fn source_title(source: &InspectSource) -> String {
+    match source {
+        InspectSource::Text(_) => "Free text".into(),
+        InspectSource::Chat(_) => "A conversation".into(),
+        InspectSource::Order { set_based, .. } => {
+            format!(
+                "Order view, {}",
+                if *set_based { "set-based" } else { "plain" }
+            )
+        }
+    }
 }
 
 /// The 1,000 test digits: records of `[label][784 pixel bytes]`.
@@ -408,7 +422,7 @@ impl AppState {
         if let Some(source) = source {
             if self.engine.get_untracked() == EngineState::Ready {
                 self.pending_link.set_value(None);
-                self.inspect("Linked".into(), source);
+                self.inspect(source_title(&source), source);
             }
         }
     }

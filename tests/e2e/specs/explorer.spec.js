@@ -3,33 +3,9 @@
 // as the native engine (the `glassbox attention` command) for that head. Free text and the Order
 // view's set-based prompt open in the explorer too.
 import { test, expect } from '@playwright/test';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { ask, profilePage, useGreedy } from '../chromium.js';
-
-const ROOT = resolve(import.meta.dirname, '../../..');
-const CLI = join(ROOT, 'target/release/glassbox');
-
-/** One head from the native engine, for the same token ids. */
-function nativeHead(ids, layer, head) {
-  if (!existsSync(CLI)) {
-    throw new Error(`${CLI} is missing: \`cargo xtask test\` builds it before the e2e tests`);
-  }
-  const idsFile = join(mkdtempSync(join(tmpdir(), 'glassbox-ids-')), 'ids.json');
-  writeFileSync(idsFile, JSON.stringify(ids));
-  const out = execFileSync(CLI, [
-    'attention', '--ids-file', idsFile, '--layer', String(layer), '--head', String(head),
-  ], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20 });
-  return JSON.parse(out);
-}
-
-function maxDifference(a, b) {
-  let worst = 0;
-  a.forEach((row, i) => row.forEach((v, j) => { worst = Math.max(worst, Math.abs(v - b[i][j])); }));
-  return worst;
-}
+import { maxDifference, nativeHead } from '../native.js';
 
 async function exportJson(page) {
   const [download] = await Promise.all([
