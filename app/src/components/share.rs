@@ -23,7 +23,7 @@ fn frame_size(figure: Figure) -> (u32, u32) {
     match figure {
         Figure::Matrix | Figure::Rollout => (820, 980),
         Figure::Heads => (560, 900),
-        Figure::Vit | Figure::Vir => (640, 760),
+        Figure::Vit | Figure::Vir => (640, 1000),
         Figure::Order => (720, 900),
     }
 }

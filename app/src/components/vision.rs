@@ -396,7 +396,13 @@ pub(super) fn VitInsides(vision: VisionState) -> impl IntoView {
                 {number_input("Head", vision.head, move || dims(vision).1 - 1)}
                 <label class="field inline">
                     <span>"Show"</span>
-                    <select on:change=on_map>
+                    <select
+                        on:change=on_map
+                        prop:value=move || match vision.vit_map.get() {
+                            VitMap::Rollout => "rollout",
+                            VitMap::Head => "head",
+                        }
+                    >
                         <option value="head">"this head"</option>
                         <option value="rollout">"rollout (all layers)"</option>
                     </select>

@@ -12,10 +12,10 @@ import { ROOT, maxDifference, nativeHead, testDigitLabel, visionReport } from '.
 
 const TEXT = 'The capital of France is Paris. The capital of Italy is';
 const screenshots = process.env.GLASSBOX_DOC_SCREENSHOTS === '1';
-const shot = async (target, name) => {
+const shot = async (target, name, options = {}) => {
   if (!screenshots) return;
   mkdirSync(join(ROOT, 'docs/img'), { recursive: true });
-  await target.screenshot({ path: join(ROOT, 'docs/img', name) });
+  await target.screenshot({ path: join(ROOT, 'docs/img', name), ...options });
 };
 
 async function download(page, group, button) {
@@ -43,7 +43,7 @@ test.describe.serial('deep links, embeds, exports and the tour', () => {
     await expect(description, shared.logs.join('\n')).toContainText('Layer 2 head 1:', { timeout: 5 * 60 * 1000 });
     await expect(shared.page.getByRole('spinbutton', { name: 'Layer' })).toHaveValue('2');
     await expect(shared.page.getByRole('spinbutton', { name: 'Head' })).toHaveValue('1');
-    await expect(shared.page.getByRole('spinbutton', { name: 'Token' })).toHaveValue('3');
+    await expect(shared.page.getByRole('spinbutton', { name: 'Token', exact: true })).toHaveValue('3');
     await shot(shared.page.locator('section.explorer'), 'explorer.png');
 
     const data = JSON.parse(await download(shared.page, 'Export the attention matrix', 'Export JSON'));
@@ -91,6 +91,7 @@ test.describe.serial('deep links, embeds, exports and the tour', () => {
     await expect(shared.page.locator('.prediction[data-model="ViT"]')).toContainText(`ViT says ${report.vit.predictions[5]} `);
     await expect(shared.page.getByRole('spinbutton', { name: 'Layer' }).first()).toHaveValue('1');
     await expect(shared.page.locator('#vit-sentence')).toContainText('Rolled out over every layer');
+    await expect(shared.page.getByRole('combobox', { name: 'Show' })).toHaveValue('rollout');
     await shot(shared.page.locator('section.vision'), 'vision.png');
     for (const group of ['Export the ViT attention', 'Export the ViR decay matrix', 'Export the ViR retention']) {
       const png = await download(shared.page, group, 'Export PNG');
@@ -124,7 +125,9 @@ test.describe.serial('deep links, embeds, exports and the tour', () => {
       });
       expect(colours, name).toBeGreaterThan(5);
     }
-    await shot(shared.page, 'embed-demo.png');
+    await shared.page.setViewportSize({ width: 1540, height: 1100 });
+    await shot(shared.page, 'embed-demo.png', { fullPage: true });
+    await shared.page.setViewportSize({ width: 1280, height: 720 });
   });
 
   test('the guided tour walks from tokens to ViT and ViR', async () => {
