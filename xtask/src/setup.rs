@@ -228,7 +228,8 @@ fn find_file(dir: &Path, prefix: &str, suffix: &str) -> Option<PathBuf> {
     })
 }
 
-fn mnist() -> Result<(), String> {
+/// The digits in `data/mnist/{0..9}.json` (the trainer reads them).
+pub fn mnist() -> Result<(), String> {
     let dir = root().join(MNIST_DIR);
     let digits = (0..10).map(|d| dir.join(format!("{d}.json")));
     if digits.clone().all(|p| p.exists()) {

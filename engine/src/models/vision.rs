@@ -1,7 +1,7 @@
 //! What the two MNIST classifiers share: their configuration (read from GGUF keys), the patch
 //! stem, the GELU MLP, the classification head and the loader; and [`VisionModel`], the one type
 //! the CLI and the page hold. The exact computation is written down in `docs/vision.md`, which
-//! the trainer (`train/`) follows too.
+//! the trainer (`trainer/`) follows too.
 //!
 //! Layout shared by both models: 49 patches of 4 × 4 in raster order, then the class token
 //! LAST (so causal retention lets it see every patch); the class token is the last row of the

@@ -1,5 +1,5 @@
 //! A small Vision Transformer (Dosovitskiy et al., 2021, "An Image is Worth 16x16 Words"),
-//! trained by `train/` on MNIST: pre-LN blocks of softmax self-attention over every token and a
+//! trained by `trainer/` on MNIST: pre-LN blocks of softmax self-attention over every token and a
 //! GELU MLP. Departures from the paper's recipe, shared with the ViR so the two compare: the
 //! class token is the last token, not the first, and every linear layer is bias-free (see
 //! `docs/vision.md`).
