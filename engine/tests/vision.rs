@@ -3,10 +3,11 @@
 //! recorded in `www/models/vision.json` by `glassbox eval-vision`.
 #![cfg(not(target_arch = "wasm32"))] // native: files on disk, pollster
 
+mod common;
+
 use engine::backend::{Backend, RetentionForm};
 use engine::cpu::{blocks, CpuBackend};
 use engine::gguf::{GgmlType, GgufWriter, MetadataValue};
-use engine::gpu::GpuBackend;
 use engine::models::vision::{
     center_like_mnist, patch_rows, read_test_set, Classification, VisionModel,
 };
@@ -111,18 +112,6 @@ fn classify<B: Backend>(
     pollster::block_on(model.classify(backend, image, form, true)).unwrap()
 }
 
-fn gpu() -> Option<GpuBackend> {
-    match pollster::block_on(GpuBackend::create()) {
-        Ok(gpu) => Some(gpu),
-        Err(e) => {
-            let required = std::env::var("GLASSBOX_REQUIRE_GPU").is_ok_and(|v| v == "1");
-            assert!(!required, "GLASSBOX_REQUIRE_GPU=1 but: {e}");
-            eprintln!("skipped: {e}");
-            None
-        }
-    }
-}
-
 #[test]
 fn patches_are_raster_order_with_the_class_token_last() {
     let bytes = random_model("vit", 1);
@@ -215,7 +204,9 @@ fn vit_attention_rows_are_distributions_and_rollout_too() {
 
 #[test]
 fn cpu_and_webgpu_agree_on_both_models() {
-    let Some(gpu) = gpu() else { return };
+    let Some(gpu) = common::gpu_or_skip() else {
+        return;
+    };
     let cpu = CpuBackend::new();
     for (arch, seed) in [("vit", 4u64), ("vir", 5)] {
         let bytes = random_model(arch, seed);
@@ -297,7 +288,9 @@ fn shipped_models_reach_the_reported_accuracy() {
 
 #[test]
 fn shipped_models_predict_the_same_on_webgpu() {
-    let Some(gpu) = gpu() else { return };
+    let Some(gpu) = common::gpu_or_skip() else {
+        return;
+    };
     let test_set = read_test_set(&std::fs::read(shipped("mnist-test.bin")).unwrap()).unwrap();
     for arch in ["vit", "vir"] {
         let (_, predictions) = report(arch);
