@@ -97,6 +97,51 @@ dual_test!(
     }
 );
 
+// The SIMD kernels convert the f16 scales themselves (wasm has no instruction for it): every
+// kind of finite half must come out exact, tiny subnormal and negative ones included.
+dual_test!(simd_kernels_read_f16_scales_of_every_kind, {
+    let halves: [u16; 9] = [
+        0x3c00, // 1
+        0xbc00, // -1
+        0x0001, // smallest subnormal
+        0x83ff, // largest subnormal, negative
+        0x0400, // smallest normal
+        0x7bff, // largest finite
+        0x2e66, // 0.1
+        0x0000, // 0
+        0x8000, // -0
+    ];
+    let mut rng = SeededRng::new(11);
+    let x = rng.vec_f32(64, 1.5);
+    let acts = Q16Activations::quantize(&x, 64);
+    for &d in &halves {
+        for &m in &halves {
+            for ty in [GgmlType::Q8_0, GgmlType::Q4_1] {
+                let mut row = Vec::new();
+                for _ in 0..2 {
+                    row.extend(d.to_le_bytes());
+                    if ty == GgmlType::Q4_1 {
+                        row.extend(m.to_le_bytes());
+                    }
+                    let n_quants = if ty == GgmlType::Q4_1 { 16 } else { 32 };
+                    row.extend((0..n_quants).map(|_| (rng.next_u64() % 256) as u8));
+                }
+                let s = scalar_dot(ty, &row, &acts, 0);
+                let f = fast_dot(ty, &row, &acts, 0);
+                // Relative to the size of the terms, which may cancel: a wrong conversion is
+                // off by far more (a factor of 2 or more, or a sign).
+                let x_size: f32 = x.iter().map(|v| v.abs()).sum();
+                let value = |h: u16| half::f16::from_bits(h).to_f32().abs();
+                let size = x_size * (value(d) * 127.0 + value(m));
+                assert!(
+                    (s - f).abs() <= 1e-5 * size,
+                    "{ty} d={d:#06x} m={m:#06x}: scalar {s} vs SIMD {f}"
+                );
+            }
+        }
+    }
+});
+
 dual_test!(attention_rows_are_distributions_that_respect_the_mask, {
     let shape = AttentionShape {
         n_heads: 6,
