@@ -157,8 +157,6 @@ enum Command {
         #[command(flatten)]
         sampling: SamplingArgs,
     },
-    /// Order sensitivity of multiple-choice answers under plain and Set-Based Prompting: accuracy
-    /// and the share of questions whose preferred option changes with the options' order.
     /// One head's attention probabilities (and the logit lens at a token) for a prompt: the
     /// same numbers the page's attention explorer shows and exports.
     Attention {
@@ -174,6 +172,8 @@ enum Command {
         #[arg(long)]
         lens_token: Option<usize>,
     },
+    /// Order sensitivity of multiple-choice answers under plain and Set-Based Prompting: accuracy
+    /// and the share of questions whose preferred option changes with the options' order.
     OrderBench {
         #[command(flatten)]
         run: RunArgs,

@@ -254,6 +254,34 @@ async function wllama(prompt, threads, isolated) {
   }
 }
 
+/**
+ * wllama's warm start, as Glassbox's is measured: with the model in wllama's own cache (OPFS),
+ * a reload of the page to the first token of the prompt (reload + load from the cache + prefill).
+ */
+async function wllamaWarmStart(prompt) {
+  log('browser: wllama warm start (1 thread, model in its cache)…');
+  const server = await wllamaServer(false);
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CPU_FLAGS });
+  try {
+    const page = await browser.newPage();
+    const config = { modelUrl: `${base}/model.gguf`, text: prompt.text, threads: 1 };
+    await page.goto(`${base}/wllama.html`);
+    await page.waitForFunction(() => window.wllamaReady === true);
+    await page.evaluate((cfg) => window.wllamaWarmStart(cfg), config); // fills the cache
+    const t0 = performance.now();
+    await page.reload();
+    await page.waitForFunction(() => window.wllamaReady === true);
+    const reloadMs = performance.now() - t0;
+    const warm = await page.evaluate((cfg) => window.wllamaWarmStart(cfg), config);
+    if (warm.promptN !== prompt.ids.length) throw new Error(`wllama's warm prompt is ${warm.promptN} tokens, not ${prompt.ids.length}`);
+    return { loadS: (reloadMs + warm.loadMs) / 1000, firstTokenS: (reloadMs + warm.loadMs + warm.promptMs) / 1000 };
+  } finally {
+    await browser.close();
+    server.close();
+  }
+}
+
 // ---- payloads ------------------------------------------------------------------------------
 function payload(files) {
   let raw = 0;
@@ -291,12 +319,14 @@ const loadBefore = loadavg().map((x) => x.toFixed(2)).join(' ');
 const prompt = fixedPrompt();
 const nativeRows = native(prompt);
 const browserRows = [];
+let wllamaWarm = null;
 if (!SKIP.has('browser')) {
   browserRows.push(await glassboxPage(prompt, 'cpu'));
   if (!SKIP.has('wllama')) {
     browserRows.push(await wllama(prompt, 1, false));
     browserRows.push(await wllama(prompt, 1, true));
     browserRows.push(await wllama(prompt, 2, true));
+    wllamaWarm = await wllamaWarmStart(prompt);
   }
   if (!SKIP.has('webgpu')) browserRows.push(await glassboxPage(prompt, 'webgpu'));
 }
@@ -341,6 +371,8 @@ about a real GPU.
 
 Glassbox, CPU tier, model in the browser's cache: reload to ready ${fmt(glassboxCpu.warmLoadS, 2)} s;
 to the first token of the ${prompt.ids.length}-token prompt ${fmt(glassboxCpu.warmFirstTokenS, 2)} s.
+wllama, 1 thread, model in its own cache (OPFS): reload to ready ${fmt(wllamaWarm?.loadS, 2)} s;
+to the first token of the same prompt ${fmt(wllamaWarm?.firstTokenS, 2)} s.
 `;
 
 console.log(report);

@@ -30,7 +30,7 @@ commands:
                  same prompt ids; installs what it needs, prints a table, writes docs/benchmarks.md
   train-vision [trainer options]
                  retrain the MNIST ViT and ViR (trainer/), export them to www/models/ and
-                 record their test accuracy in www/models/vision.json (about 40 minutes)
+                 record their test accuracy in www/models/vision.json (about 30 minutes)
   setup [serve|test]
                  only install what serve (or test, the default) needs; idempotent
   build          only build the page into dist/ (release)
