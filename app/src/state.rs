@@ -278,7 +278,11 @@ pub fn provide_app_state() -> AppState {
     });
     // The URL follows what is shown, so the address bar is always a deep link to it.
     Effect::new(move |_| {
-        let query = state.current_link().to_query();
+        let mut query = state.current_link().to_query();
+        // Not part of what is shown, but a reload must keep the benchmark hook.
+        if bench_requested() {
+            query.push_str("&bench");
+        }
         if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
             let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&query));
         }
@@ -513,7 +517,7 @@ impl AppState {
         self.classify();
     }
 
-    /// With `?bench` in the URL, `window.glassboxBench(ids, decodeTokens)` runs
+    /// With `bench` in the URL's query, `window.glassboxBench(ids, decodeTokens)` runs
     /// [`ToWorker::Bench`] and leaves its JSON result in `window.glassboxBenchResult`: the hook
     /// `cargo xtask bench-compare` drives. Absent otherwise.
     fn expose_bench(self) {
@@ -521,11 +525,7 @@ impl AppState {
         let Some(window) = web_sys::window() else {
             return;
         };
-        if !window
-            .location()
-            .search()
-            .is_ok_and(|s| s.contains("bench"))
-        {
+        if !bench_requested() {
             return;
         }
         let run = Closure::<dyn Fn(JsValue, f64)>::new(move |ids: JsValue, n: f64| {
@@ -889,4 +889,12 @@ impl AppState {
     pub fn simulate_device_loss(self) {
         self.send(ToWorker::SimulateDeviceLoss);
     }
+}
+
+/// Whether the page was opened with `bench` in its query (`?bench`, `&bench`): the hook that
+/// `cargo xtask bench-compare` drives.
+fn bench_requested() -> bool {
+    web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .is_some_and(|s| s.trim_start_matches('?').split('&').any(|p| p == "bench"))
 }

@@ -743,15 +743,31 @@ mod simd128 {
     /// (even and odd blocks) so that a block need not wait for the previous one's sum.
     #[inline(always)]
     unsafe fn two_chains(n: usize, mut block: impl FnMut(usize) -> (v128, f32, f32)) -> f32 {
-        let mut acc = [f32x4_splat(0.0); 2];
-        let mut extra = [0.0f32; 2];
-        for i in 0..n {
-            let (sums, scale, add) = block(i);
-            let scaled = f32x4_mul(f32x4_convert_i32x4(sums), f32x4_splat(scale));
-            acc[i & 1] = f32x4_add(acc[i & 1], scaled);
-            extra[i & 1] += add;
+        let scaled = |(sums, scale, add): (v128, f32, f32)| {
+            (
+                f32x4_mul(f32x4_convert_i32x4(sums), f32x4_splat(scale)),
+                add,
+            )
+        };
+        // Unrolled by hand: indexing the chains by `i & 1` kept them in memory, not registers.
+        let (mut even, mut odd) = (f32x4_splat(0.0), f32x4_splat(0.0));
+        let (mut even_extra, mut odd_extra) = (0.0f32, 0.0f32);
+        let mut i = 0;
+        while i + 2 <= n {
+            let (v, add) = scaled(block(i));
+            even = f32x4_add(even, v);
+            even_extra += add;
+            let (v, add) = scaled(block(i + 1));
+            odd = f32x4_add(odd, v);
+            odd_extra += add;
+            i += 2;
         }
-        finish(acc, extra)
+        if i < n {
+            let (v, add) = scaled(block(i));
+            even = f32x4_add(even, v);
+            even_extra += add;
+        }
+        finish([even, odd], [even_extra, odd_extra])
     }
 
     /// The two chains' lanes and extras summed, in one fixed order.
@@ -790,23 +806,42 @@ mod simd128 {
             n = n.min(t.info.len()).min(t.qs.len() / 32);
         }
         let w = row.as_ptr();
-        let mut acc = [[f32x4_splat(0.0); 2]; 4];
-        let mut extra = [[0.0f32; 2]; 4];
-        for i in 0..n {
-            unsafe {
-                let b = w.add(i * 20);
-                let (d, m) = (f16_at(b), f16_at(b.add(2)));
-                let weights = nibbles(b.add(4));
-                for t in 0..4 {
-                    let info = x[t].info.get_unchecked(i);
-                    let sums = dot32(weights, x[t].qs.as_ptr().add(i * 32));
-                    let scaled = f32x4_mul(f32x4_convert_i32x4(sums), f32x4_splat(d * info.scale));
-                    acc[t][i & 1] = f32x4_add(acc[t][i & 1], scaled);
-                    extra[t][i & 1] += m * info.sum;
-                }
+        let (mut even, mut odd) = ([f32x4_splat(0.0); 4], [f32x4_splat(0.0); 4]);
+        let (mut even_extra, mut odd_extra) = ([0.0f32; 4], [0.0f32; 4]);
+        let mut i = 0;
+        unsafe {
+            while i + 2 <= n {
+                block4(w, &x, i, &mut even, &mut even_extra);
+                block4(w, &x, i + 1, &mut odd, &mut odd_extra);
+                i += 2;
+            }
+            if i < n {
+                block4(w, &x, i, &mut even, &mut even_extra);
             }
         }
-        [0, 1, 2, 3].map(|t| finish(acc[t], extra[t]))
+        [0, 1, 2, 3].map(|t| finish([even[t], odd[t]], [even_extra[t], odd_extra[t]]))
+    }
+
+    /// Q4_1 block `i` of the row at `w` into one chain of each of four tokens. The chains are
+    /// passed in (not indexed by `i & 1`) and this is inlined, so that they stay in registers.
+    #[inline(always)]
+    unsafe fn block4(
+        w: *const u8,
+        x: &[ActivationRow<'_>; 4],
+        i: usize,
+        acc: &mut [v128; 4],
+        extra: &mut [f32; 4],
+    ) {
+        let b = w.add(i * 20);
+        let (d, m) = (f16_at(b), f16_at(b.add(2)));
+        let weights = nibbles(b.add(4));
+        for t in 0..4 {
+            let info = x[t].info.get_unchecked(i);
+            let sums = dot32(weights, x[t].qs.as_ptr().add(i * 32));
+            let scaled = f32x4_mul(f32x4_convert_i32x4(sums), f32x4_splat(d * info.scale));
+            acc[t] = f32x4_add(acc[t], scaled);
+            extra[t] += m * info.sum;
+        }
     }
 
     pub fn dot_q4_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
