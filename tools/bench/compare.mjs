@@ -31,7 +31,7 @@ const option = (name, fallback) => {
   return i >= 0 ? process.argv[i + 1] : fallback;
 };
 const RUNS = Number(option('runs', '3'));
-const WEBGPU_RUNS = Number(option('webgpu-runs', '1'));
+const WEBGPU_RUNS = Number(option('webgpu-runs', '3'));
 // Parts to leave out, e.g. `--skip webgpu,candle` (native, llamacpp, candle, browser, wllama, webgpu).
 const SKIP = new Set((option('skip', '') ?? '').split(',').filter(Boolean));
 const MIN_PROMPT_TOKENS = 420;
