@@ -17,7 +17,7 @@
 //! Parsing and writing are plain string code, tested natively.
 
 use crate::protocol::InspectSource;
-use engine::chat::ChatMessage;
+use engine::text::chat::ChatMessage;
 
 /// The page's views (tabs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The messages between the page and its engine worker: one enum each way, sent as JSON.
 
-use engine::chat::ChatMessage;
-use engine::sampling::SamplingParams;
+use engine::runtime::sampling::SamplingParams;
+use engine::text::chat::ChatMessage;
 use serde::{Deserialize, Serialize};
 
 /// Page → worker.

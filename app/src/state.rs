@@ -8,8 +8,8 @@ use crate::protocol::{
     CacheInfo, ComputeTier, FromWorker, HeadData, InspectSource, InspectionSummary, LensData,
     LoadProgress, ModelInfo, OrderLayout, ReplyStats, TierChoice, ToWorker, VisionReport,
 };
-use engine::chat::ChatMessage;
-use engine::sampling::SamplingParams;
+use engine::runtime::sampling::SamplingParams;
+use engine::text::chat::ChatMessage;
 use leptos::prelude::*;
 use send_wrapper::SendWrapper;
 use serde::{Deserialize, Serialize};
@@ -820,7 +820,7 @@ impl AppState {
             return;
         }
         let orders = if all_orders {
-            engine::set_prompt::sample_orders(options.len(), MAX_ORDERS, 1)
+            engine::analysis::set_prompt::sample_orders(options.len(), MAX_ORDERS, 1)
         } else {
             vec![(0..options.len()).collect()]
         };

@@ -1,8 +1,7 @@
 //! Speed of one quantized matrix × vector product: `qmm_speed [ROWS] [THREADS]`.
-use engine::cpu::{
-    blocks, pool,
-    quant_matmul::{matmul, QMatrix},
-};
+use engine::cpu::pool;
+use engine::cpu::quant::{matmul, QMatrix};
+use engine::gguf::blocks;
 use engine::gguf::GgmlType;
 use engine::testing::SeededRng;
 use std::time::Instant;

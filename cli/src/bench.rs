@@ -3,12 +3,11 @@
 //! time per kernel family and GPU memory). A benchmark that prints numbers, never a test:
 //! timings on a shared 2-core machine are noisy, so it reports min / median / max.
 
-use crate::commands::{configure_threads, load, model_name, webgpu_backend};
+use crate::commands::{configure_threads, load_on, webgpu_backend};
 use crate::{BackendChoice, RunArgs};
-use engine::backend::{Backend, Mask};
-use engine::cpu::CpuBackend;
-use engine::inspect::Inspection;
-use engine::language_model::{LanguageModel, Selection, Session};
+use engine::analysis::inspect::Inspection;
+use engine::backend::Selection;
+use engine::runtime::{Device, Engine, EngineSession, Feed, Layout};
 use serde_json::{json, Value};
 use std::time::Instant;
 
@@ -37,34 +36,38 @@ pub fn run(
         decode_tokens,
         runs: runs.max(1),
     };
-    let mut report = match run.backend {
-        BackendChoice::Cpu => {
-            let backend = CpuBackend::new();
-            let mut report = measure(&backend, run, &settings)?;
-            report["threads"] = json!(engine::cpu::pool::global().threads());
-            report
-        }
+    let device = match run.backend {
+        BackendChoice::Cpu => Device::Cpu,
         BackendChoice::Webgpu => {
-            let backend = webgpu_backend()?;
-            let profiled = backend.enable_profiling();
-            let mut report = measure(&backend, run, &settings)?;
-            let (weights, caches) = backend.memory_bytes();
+            let gpu = webgpu_backend()?;
+            gpu.enable_profiling();
+            Device::WebGpu(gpu)
+        }
+    };
+    let started = Instant::now();
+    let engine = load_on(device, &run.model)?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    let mut report = measure(&engine, &settings)?;
+    report["load_seconds"] = json!(load_seconds);
+    match engine.gpu() {
+        None => report["threads"] = json!(engine::cpu::pool::global().threads()),
+        Some(gpu) => {
+            let (weights, caches) = gpu.memory_bytes();
             report["gpu_memory_mib"] = json!({
                 "weights": weights as f64 / (1 << 20) as f64,
                 "kv_caches": caches as f64 / (1 << 20) as f64,
             });
-            report["kernel_ms"] = if profiled {
-                backend
-                    .kernel_times()
+            let times = gpu.kernel_times();
+            report["kernel_ms"] = if gpu.context().timestamps {
+                times
                     .into_iter()
                     .map(|(family, ms, n)| json!({"family": family, "ms": ms, "dispatches": n}))
                     .collect()
             } else {
                 json!("this adapter has no timestamp queries")
             };
-            report
         }
-    };
+    }
     report["peak_rss_mib"] = json!(peak_memory_mib());
     if json_out {
         println!(
@@ -77,68 +80,61 @@ pub fn run(
     Ok(())
 }
 
-/// Loads the model, then times `runs` × (prefill of the prompt + greedy decode steps).
-fn measure<B: Backend>(backend: &B, run: &RunArgs, s: &Settings) -> Result<Value, String> {
-    let started = Instant::now();
-    let model: LanguageModel<B> = load(backend, &run.model)?;
-    let load_seconds = started.elapsed().as_secs_f64();
-    let mut ids = model
-        .tokenizer
+/// Times `runs` × (prefill of the prompt + greedy decode steps), and the explorer's capture.
+fn measure(engine: &Engine, s: &Settings) -> Result<Value, String> {
+    let mut ids = engine
+        .tokenizer()
         .encode(BENCH_TEXT)
         .map_err(|e| e.to_string())?;
     if ids.len() < s.prompt_tokens {
         return Err(format!("the bench text has only {} tokens", ids.len()));
     }
     ids.truncate(s.prompt_tokens);
-    let greedy = Selection {
-        k: 1,
-        penalized: Vec::new(),
-        penalty: 1.0,
+    let greedy_next = |session: &mut EngineSession, ids: &[u32]| -> Result<u32, String> {
+        let fed = pollster::block_on(session.feed(Feed::append(ids).top_k(Selection::greedy())))
+            .map_err(|e| e.to_string())?;
+        fed.top
+            .first()
+            .map(|&(id, _)| id)
+            .ok_or("no candidate".into())
     };
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
     let (mut plain_short, mut inspect) = (Vec::new(), Vec::new());
     for _ in 0..s.runs {
-        let mut session = Session::new(&model, backend, s.prompt_tokens + s.decode_tokens + 1)
+        let mut session = engine
+            .session(s.prompt_tokens + s.decode_tokens + 1)
             .map_err(|e| e.to_string())?;
         let t0 = Instant::now();
-        let first = pollster::block_on(session.feed_select(&model, backend, &ids, &greedy))
-            .map_err(|e| e.to_string())?;
+        let mut next = greedy_next(&mut session, &ids)?;
         prefill.push(s.prompt_tokens as f64 / t0.elapsed().as_secs_f64());
-        let mut next = first[0].0;
         let t1 = Instant::now();
         for _ in 0..s.decode_tokens {
-            next = pollster::block_on(session.feed_select(&model, backend, &[next], &greedy))
-                .map_err(|e| e.to_string())?[0]
-                .0;
+            next = greedy_next(&mut session, &[next])?;
         }
         decode.push(s.decode_tokens as f64 / t1.elapsed().as_secs_f64());
 
         // The explorer's capture against the same prefill without taps, on the tokens it takes.
         let short = &ids[..ids.len().min(INSPECT_TOKENS)];
-        let mut session = Session::new(&model, backend, short.len()).map_err(|e| e.to_string())?;
+        let mut session = engine.session(short.len()).map_err(|e| e.to_string())?;
         let t2 = Instant::now();
-        pollster::block_on(session.feed_select(&model, backend, short, &greedy))
-            .map_err(|e| e.to_string())?;
+        greedy_next(&mut session, short)?;
         plain_short.push(short.len() as f64 / t2.elapsed().as_secs_f64());
         let positions: Vec<u32> = (0..short.len() as u32).collect();
+        let layout = Layout {
+            ids: short,
+            positions: &positions,
+            visible: None,
+        };
         let t3 = Instant::now();
-        pollster::block_on(Inspection::capture(
-            &model,
-            backend,
-            short,
-            &positions,
-            &Mask::Causal,
-        ))
-        .map_err(|e| e.to_string())?;
+        pollster::block_on(Inspection::capture(engine, layout)).map_err(|e| e.to_string())?;
         inspect.push(short.len() as f64 / t3.elapsed().as_secs_f64());
     }
     Ok(json!({
-        "model": model_name(&model),
-        "backend": backend.name(),
+        "model": engine.name(),
+        "backend": engine.backend_name(),
         "prompt_tokens": s.prompt_tokens,
         "decode_tokens": s.decode_tokens,
         "runs": s.runs,
-        "load_seconds": load_seconds,
         "prefill_tok_s": summary(&prefill),
         "decode_tok_s": summary(&decode),
         "inspect_tokens": ids.len().min(INSPECT_TOKENS),

@@ -1,17 +1,16 @@
-//! The data commands: tokenize, logits, generate, chat. Each is written once, generic over the
-//! backend, and dispatched on `--backend`.
+//! The data commands: tokenize, logits, generate, chat, attention. Each runs on the engine
+//! handle, whichever backend `--backend` picked.
 
 use crate::{BackendChoice, ModelArgs, PromptArgs, RunArgs, SamplingArgs};
-use engine::backend::Backend;
-use engine::chat::ChatMessage;
-use engine::cpu::CpuBackend;
+use engine::analysis::inspect::Inspection;
+use engine::analysis::set_prompt::{PartIds, PromptPart, SetPrompt};
+use engine::backend::Selection;
 use engine::gguf::{GgufEvent, GgufStream, Limits};
-use engine::inspect::Inspection;
-use engine::language_model::{LanguageModel, Session};
-use engine::models::llama::Taps;
-use engine::sampling::{log_sum_exp, top_k, Sampler, SamplingParams};
-use engine::set_prompt::{PartIds, PromptPart, SetPrompt};
-use engine::tokenizer::{TokenStream, Tokenizer};
+use engine::numerics::{log_sum_exp, top_k};
+use engine::runtime::sampling::{Sampler, SamplingParams};
+use engine::runtime::{Device, Engine, EngineSession, Feed};
+use engine::text::chat::ChatMessage;
+use engine::text::tokenizer::{TokenStream, Tokenizer};
 use serde_json::json;
 use std::io::{BufRead, Read, Write};
 use std::path::Path;
@@ -26,23 +25,14 @@ pub fn configure_threads(run: &RunArgs) {
     }
 }
 
-/// Runs `$body` with `$backend` bound to the backend `--backend` names.
-macro_rules! with_backend {
-    ($run:expr, |$backend:ident| $body:expr) => {{
-        configure_threads($run);
-        match $run.backend {
-            BackendChoice::Cpu => {
-                let $backend = CpuBackend::new();
-                $body
-            }
-            BackendChoice::Webgpu => {
-                let $backend = webgpu_backend()?;
-                $body
-            }
-        }
-    }};
+/// The device `--backend` names (and `--threads` applied).
+pub fn device(run: &RunArgs) -> Result<Device, String> {
+    configure_threads(run);
+    match run.backend {
+        BackendChoice::Cpu => Ok(Device::Cpu),
+        BackendChoice::Webgpu => Ok(Device::WebGpu(webgpu_backend()?)),
+    }
 }
-pub(crate) use with_backend;
 
 /// The WebGPU backend (natively: Vulkan), or a message saying why there is none.
 pub fn webgpu_backend() -> Result<engine::gpu::GpuBackend, String> {
@@ -50,9 +40,15 @@ pub fn webgpu_backend() -> Result<engine::gpu::GpuBackend, String> {
         .map_err(|e| format!("{e} (use --backend cpu)"))
 }
 
-pub fn load<B: Backend>(backend: &B, model: &ModelArgs) -> Result<LanguageModel<B>, String> {
+/// The chat model on `device`.
+pub fn load_on(device: Device, model: &ModelArgs) -> Result<Engine, String> {
     let path = model.path()?;
-    LanguageModel::load_file(backend, &path).map_err(|e| format!("{}: {e}", path.display()))
+    Engine::load_file(device, &path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The chat model on the device `--backend` names.
+pub fn load(run: &RunArgs) -> Result<Engine, String> {
+    load_on(device(run)?, &run.model)
 }
 
 fn read_text(path: &Path) -> Result<String, String> {
@@ -192,19 +188,20 @@ impl Prompt {
 
 pub fn logits(run: &RunArgs, prompt: &PromptArgs, top: usize) -> Result<(), String> {
     let prompt = Prompt::read(prompt)?;
-    with_backend!(run, |backend| {
-        let model = load(&backend, &run.model)?;
-        let layout = prompt.layout(&model.tokenizer).map_err(|e| e.to_string())?;
-        let mut session = Session::new(&model, &backend, model.config().context_len)
-            .map_err(|e| e.to_string())?;
-        let out = pollster::block_on(session.feed_set(&model, &backend, &layout, Taps::default()))
-            .map_err(|e| e.to_string())?;
-        let mut value = logits_json(&layout.ids, &out.logits, top);
-        if matches!(prompt, Prompt::Set { .. }) {
-            value["positions"] = json!(layout.positions);
-        }
-        print_json(&value)
-    })
+    let engine = load(run)?;
+    let layout = prompt
+        .layout(engine.tokenizer())
+        .map_err(|e| e.to_string())?;
+    let mut session = engine
+        .session(engine.config().context_len)
+        .map_err(|e| e.to_string())?;
+    let fed = pollster::block_on(session.feed(Feed::layout(layout.layout())))
+        .map_err(|e| e.to_string())?;
+    let mut value = logits_json(&layout.ids, &fed.logits, top);
+    if matches!(prompt, Prompt::Set { .. }) {
+        value["positions"] = json!(layout.positions);
+    }
+    print_json(&value)
 }
 
 pub fn attention(
@@ -215,51 +212,45 @@ pub fn attention(
     lens_token: Option<usize>,
 ) -> Result<(), String> {
     let prompt = Prompt::read(prompt)?;
-    with_backend!(run, |backend| {
-        let model = load(&backend, &run.model)?;
-        let layout = prompt.layout(&model.tokenizer).map_err(|e| e.to_string())?;
-        let mask = layout.mask(0);
-        let inspection = pollster::block_on(Inspection::capture(
-            &model,
-            &backend,
-            &layout.ids,
-            &layout.positions,
-            &mask,
-        ))
+    let engine = load(run)?;
+    let tokenizer = engine.tokenizer();
+    let layout = prompt.layout(tokenizer).map_err(|e| e.to_string())?;
+    let inspection = pollster::block_on(Inspection::capture(&engine, layout.layout()))
         .map_err(|e| e.to_string())?;
-        let t = inspection.tokens();
-        let probs: Vec<&[f32]> = inspection
-            .head(layer, head)
-            .map_err(|e| e.to_string())?
-            .chunks(t)
-            .collect();
-        let tokens: Vec<String> = layout
-            .ids
+    let t = inspection.tokens();
+    let probs: Vec<&[f32]> = inspection
+        .head(layer, head)
+        .map_err(|e| e.to_string())?
+        .chunks(t)
+        .collect();
+    let tokens: Vec<String> = layout
+        .ids
+        .iter()
+        .map(|&id| tokenizer.token_label(id))
+        .collect();
+    let mut value = json!({
+        "ids": layout.ids,
+        "tokens": tokens,
+        "positions": layout.positions,
+        "layer": layer,
+        "head": head,
+        "probs": probs,
+    });
+    if let Some(index) = lens_token {
+        let lens = pollster::block_on(inspection.logit_lens(&engine, index, 5))
+            .map_err(|e| e.to_string())?;
+        value["lens"] = lens
             .iter()
-            .map(|&id| model.tokenizer.token_label(id))
+            .map(|row| {
+                row.iter()
+                    .map(
+                        |&(id, p)| json!({"id": id, "token": tokenizer.token_label(id), "prob": p}),
+                    )
+                    .collect::<Vec<_>>()
+            })
             .collect();
-        let mut value = json!({
-            "ids": layout.ids,
-            "tokens": tokens,
-            "positions": layout.positions,
-            "layer": layer,
-            "head": head,
-            "probs": probs,
-        });
-        if let Some(index) = lens_token {
-            let lens = pollster::block_on(inspection.logit_lens(&model, &backend, index, 5))
-                .map_err(|e| e.to_string())?;
-            value["lens"] = lens
-                .iter()
-                .map(|row| {
-                    row.iter()
-                        .map(|&(id, p)| json!({"id": id, "token": model.tokenizer.token_label(id), "prob": p}))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-        }
-        print_json(&value)
-    })
+    }
+    print_json(&value)
 }
 
 pub fn logits_json(ids: &[u32], logits: &[f32], top: usize) -> serde_json::Value {
@@ -294,69 +285,70 @@ pub fn generate(
     json_out: bool,
 ) -> Result<(), String> {
     let prompt = Prompt::read(prompt)?;
-    with_backend!(run, |backend| {
-        let model = load(&backend, &run.model)?;
-        let layout = prompt.layout(&model.tokenizer).map_err(|e| e.to_string())?;
-        let mut session = Session::new(&model, &backend, model.config().context_len)
-            .map_err(|e| e.to_string())?;
-        let mut sampler = Sampler::new(sampling_params(sampling));
-        let mut printer = TokenStream::new();
-        let generated = generate_tokens(
-            &model,
-            &backend,
-            &mut session,
-            &layout,
-            &mut sampler,
-            max_tokens,
-            |id| {
-                if !json_out {
-                    print!("{}", printer.push(&model.tokenizer, id));
-                    let _ = std::io::stdout().flush();
-                }
-            },
-        )
+    let engine = load(run)?;
+    let tokenizer = engine.tokenizer();
+    let layout = prompt.layout(tokenizer).map_err(|e| e.to_string())?;
+    let mut session = engine
+        .session(engine.config().context_len)
         .map_err(|e| e.to_string())?;
-        if json_out {
-            print_json(&json!({"ids": generated, "text": model.tokenizer.decode(&generated)}))
-        } else {
-            println!("{}", printer.finish());
-            Ok(())
-        }
-    })
+    let mut sampler = Sampler::new(sampling_params(sampling));
+    let mut printer = TokenStream::new();
+    let generated = generate_tokens(
+        &engine,
+        &mut session,
+        Feed::layout(layout.layout()),
+        &mut sampler,
+        max_tokens,
+        |id| {
+            if !json_out {
+                print!("{}", printer.push(tokenizer, id));
+                let _ = std::io::stdout().flush();
+            }
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    if json_out {
+        print_json(&json!({"ids": generated, "text": tokenizer.decode(&generated)}))
+    } else {
+        println!("{}", printer.finish());
+        Ok(())
+    }
 }
 
 /// Feeds `prompt` and samples up to `max_tokens` tokens, calling `on_token` for each; stops
 /// after an end-of-generation token (included in the result).
-pub fn generate_tokens<B: Backend>(
-    model: &LanguageModel<B>,
-    backend: &B,
-    session: &mut Session<B>,
-    prompt: &SetPrompt,
+pub fn generate_tokens(
+    engine: &Engine,
+    session: &mut EngineSession,
+    prompt: Feed<'_>,
     sampler: &mut Sampler,
     max_tokens: usize,
     mut on_token: impl FnMut(u32),
 ) -> engine::Result<Vec<u32>> {
-    let vocab = model.config().vocab_size;
-    let selection = sampler.selection(&session.tokens, vocab);
-    let mut candidates =
-        pollster::block_on(session.feed_set_select(model, backend, prompt, &selection))?;
+    let vocab = engine.config().vocab_size;
+    let selection = |session: &EngineSession, sampler: &Sampler| -> Selection {
+        sampler.selection(session.tokens(), vocab)
+    };
+    let first = prompt.top_k(selection(session, sampler));
+    let mut candidates = pollster::block_on(session.feed(first))?.top;
     let mut generated = Vec::new();
     while generated.len() < max_tokens {
         let next = sampler.pick(&candidates);
         generated.push(next);
         on_token(next);
-        if model.tokenizer.is_end_of_generation(next) || generated.len() == max_tokens {
+        if engine.tokenizer().is_end_of_generation(next) || generated.len() == max_tokens {
             break;
         }
-        if session.tokens.len() >= session.capacity() {
+        if session.tokens().len() >= session.capacity() {
             eprintln!(
                 "glassbox: the context is full ({} tokens)",
                 session.capacity()
             );
             break;
         }
-        let selection = sampler.selection(&session.tokens, vocab);
-        candidates = pollster::block_on(session.feed_select(model, backend, &[next], &selection))?;
+        let next = [next];
+        let feed = Feed::append(&next).top_k(selection(session, sampler));
+        candidates = pollster::block_on(session.feed(feed))?.top;
     }
     Ok(generated)
 }
@@ -367,7 +359,6 @@ pub fn chat(
     max_tokens: usize,
     sampling: &SamplingArgs,
 ) -> Result<(), String> {
-    configure_threads(run);
     // The conversation outlives a backend: if the GPU fails, the chat goes on on the CPU.
     let mut messages: Vec<ChatMessage> = system
         .map(|s| ChatMessage::new("system", s))
@@ -375,18 +366,17 @@ pub fn chat(
         .collect();
     let mut sampler = Sampler::new(sampling_params(sampling));
     if run.backend == BackendChoice::Webgpu {
-        let backend = webgpu_backend()?;
-        let model = load(&backend, &run.model)?;
-        match chat_loop(&model, &backend, &mut messages, &mut sampler, max_tokens) {
+        let engine = load(run)?;
+        match chat_loop(&engine, &mut messages, &mut sampler, max_tokens) {
             Err(ChatStop::Gpu(e)) => {
                 eprintln!("\nglassbox: the GPU failed ({e}); the conversation goes on on the CPU.")
             }
             other => return other.map_err(|e| e.to_string()),
         }
     }
-    let backend = CpuBackend::new();
-    let model = load(&backend, &run.model)?;
-    chat_loop(&model, &backend, &mut messages, &mut sampler, max_tokens).map_err(|e| e.to_string())
+    configure_threads(run);
+    let engine = load_on(Device::Cpu, &run.model)?;
+    chat_loop(&engine, &mut messages, &mut sampler, max_tokens).map_err(|e| e.to_string())
 }
 
 enum ChatStop {
@@ -414,21 +404,21 @@ impl From<engine::Error> for ChatStop {
 
 /// Reads the user's lines and answers them, `messages` holding the conversation so far (the
 /// last message may be a user's turn still unanswered, as after a GPU failure).
-fn chat_loop<B: Backend>(
-    model: &LanguageModel<B>,
-    backend: &B,
+fn chat_loop(
+    engine: &Engine,
     messages: &mut Vec<ChatMessage>,
     sampler: &mut Sampler,
     max_tokens: usize,
 ) -> Result<(), ChatStop> {
-    let template = model.template.as_ref().ok_or_else(|| {
+    let tokenizer = engine.tokenizer();
+    let template = engine.template().ok_or_else(|| {
         ChatStop::Other("this model has no chat template (tokenizer.chat_template)".into())
     })?;
-    let mut session = Session::new(model, backend, model.config().context_len)?;
+    let mut session = engine.session(engine.config().context_len)?;
     eprintln!(
         "Chatting with {} on {} (empty line or Ctrl-D quits).",
-        model_name(model),
-        backend.name()
+        engine.name(),
+        engine.backend_name()
     );
     let stdin = std::io::stdin();
     loop {
@@ -445,20 +435,18 @@ fn chat_loop<B: Backend>(
             messages.push(ChatMessage::new("user", line.trim_end()));
         }
         let prompt = template.render(messages, true)?;
-        let ids = model.tokenizer.encode(&prompt)?;
-        // The cache already holds the conversation's common prefix: feed only the rest.
-        let common = session.keep_common_prefix(backend, &ids);
+        let ids = tokenizer.encode(&prompt)?;
         let mut printer = TokenStream::new();
+        // The cache already holds the conversation's common prefix: only the rest is fed.
         let reply = generate_tokens(
-            model,
-            backend,
+            engine,
             &mut session,
-            &SetPrompt::from_ids(&[PartIds::Text(ids[common..].to_vec())])?,
+            Feed::sequence(&ids),
             sampler,
             max_tokens,
             |id| {
-                if !model.tokenizer.is_end_of_generation(id) {
-                    print!("{}", printer.push(&model.tokenizer, id));
+                if !tokenizer.is_end_of_generation(id) {
+                    print!("{}", printer.push(tokenizer, id));
                     let _ = std::io::stdout().flush();
                 }
             },
@@ -466,20 +454,8 @@ fn chat_loop<B: Backend>(
         println!("{}", printer.finish());
         let text: Vec<u32> = reply
             .into_iter()
-            .filter(|&id| !model.tokenizer.is_end_of_generation(id))
+            .filter(|&id| !tokenizer.is_end_of_generation(id))
             .collect();
-        messages.push(ChatMessage::new(
-            "assistant",
-            &model.tokenizer.decode(&text),
-        ));
+        messages.push(ChatMessage::new("assistant", &tokenizer.decode(&text)));
     }
-}
-
-pub fn model_name<B: Backend>(model: &LanguageModel<B>) -> String {
-    model
-        .header
-        .get("general.name")
-        .and_then(|v| v.as_str())
-        .unwrap_or("the model")
-        .to_string()
 }

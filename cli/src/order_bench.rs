@@ -7,14 +7,11 @@
 //! scored. Reported per mode: accuracy (over all question × ordering pairs) and order
 //! sensitivity (the share of questions whose preferred option changes across orderings).
 
-use crate::commands::{configure_threads, load, webgpu_backend, with_backend};
-use crate::{BackendChoice, RunArgs};
-use engine::backend::Backend;
-use engine::cpu::CpuBackend;
-use engine::language_model::{LanguageModel, Session};
-use engine::models::llama::Taps;
-use engine::sampling::log_sum_exp;
-use engine::set_prompt::{permutations, reorder_members, PartIds, SetPrompt};
+use crate::commands::load;
+use crate::RunArgs;
+use engine::analysis::set_prompt::{permutations, reorder_members, PartIds, SetPrompt};
+use engine::numerics::log_sum_exp;
+use engine::runtime::{Engine, EngineSession, Feed};
 use serde::Deserialize;
 use serde_json::json;
 use std::path::Path;
@@ -96,15 +93,12 @@ pub fn run(
             bad.question
         ));
     }
-    with_backend!(run, |backend| {
-        let model = load(&backend, &run.model)?;
-        measure(&backend, &model, &questions, orders, json_out)
-    })
+    let engine = load(run)?;
+    measure(&engine, &questions, orders, json_out)
 }
 
-fn measure<B: Backend>(
-    backend: &B,
-    model: &LanguageModel<B>,
+fn measure(
+    engine: &Engine,
     questions: &[Question],
     orders: usize,
     json_out: bool,
@@ -119,9 +113,8 @@ fn measure<B: Backend>(
         all_orders = all_orders.into_iter().step_by(step).collect();
         orderings = all_orders.len();
         for (result, is_plain) in [(&mut plain, true), (&mut set_based, false)] {
-            let (preferred, spread) =
-                score_question(backend, model, question, &all_orders, is_plain)
-                    .map_err(|e| format!("question {:?}: {e}", question.question))?;
+            let (preferred, spread) = score_question(engine, question, &all_orders, is_plain)
+                .map_err(|e| format!("question {:?}: {e}", question.question))?;
             result.preferred.push(preferred);
             result.score_spread.push(spread);
         }
@@ -171,14 +164,13 @@ fn measure<B: Backend>(
 
 /// The preferred option (original index) under each ordering, and the largest change of any
 /// option's score across the orderings.
-fn score_question<B: Backend>(
-    backend: &B,
-    model: &LanguageModel<B>,
+fn score_question(
+    engine: &Engine,
     question: &Question,
     orders: &[Vec<usize>],
     plain: bool,
 ) -> engine::Result<(Vec<usize>, f32)> {
-    let tokenizer = &model.tokenizer;
+    let tokenizer = engine.tokenizer();
     let (prefix, members, suffix) = prompt_texts(question);
     let prefix = tokenizer.encode(&prefix)?;
     let members: Vec<Vec<u32>> = members
@@ -192,32 +184,25 @@ fn score_question<B: Backend>(
         .map(|o| tokenizer.encode(o))
         .collect::<engine::Result<_>>()?;
 
-    let mut session = Session::new(model, backend, 512)?;
+    let mut session = engine.session(512)?;
     // The question is the same under every ordering: its KV cache is computed once.
-    pollster::block_on(session.feed(model, backend, &prefix, Taps::default()))?;
-    let after_prefix = session.tokens.len();
+    pollster::block_on(session.feed(Feed::append(&prefix)))?;
+    let after_prefix = session.tokens().len();
     let parts = [PartIds::Set(members), PartIds::Text(suffix)];
 
     let mut preferred = Vec::new();
     let mut first_scores: Option<Vec<f32>> = None;
     let mut spread = 0f32;
     for order in orders {
-        session.truncate(backend, after_prefix);
+        session.truncate(after_prefix);
         let layout = SetPrompt::from_ids(&reorder_members(&parts, std::slice::from_ref(order))?)?;
         let layout = if plain { layout.plain() } else { layout };
-        let logits =
-            pollster::block_on(session.feed_set(model, backend, &layout, Taps::default()))?.logits;
-        let after_prompt = session.tokens.len();
+        let logits = pollster::block_on(session.feed(Feed::layout(layout.layout())))?.logits;
+        let after_prompt = session.tokens().len();
         let mut scores = Vec::new();
         for continuation in &continuations {
-            session.truncate(backend, after_prompt);
-            scores.push(mean_logprob(
-                model,
-                backend,
-                &mut session,
-                &logits,
-                continuation,
-            )?);
+            session.truncate(after_prompt);
+            scores.push(mean_logprob(&mut session, &logits, continuation)?);
         }
         let best = (0..scores.len())
             .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
@@ -236,10 +221,8 @@ fn score_question<B: Backend>(
 }
 
 /// Mean log-probability of `tokens` following the state whose next-token logits are `logits`.
-fn mean_logprob<B: Backend>(
-    model: &LanguageModel<B>,
-    backend: &B,
-    session: &mut Session<B>,
+fn mean_logprob(
+    session: &mut EngineSession,
     logits: &[f32],
     tokens: &[u32],
 ) -> engine::Result<f32> {
@@ -248,8 +231,7 @@ fn mean_logprob<B: Backend>(
     for (i, &token) in tokens.iter().enumerate() {
         total += logits[token as usize] - log_sum_exp(&logits);
         if i + 1 < tokens.len() {
-            logits =
-                pollster::block_on(session.feed(model, backend, &[token], Taps::default()))?.logits;
+            logits = pollster::block_on(session.feed(Feed::append(&[token])))?.logits;
         }
     }
     Ok(total / tokens.len().max(1) as f32)

@@ -2,9 +2,9 @@
 
 use crate::commands::webgpu_backend;
 use crate::BackendChoice;
-use engine::backend::{Backend, RetentionForm};
-use engine::cpu::CpuBackend;
-use engine::models::vision::{read_test_set, Classification, VisionModel};
+use engine::backend::RetentionForm;
+use engine::models::vision::{read_test_set, LabelledImage};
+use engine::runtime::{Device, VisionEngine};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -41,10 +41,14 @@ impl VisionArgs {
     }
 }
 
-fn load<B: Backend>(backend: &B, path: &Path) -> Result<VisionModel<B>, String> {
-    let (_, model) =
-        VisionModel::load_file(backend, path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(model)
+/// The model `--model` names on the device `--backend` names.
+fn load(args: &VisionArgs) -> Result<VisionEngine, String> {
+    let device = match args.backend {
+        BackendChoice::Cpu => Device::Cpu,
+        BackendChoice::Webgpu => Device::WebGpu(webgpu_backend()?),
+    };
+    VisionEngine::load_file(device, &args.model)
+        .map_err(|e| format!("{}: {e}", args.model.display()))
 }
 
 /// Reads an image: a JSON array of 784 values in [0, 1], or a 28 × 28 PNG (grey, RGB or RGBA;
@@ -103,10 +107,9 @@ fn decode_png(bytes: &[u8]) -> Result<Vec<f32>, String> {
 
 pub fn classify(args: &VisionArgs, image: &Path, json: bool) -> Result<(), String> {
     let image = read_image(image)?;
-    let result = match args.backend {
-        BackendChoice::Cpu => classify_on(&CpuBackend::new(), args, &image)?,
-        BackendChoice::Webgpu => classify_on(&webgpu_backend()?, args, &image)?,
-    };
+    let model = load(args)?;
+    let result = pollster::block_on(model.classify(&image, args.form(), false))
+        .map_err(|e| e.to_string())?;
     if json {
         let out = serde_json::json!({ "probs": result.probs, "class": result.top() });
         println!("{out}");
@@ -119,25 +122,12 @@ pub fn classify(args: &VisionArgs, image: &Path, json: bool) -> Result<(), Strin
     Ok(())
 }
 
-fn classify_on<B: Backend>(
-    backend: &B,
-    args: &VisionArgs,
-    image: &[f32],
-) -> Result<Classification, String> {
-    let model = load(backend, &args.model)?;
-    pollster::block_on(model.classify(backend, image, args.form(), false))
-        .map_err(|e| e.to_string())
-}
-
 /// Accuracy of a shipped model on the shipped test split; with `report`, records it (and every
 /// prediction) in that JSON file under the model's architecture, for the tests and the page.
 pub fn eval(args: &VisionArgs, test_set: &Path, report: Option<&Path>) -> Result<(), String> {
     let bytes = std::fs::read(test_set).map_err(|e| format!("{}: {e}", test_set.display()))?;
     let digits = read_test_set(&bytes).map_err(|e| format!("{}: {e}", test_set.display()))?;
-    let (arch, predictions, seconds) = match args.backend {
-        BackendChoice::Cpu => eval_on(&CpuBackend::new(), args, &digits)?,
-        BackendChoice::Webgpu => eval_on(&webgpu_backend()?, args, &digits)?,
-    };
+    let (arch, predictions, seconds) = eval_on(&load(args)?, args, &digits)?;
     let correct = predictions
         .iter()
         .zip(&digits)
@@ -178,16 +168,15 @@ pub fn eval(args: &VisionArgs, test_set: &Path, report: Option<&Path>) -> Result
     Ok(())
 }
 
-fn eval_on<B: Backend>(
-    backend: &B,
+fn eval_on(
+    model: &VisionEngine,
     args: &VisionArgs,
-    digits: &[engine::models::vision::LabelledImage],
+    digits: &[LabelledImage],
 ) -> Result<(&'static str, Vec<usize>, f64), String> {
-    let model = load(backend, &args.model)?;
     let start = Instant::now();
     let mut predictions = Vec::with_capacity(digits.len());
     for digit in digits {
-        let result = pollster::block_on(model.classify(backend, &digit.pixels, args.form(), false))
+        let result = pollster::block_on(model.classify(&digit.pixels, args.form(), false))
             .map_err(|e| e.to_string())?;
         predictions.push(result.top());
     }

@@ -4,10 +4,10 @@
 
 use engine::backend::{AttentionShape, Mask};
 use engine::cpu::attention::{attend, KvCache};
-use engine::cpu::blocks;
-use engine::cpu::quant_matmul::{
+use engine::cpu::quant::{
     fast_dot, matmul, matmul_many_exact, scalar_dot, Q16Activations, QMatrix,
 };
+use engine::gguf::blocks;
 use engine::gguf::{GgmlType, GgufEvent, GgufStream, GgufWriter, Limits, MetadataValue};
 use engine::testing::{check_close, SeededRng};
 
@@ -151,7 +151,7 @@ dual_test!(attention_rows_are_distributions_that_respect_the_mask, {
     let mut rng = SeededRng::new(11);
     let t = 5;
     let kv = shape.n_kv_heads * shape.head_dim;
-    let mut cache = KvCache::new(shape, 8);
+    let mut cache = KvCache::new(shape, 8).unwrap();
     cache.append(&rng.vec_f32(t * kv, 1.0), &rng.vec_f32(t * kv, 1.0), t);
     let q = rng.vec_f32(t * shape.n_heads * shape.head_dim, 1.0);
     // A block mask: token 2 may not see token 1 (as between two members of a set).

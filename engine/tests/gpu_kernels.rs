@@ -6,10 +6,9 @@
 //! `wasm_bindgen_test`. Where no adapter exists the native test says so and passes, unless
 //! `GLASSBOX_REQUIRE_GPU=1` (set by `cargo xtask test`), where it fails.
 
-use engine::backend::{penalized_top_k, AttentionShape, Backend, Mask, RetentionForm};
-use engine::cpu::{
-    attention, blocks, gelu, group_norm_rows, retention, rms_norm_rows, rope_interleaved,
-};
+use engine::backend::{penalized_top_k, AttentionShape, Backend, Mask, RetentionForm, Selection};
+use engine::cpu::{attention, gelu, group_norm_rows, retention, rms_norm_rows, rope_interleaved};
+use engine::gguf::blocks;
 use engine::gguf::{GgmlType, TensorInfo};
 use engine::gpu::GpuBackend;
 use engine::testing::{check_close, SeededRng};
@@ -251,7 +250,7 @@ async fn check_attention(gpu: &GpuBackend) {
     let kv = shape.n_kv_heads * shape.head_dim;
     let width = shape.n_heads * shape.head_dim;
     let mut gpu_cache = gpu.new_cache(shape, 300).unwrap();
-    let mut cpu_cache = attention::KvCache::new(shape, 300);
+    let mut cpu_cache = attention::KvCache::new(shape, 300).unwrap();
     // A prefill of 7 under a block mask (tokens 2-3 and 4-5 are two members of a set), then
     // single-token steps under the causal mask, then a chunk of 260 (past one workgroup).
     let mut visible = Mask::Causal.to_rows(7, 0);
@@ -316,7 +315,12 @@ async fn check_top_k(gpu: &GpuBackend) {
         (5, vec![7u32, 7, 300], 1.3),
         (40, vec![100], 2.0),
     ] {
-        let got = gpu.top_k(&tensor, k, &penalized, penalty).await.unwrap();
+        let selection = Selection {
+            k,
+            penalized: penalized.clone(),
+            penalty,
+        };
+        let got = gpu.top_k(&tensor, &selection).await.unwrap();
         let want = penalized_top_k(&logits[n..], k, &penalized, penalty);
         assert_eq!(
             got.iter().map(|p| p.0).collect::<Vec<_>>(),

@@ -15,9 +15,8 @@ use common::{check_against_llamacpp, cpu_model, fixtures, greedy_run, model_path
 use common::{LOGPROB_TOLERANCE, LOGPROB_TOLERANCE_OWN_CASES};
 use engine::cpu::CpuBackend;
 use engine::gpu::{GpuBackend, GpuError};
-use engine::language_model::{LanguageModel, Session};
-use engine::models::llama::Taps;
-use engine::sampling::{log_sum_exp, top_k};
+use engine::numerics::{log_sum_exp, top_k};
+use engine::runtime::{Feed, LanguageModel, Session};
 use engine::Error;
 
 const GREEDY_STEPS: usize = 32;
@@ -84,25 +83,24 @@ fn a_lost_device_is_an_error_and_the_conversation_continues_on_the_cpu() {
         )
         .unwrap();
     let mut session = Session::new(&gpu_model, &gpu, 128).unwrap();
-    pollster::block_on(session.feed(&gpu_model, &gpu, &ids, Taps::default())).unwrap();
+    pollster::block_on(session.feed(&gpu_model, &gpu, Feed::append(&ids))).unwrap();
     let said = tokenizer.encode("The capital").unwrap();
-    let before_loss = pollster::block_on(session.feed(&gpu_model, &gpu, &said, Taps::default()))
+    let before_loss = pollster::block_on(session.feed(&gpu_model, &gpu, Feed::append(&said)))
         .unwrap()
         .logits;
 
     gpu.context().simulate_loss("test");
-    let err = pollster::block_on(session.feed(&gpu_model, &gpu, &[374], Taps::default()))
-        .err()
-        .expect("a lost device must fail");
+    let err = pollster::block_on(session.feed(&gpu_model, &gpu, Feed::append(&[374])))
+        .expect_err("a lost device must fail");
     assert!(matches!(err, Error::Gpu(GpuError::DeviceLost(_))), "{err}");
 
     // The failed step left nothing behind: the session's tokens are the conversation so far,
     // and the CPU picks it up from there.
-    assert_eq!(session.tokens.len(), ids.len() + said.len());
-    let history = session.tokens.clone();
+    assert_eq!(session.tokens().len(), ids.len() + said.len());
+    let history = session.tokens().to_vec();
     let cpu = CpuBackend::new();
     let mut on_cpu = Session::new(cpu_model(), &cpu, 128).unwrap();
-    let resumed = pollster::block_on(on_cpu.feed(cpu_model(), &cpu, &history, Taps::default()))
+    let resumed = pollster::block_on(on_cpu.feed(cpu_model(), &cpu, Feed::append(&history)))
         .unwrap()
         .logits;
     let best = |l: &[f32]| top_k(l, 1)[0].0;

@@ -7,14 +7,13 @@
 
 mod common;
 
-use common::{cpu_model, model_path};
-use engine::backend::{Backend, Mask};
+use common::{cpu_engine, cpu_model, model_path};
+use engine::analysis::inspect::Inspection;
+use engine::analysis::set_prompt::{PromptPart, SetPrompt};
 use engine::cpu::CpuBackend;
-use engine::inspect::Inspection;
-use engine::language_model::{LanguageModel, Session};
-use engine::models::llama::Taps;
-use engine::sampling::{log_sum_exp, top_k};
-use engine::set_prompt::{PromptPart, SetPrompt};
+use engine::models::taps::Taps;
+use engine::numerics::{log_sum_exp, top_k};
+use engine::runtime::{Device, Engine, Feed, Layout, Session};
 
 /// The bound. Captures run the matmuls with f32 activations on both backends
 /// (`Backend::matmul_exact`); with the CPU's usual 16-bit activations this reached 1.1e-3.
@@ -27,20 +26,19 @@ fn causal_ids() -> Vec<u32> {
         .unwrap()
 }
 
-fn capture<B: Backend>(
-    model: &LanguageModel<B>,
-    backend: &B,
-    ids: &[u32],
-    positions: &[u32],
-    mask: &Mask,
-) -> Inspection {
-    pollster::block_on(Inspection::capture(model, backend, ids, positions, mask)).unwrap()
+fn capture(engine: &Engine, layout: Layout<'_>) -> Inspection {
+    pollster::block_on(Inspection::capture(engine, layout)).unwrap()
 }
 
-fn causal<B: Backend>(model: &LanguageModel<B>, backend: &B) -> Inspection {
+fn causal(engine: &Engine) -> Inspection {
     let ids = causal_ids();
     let positions: Vec<u32> = (0..ids.len() as u32).collect();
-    capture(model, backend, &ids, &positions, &Mask::Causal)
+    let layout = Layout {
+        ids: &ids,
+        positions: &positions,
+        visible: None,
+    };
+    capture(engine, layout)
 }
 
 fn set_based() -> Inspection {
@@ -54,13 +52,7 @@ fn set_based() -> Inspection {
         ],
     )
     .unwrap();
-    capture(
-        model,
-        &CpuBackend::new(),
-        &prompt.ids,
-        &prompt.positions,
-        &prompt.mask(0),
-    )
+    capture(&cpu_engine(), prompt.layout())
 }
 
 fn check_rows_are_masked_distributions(inspection: &Inspection) {
@@ -110,7 +102,7 @@ fn check_scores_give_the_probabilities(inspection: &Inspection) {
 
 #[test]
 fn causal_attention_rows_are_distributions_that_never_look_ahead() {
-    let inspection = causal(cpu_model(), &CpuBackend::new());
+    let inspection = causal(&cpu_engine());
     assert_eq!(inspection.tokens(), causal_ids().len());
     check_rows_are_masked_distributions(&inspection);
     check_scores_give_the_probabilities(&inspection);
@@ -135,10 +127,12 @@ fn the_logit_lens_at_the_last_layer_is_the_models_output() {
     let model = cpu_model();
     let backend = CpuBackend::new();
     let ids = causal_ids();
-    let inspection = causal(model, &backend);
+    let inspection = causal(&cpu_engine());
     let mut session = Session::new(model, &backend, 64).unwrap();
     // The same run as the inspection's (taps on: f32 activations in the matmuls).
-    let out = pollster::block_on(session.feed(model, &backend, &ids, Taps::all())).unwrap();
+    let out =
+        pollster::block_on(session.feed(model, &backend, Feed::append(&ids).taps(Taps::all())))
+            .unwrap();
     let lse = log_sum_exp(&out.logits);
     let want: Vec<(u32, f32)> = top_k(&out.logits, 5)
         .into_iter()
@@ -146,7 +140,7 @@ fn the_logit_lens_at_the_last_layer_is_the_models_output() {
         .collect();
 
     let last = ids.len() - 1;
-    let lens = pollster::block_on(inspection.logit_lens(model, &backend, last, 5)).unwrap();
+    let lens = pollster::block_on(inspection.logit_lens(&cpu_engine(), last, 5)).unwrap();
     assert_eq!(lens.len(), inspection.n_layers);
     let top = lens.last().unwrap();
     for ((got_id, got_p), (want_id, want_p)) in top.iter().zip(&want) {
@@ -168,7 +162,7 @@ fn the_logit_lens_at_the_last_layer_is_the_models_output() {
 
 #[test]
 fn rollout_rows_are_distributions_over_earlier_tokens() {
-    let inspection = causal(cpu_model(), &CpuBackend::new());
+    let inspection = causal(&cpu_engine());
     let t = inspection.tokens();
     let rollout = inspection.rollout();
     for i in 0..t {
@@ -184,7 +178,7 @@ fn rollout_rows_are_distributions_over_earlier_tokens() {
 
 #[test]
 fn thumbnails_keep_each_blocks_strongest_weight() {
-    let inspection = causal(cpu_model(), &CpuBackend::new());
+    let inspection = causal(&cpu_engine());
     let t = inspection.tokens();
     let (side, pictures) = inspection.thumbnails(4);
     assert_eq!(side, 4);
@@ -209,9 +203,9 @@ fn webgpu_captures_agree_with_the_cpu() {
     let Some(gpu) = common::gpu_or_skip() else {
         return;
     };
-    let gpu_model = LanguageModel::load_file(&gpu, &model_path()).unwrap();
-    let on_cpu = causal(cpu_model(), &CpuBackend::new());
-    let on_gpu = causal(&gpu_model, &gpu);
+    let gpu_engine = Engine::load_file(Device::WebGpu(gpu), &model_path()).unwrap();
+    let on_cpu = causal(&cpu_engine());
+    let on_gpu = causal(&gpu_engine);
     let mut worst = (0f32, 0, 0, 0);
     for layer in 0..on_cpu.n_layers {
         for head in 0..on_cpu.n_heads {
@@ -235,9 +229,8 @@ fn webgpu_captures_agree_with_the_cpu() {
         worst.3
     );
     let last = on_cpu.tokens() - 1;
-    let lens_cpu =
-        pollster::block_on(on_cpu.logit_lens(cpu_model(), &CpuBackend::new(), last, 1)).unwrap();
-    let lens_gpu = pollster::block_on(on_gpu.logit_lens(&gpu_model, &gpu, last, 1)).unwrap();
+    let lens_cpu = pollster::block_on(on_cpu.logit_lens(&cpu_engine(), last, 1)).unwrap();
+    let lens_gpu = pollster::block_on(on_gpu.logit_lens(&gpu_engine, last, 1)).unwrap();
     assert_eq!(lens_cpu.last().unwrap()[0].0, lens_gpu.last().unwrap()[0].0);
     eprintln!("CPU vs WebGPU attention: max |Δ| = {:.2e}", worst.0);
 }

@@ -5,13 +5,13 @@
 mod common;
 
 use common::cpu_model;
-use engine::chat::ChatMessage;
 use engine::cpu::CpuBackend;
 use engine::gguf::{GgmlType, GgufWriter, MetadataValue};
-use engine::language_model::{LanguageModel, LanguageModelLoader, Session};
-use engine::models::llama::Taps;
-use engine::sampling::{argmax, Sampler, SamplingParams};
-use engine::tokenizer::TokenStream;
+use engine::numerics::argmax;
+use engine::runtime::sampling::{Sampler, SamplingParams};
+use engine::runtime::{Feed, LanguageModel, LanguageModelLoader, Session};
+use engine::text::chat::ChatMessage;
+use engine::text::tokenizer::TokenStream;
 use engine::Error;
 
 #[test]
@@ -81,14 +81,14 @@ fn sample_text(seed: u64) -> Vec<u32> {
         seed,
         ..SamplingParams::default()
     });
-    let mut logits = pollster::block_on(session.feed(model, &backend, &ids, Taps::default()))
+    let mut logits = pollster::block_on(session.feed(model, &backend, Feed::append(&ids)))
         .unwrap()
         .logits;
     let mut out = Vec::new();
     for _ in 0..12 {
-        let next = sampler.sample(&logits, &session.tokens);
+        let next = sampler.sample(&logits, session.tokens());
         out.push(next);
-        logits = pollster::block_on(session.feed(model, &backend, &[next], Taps::default()))
+        logits = pollster::block_on(session.feed(model, &backend, Feed::append(&[next])))
             .unwrap()
             .logits;
     }
@@ -114,11 +114,11 @@ fn truncating_the_cache_and_feeding_again_gives_the_same_logits() {
         .encode("The quick brown fox jumps over the lazy dog")
         .unwrap();
     let mut session = Session::new(model, &backend, 64).unwrap();
-    let first = pollster::block_on(session.feed(model, &backend, &ids, Taps::default()))
+    let first = pollster::block_on(session.feed(model, &backend, Feed::append(&ids)))
         .unwrap()
         .logits;
     session.truncate(&backend, 3);
-    let again = pollster::block_on(session.feed(model, &backend, &ids[3..], Taps::default()))
+    let again = pollster::block_on(session.feed(model, &backend, Feed::append(&ids[3..])))
         .unwrap()
         .logits;
     assert_eq!(argmax(&first), argmax(&again));
@@ -136,9 +136,8 @@ fn a_prompt_longer_than_the_context_names_both_lengths() {
     let backend = CpuBackend::new();
     let mut session = Session::new(model, &backend, 16).unwrap();
     let ids = vec![42u32; 20];
-    let err = pollster::block_on(session.feed(model, &backend, &ids, Taps::default()))
-        .err()
-        .expect("too long");
+    let err = pollster::block_on(session.feed(model, &backend, Feed::append(&ids)))
+        .expect_err("too long");
     assert!(
         matches!(
             err,
@@ -154,8 +153,8 @@ fn a_prompt_longer_than_the_context_names_both_lengths() {
         "the prompt is 20 tokens long but the context holds 16 tokens"
     );
     // Nothing was cached: the session is still usable.
-    assert_eq!(session.tokens.len(), 0);
-    pollster::block_on(session.feed(model, &backend, &ids[..5], Taps::default())).unwrap();
+    assert_eq!(session.tokens().len(), 0);
+    pollster::block_on(session.feed(model, &backend, Feed::append(&ids[..5]))).unwrap();
 }
 
 #[test]
@@ -188,7 +187,7 @@ fn a_truncated_model_is_an_error_not_a_panic() {
     for chunk in bytes[..bytes.len() / 2].chunks(1 << 20) {
         loader.push(&backend, chunk).unwrap();
     }
-    let err = loader.finish(&backend).err().expect("truncated");
+    let err = loader.finish().err().expect("truncated");
     assert!(err.to_string().contains("truncated"), "{err}");
     // And the whole file loads through the same path.
     LanguageModel::load_file(&backend, &path).unwrap();
@@ -199,14 +198,38 @@ fn a_grown_conversation_reuses_the_cached_prefix_and_feeds_at_least_one_token() 
     let (model, cpu) = (cpu_model(), CpuBackend::new());
     let mut session = Session::new(model, &cpu, 64).unwrap();
     let first = [1u32, 2, 3, 4];
-    pollster::block_on(session.feed(model, &cpu, &first, Taps::default())).unwrap();
+    pollster::block_on(session.feed(model, &cpu, Feed::append(&first))).unwrap();
     // The same prompt again: all but the last token are kept, so its logits can be computed.
     assert_eq!(session.keep_common_prefix(&cpu, &first), 3);
-    assert_eq!(session.tokens, [1, 2, 3]);
-    pollster::block_on(session.feed(model, &cpu, &first[3..], Taps::default())).unwrap();
+    assert_eq!(session.tokens(), [1, 2, 3]);
+    pollster::block_on(session.feed(model, &cpu, Feed::append(&first[3..]))).unwrap();
     // A grown conversation keeps everything cached; a changed one keeps the shared start.
     assert_eq!(session.keep_common_prefix(&cpu, &[1, 2, 3, 4, 5, 6]), 4);
     assert_eq!(session.keep_common_prefix(&cpu, &[1, 2, 9, 9]), 2);
-    assert_eq!(session.tokens, [1, 2]);
+    assert_eq!(session.tokens(), [1, 2]);
     assert_eq!(session.keep_common_prefix(&cpu, &[]), 0);
+}
+
+#[test]
+fn a_sequence_feed_reuses_the_cache_and_gives_the_same_logits() {
+    let (model, cpu) = (cpu_model(), CpuBackend::new());
+    let ids = model
+        .tokenizer
+        .encode("One, two, three, four, five")
+        .unwrap();
+    let mut whole = Session::new(model, &cpu, 64).unwrap();
+    let want = pollster::block_on(whole.feed(model, &cpu, Feed::append(&ids))).unwrap();
+    let mut grown = Session::new(model, &cpu, 64).unwrap();
+    pollster::block_on(grown.feed(model, &cpu, Feed::sequence(&ids[..4]))).unwrap();
+    let got = pollster::block_on(grown.feed(model, &cpu, Feed::sequence(&ids))).unwrap();
+    assert_eq!(got.reused, 4);
+    assert_eq!(grown.tokens(), ids.as_slice());
+    assert_eq!(argmax(&got.logits), argmax(&want.logits));
+    let diff = got
+        .logits
+        .iter()
+        .zip(&want.logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(diff < 1e-3, "largest logit difference {diff}");
 }

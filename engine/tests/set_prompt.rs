@@ -7,14 +7,13 @@
 mod common;
 
 use common::{cpu_model, model_path};
-use engine::backend::{Backend, Mask};
-use engine::cpu::CpuBackend;
-use engine::language_model::{LanguageModel, Session};
-use engine::models::llama::Taps;
-use engine::sampling::top_k;
-use engine::set_prompt::{
+use engine::analysis::set_prompt::{
     permutations, reorder_members, sample_orders, PartIds, PromptPart, SetPrompt,
 };
+use engine::backend::{Backend, Mask};
+use engine::cpu::CpuBackend;
+use engine::numerics::top_k;
+use engine::runtime::{Feed, LanguageModel, Session};
 
 const INVARIANCE_TOLERANCE: f32 = 1e-4;
 /// Plain prompting must move the logits by more than this for the test to mean anything.
@@ -178,7 +177,7 @@ fn next_logits<B: Backend>(
     let prompt = SetPrompt::from_ids(parts).unwrap();
     let prompt = if plain { prompt.plain() } else { prompt };
     let mut session = Session::new(model, backend, 256).unwrap();
-    pollster::block_on(session.feed_set(model, backend, &prompt, Taps::default()))
+    pollster::block_on(session.feed(model, backend, Feed::layout(prompt.layout())))
         .unwrap()
         .logits
 }
@@ -238,16 +237,17 @@ fn greedy_after<B: Backend>(
 ) -> (Vec<u32>, Vec<Vec<f32>>) {
     let prompt = SetPrompt::from_ids(parts).unwrap();
     let mut session = Session::new(model, backend, 256).unwrap();
-    let mut logits = pollster::block_on(session.feed_set(model, backend, &prompt, Taps::default()))
-        .unwrap()
-        .logits;
+    let mut logits =
+        pollster::block_on(session.feed(model, backend, Feed::layout(prompt.layout())))
+            .unwrap()
+            .logits;
     assert_eq!(session.next_position(), prompt.end_position());
     let (mut ids, mut all) = (Vec::new(), Vec::new());
     for _ in 0..steps {
         let next = top_k(&logits, 1)[0].0;
         ids.push(next);
         all.push(logits.clone());
-        logits = pollster::block_on(session.feed(model, backend, &[next], Taps::default()))
+        logits = pollster::block_on(session.feed(model, backend, Feed::append(&[next])))
             .unwrap()
             .logits;
     }
@@ -289,11 +289,11 @@ fn a_set_at_the_end_moves_the_next_position_past_its_longest_member() {
     ])
     .unwrap();
     let mut session = Session::new(model, &cpu, 64).unwrap();
-    pollster::block_on(session.feed_set(model, &cpu, &prompt, Taps::default())).unwrap();
+    pollster::block_on(session.feed(model, &cpu, Feed::layout(prompt.layout()))).unwrap();
     assert_eq!(session.next_position(), prompt.end_position());
     let end = session.next_position();
-    pollster::block_on(session.feed(model, &cpu, &[42], Taps::default())).unwrap();
-    assert_eq!(*session.positions.last().unwrap(), end);
+    pollster::block_on(session.feed(model, &cpu, Feed::append(&[42]))).unwrap();
+    assert_eq!(*session.positions().last().unwrap(), end);
 }
 
 #[test]

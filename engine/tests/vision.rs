@@ -5,8 +5,10 @@
 
 mod common;
 
+use engine::analysis::rollout::vision_rollout;
 use engine::backend::{Backend, RetentionForm};
-use engine::cpu::{blocks, CpuBackend};
+use engine::cpu::CpuBackend;
+use engine::gguf::blocks;
 use engine::gguf::{GgmlType, GgufWriter, MetadataValue};
 use engine::models::vision::{
     center_like_mnist, patch_rows, read_test_set, Classification, VisionModel,
@@ -193,7 +195,7 @@ fn vit_attention_rows_are_distributions_and_rollout_too() {
             assert!((sum - 1.0).abs() < 1e-5, "row sums to {sum}");
         }
     }
-    let rollout = result.rollout(HEADS, TOKENS);
+    let rollout = vision_rollout(&result, HEADS, TOKENS);
     for row in rollout.chunks_exact(TOKENS) {
         let sum: f32 = row.iter().sum();
         assert!((sum - 1.0).abs() < 1e-4, "rollout row sums to {sum}");

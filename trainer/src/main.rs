@@ -12,7 +12,7 @@ use candle_core::{Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use clap::Parser;
 use data::Digit;
-use engine::cpu::blocks::{dequantize_to_vec, quantize_q8_0};
+use engine::gguf::blocks::{dequantize_to_vec, quantize_q8_0};
 use engine::gguf::{GgmlType, GgufWriter, MetadataValue};
 use engine::rng::SeededRng;
 use model::{Arch, Config, Weights};

@@ -3,9 +3,9 @@
 
 use super::{js, order};
 use crate::protocol::{HeadData, InspectSource, InspectionSummary, LensData};
-use engine::backend::{Backend, Mask};
-use engine::inspect::{Inspection, MAX_INSPECTED_TOKENS};
-use engine::language_model::LanguageModel;
+use engine::analysis::inspect::{Inspection, MAX_INSPECTED_TOKENS};
+use engine::analysis::set_prompt::{PartIds, SetPrompt};
+use engine::runtime::Engine;
 use engine::{Error, Result};
 
 /// The model view's pictures are at most this many pixels a side.
@@ -13,65 +13,55 @@ const THUMBNAIL_SIDE: usize = 16;
 /// The logit lens lists this many candidates per layer.
 const LENS_TOP: usize = 3;
 
-/// Tokens, positions and mask of what `source` asks to inspect.
-fn layout<B: Backend>(
-    model: &LanguageModel<B>,
-    source: &InspectSource,
-) -> Result<(Vec<u32>, Vec<u32>, Mask)> {
-    let causal = |ids: Vec<u32>| {
-        let positions = (0..ids.len() as u32).collect();
-        (ids, positions, Mask::Causal)
-    };
-    let (ids, positions, mask) = match source {
-        InspectSource::Text(text) => causal(model.tokenizer.encode(text)?),
+/// What `source` asks to inspect, laid out (plain text and chats are one causal sequence).
+fn prompt(engine: &Engine, source: &InspectSource) -> Result<SetPrompt> {
+    let tokenizer = engine.tokenizer();
+    let plain = |ids: Vec<u32>| SetPrompt::from_ids(&[PartIds::Text(ids)]);
+    let prompt = match source {
+        InspectSource::Text(text) if text.is_empty() => {
+            return Err(Error::InvalidRequest("there is nothing to inspect".into()))
+        }
+        InspectSource::Text(text) => plain(tokenizer.encode(text)?)?,
         InspectSource::Chat(messages) => {
-            let template = model
-                .template
-                .as_ref()
+            let template = engine
+                .template()
                 .ok_or_else(|| Error::ChatTemplate("this model has no chat template".into()))?;
-            causal(model.tokenizer.encode(&template.render(messages, false)?)?)
+            plain(tokenizer.encode(&template.render(messages, false)?)?)?
         }
         InspectSource::Order {
             question,
             options,
             set_based,
-        } => {
-            let prompt = order::whole_prompt(model, question, options, *set_based)?;
-            let mask = prompt.mask(0);
-            (prompt.ids, prompt.positions, mask)
-        }
+        } => order::whole_prompt(engine, question, options, *set_based)?,
     };
-    if ids.is_empty() {
-        return Err(Error::InvalidRequest("there is nothing to inspect".into()));
-    }
-    if ids.len() > MAX_INSPECTED_TOKENS {
+    if prompt.len() > MAX_INSPECTED_TOKENS {
         return Err(Error::InvalidRequest(format!(
             "this is {} tokens; the explorer inspects at most {MAX_INSPECTED_TOKENS} \
              (start a new chat, or inspect a shorter text)",
-            ids.len()
+            prompt.len()
         )));
     }
-    Ok((ids, positions, mask))
+    Ok(prompt)
 }
 
 /// Runs the capture; returns the inspection to keep and the summary for the page.
-pub async fn inspect<B: Backend>(
-    model: &LanguageModel<B>,
-    backend: &B,
+pub async fn inspect(
+    engine: &Engine,
     source: &InspectSource,
 ) -> Result<(Inspection, InspectionSummary)> {
-    let (ids, positions, mask) = layout(model, source)?;
+    let prompt = prompt(engine, source)?;
     let started = js::now_ms();
-    let inspection = Inspection::capture(model, backend, &ids, &positions, &mask).await?;
+    let inspection = Inspection::capture(engine, prompt.layout()).await?;
     let capture_ms = js::now_ms() - started;
     let (thumbnail_side, thumbnails) = inspection.thumbnails(THUMBNAIL_SIDE);
     let summary = InspectionSummary {
-        tokens: ids
+        tokens: prompt
+            .ids
             .iter()
-            .map(|&id| model.tokenizer.token_label(id))
+            .map(|&id| engine.tokenizer().token_label(id))
             .collect(),
-        ids,
-        positions,
+        ids: prompt.ids,
+        positions: prompt.positions,
         visible: inspection.visible.clone(),
         n_layers: inspection.n_layers,
         n_heads: inspection.n_heads,
@@ -92,22 +82,15 @@ pub fn head(inspection: &Inspection, layer: usize, head: usize) -> Result<HeadDa
     })
 }
 
-pub async fn lens<B: Backend>(
-    inspection: &Inspection,
-    model: &LanguageModel<B>,
-    backend: &B,
-    token: usize,
-) -> Result<LensData> {
-    let rows = inspection
-        .logit_lens(model, backend, token, LENS_TOP)
-        .await?;
+pub async fn lens(inspection: &Inspection, engine: &Engine, token: usize) -> Result<LensData> {
+    let rows = inspection.logit_lens(engine, token, LENS_TOP).await?;
     Ok(LensData {
         token,
         layers: rows
             .into_iter()
             .map(|row| {
                 row.into_iter()
-                    .map(|(id, p)| (model.tokenizer.token_label(id), p))
+                    .map(|(id, p)| (engine.tokenizer().token_label(id), p))
                     .collect()
             })
             .collect(),

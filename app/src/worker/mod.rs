@@ -16,13 +16,12 @@ use crate::protocol::{
     decode, encode, BenchTimes, CacheInfo, ComputeTier, FromWorker, InspectSource, LoadProgress,
     LoadStage, ModelInfo, ReplyStats, TierChoice, ToWorker,
 };
-use engine::backend::Backend;
-use engine::chat::ChatMessage;
-use engine::cpu::CpuBackend;
+use engine::backend::Selection;
 use engine::gpu::GpuBackend;
-use engine::language_model::{LanguageModel, Selection, Session};
-use engine::sampling::{Sampler, SamplingParams};
-use engine::tokenizer::TokenStream;
+use engine::runtime::sampling::{Sampler, SamplingParams};
+use engine::runtime::{Device, Engine, EngineSession, Feed};
+use engine::text::chat::ChatMessage;
+use engine::text::tokenizer::TokenStream;
 use futures_channel::mpsc;
 use futures_util::StreamExt;
 use std::cell::Cell;
@@ -62,27 +61,17 @@ pub fn post(message: &FromWorker) {
     let _ = js::scope().post_message(&JsValue::from_str(&encode(message)));
 }
 
-/// A model loaded on one backend, with the conversation's KV cache.
-struct Loaded<B: Backend> {
-    backend: B,
-    model: LanguageModel<B>,
-    session: Option<Session<B>>,
-}
-
-/// Boxed: a loaded model is large and lives for the whole session, so moving it by pointer is free.
-enum Engine {
-    Cpu(Box<Loaded<CpuBackend>>),
-    Gpu(Box<Loaded<GpuBackend>>),
-}
-
 struct Worker {
+    /// The chat model, on whichever tier it was loaded.
     engine: Option<Engine>,
+    /// The conversation's KV cache on `engine`.
+    chat: Option<EngineSession>,
     /// A WebGPU device, kept from probing for the first load on that tier.
     gpu: Option<GpuBackend>,
     gpu_error: Option<String>,
     stop: Rc<Cell<bool>>,
     /// The attention explorer's last capture (dropped when the model changes).
-    inspection: Option<engine::inspect::Inspection>,
+    inspection: Option<engine::analysis::inspect::Inspection>,
     /// The Vision view's models, loaded on its first request.
     vision: Option<vision::VisionModels>,
 }
@@ -90,6 +79,7 @@ struct Worker {
 async fn run(mut messages: mpsc::UnboundedReceiver<ToWorker>, stop: Rc<Cell<bool>>) {
     let mut worker = Worker {
         engine: None,
+        chat: None,
         gpu: None,
         gpu_error: None,
         stop,
@@ -144,11 +134,8 @@ impl Worker {
             }
             ToWorker::LogitLens { token } => {
                 let result = match (&self.inspection, &self.engine) {
-                    (Some(inspection), Some(Engine::Cpu(l))) => {
-                        inspect::lens(inspection, &l.model, &l.backend, token).await
-                    }
-                    (Some(inspection), Some(Engine::Gpu(l))) => {
-                        inspect::lens(inspection, &l.model, &l.backend, token).await
+                    (Some(inspection), Some(engine)) => {
+                        inspect::lens(inspection, engine, token).await
                     }
                     _ => Err(engine::Error::InvalidRequest("nothing is inspected".into())),
                 };
@@ -158,12 +145,9 @@ impl Worker {
                 }
             }
             ToWorker::Bench { ids, decode_tokens } => {
-                let result = match &self.engine {
-                    Some(Engine::Cpu(l)) => bench(&l.model, &l.backend, &ids, decode_tokens).await,
-                    Some(Engine::Gpu(l)) => bench(&l.model, &l.backend, &ids, decode_tokens).await,
-                    None => Err(engine::Error::InvalidRequest(
-                        "the model is not loaded yet".into(),
-                    )),
+                let result = match self.engine() {
+                    Ok(engine) => bench(engine, &ids, decode_tokens).await,
+                    Err(e) => Err(e),
                 };
                 post(&FromWorker::BenchDone(result.map_err(|e| e.to_string())));
             }
@@ -196,28 +180,25 @@ impl Worker {
                 post(&FromWorker::Cache(cache_info().await));
             }
             ToWorker::SimulateDeviceLoss => {
-                if let Some(Engine::Gpu(loaded)) = &self.engine {
-                    loaded
-                        .backend
-                        .context()
-                        .simulate_loss("simulated from the page");
+                if let Some(gpu) = self.engine.as_ref().and_then(Engine::gpu) {
+                    gpu.context().simulate_loss("simulated from the page");
                 }
             }
         }
     }
 
+    /// The chat model, or why there is none.
+    fn engine(&self) -> engine::Result<&Engine> {
+        self.engine
+            .as_ref()
+            .ok_or_else(|| engine::Error::InvalidRequest("the model is not loaded yet".into()))
+    }
+
     async fn run_orders(&mut self, run: &order::OrderRun<'_>) {
         self.stop.set(false);
-        let result = match &self.engine {
-            Some(Engine::Cpu(loaded)) => {
-                order::run_orders(&loaded.model, &loaded.backend, run, &self.stop).await
-            }
-            Some(Engine::Gpu(loaded)) => {
-                order::run_orders(&loaded.model, &loaded.backend, run, &self.stop).await
-            }
-            None => Err(engine::Error::InvalidRequest(
-                "the model is not loaded yet".into(),
-            )),
+        let result = match self.engine() {
+            Ok(engine) => order::run_orders(engine, run, &self.stop).await,
+            Err(e) => Err(e),
         };
         let (stopped, error) = match result {
             Ok(stopped) => (stopped, None),
@@ -233,12 +214,9 @@ impl Worker {
     async fn inspect(&mut self, request: u32, source: &InspectSource) {
         // The previous capture goes first: two at once may not fit in memory.
         self.inspection = None;
-        let result = match &self.engine {
-            Some(Engine::Cpu(l)) => inspect::inspect(&l.model, &l.backend, source).await,
-            Some(Engine::Gpu(l)) => inspect::inspect(&l.model, &l.backend, source).await,
-            None => Err(engine::Error::InvalidRequest(
-                "the model is not loaded yet".into(),
-            )),
+        let result = match self.engine() {
+            Ok(engine) => inspect::inspect(engine, source).await,
+            Err(e) => Err(e),
         };
         let result = match result {
             Ok((inspection, summary)) => {
@@ -257,7 +235,8 @@ impl Worker {
                 Err(e) => self.gpu_error = Some(e.to_string()),
             }
         }
-        let available = self.gpu.is_some() || matches!(self.engine, Some(Engine::Gpu(_)));
+        let available =
+            self.gpu.is_some() || self.engine.as_ref().is_some_and(|e| e.gpu().is_some());
         post(&FromWorker::WebGpuAvailable(available));
         let tier = match (&self.gpu, &self.gpu_error) {
             (Some(gpu), _) => ComputeTier::WebGpu {
@@ -278,6 +257,7 @@ impl Worker {
         }
         let started = js::now_ms();
         self.engine = None;
+        self.chat = None;
         self.inspection = None;
         let result = match choice {
             TierChoice::Cpu => self.load_cpu("you chose the CPU").await,
@@ -322,8 +302,8 @@ impl Worker {
         post(&FromWorker::Tier(ComputeTier::WebGpu {
             adapter: gpu.context().description(),
         }));
-        let (loaded, info) = load_on(gpu).await?;
-        self.engine = Some(Engine::Gpu(Box::new(loaded)));
+        let (engine, info) = load_on(Device::WebGpu(gpu)).await?;
+        self.engine = Some(engine);
         Ok(info)
     }
 
@@ -331,8 +311,8 @@ impl Worker {
         post(&FromWorker::Tier(ComputeTier::Cpu {
             reason: reason.to_string(),
         }));
-        let (loaded, info) = load_on(CpuBackend::new()).await?;
-        self.engine = Some(Engine::Cpu(Box::new(loaded)));
+        let (engine, info) = load_on(Device::Cpu).await?;
+        self.engine = Some(engine);
         Ok(info)
     }
 
@@ -344,12 +324,15 @@ impl Worker {
         max_tokens: usize,
     ) {
         self.stop.set(false);
-        let result = match &mut self.engine {
-            Some(Engine::Cpu(loaded)) => {
-                reply(loaded, request, &messages, &params, max_tokens, &self.stop).await
-            }
-            Some(Engine::Gpu(loaded)) => {
-                reply(loaded, request, &messages, &params, max_tokens, &self.stop).await
+        let result = match &self.engine {
+            Some(engine) => {
+                let chat = Chat {
+                    request,
+                    messages: &messages,
+                    params: &params,
+                    max_tokens,
+                };
+                reply(engine, &mut self.chat, &chat, &self.stop).await
             }
             None => Err(engine::Error::InvalidRequest(
                 "the model is not loaded yet".into(),
@@ -362,6 +345,7 @@ impl Worker {
                 let reason = format!("the GPU failed ({e}); continuing on the CPU");
                 post(&FromWorker::ReplyRestarted { request });
                 self.engine = None;
+                self.chat = None;
                 match self.load_cpu(&reason).await {
                     Ok(info) => {
                         post(&FromWorker::Loaded(info));
@@ -381,13 +365,13 @@ impl Worker {
     }
 }
 
-/// Loads the chat model on `backend` (cache first), then warms it up.
-async fn load_on<B: Backend>(backend: B) -> Result<(Loaded<B>, ModelInfo), LoadError> {
+/// Loads the chat model on `device` (cache first), then warms it up.
+async fn load_on(device: Device) -> Result<(Engine, ModelInfo), LoadError> {
     let store = Store::open().await;
     let manifest = store::fetch_manifest(&store).await?;
     let file = manifest.chat;
     let progress = |p: LoadProgress| post(&FromWorker::Progress(p));
-    let model = store::load_model(&backend, &store, &file, &progress).await?;
+    let engine = store::load_model(device, &store, &file, &progress).await?;
     post(&FromWorker::Progress(LoadProgress {
         stage: LoadStage::WarmUp,
         bytes: file.bytes,
@@ -399,41 +383,25 @@ async fn load_on<B: Backend>(backend: B) -> Result<(Loaded<B>, ModelInfo), LoadE
     js::yield_now().await;
     // One token through every kernel: compiles the GPU pipelines now rather than at the first
     // question.
-    let mut session = Session::new(&model, &backend, 8)?;
-    let greedy = Selection {
-        k: 1,
-        penalized: Vec::new(),
-        penalty: 1.0,
-    };
-    session
-        .feed_select(
-            &model,
-            &backend,
-            &[model.tokenizer.bos_id.unwrap_or(0)],
-            &greedy,
-        )
+    let bos = [engine.tokenizer().bos_id.unwrap_or(0)];
+    engine
+        .session(8)?
+        .feed(Feed::append(&bos).top_k(Selection::greedy()))
         .await?;
     let info = ModelInfo {
         name: file.name.clone(),
-        context: PAGE_CONTEXT.min(model.config().context_len),
+        context: PAGE_CONTEXT.min(engine.config().context_len),
         bytes: file.bytes,
         sha256: file.sha256.clone(),
-        default_system_prompt: default_system_prompt(&model),
+        default_system_prompt: default_system_prompt(&engine),
         load_ms: 0.0,
     };
-    Ok((
-        Loaded {
-            backend,
-            model,
-            session: None,
-        },
-        info,
-    ))
+    Ok((engine, info))
 }
 
 /// The system prompt the chat template adds when the conversation has none.
-fn default_system_prompt<B: Backend>(model: &LanguageModel<B>) -> Option<String> {
-    let template = model.template.as_ref()?;
+fn default_system_prompt(engine: &Engine) -> Option<String> {
+    let template = engine.template()?;
     let with = template
         .render(&[ChatMessage::new("user", "x")], false)
         .ok()?;
@@ -443,27 +411,30 @@ fn default_system_prompt<B: Backend>(model: &LanguageModel<B>) -> Option<String>
     Some(with[start..end].to_string())
 }
 
-/// Answers `messages`, posting each piece of text as it comes.
-async fn reply<B: Backend>(
-    loaded: &mut Loaded<B>,
+/// One reply to write: the conversation so far and how to sample.
+struct Chat<'a> {
     request: u32,
-    messages: &[ChatMessage],
-    params: &SamplingParams,
+    messages: &'a [ChatMessage],
+    params: &'a SamplingParams,
     max_tokens: usize,
+}
+
+/// Answers `chat.messages` in the conversation's session (made on first use), posting each
+/// piece of text as it comes.
+async fn reply(
+    engine: &Engine,
+    session: &mut Option<EngineSession>,
+    chat: &Chat<'_>,
     stop: &Cell<bool>,
 ) -> engine::Result<ReplyStats> {
-    let Loaded {
-        backend,
-        model,
-        session,
-    } = loaded;
-    let template = model
-        .template
-        .as_ref()
+    let request = chat.request;
+    let tokenizer = engine.tokenizer();
+    let template = engine
+        .template()
         .ok_or_else(|| engine::Error::ChatTemplate("this model has no chat template".into()))?;
-    let prompt = template.render(messages, true)?;
-    let ids = model.tokenizer.encode(&prompt)?;
-    let context = PAGE_CONTEXT.min(model.config().context_len);
+    let prompt = template.render(chat.messages, true)?;
+    let ids = tokenizer.encode(&prompt)?;
+    let context = PAGE_CONTEXT.min(engine.config().context_len);
     if ids.len() >= context {
         return Err(engine::Error::ContextOverflow {
             prompt: ids.len(),
@@ -472,21 +443,14 @@ async fn reply<B: Backend>(
     }
     let session = match session {
         Some(s) => s,
-        None => session.insert(Session::new(model, backend, context)?),
+        None => session.insert(engine.session(context)?),
     };
-    // The cache already holds the conversation's common prefix: feed only the rest.
-    let common = session.keep_common_prefix(backend, &ids);
     let started = js::now_ms();
-    let mut sampler = Sampler::new(params.clone());
-    let vocab = model.config().vocab_size;
-    let mut candidates = session
-        .feed_select(
-            model,
-            backend,
-            &ids[common..],
-            &sampler.selection(&session.tokens, vocab),
-        )
-        .await?;
+    let mut sampler = Sampler::new(chat.params.clone());
+    let vocab = engine.config().vocab_size;
+    // The cache already holds the conversation's common prefix: only the rest is fed.
+    let first = Feed::sequence(&ids).top_k(sampler.selection(session.tokens(), vocab));
+    let mut candidates = session.feed(first).await?.top;
     let first_token_ms = js::now_ms() - started;
     let decode_started = js::now_ms();
     let mut printer = TokenStream::new();
@@ -495,10 +459,10 @@ async fn reply<B: Backend>(
     loop {
         let next = sampler.pick(&candidates);
         generated += 1;
-        if model.tokenizer.is_end_of_generation(next) {
+        if tokenizer.is_end_of_generation(next) {
             break;
         }
-        let text = printer.push(&model.tokenizer, next);
+        let text = printer.push(tokenizer, next);
         if !text.is_empty() {
             post(&FromWorker::Token { request, text });
         }
@@ -508,17 +472,12 @@ async fn reply<B: Backend>(
             stopped = true;
             break;
         }
-        if generated >= max_tokens || session.tokens.len() + 1 >= context {
+        if generated >= chat.max_tokens || session.tokens().len() + 1 >= context {
             break;
         }
-        candidates = session
-            .feed_select(
-                model,
-                backend,
-                &[next],
-                &sampler.selection(&session.tokens, vocab),
-            )
-            .await?;
+        let next = [next];
+        let feed = Feed::append(&next).top_k(sampler.selection(session.tokens(), vocab));
+        candidates = session.feed(feed).await?.top;
     }
     let rest = printer.finish();
     if !rest.is_empty() {
@@ -531,7 +490,7 @@ async fn reply<B: Backend>(
     Ok(ReplyStats {
         tokens: generated,
         tokens_per_second: generated.saturating_sub(1) as f64 / seconds,
-        context_used: session.tokens.len(),
+        context_used: session.tokens().len(),
         context,
         stopped,
         first_token_ms,
@@ -540,30 +499,32 @@ async fn reply<B: Backend>(
 
 /// Prefill of `ids` in a fresh session, then greedy steps, timed as `glassbox bench` times the
 /// native engine (no yielding to the event loop between steps, unlike a chat reply).
-async fn bench<B: Backend>(
-    model: &LanguageModel<B>,
-    backend: &B,
-    ids: &[u32],
-    decode_tokens: usize,
-) -> engine::Result<BenchTimes> {
-    let greedy = Selection {
-        k: 1,
-        penalized: Vec::new(),
-        penalty: 1.0,
+async fn bench(engine: &Engine, ids: &[u32], decode_tokens: usize) -> engine::Result<BenchTimes> {
+    let mut session = engine.session(ids.len() + decode_tokens + 1)?;
+    let greedy = |fed: engine::runtime::Fed| {
+        fed.top
+            .first()
+            .map(|&(id, _)| id)
+            .ok_or_else(|| engine::Error::InvalidRequest("no next token".into()))
     };
-    let mut session = Session::new(model, backend, ids.len() + decode_tokens + 1)?;
     let started = js::now_ms();
-    let mut next = session.feed_select(model, backend, ids, &greedy).await?[0].0;
+    let mut next = greedy(
+        session
+            .feed(Feed::append(ids).top_k(Selection::greedy()))
+            .await?,
+    )?;
     let prefill_ms = js::now_ms() - started;
     let started = js::now_ms();
     for _ in 0..decode_tokens {
-        next = session
-            .feed_select(model, backend, &[next], &greedy)
-            .await?[0]
-            .0;
+        let step = [next];
+        next = greedy(
+            session
+                .feed(Feed::append(&step).top_k(Selection::greedy()))
+                .await?,
+        )?;
     }
     Ok(BenchTimes {
-        backend: backend.name(),
+        backend: engine.backend_name(),
         prompt_tokens: ids.len(),
         decode_tokens,
         prefill_ms,

@@ -6,11 +6,11 @@
 
 use super::{js, post};
 use crate::protocol::{FromWorker, OrderLayout};
-use engine::backend::Backend;
-use engine::chat::ChatMessage;
-use engine::language_model::{LanguageModel, Selection, Session};
-use engine::set_prompt::{reorder_members, PartIds, SetPrompt};
-use engine::tokenizer::TokenStream;
+use engine::analysis::set_prompt::{reorder_members, PartIds, SetPrompt};
+use engine::backend::Selection;
+use engine::runtime::{Engine, EngineSession, Feed};
+use engine::text::chat::ChatMessage;
+use engine::text::tokenizer::TokenStream;
 use engine::{Error, Result};
 use std::cell::Cell;
 
@@ -30,20 +30,15 @@ pub struct OrderRun<'a> {
 }
 
 /// Runs every ordering, posting the layout, each answer and the end; `Ok(true)` if stopped.
-pub async fn run_orders<B: Backend>(
-    model: &LanguageModel<B>,
-    backend: &B,
-    run: &OrderRun<'_>,
-    stop: &Cell<bool>,
-) -> Result<bool> {
+pub async fn run_orders(engine: &Engine, run: &OrderRun<'_>, stop: &Cell<bool>) -> Result<bool> {
     if run.options.len() < 2 {
         return Err(Error::InvalidRequest("give at least two options".into()));
     }
     if run.options.iter().any(|o| o.trim().is_empty()) {
         return Err(Error::InvalidRequest("an option is empty".into()));
     }
-    let tokenizer = &model.tokenizer;
-    let (prefix, rest) = prompt_parts(model, run.question, run.options)?;
+    let tokenizer = engine.tokenizer();
+    let (prefix, rest) = prompt_parts(engine, run.question, run.options)?;
     let layout_of = |parts: &[PartIds], order: &[usize]| layout(parts, order, run.set_based);
     let identity: Vec<usize> = (0..run.options.len()).collect();
     let whole: Vec<PartIds> = std::iter::once(PartIds::Text(prefix.clone()))
@@ -58,31 +53,21 @@ pub async fn run_orders<B: Backend>(
     }
     post(&FromWorker::OrderLayout {
         request: run.request,
-        layout: describe(model, &whole),
+        layout: describe(engine, &whole),
     });
 
-    let greedy = Selection {
-        k: 1,
-        penalized: Vec::new(),
-        penalty: 1.0,
-    };
     // The question is the same under every ordering: its KV cache is computed once.
-    let mut session = Session::new(model, backend, ORDER_CONTEXT)?;
-    session
-        .feed_select(model, backend, &prefix, &greedy)
-        .await?;
-    let after_question = session.tokens.len();
+    let mut session = engine.session(ORDER_CONTEXT)?;
+    greedy(&mut session, Feed::append(&prefix)).await?;
+    let after_question = session.tokens().len();
     for order in run.orders {
         js::yield_now().await;
         if stop.get() {
             return Ok(true);
         }
-        session.truncate(backend, after_question);
+        session.truncate(after_question);
         let prompt = layout_of(&rest, order)?;
-        let mut next = session
-            .feed_set_select(model, backend, &prompt, &greedy)
-            .await?[0]
-            .0;
+        let mut next = greedy(&mut session, Feed::layout(prompt.layout())).await?;
         let mut printer = TokenStream::new();
         let mut answer = String::new();
         for step in 0..run.max_tokens {
@@ -97,10 +82,7 @@ pub async fn run_orders<B: Backend>(
             if stop.get() {
                 return Ok(true);
             }
-            next = session
-                .feed_select(model, backend, &[next], &greedy)
-                .await?[0]
-                .0;
+            next = greedy(&mut session, Feed::append(&[next])).await?;
         }
         answer.push_str(&printer.finish());
         post(&FromWorker::OrderAnswer {
@@ -112,15 +94,24 @@ pub async fn run_orders<B: Backend>(
     Ok(false)
 }
 
+/// Feeds `feed` and returns the most likely next token.
+async fn greedy(session: &mut EngineSession, feed: Feed<'_>) -> Result<u32> {
+    let fed = session.feed(feed.top_k(Selection::greedy())).await?;
+    fed.top
+        .first()
+        .map(|&(id, _)| id)
+        .ok_or_else(|| Error::InvalidRequest("no next token".into()))
+}
+
 /// The question (through the chat template) as ids, and what follows it: the options as a set
 /// (the only part that changes between orderings) and the template's end.
-fn prompt_parts<B: Backend>(
-    model: &LanguageModel<B>,
+fn prompt_parts(
+    engine: &Engine,
     question: &str,
     options: &[String],
 ) -> Result<(Vec<u32>, [PartIds; 2])> {
-    let (prefix, suffix) = template_around_options(model, question)?;
-    let tokenizer = &model.tokenizer;
+    let (prefix, suffix) = template_around_options(engine, question)?;
+    let tokenizer = engine.tokenizer();
     let members = options
         .iter()
         .map(|o| tokenizer.encode(&format!("\n- {}", o.trim())))
@@ -142,26 +133,22 @@ fn layout(parts: &[PartIds], order: &[usize], set_based: bool) -> Result<SetProm
 
 /// The whole prompt of the Order view for its options in the order given, as the explorer
 /// inspects it.
-pub fn whole_prompt<B: Backend>(
-    model: &LanguageModel<B>,
+pub fn whole_prompt(
+    engine: &Engine,
     question: &str,
     options: &[String],
     set_based: bool,
 ) -> Result<SetPrompt> {
-    let (prefix, rest) = prompt_parts(model, question, options)?;
+    let (prefix, rest) = prompt_parts(engine, question, options)?;
     let parts: Vec<PartIds> = std::iter::once(PartIds::Text(prefix)).chain(rest).collect();
     let identity: Vec<usize> = (0..options.len()).collect();
     layout(&parts, &identity, set_based)
 }
 
 /// The rendered chat template before and after the options.
-fn template_around_options<B: Backend>(
-    model: &LanguageModel<B>,
-    question: &str,
-) -> Result<(String, String)> {
-    let template = model
-        .template
-        .as_ref()
+fn template_around_options(engine: &Engine, question: &str) -> Result<(String, String)> {
+    let template = engine
+        .template()
         .ok_or_else(|| Error::ChatTemplate("this model has no chat template".into()))?;
     let content = format!("{}\nOptions:{OPTIONS_MARKER}", question.trim());
     let rendered = template.render(&[ChatMessage::new("user", &content)], true)?;
@@ -171,13 +158,13 @@ fn template_around_options<B: Backend>(
     Ok((before.to_string(), after.to_string()))
 }
 
-fn describe<B: Backend>(model: &LanguageModel<B>, prompt: &SetPrompt) -> OrderLayout {
+fn describe(engine: &Engine, prompt: &SetPrompt) -> OrderLayout {
     let n = prompt.len();
     OrderLayout {
         tokens: prompt
             .ids
             .iter()
-            .map(|&id| model.tokenizer.token_label(id))
+            .map(|&id| engine.tokenizer().token_label(id))
             .collect(),
         positions: prompt.positions.clone(),
         members: prompt.origins.iter().map(|o| o.member).collect(),

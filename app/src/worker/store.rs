@@ -9,8 +9,7 @@
 use super::js::{self, yield_now};
 use super::storage::{FileWriter, Storage};
 use crate::protocol::{LoadProgress, LoadStage};
-use engine::backend::Backend;
-use engine::language_model::{LanguageModel, LanguageModelLoader};
+use engine::runtime::{Device, Engine, EngineLoader};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use wasm_bindgen::{JsCast, JsValue};
@@ -133,18 +132,19 @@ impl Store {
     }
 }
 
-/// Feeds the model's bytes to a loader for `backend` and a hasher, from the cache first and then
+/// Feeds the model's bytes to a loader for `device` and a hasher, from the cache first and then
 /// the network; returns the model once its sha256 matched.
-pub async fn load_model<B: Backend>(
-    backend: &B,
+pub async fn load_model(
+    device: Device,
     store: &Store,
     file: &ModelFile,
     progress: &dyn Fn(LoadProgress),
-) -> Result<LanguageModel<B>, LoadError> {
+) -> Result<Engine, LoadError> {
+    let mut feed = Feed::new(device, file.bytes, progress);
     let (verified, _) = store.state(file).await;
     if verified.is_some() {
-        match read_cached(backend, store, file, progress).await {
-            Ok(model) => return Ok(model),
+        match read_cached(store, file, &mut feed).await {
+            Ok(()) => return Ok(feed.finish()?),
             Err(e) if e.retry => {
                 // Corrupt or unreadable: never use it, fetch it again below.
                 web_sys::console::warn_1(&JsValue::from_str(&format!(
@@ -152,17 +152,30 @@ pub async fn load_model<B: Backend>(
                     e.message
                 )));
                 store.clear(file).await;
+                feed.restart();
             }
             Err(e) => return Err(e),
         }
     }
-    download(backend, store, file, progress).await
+    download(store, file, &mut feed).await?;
+    match feed.finish() {
+        Ok(engine) => {
+            store.write_small(&file.marker(), &file.sha256).await;
+            Ok(engine)
+        }
+        Err(e) => {
+            store.clear(file).await;
+            Err(LoadError::new(
+                format!("the download was damaged ({e}); it was deleted"),
+                true,
+            ))
+        }
+    }
 }
 
 /// A loader and a hasher fed the same bytes, with progress reports.
-struct Feed<'a, B: Backend> {
-    backend: &'a B,
-    loader: LanguageModelLoader<B>,
+struct Feed<'a> {
+    loader: EngineLoader,
     hasher: Sha256,
     fed: u64,
     total: u64,
@@ -173,11 +186,10 @@ struct Feed<'a, B: Backend> {
     progress: &'a dyn Fn(LoadProgress),
 }
 
-impl<'a, B: Backend> Feed<'a, B> {
-    fn new(backend: &'a B, total: u64, progress: &'a dyn Fn(LoadProgress)) -> Self {
+impl<'a> Feed<'a> {
+    fn new(device: Device, total: u64, progress: &'a dyn Fn(LoadProgress)) -> Self {
         Feed {
-            backend,
-            loader: LanguageModelLoader::new(Some(total)),
+            loader: EngineLoader::new(device, Some(total)),
             hasher: Sha256::new(),
             fed: 0,
             total,
@@ -189,6 +201,13 @@ impl<'a, B: Backend> Feed<'a, B> {
         }
     }
 
+    /// Forgets every byte fed so far (the same device stays).
+    fn restart(&mut self) {
+        self.loader.restart();
+        self.hasher = Sha256::new();
+        self.fed = 0;
+    }
+
     fn stage(&mut self, stage: LoadStage) {
         self.stage = stage;
         self.stage_start_bytes = self.fed;
@@ -198,7 +217,7 @@ impl<'a, B: Backend> Feed<'a, B> {
 
     fn push(&mut self, bytes: &[u8]) -> Result<(), LoadError> {
         self.hasher.update(bytes);
-        self.loader.push(self.backend, bytes)?;
+        self.loader.push(bytes)?;
         self.fed += bytes.len() as u64;
         self.report(false);
         Ok(())
@@ -222,15 +241,21 @@ impl<'a, B: Backend> Feed<'a, B> {
         });
     }
 
-    fn finish(self, file: &ModelFile) -> Result<LanguageModel<B>, LoadError> {
-        let digest = hex(&self.hasher.finalize());
+    /// Whether everything fed so far has the manifest's sha256.
+    fn verify(&self, file: &ModelFile) -> Result<(), LoadError> {
+        let digest = hex(&self.hasher.clone().finalize());
         if digest != file.sha256 {
             return Err(LoadError::new(
                 format!("the model's sha256 is {digest}, expected {}", file.sha256),
                 true,
             ));
         }
-        Ok(self.loader.finish(self.backend)?)
+        Ok(())
+    }
+
+    /// The model; call after [`Feed::verify`] passed.
+    fn finish(self) -> Result<Engine, engine::Error> {
+        self.loader.finish()
     }
 }
 
@@ -244,11 +269,11 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Feeds `feed` the first `len` bytes of the cached file.
-async fn replay_cache<B: Backend>(
+async fn replay_cache(
     store: &Store,
     file: &ModelFile,
     len: u64,
-    feed: &mut Feed<'_, B>,
+    feed: &mut Feed<'_>,
 ) -> Result<(), LoadError> {
     let mut reader = store
         .storage
@@ -283,34 +308,28 @@ async fn replay_cache<B: Backend>(
     result
 }
 
-async fn read_cached<B: Backend>(
-    backend: &B,
+/// Feeds the whole cached copy and checks its sha256.
+async fn read_cached(
     store: &Store,
     file: &ModelFile,
-    progress: &dyn Fn(LoadProgress),
-) -> Result<LanguageModel<B>, LoadError> {
-    let mut feed = Feed::new(backend, file.bytes, progress);
+    feed: &mut Feed<'_>,
+) -> Result<(), LoadError> {
     feed.stage(LoadStage::Cache);
-    replay_cache(store, file, file.bytes, &mut feed).await?;
-    feed.finish(file)
+    replay_cache(store, file, file.bytes, feed).await?;
+    feed.verify(file)
 }
 
-/// Downloads the model (the rest of it, after a partial download), writing it to the cache.
-async fn download<B: Backend>(
-    backend: &B,
-    store: &Store,
-    file: &ModelFile,
-    progress: &dyn Fn(LoadProgress),
-) -> Result<LanguageModel<B>, LoadError> {
-    let mut feed = Feed::new(backend, file.bytes, progress);
+/// Downloads the model (the rest of it, after a partial download), writing it to the cache;
+/// returns once every byte arrived and the sha256 matched.
+async fn download(store: &Store, file: &ModelFile, feed: &mut Feed<'_>) -> Result<(), LoadError> {
     let (_, partial) = store.state(file).await;
     let mut have = partial.unwrap_or(0).min(file.bytes);
     if have > 0 {
         feed.stage(LoadStage::Cache);
-        if replay_cache(store, file, have, &mut feed).await.is_err() {
+        if replay_cache(store, file, have, feed).await.is_err() {
             // The partial copy is unusable: start over.
             store.clear(file).await;
-            feed = Feed::new(backend, file.bytes, progress);
+            feed.restart();
             have = 0;
         }
     }
@@ -319,28 +338,24 @@ async fn download<B: Backend>(
         .writer(&file.file, have)
         .await
         .map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?;
-    let result = download_rest(file, &mut feed, &mut writer, have).await;
+    let result = download_rest(file, feed, &mut writer, have).await;
     // Whatever arrived is kept, so that a retry resumes from there.
     let stored = writer.close().await;
     result?;
     stored.map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?;
-    let model = match feed.finish(file) {
-        Ok(model) => model,
-        Err(e) => {
-            store.clear(file).await;
-            return Err(LoadError::new(
-                format!("the download was damaged ({}); it was deleted", e.message),
-                true,
-            ));
-        }
-    };
-    store.write_small(&file.marker(), &file.sha256).await;
-    Ok(model)
+    if let Err(e) = feed.verify(file) {
+        store.clear(file).await;
+        return Err(LoadError::new(
+            format!("the download was damaged ({}); it was deleted", e.message),
+            true,
+        ));
+    }
+    Ok(())
 }
 
-async fn download_rest<B: Backend>(
+async fn download_rest(
     file: &ModelFile,
-    feed: &mut Feed<'_, B>,
+    feed: &mut Feed<'_>,
     writer: &mut FileWriter,
     mut have: u64,
 ) -> Result<(), LoadError> {

@@ -4,10 +4,11 @@
 
 use super::js;
 use crate::protocol::{FormRun, VisionOutput, VisionReport};
+use engine::analysis::rollout::vision_rollout;
 use engine::backend::RetentionForm;
 use engine::cpu::retention::working_floats;
-use engine::cpu::CpuBackend;
-use engine::models::vision::{Classification, VisionModel};
+use engine::models::vision::Classification;
+use engine::runtime::{Device, VisionEngine};
 
 pub const VIT_URL: &str = "models/vit-mnist.gguf";
 pub const VIR_URL: &str = "models/vir-mnist.gguf";
@@ -15,20 +16,16 @@ pub const VIR_URL: &str = "models/vir-mnist.gguf";
 const TIMED_RUNS: usize = 5;
 
 pub struct VisionModels {
-    backend: CpuBackend,
-    vit: VisionModel<CpuBackend>,
-    vir: VisionModel<CpuBackend>,
+    vit: VisionEngine,
+    vir: VisionEngine,
     /// (file, sha256)
     files: Vec<(String, String)>,
 }
 
 impl VisionModels {
     pub async fn load() -> Result<Self, String> {
-        let backend = CpuBackend::new();
         let load = |bytes: Vec<u8>, url: &str| {
-            VisionModel::load(&backend, &bytes)
-                .map(|(_, model)| model)
-                .map_err(|e| format!("{url}: {e}"))
+            VisionEngine::load(Device::Cpu, &bytes).map_err(|e| format!("{url}: {e}"))
         };
         let (vit_bytes, vir_bytes) = (
             js::fetch_bytes(VIT_URL).await?,
@@ -40,12 +37,7 @@ impl VisionModels {
             .collect();
         let vit = load(vit_bytes, VIT_URL)?;
         let vir = load(vir_bytes, VIR_URL)?;
-        Ok(VisionModels {
-            backend,
-            vit,
-            vir,
-            files,
-        })
+        Ok(VisionModels { vit, vir, files })
     }
 
     pub async fn classify(&self, image: &[f32], chunk: usize) -> Result<VisionReport, String> {
@@ -97,7 +89,7 @@ impl VisionModels {
             vir: output(&self.vir, &vir, false),
             decays: config.decays.clone(),
             forms,
-            backend: "CPU (wasm)".to_string(),
+            backend: format!("{} (wasm)", self.vir.backend_name()),
             models: self.files.clone(),
         })
     }
@@ -106,20 +98,20 @@ impl VisionModels {
 impl VisionModels {
     async fn run(
         &self,
-        model: &VisionModel<CpuBackend>,
+        model: &VisionEngine,
         image: &[f32],
         form: RetentionForm,
         capture: bool,
     ) -> Result<Classification, String> {
         model
-            .classify(&self.backend, image, form, capture)
+            .classify(image, form, capture)
             .await
             .map_err(|e| e.to_string())
     }
 }
 
 /// The class token's rows (and, for the ViT, its rollout row) over the patches.
-fn output(model: &VisionModel<CpuBackend>, result: &Classification, rollout: bool) -> VisionOutput {
+fn output(model: &VisionEngine, result: &Classification, rollout: bool) -> VisionOutput {
     let config = model.config();
     let (t, heads, class) = (config.n_tokens(), config.n_heads, config.class_token());
     let patches = config.n_patches();
@@ -133,7 +125,7 @@ fn output(model: &VisionModel<CpuBackend>, result: &Classification, rollout: boo
         })
         .collect();
     let rollout = if rollout {
-        result.rollout(heads, t)[class * t..][..patches].to_vec()
+        vision_rollout(result, heads, t)[class * t..][..patches].to_vec()
     } else {
         Vec::new()
     };

@@ -8,7 +8,9 @@
 //! not depend on the order of the keys: Set-Based Prompting reorders set members in the cache
 //! and must get the very same numbers.
 
+use crate::backend::checks::CacheState;
 use crate::backend::{AttentionShape, Mask};
+use crate::error::{Error, Result};
 
 /// One layer's keys and values: `(kv_heads, capacity, head_dim)` each, row-major.
 #[derive(Debug, Clone)]
@@ -21,18 +23,36 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    pub fn new(shape: AttentionShape, capacity: usize) -> Self {
-        let n = shape.n_kv_heads * capacity * shape.head_dim;
-        KvCache {
+    pub fn new(shape: AttentionShape, capacity: usize) -> Result<Self> {
+        let n = shape
+            .n_kv_heads
+            .checked_mul(capacity)
+            .and_then(|n| n.checked_mul(shape.head_dim))
+            .ok_or_else(|| {
+                Error::InvalidRequest(format!(
+                    "a KV cache of {capacity} positions for {shape:?} does not fit in memory"
+                ))
+            })?;
+        Ok(KvCache {
             keys: vec![0.0; n],
             values: vec![0.0; n],
             len: 0,
             capacity,
             shape,
+        })
+    }
+
+    /// What [`crate::backend::checks::attention`] needs to know.
+    pub fn state(&self) -> CacheState {
+        CacheState {
+            len: self.len,
+            capacity: self.capacity,
+            shape: self.shape,
         }
     }
 
-    /// Appends `k`, `v` of `t` new tokens, each `(t, kv_heads·head_dim)`.
+    /// Appends `k`, `v` of `t` new tokens, each `(t, kv_heads·head_dim)`; the caller has checked
+    /// the shapes and the room left ([`crate::backend::checks::attention`]).
     pub fn append(&mut self, k: &[f32], v: &[f32], t: usize) {
         let AttentionShape {
             n_kv_heads,
@@ -249,7 +269,7 @@ mod tests {
         let mut rng = SeededRng::new(5);
         let kv = shape.n_kv_heads * shape.head_dim;
         let (first, second) = (7, 3);
-        let mut cache = KvCache::new(shape, 16);
+        let mut cache = KvCache::new(shape, 16).unwrap();
         let mut keys = Vec::new();
         let mut values = Vec::new();
         for t in [first, second] {

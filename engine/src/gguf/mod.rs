@@ -5,13 +5,18 @@
 //! its bytes are complete, keeping only the tensor being assembled in memory. Hostile input gets
 //! a [`GgufError`] naming the problem: every count, length and size from the file is checked
 //! against [`Limits`] before anything is allocated for it.
+//!
+//! [`blocks`] decodes ggml's quantized block formats: the reference every backend's kernels are
+//! tested against.
 
+pub mod blocks;
 mod header;
+mod metadata;
 mod stream;
 mod types;
 mod writer;
 
-pub use header::{GgufHeader, MetadataValue, TensorInfo};
+pub use metadata::{GgufHeader, MetadataValue, TensorInfo};
 pub use stream::{GgufEvent, GgufStream, TensorData};
 pub use types::GgmlType;
 pub use writer::GgufWriter;

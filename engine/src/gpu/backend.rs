@@ -8,9 +8,9 @@
 
 use super::kernels::{grid_1d, ArenaSlice, Binding, Kernel, PipelineCache, UploadArena};
 use super::{GpuContext, GpuError};
-use crate::backend::{rope_angles, AttentionShape, Backend, Mask, RetentionForm};
-use crate::cpu::blocks;
+use crate::backend::{rope_angles, AttentionShape, Backend, Mask, RetentionForm, Selection};
 use crate::error::{Error, Result};
+use crate::gguf::blocks;
 use crate::gguf::{GgmlType, TensorInfo};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -1163,14 +1163,9 @@ impl Backend for GpuBackend {
         Ok(bytemuck::pod_collect_to_vec(&raw))
     }
 
-    async fn top_k(
-        &self,
-        logits: &GpuTensor,
-        k: usize,
-        penalized: &[u32],
-        penalty: f32,
-    ) -> Result<Vec<(u32, f32)>> {
-        self.select(logits, k, penalized, penalty).await
+    async fn top_k(&self, logits: &GpuTensor, selection: &Selection) -> Result<Vec<(u32, f32)>> {
+        self.select(logits, selection.k, &selection.penalized, selection.penalty)
+            .await
     }
 }
 

@@ -7,6 +7,7 @@
 //! (causal and 0, 1, 2… by default) so Set-Based Prompting can change them, and attention
 //! probabilities, queries, keys and the residual stream can be captured per layer ([`Taps`]).
 
+use super::taps::{Captures, Taps};
 use crate::backend::{AttentionShape, Backend, Mask};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufHeader, TensorData};
@@ -124,55 +125,6 @@ pub struct Llama<B: Backend> {
     final_norm: B::Tensor,
     /// None: tied to `embedding`.
     output: Option<B::Matrix>,
-}
-
-/// What to capture during a forward pass (nothing by default: no cost).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Taps {
-    /// Attention probabilities of every layer and head.
-    pub attention: bool,
-    /// The residual stream after each block (for the logit lens).
-    pub residual: bool,
-    /// Queries and keys after RoPE, from which the pre-softmax scores follow.
-    pub queries_keys: bool,
-}
-
-impl Taps {
-    pub fn any(&self) -> bool {
-        self.attention || self.residual || self.queries_keys
-    }
-
-    /// Everything the attention explorer shows.
-    pub fn all() -> Self {
-        Taps {
-            attention: true,
-            residual: true,
-            queries_keys: true,
-        }
-    }
-}
-
-/// What a forward pass captured, still on the backend.
-pub struct Captures<B: Backend> {
-    /// Per layer: `(n_heads·tokens, cached + tokens)`.
-    pub attention: Vec<B::Tensor>,
-    /// Per layer: `(tokens, d_model)` after the block.
-    pub residual: Vec<B::Tensor>,
-    /// Per layer: `(tokens, n_heads·head_dim)` after RoPE.
-    pub queries: Vec<B::Tensor>,
-    /// Per layer: `(tokens, n_kv_heads·head_dim)` after RoPE (the new tokens' keys only).
-    pub keys: Vec<B::Tensor>,
-}
-
-impl<B: Backend> Default for Captures<B> {
-    fn default() -> Self {
-        Captures {
-            attention: Vec::new(),
-            residual: Vec::new(),
-            queries: Vec::new(),
-            keys: Vec::new(),
-        }
-    }
 }
 
 impl<B: Backend> Llama<B> {

@@ -4,9 +4,8 @@
 
 use engine::backend::Backend;
 use engine::cpu::CpuBackend;
-use engine::language_model::{LanguageModel, Session};
-use engine::models::llama::Taps;
-use engine::sampling::{log_sum_exp, top_k};
+use engine::numerics::{log_sum_exp, top_k};
+use engine::runtime::{Feed, LanguageModel, Session};
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -20,6 +19,17 @@ pub fn model_path() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The bundled model behind the engine handle, on the CPU (loaded once per test thread: the
+/// handle shares its weights through an `Rc`).
+pub fn cpu_engine() -> engine::runtime::Engine {
+    thread_local! {
+        static ENGINE: engine::runtime::Engine =
+            engine::runtime::Engine::load_file(engine::runtime::Device::Cpu, &model_path())
+                .expect("load the bundled model");
+    }
+    ENGINE.with(Clone::clone)
 }
 
 pub fn cpu_model() -> &'static LanguageModel<CpuBackend> {
@@ -94,7 +104,7 @@ pub fn greedy_run<B: Backend>(
     steps: usize,
 ) -> Greedy {
     let mut session = Session::new(model, backend, 1024).unwrap();
-    let mut logits = pollster::block_on(session.feed(model, backend, ids, Taps::default()))
+    let mut logits = pollster::block_on(session.feed(model, backend, Feed::append(ids)))
         .unwrap()
         .logits;
     let first = logits.clone();
@@ -106,7 +116,7 @@ pub fn greedy_run<B: Backend>(
         if model.tokenizer.is_end_of_generation(best[0].0) {
             break;
         }
-        logits = pollster::block_on(session.feed(model, backend, &[best[0].0], Taps::default()))
+        logits = pollster::block_on(session.feed(model, backend, Feed::append(&[best[0].0])))
             .unwrap()
             .logits;
     }

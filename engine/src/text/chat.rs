@@ -1,9 +1,9 @@
 //! Chat prompts rendered from the GGUF's own `tokenizer.chat_template` (a Jinja template, as in
 //! Hugging Face `transformers`), so any GGUF chat model gets its own format.
 
+use super::tokenizer::Tokenizer;
 use crate::error::{Error, Result};
 use crate::gguf::GgufHeader;
-use crate::tokenizer::Tokenizer;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

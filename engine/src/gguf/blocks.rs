@@ -3,7 +3,7 @@
 //! The reference for every quantized kernel: the CPU dot products and the WGSL kernels are both
 //! tested against these.
 
-use crate::gguf::GgmlType;
+use super::GgmlType;
 use half::f16;
 
 fn f16_at(bytes: &[u8], at: usize) -> f32 {

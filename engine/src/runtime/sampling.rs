@@ -1,6 +1,8 @@
 //! Choosing the next token from logits: greedy, or llama.cpp's chain of repetition penalty →
 //! top-k → top-p → temperature → a seeded draw. The same seed gives the same text.
 
+use crate::backend::Selection;
+use crate::numerics::penalized_top_k;
 use crate::rng::SeededRng;
 use serde::{Deserialize, Serialize};
 
@@ -63,11 +65,7 @@ impl Sampler {
 
     /// The candidates this sampler needs from the backend: the top-k after the repetition
     /// penalty (greedy needs one; no top-k limit needs the whole vocabulary).
-    pub fn selection(
-        &self,
-        history: &[u32],
-        vocab_size: usize,
-    ) -> crate::language_model::Selection {
+    pub fn selection(&self, history: &[u32], vocab_size: usize) -> Selection {
         let p = &self.params;
         let k = if p.is_greedy() {
             1
@@ -81,7 +79,7 @@ impl Sampler {
         } else {
             Vec::new()
         };
-        crate::language_model::Selection {
+        Selection {
             k,
             penalized,
             penalty: p.repeat_penalty,
@@ -130,53 +128,10 @@ impl Sampler {
     /// The next token given all `logits` and the tokens so far (for the repetition penalty).
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let selection = self.selection(history, logits.len());
-        let candidates = crate::backend::penalized_top_k(
-            logits,
-            selection.k,
-            &selection.penalized,
-            selection.penalty,
-        );
+        let candidates =
+            penalized_top_k(logits, selection.k, &selection.penalized, selection.penalty);
         self.pick(&candidates)
     }
-}
-
-fn by_logit_desc(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
-    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
-}
-
-/// Index of the largest value (the first one on ties).
-pub fn argmax(values: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in values.iter().enumerate() {
-        if v > values[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-/// The `k` largest values with their indices, largest first.
-pub fn top_k(values: &[f32], k: usize) -> Vec<(u32, f32)> {
-    let mut all: Vec<(u32, f32)> = values
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| (i as u32, v))
-        .collect();
-    let k = k.min(all.len());
-    if k == 0 {
-        return Vec::new();
-    }
-    all.select_nth_unstable_by(k - 1, by_logit_desc);
-    all.truncate(k);
-    all.sort_unstable_by(by_logit_desc);
-    all
-}
-
-/// log-softmax normaliser: log Σ exp(values).
-pub fn log_sum_exp(values: &[f32]) -> f32 {
-    let max = values.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let sum: f64 = values.iter().map(|&v| ((v - max) as f64).exp()).sum();
-    max + sum.ln() as f32
 }
 
 #[cfg(test)]
@@ -188,6 +143,8 @@ mod tests {
         let mut s = Sampler::new(SamplingParams::greedy());
         assert_eq!(s.sample(&[0.1, 3.0, -1.0, 3.0], &[]), 1);
     }
+
+    use crate::numerics::top_k;
 
     #[test]
     fn same_seed_same_draws_and_top_k_bounds_them() {

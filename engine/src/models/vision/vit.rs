@@ -4,7 +4,7 @@
 //! class token is the last token, not the first, and every linear layer is bias-free (see
 //! `docs/vision.md`).
 
-use super::vision::{ClassifierHead, Mlp, Norm, PatchStem, VisionConfig, VisionWeights};
+use super::parts::{ClassifierHead, Mlp, Norm, PatchStem, VisionConfig, VisionWeights};
 use crate::backend::{AttentionShape, Backend, Mask};
 use crate::error::{Error, Result};
 

@@ -15,7 +15,8 @@
 
 use crate::backend::Mask;
 use crate::error::{Error, Result};
-use crate::tokenizer::Tokenizer;
+use crate::runtime::session::Layout;
+use crate::text::tokenizer::Tokenizer;
 
 /// One part of a prompt, as text.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -147,17 +148,41 @@ impl SetPrompt {
         }
     }
 
-    /// The attention mask to feed this prompt after `cached` tokens (all of them visible);
-    /// [`Mask::Causal`] when the prompt has no set, so plain prompts take the usual path.
-    pub fn mask(&self, cached: usize) -> Mask {
+    /// Which token of the prompt may attend to which, `(t, t)` row-major; `None` when the
+    /// prompt has no set, so plain prompts take the usual causal path.
+    pub fn visibility(&self) -> Option<Vec<bool>> {
         if self.origins.iter().all(|o| o.member.is_none()) {
-            return Mask::Causal;
+            return None;
         }
-        let total = cached + self.len();
-        let mut rows = Vec::with_capacity(self.len() * total);
-        for query in 0..self.len() {
+        let t = self.len();
+        Some(
+            (0..t)
+                .flat_map(|query| (0..t).map(move |key| (query, key)))
+                .map(|(query, key)| self.visible(query, key))
+                .collect(),
+        )
+    }
+
+    /// The prompt as a session feeds it: its ids, positions and block mask.
+    pub fn layout(&self) -> Layout<'_> {
+        Layout {
+            ids: &self.ids,
+            positions: &self.positions,
+            visible: self.visibility(),
+        }
+    }
+
+    /// The attention mask to feed this prompt after `cached` tokens (all of them visible);
+    /// [`Mask::Causal`] when the prompt has no set.
+    pub fn mask(&self, cached: usize) -> Mask {
+        let Some(visible) = self.visibility() else {
+            return Mask::Causal;
+        };
+        let t = self.len();
+        let mut rows = Vec::with_capacity(t * (cached + t));
+        for row in visible.chunks_exact(t) {
             rows.extend(std::iter::repeat_n(true, cached));
-            rows.extend((0..self.len()).map(|key| self.visible(query, key)));
+            rows.extend_from_slice(row);
         }
         Mask::Explicit(rows)
     }

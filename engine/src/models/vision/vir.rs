@@ -8,7 +8,7 @@
 //! recurrent form), no xPos rotation (learned positions, as in the ViT), bias-free linear layers
 //! (see `docs/vision.md`).
 
-use super::vision::{ClassifierHead, Mlp, Norm, PatchStem, VisionConfig, VisionWeights};
+use super::parts::{ClassifierHead, Mlp, Norm, PatchStem, VisionConfig, VisionWeights};
 use crate::backend::{Backend, RetentionForm};
 use crate::error::{Error, Result};
 

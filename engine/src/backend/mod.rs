@@ -1,13 +1,21 @@
 //! The narrow set of operations the models need, implemented once per backend.
 //!
-//! Models (`models/*.rs`) are written once against [`Backend`]; the CPU backend (candle-core
-//! plus our integer kernels) and the WebGPU backend (our WGSL kernels) implement it. Activations
+//! Models (`models/*.rs`) are written once against [`Backend`]; the CPU backend (our kernels on
+//! plain host tensors) and the WebGPU backend (our WGSL kernels) implement it. Activations
 //! are 2-D, `(tokens, features)`, row-major f32. Nothing here reads data back to the CPU except
-//! [`Backend::read`], which is async because on WebGPU it waits for the GPU.
+//! [`Backend::read`] and [`Backend::top_k`], which are async because on WebGPU they wait for
+//! the GPU.
+//!
+//! Both backends check their arguments with the same functions ([`checks`]), so a bad shape gets
+//! the same message wherever it runs.
+
+pub mod checks;
 
 use crate::error::Result;
 use crate::gguf::TensorInfo;
 use std::future::Future;
+
+pub use crate::numerics::{penalized_top_k, rope_angles};
 
 /// Which keys each new query may attend to.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +62,26 @@ pub struct AttentionShape {
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
+}
+
+/// Which next-token candidates [`Backend::top_k`] returns: the `k` best of the last row of
+/// logits after the repetition penalty on `penalized` ids (see [`penalized_top_k`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selection {
+    pub k: usize,
+    pub penalized: Vec<u32>,
+    pub penalty: f32,
+}
+
+impl Selection {
+    /// The single most likely token.
+    pub fn greedy() -> Self {
+        Selection {
+            k: 1,
+            penalized: Vec::new(),
+            penalty: 1.0,
+        }
+    }
 }
 
 pub trait Backend {
@@ -158,46 +186,11 @@ pub trait Backend {
     /// Copies a tensor to the CPU, row-major.
     fn read(&self, x: &Self::Tensor) -> impl Future<Output = Result<Vec<f32>>>;
 
-    /// The `k` highest logits of the last row of `logits` as (id, logit), highest first (ties:
-    /// lower id), after the repetition penalty on `penalized` ids (positive logits divided by
-    /// `penalty`, negative ones multiplied). On WebGPU only these few pairs are read back.
+    /// The candidates `selection` asks for from the last row of `logits`, as (id, logit),
+    /// highest first (ties: lower id). On WebGPU only these few pairs are read back.
     fn top_k(
         &self,
         logits: &Self::Tensor,
-        k: usize,
-        penalized: &[u32],
-        penalty: f32,
+        selection: &Selection,
     ) -> impl Future<Output = Result<Vec<(u32, f32)>>>;
-}
-
-/// The CPU twin of [`Backend::top_k`] on one row of logits.
-pub fn penalized_top_k(row: &[f32], k: usize, penalized: &[u32], penalty: f32) -> Vec<(u32, f32)> {
-    let mut row = row.to_vec();
-    if penalty != 1.0 {
-        let mut seen = std::collections::HashSet::new();
-        for &id in penalized {
-            if let Some(l) = row.get_mut(id as usize) {
-                if seen.insert(id) {
-                    *l = if *l > 0.0 { *l / penalty } else { *l * penalty };
-                }
-            }
-        }
-    }
-    crate::sampling::top_k(&row, k)
-}
-
-/// (cos, sin) of the RoPE rotation per token and pair, computed as ggml does (θᵢ = pos·base^(-2i/d),
-/// the powers by repeated f32 multiplication). Both backends use exactly these angles.
-pub fn rope_angles(positions: &[u32], head_dim: usize, base: f32) -> Vec<[f32; 2]> {
-    let half = head_dim / 2;
-    let theta_scale = base.powf(-2.0 / head_dim as f32);
-    let mut out = Vec::with_capacity(positions.len() * half);
-    for &pos in positions {
-        let mut theta = pos as f32;
-        for _ in 0..half {
-            out.push([theta.cos(), theta.sin()]);
-            theta *= theta_scale;
-        }
-    }
-    out
 }

@@ -7,11 +7,11 @@
 //! generated tokens alike get a full row of attention, and keeps the captures as plain host
 //! data. Everything else here is computed from that data on request.
 
-use crate::backend::{Backend, Mask};
+use super::rollout::rollout;
 use crate::error::{Error, Result};
-use crate::language_model::{LanguageModel, Session};
-use crate::models::llama::Taps;
-use crate::sampling::{log_sum_exp, top_k};
+use crate::models::taps::Taps;
+use crate::numerics::{log_sum_exp, top_k};
+use crate::runtime::{Engine, Feed, Layout};
 use serde::{Deserialize, Serialize};
 
 /// The page inspects at most this many tokens: every head of every layer is kept,
@@ -43,34 +43,34 @@ pub struct Inspection {
 pub type LensRow = Vec<(u32, f32)>;
 
 impl Inspection {
-    /// Runs `ids` at `positions` under `mask` (over these ids only) with every tap on.
-    pub async fn capture<B: Backend>(
-        model: &LanguageModel<B>,
-        backend: &B,
-        ids: &[u32],
-        positions: &[u32],
-        mask: &Mask,
-    ) -> Result<Self> {
-        let t = ids.len();
-        let mut session = Session::new(model, backend, t)?;
-        let out = session
-            .feed_with(model, backend, ids, positions, mask, Taps::all())
-            .await?;
-        let c = model.config();
-        let captures = out.captures;
+    /// Runs `layout` (positions from 0, its own mask) through a fresh session with every tap
+    /// on.
+    pub async fn capture(engine: &Engine, layout: Layout<'_>) -> Result<Self> {
+        let t = layout.ids.len();
+        let (ids, positions) = (layout.ids.to_vec(), layout.positions.to_vec());
+        let visible = match &layout.visible {
+            Some(visible) => visible.clone(),
+            None => (0..t * t).map(|i| i % t <= i / t).collect(),
+        };
+        let mut session = engine.session(t)?;
+        let captured = session
+            .feed(Feed::layout(layout).taps(Taps::all()))
+            .await?
+            .captured;
+        let c = engine.config();
         let inspection = Inspection {
-            ids: ids.to_vec(),
-            positions: positions.to_vec(),
-            visible: mask.to_rows(t, 0),
+            ids,
+            positions,
+            visible,
             n_layers: c.n_layers,
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
             head_dim: c.head_dim,
             d_model: c.d_model,
-            probs: read_all(backend, captures.attention).await?,
-            queries: read_all(backend, captures.queries).await?,
-            keys: read_all(backend, captures.keys).await?,
-            residual: read_all(backend, captures.residual).await?,
+            probs: captured.attention.concat(),
+            queries: captured.queries.concat(),
+            keys: captured.keys.concat(),
+            residual: captured.residual.concat(),
         };
         let expected = c.n_layers * c.n_heads * t * t;
         if inspection.probs.len() != expected {
@@ -153,10 +153,9 @@ impl Inspection {
 
     /// The logit lens at token `index`: for each layer, the `k` most likely next tokens if the
     /// model stopped after that layer.
-    pub async fn logit_lens<B: Backend>(
+    pub async fn logit_lens(
         &self,
-        model: &LanguageModel<B>,
-        backend: &B,
+        engine: &Engine,
         index: usize,
         k: usize,
     ) -> Result<Vec<LensRow>> {
@@ -172,10 +171,7 @@ impl Inspection {
                 self.residual[start..start + d].iter().copied()
             })
             .collect();
-        let residual = backend.tensor(&rows, self.n_layers, d)?; // (layers, d)
-        let logits = backend
-            .read(&model.llama.logits(backend, &residual)?)
-            .await?; // (layers, vocab)
+        let logits = engine.logits_of_residuals(&rows, self.n_layers).await?; // (layers, vocab)
         let vocab = logits.len() / self.n_layers;
         Ok(logits
             .chunks(vocab)
@@ -205,71 +201,5 @@ impl Inspection {
             }
         }
         (side, out)
-    }
-}
-
-/// Reads captured tensors back to the host, one after another.
-async fn read_all<B: Backend>(backend: &B, tensors: Vec<B::Tensor>) -> Result<Vec<f32>> {
-    let mut all = Vec::new();
-    for tensor in tensors {
-        all.extend(backend.read(&tensor).await?);
-    }
-    Ok(all)
-}
-
-/// Attention rollout of per-layer head-averaged attention `layers[l]` (`(t, t)` each): the
-/// residual connection is modelled as `Â = ½A + ½I` (rows renormalised), and the layers are
-/// chained from the first: `R = Â_L · … · Â_1`.
-pub fn rollout(layers: &[Vec<f32>], t: usize) -> Vec<f32> {
-    let mut result: Vec<f32> = (0..t * t)
-        .map(|i| if i / t == i % t { 1.0 } else { 0.0 })
-        .collect();
-    for attention in layers {
-        let mut mixed: Vec<f64> = attention.iter().map(|&a| 0.5 * a as f64).collect();
-        for i in 0..t {
-            mixed[i * t + i] += 0.5;
-            let sum: f64 = mixed[i * t..(i + 1) * t].iter().sum();
-            if sum > 0.0 {
-                mixed[i * t..(i + 1) * t].iter_mut().for_each(|m| *m /= sum);
-            }
-        }
-        // result ← mixed · result
-        let mut next = vec![0f64; t * t];
-        for i in 0..t {
-            for k in 0..t {
-                let m = mixed[i * t + k];
-                if m == 0.0 {
-                    continue;
-                }
-                for j in 0..t {
-                    next[i * t + j] += m * result[k * t + j] as f64;
-                }
-            }
-        }
-        result = next.into_iter().map(|v| v as f32).collect();
-    }
-    result
-}
-
-#[cfg(test)]
-mod tests {
-    use super::rollout;
-
-    #[test]
-    fn rollout_of_two_layers_matches_a_hand_computation() {
-        // Two tokens, causal. Layer 1: token 1 attends 0.5 / 0.5; layer 2: token 1 attends
-        // 0.2 / 0.8. With the residual: Â₁ = [[1, 0], [0.25, 0.75]], Â₂ = [[1, 0], [0.1, 0.9]].
-        // R = Â₂·Â₁ = [[1, 0], [0.1 + 0.9·0.25, 0.9·0.75]] = [[1, 0], [0.325, 0.675]].
-        let layers = vec![vec![1.0, 0.0, 0.5, 0.5], vec![1.0, 0.0, 0.2, 0.8]];
-        let r = rollout(&layers, 2);
-        let want = [1.0, 0.0, 0.325, 0.675];
-        for (got, want) in r.iter().zip(want) {
-            assert!((got - want).abs() < 1e-6, "{r:?}");
-        }
-    }
-
-    #[test]
-    fn rollout_with_no_layers_is_the_identity() {
-        assert_eq!(rollout(&[], 2), [1.0, 0.0, 0.0, 1.0]);
     }
 }

@@ -1,0 +1,71 @@
+//! The CPU twins of the small WGSL kernels, on row-major f32 slices: RMSNorm, LayerNorm /
+//! GroupNorm, rotary positions and the activations. The CPU backend runs these; the GPU kernel
+//! tests compare against them.
+
+/// `x / sqrt(mean(x²) + eps) * weight` per row, the sum of squares in f64 as ggml does it.
+/// The CPU twin of the WebGPU rms_norm kernel.
+pub fn rms_norm_rows(data: &mut [f32], weight: &[f32], eps: f32) {
+    for row in data.chunks_exact_mut(weight.len()) {
+        let sum: f64 = row.iter().map(|&v| (v * v) as f64).sum();
+        let mean = (sum / row.len() as f64) as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        for (v, w) in row.iter_mut().zip(weight) {
+            *v = *v * scale * w;
+        }
+    }
+}
+
+/// LayerNorm (one group) or per-head GroupNorm on each row: the CPU twin of the WebGPU
+/// group_norm kernel. Mean and variance are taken in two passes over the group.
+pub fn group_norm_rows(data: &mut [f32], groups: usize, weight: &[f32], bias: &[f32], eps: f32) {
+    let features = weight.len();
+    let size = features / groups.max(1);
+    for row in data.chunks_exact_mut(features) {
+        for (g, group) in row.chunks_exact_mut(size).enumerate() {
+            let mean = group.iter().sum::<f32>() / size as f32;
+            let var = group.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / size as f32;
+            let inv = 1.0 / (var + eps).sqrt();
+            for (i, v) in group.iter_mut().enumerate() {
+                let f = g * size + i;
+                *v = (*v - mean) * inv * weight[f] + bias[f];
+            }
+        }
+    }
+}
+
+/// GELU, tanh approximation (as candle's `gelu` and the WebGPU kernel compute it).
+pub fn gelu(x: f32) -> f32 {
+    const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
+}
+
+/// `silu(gate) · up`, with silu(g) = g / (1 + e^(-g)) as the WebGPU kernel computes it.
+pub fn silu_mul(gate: f32, up: f32) -> f32 {
+    gate / (1.0 + (-gate).exp()) * up
+}
+
+/// RoPE on interleaved pairs (x[2i], x[2i+1]) of each head, rotated by the angles of
+/// [`crate::numerics::rope_angles`]. GGUF stores llama's Q and K rows permuted for exactly this
+/// pairing. The CPU twin of the WebGPU rope kernel.
+pub fn rope_interleaved(
+    data: &mut [f32],
+    features: usize,
+    head_dim: usize,
+    positions: &[u32],
+    base: f32,
+) {
+    let half = head_dim / 2;
+    let angles = crate::numerics::rope_angles(positions, head_dim, base);
+    for (row, angles) in data
+        .chunks_exact_mut(features)
+        .zip(angles.chunks_exact(half))
+    {
+        for head in row.chunks_exact_mut(head_dim) {
+            for (i, [cos, sin]) in angles.iter().enumerate() {
+                let (a, b) = (head[2 * i], head[2 * i + 1]);
+                head[2 * i] = a * cos - b * sin;
+                head[2 * i + 1] = a * sin + b * cos;
+            }
+        }
+    }
+}

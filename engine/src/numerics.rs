@@ -1,0 +1,109 @@
+//! Small numerical routines on plain slices that several layers share: the RoPE angles both
+//! backends rotate by, and picking and normalising the largest values of a row of logits.
+//!
+//! Nothing here knows about tensors, backends or models.
+
+use std::cmp::Ordering;
+
+/// (cos, sin) of the RoPE rotation per token and pair, computed as ggml does (θᵢ = pos·base^(-2i/d),
+/// the powers by repeated f32 multiplication). Both backends use exactly these angles.
+pub fn rope_angles(positions: &[u32], head_dim: usize, base: f32) -> Vec<[f32; 2]> {
+    let half = head_dim / 2;
+    let theta_scale = base.powf(-2.0 / head_dim as f32);
+    let mut out = Vec::with_capacity(positions.len() * half);
+    for &pos in positions {
+        let mut theta = pos as f32;
+        for _ in 0..half {
+            out.push([theta.cos(), theta.sin()]);
+            theta *= theta_scale;
+        }
+    }
+    out
+}
+
+fn by_value_desc(a: &(u32, f32), b: &(u32, f32)) -> Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// Index of the largest value (the first one on ties).
+pub fn argmax(values: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// The `k` largest values with their indices, largest first (ties: lower index first).
+pub fn top_k(values: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut all: Vec<(u32, f32)> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (i as u32, v))
+        .collect();
+    let k = k.min(all.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    all.select_nth_unstable_by(k - 1, by_value_desc);
+    all.truncate(k);
+    all.sort_unstable_by(by_value_desc);
+    all
+}
+
+/// The `k` highest logits of `row` after the repetition penalty on `penalized` ids (each id
+/// once: positive logits divided by `penalty`, negative ones multiplied), as llama.cpp applies
+/// it. The CPU twin of the WebGPU `select` kernels.
+pub fn penalized_top_k(row: &[f32], k: usize, penalized: &[u32], penalty: f32) -> Vec<(u32, f32)> {
+    let mut row = row.to_vec();
+    if penalty != 1.0 {
+        let mut seen = std::collections::HashSet::new();
+        for &id in penalized {
+            if let Some(l) = row.get_mut(id as usize) {
+                if seen.insert(id) {
+                    *l = if *l > 0.0 { *l / penalty } else { *l * penalty };
+                }
+            }
+        }
+    }
+    top_k(&row, k)
+}
+
+/// log-softmax normaliser: log Σ exp(values).
+pub fn log_sum_exp(values: &[f32]) -> f32 {
+    let max = values.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let sum: f64 = values.iter().map(|&v| ((v - max) as f64).exp()).sum();
+    max + sum.ln() as f32
+}
+
+/// Probabilities from logits.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_orders_and_breaks_ties_by_index() {
+        assert_eq!(
+            top_k(&[0.1, 3.0, -1.0, 3.0], 3),
+            [(1, 3.0), (3, 3.0), (0, 0.1)]
+        );
+        assert_eq!(argmax(&[0.1, 3.0, -1.0, 3.0]), 1);
+        assert!(top_k(&[], 2).is_empty());
+    }
+
+    #[test]
+    fn penalty_demotes_each_seen_id_once() {
+        // 2.0 / 2 = 1.0 (seen twice, penalised once), -1.0 · 2 = -2.0.
+        let top = penalized_top_k(&[2.0, 1.5, -1.0], 3, &[0, 0, 2], 2.0);
+        assert_eq!(top, [(1, 1.5), (0, 1.0), (2, -2.0)]);
+    }
+}

@@ -1,0 +1,166 @@
+//! A chat model as a whole: the llama weights on a backend, its tokenizer and chat template,
+//! loaded from a GGUF byte stream as its bytes arrive.
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::gguf::{GgufEvent, GgufHeader, GgufStream, Limits};
+use crate::models::llama::{Llama, LlamaConfig, LlamaLoader};
+use crate::text::chat::ChatTemplate;
+use crate::text::tokenizer::Tokenizer;
+use std::sync::Arc;
+
+pub struct LanguageModel<B: Backend> {
+    pub header: Arc<GgufHeader>,
+    pub tokenizer: Tokenizer,
+    pub template: Option<ChatTemplate>,
+    pub llama: Llama<B>,
+}
+
+/// How far a load has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LoadProgress {
+    pub bytes: u64,
+    pub total_bytes: Option<u64>,
+    pub tensors_loaded: usize,
+    pub tensors_total: usize,
+}
+
+/// Feeds a GGUF stream in and gets a model out; each tensor goes to the backend as soon as its
+/// bytes are complete.
+pub struct LanguageModelLoader<B: Backend> {
+    stream: GgufStream,
+    total_bytes: Option<u64>,
+    header: Option<Arc<GgufHeader>>,
+    tokenizer: Option<Tokenizer>,
+    llama: Option<LlamaLoader<B>>,
+    tensors_loaded: usize,
+}
+
+impl<B: Backend> LanguageModelLoader<B> {
+    pub fn new(total_bytes: Option<u64>) -> Self {
+        LanguageModelLoader {
+            stream: GgufStream::new(Limits::default(), total_bytes),
+            total_bytes,
+            header: None,
+            tokenizer: None,
+            llama: None,
+            tensors_loaded: 0,
+        }
+    }
+
+    /// The model's shape, known once the header has arrived.
+    pub fn config(&self) -> Option<&LlamaConfig> {
+        self.llama.as_ref().map(|l| l.config())
+    }
+
+    pub fn push(&mut self, backend: &B, chunk: &[u8]) -> Result<LoadProgress> {
+        let events = self.stream.push(chunk)?;
+        self.handle(backend, events)?;
+        Ok(self.progress())
+    }
+
+    pub fn progress(&self) -> LoadProgress {
+        LoadProgress {
+            bytes: self.stream.position(),
+            total_bytes: self.total_bytes,
+            tensors_loaded: self.tensors_loaded,
+            tensors_total: self.header.as_ref().map_or(0, |h| h.tensors.len()),
+        }
+    }
+
+    fn handle(&mut self, backend: &B, events: Vec<GgufEvent>) -> Result<()> {
+        for event in events {
+            match event {
+                GgufEvent::Header(header) => {
+                    // Refuse other architectures before any weight is downloaded.
+                    self.llama = Some(LlamaLoader::new(&header)?);
+                    self.tokenizer = Some(Tokenizer::from_gguf(&header)?);
+                    self.header = Some(header);
+                }
+                GgufEvent::Tensor(tensor) => {
+                    if let Some(llama) = &mut self.llama {
+                        llama.accept(backend, &tensor)?;
+                    }
+                    self.tensors_loaded += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Result<LanguageModel<B>> {
+        self.stream.finish()?;
+        let (Some(header), Some(tokenizer), Some(llama)) =
+            (self.header, self.tokenizer, self.llama)
+        else {
+            return Err(Error::BadModel("the stream ended before the header".into()));
+        };
+        let llama = llama.finish()?;
+        if tokenizer.vocab_size() != llama.config.vocab_size {
+            return Err(Error::BadModel(format!(
+                "the tokenizer has {} tokens, the embedding {}",
+                tokenizer.vocab_size(),
+                llama.config.vocab_size
+            )));
+        }
+        let template = ChatTemplate::from_gguf(&header, &tokenizer).ok();
+        Ok(LanguageModel {
+            header,
+            tokenizer,
+            template,
+            llama,
+        })
+    }
+}
+
+impl<B: Backend> LanguageModel<B> {
+    /// Loads a GGUF file from disk through the stream reader.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_file(backend: &B, path: &std::path::Path) -> Result<Self> {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        let mut loader = LanguageModelLoader::new(Some(len));
+        let mut buffer = vec![0u8; 4 << 20];
+        loop {
+            let n = file.read(&mut buffer)?;
+            if n == 0 {
+                break;
+            }
+            loader.push(backend, &buffer[..n])?;
+        }
+        loader.finish()
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.llama.config
+    }
+
+    /// The model's name from its metadata (`general.name`), or "the model".
+    pub fn name(&self) -> String {
+        self.header
+            .get("general.name")
+            .and_then(|v| v.as_str())
+            .unwrap_or("the model")
+            .to_string()
+    }
+
+    /// The final norm and output projection applied to `n` residual-stream rows (`(n, d_model)`
+    /// row-major): `(n, vocab)` logits, read back. The logit lens runs this on every layer.
+    pub async fn logits_of_residuals(
+        &self,
+        backend: &B,
+        rows: &[f32],
+        n: usize,
+    ) -> Result<Vec<f32>> {
+        let d = self.config().d_model;
+        if rows.len() != n * d {
+            return Err(Error::InvalidRequest(format!(
+                "{} values are not {n} residual rows of {d}",
+                rows.len()
+            )));
+        }
+        let residual = backend.tensor(rows, n, d)?;
+        backend.read(&self.llama.logits(backend, &residual)?).await
+    }
+}

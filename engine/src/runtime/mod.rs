@@ -1,0 +1,14 @@
+//! Running models: a chat model as a whole ([`language_model`]), a conversation and the one way
+//! to feed it ([`session`]), choosing the next token ([`sampling`]), and the handles the CLI and
+//! the page hold ([`engine`] for chat, [`vision`] for the classifiers), which hide the backend.
+
+pub mod engine;
+pub mod language_model;
+pub mod sampling;
+pub mod session;
+pub mod vision;
+
+pub use engine::{Device, Engine, EngineLoader, EngineSession};
+pub use language_model::{LanguageModel, LanguageModelLoader, LoadProgress};
+pub use session::{Captured, Fed, Feed, Input, Layout, Output, Session};
+pub use vision::VisionEngine;

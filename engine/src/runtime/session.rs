@@ -1,0 +1,352 @@
+//! A conversation's state on a backend, and the one way to run tokens through the model:
+//! [`Session::feed`], which takes what to feed ([`Input`]) and what to read back ([`Output`],
+//! [`Taps`]), and keeps the KV cache consistent whatever happens.
+//!
+//! The KV cache is reused here and nowhere else: an [`Input::Sequence`] keeps the longest
+//! prefix the cache already holds and feeds only the rest, so a conversation that grew by one
+//! turn costs only that turn.
+
+use super::language_model::LanguageModel;
+use crate::backend::{Backend, Mask, Selection};
+use crate::error::{Error, Result};
+use crate::models::taps::{Captures, Taps};
+
+/// What to feed.
+#[derive(Debug, Clone)]
+pub enum Input<'a> {
+    /// New tokens after what the session holds, at the next positions, causal.
+    Append(&'a [u32]),
+    /// A whole token sequence from its start (a conversation rendered anew): the session keeps
+    /// the longest prefix its cache shares with it and feeds the rest, at least the last token
+    /// (whose logits are wanted). Consecutive positions, causal.
+    Sequence(&'a [u32]),
+    /// New tokens with a layout of their own (Set-Based Prompting builds these).
+    Layout(Layout<'a>),
+}
+
+/// Tokens with explicit positions and visibility.
+#[derive(Debug, Clone)]
+pub struct Layout<'a> {
+    pub ids: &'a [u32],
+    /// Relative to [`Session::next_position`].
+    pub positions: &'a [u32],
+    /// Which of these tokens may attend to which: `(t, t)` row-major; all of them see
+    /// everything cached before them. `None`: causal.
+    pub visible: Option<Vec<bool>>,
+}
+
+/// What to read back of the last fed token's next-token distribution.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Every logit.
+    Logits,
+    /// Only the candidates a sampler needs (on WebGPU a few bytes are read back).
+    TopK(Selection),
+}
+
+/// One call of [`Session::feed`]: what to feed and what comes back.
+#[derive(Debug, Clone)]
+pub struct Feed<'a> {
+    pub input: Input<'a>,
+    pub output: Output,
+    pub taps: Taps,
+}
+
+impl<'a> Feed<'a> {
+    fn new(input: Input<'a>) -> Self {
+        Feed {
+            input,
+            output: Output::Logits,
+            taps: Taps::default(),
+        }
+    }
+
+    /// [`Input::Append`], returning the logits.
+    pub fn append(ids: &'a [u32]) -> Self {
+        Self::new(Input::Append(ids))
+    }
+
+    /// [`Input::Sequence`], returning the logits.
+    pub fn sequence(ids: &'a [u32]) -> Self {
+        Self::new(Input::Sequence(ids))
+    }
+
+    /// [`Input::Layout`], returning the logits.
+    pub fn layout(layout: Layout<'a>) -> Self {
+        Self::new(Input::Layout(layout))
+    }
+
+    /// Returns only the candidates `selection` asks for instead of the logits.
+    pub fn top_k(mut self, selection: Selection) -> Self {
+        self.output = Output::TopK(selection);
+        self
+    }
+
+    /// Captures what `taps` ask for on the way.
+    pub fn taps(mut self, taps: Taps) -> Self {
+        self.taps = taps;
+        self
+    }
+}
+
+/// What one [`Session::feed`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct Fed {
+    /// The last token's logits, for [`Output::Logits`]; else empty.
+    pub logits: Vec<f32>,
+    /// The candidates, best first, for [`Output::TopK`]; else empty.
+    pub top: Vec<(u32, f32)>,
+    /// What the taps captured, read back.
+    pub captured: Captured,
+    /// Tokens of an [`Input::Sequence`] that the cache already held and were not fed again.
+    pub reused: usize,
+}
+
+/// Captures read back to the host, one entry per layer, row-major (see [`Captures`]).
+#[derive(Debug, Clone, Default)]
+pub struct Captured {
+    /// `(n_heads·tokens, cached + tokens)`.
+    pub attention: Vec<Vec<f32>>,
+    /// `(tokens, d_model)` after each block.
+    pub residual: Vec<Vec<f32>>,
+    /// `(tokens, n_heads·head_dim)` after RoPE.
+    pub queries: Vec<Vec<f32>>,
+    /// `(tokens, n_kv_heads·head_dim)` after RoPE.
+    pub keys: Vec<Vec<f32>>,
+}
+
+/// Prompts longer than this are fed in pieces, to bound the attention scores' memory.
+const PREFILL_CHUNK: usize = 512;
+
+/// One conversation's state: the KV cache, and the tokens and positions it holds.
+pub struct Session<B: Backend> {
+    caches: Vec<B::Cache>,
+    tokens: Vec<u32>,
+    positions: Vec<u32>,
+    capacity: usize,
+}
+
+impl<B: Backend> Session<B> {
+    /// A session holding up to `capacity` tokens (at most the model's context length).
+    pub fn new(model: &LanguageModel<B>, backend: &B, capacity: usize) -> Result<Self> {
+        let capacity = capacity.min(model.config().context_len).max(1);
+        Ok(Session {
+            caches: model.llama.new_caches(backend, capacity)?,
+            tokens: Vec::new(),
+            positions: Vec::new(),
+            capacity,
+        })
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The tokens the cache holds, in feed order.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Their position ids.
+    pub fn positions(&self) -> &[u32] {
+        &self.positions
+    }
+
+    /// The position after every position used so far (after a set, past its longest member).
+    pub fn next_position(&self) -> u32 {
+        self.positions.iter().max().map_or(0, |p| p + 1)
+    }
+
+    /// Runs `feed.input` through the model and reads back what `feed` asks for. On any error
+    /// the session is as it was before (or, for [`Input::Sequence`], holds the reused prefix).
+    pub async fn feed(
+        &mut self,
+        model: &LanguageModel<B>,
+        backend: &B,
+        feed: Feed<'_>,
+    ) -> Result<Fed> {
+        let (ids, positions, mask, reused) = self.resolve(backend, feed.input)?;
+        let before = self.tokens.len();
+        let (logits, captures) = self.forward(model, backend, ids, &positions, &mask, feed.taps)?;
+        let read = async {
+            let mut fed = Fed {
+                reused,
+                ..Fed::default()
+            };
+            match &feed.output {
+                Output::Logits => fed.logits = backend.read(&logits).await?,
+                Output::TopK(selection) => fed.top = backend.top_k(&logits, selection).await?,
+            }
+            fed.captured = read_captures(backend, captures).await?;
+            Ok(fed)
+        };
+        let result = read.await;
+        if result.is_err() {
+            // The GPU failed after recording: forget this step, keep the conversation.
+            self.truncate(backend, before);
+        }
+        result
+    }
+
+    /// The ids to run, their absolute positions, the mask and how many tokens were reused.
+    fn resolve<'a>(
+        &mut self,
+        backend: &B,
+        input: Input<'a>,
+    ) -> Result<(&'a [u32], Vec<u32>, Mask, usize)> {
+        match input {
+            Input::Append(ids) => Ok((ids, self.next_positions(ids.len()), Mask::Causal, 0)),
+            Input::Sequence(ids) => {
+                let common = self.keep_common_prefix(backend, ids);
+                let rest = &ids[common..];
+                Ok((rest, self.next_positions(rest.len()), Mask::Causal, common))
+            }
+            Input::Layout(layout) => {
+                let t = layout.ids.len();
+                if layout.positions.len() != t {
+                    return Err(Error::InvalidRequest(format!(
+                        "{t} ids but {} positions",
+                        layout.positions.len()
+                    )));
+                }
+                let start = self.next_position();
+                let positions = layout
+                    .positions
+                    .iter()
+                    .map(|&p| {
+                        start.checked_add(p).ok_or_else(|| {
+                            Error::InvalidRequest(format!("position {start} + {p} overflows"))
+                        })
+                    })
+                    .collect::<Result<Vec<u32>>>()?;
+                let mask = match layout.visible {
+                    None => Mask::Causal,
+                    Some(visible) => self.mask_after_cache(&visible, t)?,
+                };
+                Ok((layout.ids, positions, mask, 0))
+            }
+        }
+    }
+
+    /// The mask of `t` new tokens that see everything cached and, among themselves, `visible`.
+    fn mask_after_cache(&self, visible: &[bool], t: usize) -> Result<Mask> {
+        if visible.len() != t * t {
+            return Err(Error::InvalidRequest(format!(
+                "a visibility of {} entries for {t} tokens",
+                visible.len()
+            )));
+        }
+        let cached = self.tokens.len();
+        let mut rows = Vec::with_capacity(t * (cached + t));
+        for row in visible.chunks_exact(t.max(1)) {
+            rows.extend(std::iter::repeat_n(true, cached));
+            rows.extend_from_slice(row);
+        }
+        Ok(Mask::Explicit(rows))
+    }
+
+    fn next_positions(&self, n: usize) -> Vec<u32> {
+        let start = self.next_position();
+        (0..n as u32).map(|i| start + i).collect()
+    }
+
+    /// Runs `ids` through the model in chunks; returns the last token's logits, unread.
+    fn forward(
+        &mut self,
+        model: &LanguageModel<B>,
+        backend: &B,
+        ids: &[u32],
+        positions: &[u32],
+        mask: &Mask,
+        taps: Taps,
+    ) -> Result<(B::Tensor, Captures<B>)> {
+        if ids.is_empty() {
+            return Err(Error::InvalidRequest(
+                "nothing to feed: the prompt is empty".into(),
+            ));
+        }
+        let needed = self.tokens.len() + ids.len();
+        if needed > self.capacity {
+            return Err(Error::ContextOverflow {
+                prompt: needed,
+                context: self.capacity,
+            });
+        }
+        let mut captures = Captures::default();
+        let mut logits = None;
+        // An explicit mask spans all of `ids`, and captures are one matrix per layer: those
+        // are fed in one piece.
+        let chunk = if matches!(mask, Mask::Causal) && !taps.any() {
+            PREFILL_CHUNK
+        } else {
+            ids.len()
+        };
+        for start in (0..ids.len()).step_by(chunk) {
+            let end = (start + chunk).min(ids.len());
+            let forward = model.llama.forward(
+                backend,
+                &ids[start..end],
+                &positions[start..end],
+                mask,
+                &mut self.caches,
+                1,
+                taps,
+            );
+            let (out, caps) = match forward {
+                Ok(result) => result,
+                Err(e) => {
+                    // Some layers may have cached this chunk: undo, so the session stays usable.
+                    let keep = self.tokens.len();
+                    self.truncate(backend, keep);
+                    return Err(e);
+                }
+            };
+            captures.extend(caps);
+            self.tokens.extend_from_slice(&ids[start..end]);
+            self.positions.extend_from_slice(&positions[start..end]);
+            logits = Some(out);
+        }
+        let logits = logits.ok_or_else(|| Error::InvalidRequest("nothing was fed".into()))?;
+        Ok((logits, captures))
+    }
+
+    /// Keeps the cache's longest common prefix with `ids` and returns its length; at least the
+    /// last id is left to feed, for its logits. [`Input::Sequence`] does this before it feeds.
+    pub fn keep_common_prefix(&mut self, backend: &B, ids: &[u32]) -> usize {
+        let common = self
+            .tokens
+            .iter()
+            .zip(ids)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(ids.len().saturating_sub(1));
+        self.truncate(backend, common);
+        common
+    }
+
+    /// Forgets everything from token `len` on (regenerate, undo).
+    pub fn truncate(&mut self, backend: &B, len: usize) {
+        for cache in &mut self.caches {
+            backend.cache_truncate(cache, len);
+        }
+        self.tokens.truncate(len);
+        self.positions.truncate(len);
+    }
+}
+
+/// Reads captured tensors back to the host, one after another.
+async fn read_captures<B: Backend>(backend: &B, captures: Captures<B>) -> Result<Captured> {
+    async fn read_all<B: Backend>(backend: &B, tensors: Vec<B::Tensor>) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(tensors.len());
+        for tensor in &tensors {
+            out.push(backend.read(tensor).await?);
+        }
+        Ok(out)
+    }
+    Ok(Captured {
+        attention: read_all(backend, captures.attention).await?,
+        residual: read_all(backend, captures.residual).await?,
+        queries: read_all(backend, captures.queries).await?,
+        keys: read_all(backend, captures.keys).await?,
+    })
+}

@@ -1,0 +1,5 @@
+//! Text and tokens: the model's own tokenizer and chat template, both read from its GGUF
+//! metadata.
+
+pub mod chat;
+pub mod tokenizer;
