@@ -6,7 +6,7 @@
 //! [`UploadArena`]. Weights are uploaded as the GGUF stream hands them out, in a 4-byte-aligned
 //! repacking of their blocks (`kernels/quant_blocks.wgsl`); all arithmetic is f32.
 
-use super::kernels::{grid_1d, ArenaSlice, Binding, Kernel, PipelineCache, UploadArena};
+use super::kernels::{grid_1d, ArenaSlice, Family, KernelId, PipelineCache, UploadArena};
 use super::{GpuContext, GpuError};
 use crate::backend::{rope_angles, AttentionShape, Backend, Mask, RetentionForm};
 use crate::cpu::blocks;
@@ -15,130 +15,6 @@ use crate::gguf::{GgmlType, TensorInfo};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
-
-use Binding::{Read, ReadWrite, Uniform};
-
-const ADD: Kernel = Kernel {
-    family: "elementwise",
-    entry: "add",
-    bindings: &[Uniform, Read, Read, ReadWrite],
-    weights: None,
-};
-const SILU_MUL: Kernel = Kernel {
-    family: "elementwise",
-    entry: "silu_mul",
-    bindings: &[Uniform, Read, Read, ReadWrite],
-    weights: None,
-};
-const GELU: Kernel = Kernel {
-    family: "elementwise",
-    entry: "gelu",
-    bindings: &[Uniform, Read, Read, ReadWrite],
-    weights: None,
-};
-const GROUP_NORM: Kernel = Kernel {
-    family: "group_norm",
-    entry: "group_norm",
-    bindings: &[Uniform, Read, Read, Read, ReadWrite],
-    weights: None,
-};
-/// Every retention entry point shares one binding list (see retention.wgsl).
-const fn retention_kernel(entry: &'static str) -> Kernel {
-    Kernel {
-        family: "retention",
-        entry,
-        bindings: &[Uniform, Read, Read, Read, Read, ReadWrite, Read],
-        weights: None,
-    }
-}
-const RETENTION_SCORES: Kernel = retention_kernel("parallel_scores");
-const RETENTION_VALUES: Kernel = retention_kernel("parallel_values");
-const RETENTION_RECURRENT: Kernel = retention_kernel("recurrent");
-const RETENTION_CHUNKWISE: Kernel = retention_kernel("chunkwise");
-const RMS_NORM: Kernel = Kernel {
-    family: "rms_norm",
-    entry: "rms_norm",
-    bindings: &[Uniform, Read, Read, ReadWrite],
-    weights: None,
-};
-const ROPE: Kernel = Kernel {
-    family: "rope",
-    entry: "rope",
-    bindings: &[Uniform, Read, Read, ReadWrite],
-    weights: None,
-};
-const KV_APPEND: Kernel = Kernel {
-    family: "kv_append",
-    entry: "kv_append",
-    bindings: &[Uniform, Read, Read, ReadWrite, ReadWrite],
-    weights: None,
-};
-const SCORES: Kernel = Kernel {
-    family: "attention_scores",
-    entry: "scores_main",
-    bindings: &[Uniform, Read, Read, Read, ReadWrite],
-    weights: None,
-};
-const SOFTMAX: Kernel = Kernel {
-    family: "softmax",
-    entry: "softmax_rows",
-    bindings: &[Uniform, ReadWrite],
-    weights: None,
-};
-const VALUES: Kernel = Kernel {
-    family: "attention_values",
-    entry: "values_main",
-    bindings: &[Uniform, Read, Read, ReadWrite],
-    weights: None,
-};
-const PENALIZE: Kernel = Kernel {
-    family: "select",
-    entry: "penalize",
-    bindings: &[Uniform, Read, ReadWrite, ReadWrite],
-    weights: None,
-};
-const TOP_ONE: Kernel = Kernel {
-    family: "select",
-    entry: "top_one",
-    bindings: &[Uniform, Read, ReadWrite, ReadWrite],
-    weights: None,
-};
-
-fn gather(ty: GgmlType) -> Kernel {
-    Kernel {
-        family: "embedding",
-        entry: "gather",
-        bindings: &[Uniform, Read, Read, ReadWrite],
-        weights: Some(ty),
-    }
-}
-
-fn matvec(ty: GgmlType) -> Kernel {
-    Kernel {
-        family: "matmul",
-        entry: "matvec",
-        bindings: &[Uniform, Read, Read, ReadWrite],
-        weights: Some(ty),
-    }
-}
-
-fn matvec_rows(ty: GgmlType) -> Kernel {
-    Kernel {
-        family: "matmul",
-        entry: "matvec_rows",
-        bindings: &[Uniform, Read, Read, ReadWrite],
-        weights: Some(ty),
-    }
-}
-
-fn matmul_tiled(ty: GgmlType) -> Kernel {
-    Kernel {
-        family: "matmul",
-        entry: "matmul_tiled",
-        bindings: &[Uniform, Read, Read, ReadWrite],
-        weights: Some(ty),
-    }
-}
 
 /// Storage buffers free for reuse, by size.
 #[derive(Default)]
@@ -203,8 +79,8 @@ struct Profiler {
     resolve: wgpu::Buffer,
     capacity: u32,
     /// Family of each recorded pass, in query-pair order.
-    passes: Vec<&'static str>,
-    totals: HashMap<&'static str, (f64, u64)>,
+    passes: Vec<Family>,
+    totals: HashMap<Family, (f64, u64)>,
 }
 
 struct Recording {
@@ -331,7 +207,7 @@ impl GpuBackend {
         let profiler = self.profiler.borrow();
         let mut out: Vec<_> = profiler
             .iter()
-            .flat_map(|p| p.totals.iter().map(|(k, (ms, n))| (*k, *ms, *n)))
+            .flat_map(|p| p.totals.iter().map(|(k, (ms, n))| (k.name(), *ms, *n)))
             .collect();
         out.sort_by(|a, b| b.1.total_cmp(&a.1));
         out
@@ -385,7 +261,7 @@ impl GpuBackend {
     }
 
     /// Records one dispatch of `kernel` with `args` bound in order.
-    fn dispatch(&self, kernel: Kernel, args: &[Arg<'_>], groups: (u32, u32, u32)) {
+    fn dispatch(&self, kernel: KernelId, args: &[Arg<'_>], groups: (u32, u32, u32)) {
         let pipeline = self.pipelines.get(&self.ctx, kernel);
         let mut recording = self.recording.borrow_mut();
         let entries: Vec<wgpu::BindGroupEntry> = args
@@ -407,7 +283,7 @@ impl GpuBackend {
             .ctx
             .device
             .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(kernel.entry),
+                label: Some(kernel.entry()),
                 layout: &pipeline.layout,
                 entries: &entries,
             });
@@ -416,7 +292,7 @@ impl GpuBackend {
             // Timed: a pass of its own, with timestamps at its ends.
             let pair = p.passes.len() as u32;
             let timestamp_writes = (2 * pair + 2 <= p.capacity).then(|| {
-                p.passes.push(kernel.family);
+                p.passes.push(kernel.family());
                 wgpu::ComputePassTimestampWrites {
                     query_set: &p.queries,
                     beginning_of_pass_write_index: Some(2 * pair),
@@ -425,7 +301,7 @@ impl GpuBackend {
             });
             let encoder = recording.encoder(&self.ctx);
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(kernel.entry),
+                label: Some(kernel.entry()),
                 timestamp_writes,
             });
             pass.set_pipeline(&pipeline.pipeline);
@@ -521,7 +397,7 @@ impl GpuBackend {
     fn resolve_timings(
         &self,
         encoder: &mut wgpu::CommandEncoder,
-    ) -> Option<(wgpu::Buffer, Vec<&'static str>)> {
+    ) -> Option<(wgpu::Buffer, Vec<Family>)> {
         let mut profiler = self.profiler.borrow_mut();
         let p = profiler.as_mut()?;
         if p.passes.is_empty() {
@@ -540,7 +416,7 @@ impl GpuBackend {
         Some((staging, families))
     }
 
-    fn record_timings(&self, raw: &[u8], families: &[&'static str]) {
+    fn record_timings(&self, raw: &[u8], families: &[Family]) {
         let period = self.ctx.queue.get_timestamp_period() as f64;
         let stamps: Vec<u64> = bytemuck::pod_collect_to_vec(raw);
         let mut profiler = self.profiler.borrow_mut();
@@ -548,7 +424,7 @@ impl GpuBackend {
         for (i, family) in families.iter().enumerate() {
             let (begin, end) = (stamps[2 * i], stamps[2 * i + 1]);
             let ms = end.saturating_sub(begin) as f64 * period / 1e6;
-            let entry = p.totals.entry(family).or_insert((0.0, 0));
+            let entry = p.totals.entry(*family).or_insert((0.0, 0));
             entry.0 += ms;
             entry.1 += 1;
         }
@@ -622,7 +498,7 @@ impl GpuBackend {
                 0,
             ])));
             self.dispatch(
-                PENALIZE,
+                KernelId::Penalize,
                 &[
                     Arg::Arena(meta),
                     Arg::Arena(id_slice),
@@ -635,7 +511,7 @@ impl GpuBackend {
         for slot in 0..k {
             let meta = self.upload(bytemuck::bytes_of(&Meta4([n as u32, slot as u32, 0, 0])));
             self.dispatch(
-                TOP_ONE,
+                KernelId::TopOne,
                 &[
                     Arg::Arena(meta),
                     Arg::Arena(id_slice),
@@ -745,7 +621,7 @@ impl Backend for GpuBackend {
         ])));
         let ids = self.upload(bytemuck::cast_slice(ids));
         self.dispatch(
-            gather(table.ty),
+            KernelId::Gather(table.ty),
             &[
                 Arg::Arena(meta),
                 Arg::Arena(ids),
@@ -766,7 +642,7 @@ impl Backend for GpuBackend {
             0,
         ])));
         self.dispatch(
-            RMS_NORM,
+            KernelId::RmsNorm,
             &[
                 Arg::Arena(meta),
                 Arg::Buffer(x.buffer()),
@@ -804,19 +680,19 @@ impl Backend for GpuBackend {
                 // CPU adapters: one invocation per row streams fastest, barriers are dear.
                 if self.cpu_adapter() {
                     self.dispatch(
-                        matvec_rows(w.ty),
+                        KernelId::MatvecRows(w.ty),
                         &args,
                         ((w.rows as u32).div_ceil(64), x.rows as u32, 1),
                     );
                 } else if x.rows <= 2 {
                     self.dispatch(
-                        matvec(w.ty),
+                        KernelId::Matvec(w.ty),
                         &args,
                         ((w.rows as u32).div_ceil(8), x.rows as u32, 1),
                     );
                 } else {
                     self.dispatch(
-                        matmul_tiled(w.ty),
+                        KernelId::MatmulTiled(w.ty),
                         &args,
                         (
                             (w.rows as u32).div_ceil(32),
@@ -858,7 +734,7 @@ impl Backend for GpuBackend {
             0,
         ])));
         self.dispatch(
-            ROPE,
+            KernelId::Rope,
             &[
                 Arg::Arena(meta),
                 Arg::Buffer(x.buffer()),
@@ -908,7 +784,7 @@ impl Backend for GpuBackend {
             0,
         ])));
         self.dispatch(
-            KV_APPEND,
+            KernelId::KvAppend,
             &[
                 Arg::Arena(append),
                 Arg::Buffer(k.buffer()),
@@ -949,7 +825,7 @@ impl Backend for GpuBackend {
         ])));
         let bits = self.upload(bytemuck::cast_slice(&bits));
         self.dispatch(
-            SCORES,
+            KernelId::AttentionScores,
             &[
                 Arg::Arena(meta),
                 Arg::Buffer(q.buffer()),
@@ -967,13 +843,13 @@ impl Backend for GpuBackend {
         }
         let softmax = self.upload(bytemuck::bytes_of(&Meta4([rows, total as u32, 0, 0])));
         self.dispatch(
-            SOFTMAX,
+            KernelId::Softmax,
             &[Arg::Arena(softmax), Arg::Buffer(scores.buffer())],
             (rows, 1, 1),
         );
         let out = self.new_tensor(t, n_heads * head_dim);
         self.dispatch(
-            VALUES,
+            KernelId::AttentionValues,
             &[
                 Arg::Arena(meta),
                 Arg::Buffer(scores.buffer()),
@@ -1031,7 +907,7 @@ impl Backend for GpuBackend {
             let s = self.new_tensor(heads as usize * t, t);
             self.check_binding_size("the retention scores", (s.rows * s.cols * 4) as u64)?;
             self.dispatch(
-                RETENTION_SCORES,
+                KernelId::RetentionScores,
                 &[
                     Arg::Arena(meta),
                     Arg::Buffer(q.buffer()),
@@ -1048,17 +924,17 @@ impl Backend for GpuBackend {
         let out = self.new_tensor(t, width);
         let (kernel, extra, groups) = match form {
             RetentionForm::Parallel => (
-                RETENTION_VALUES,
+                KernelId::RetentionValues,
                 scores.as_ref().map_or(q.buffer(), |s| s.buffer()),
                 grid_1d(&self.ctx, (t * width) as u32, 64),
             ),
             RetentionForm::Recurrent => (
-                RETENTION_RECURRENT,
+                KernelId::RetentionRecurrent,
                 q.buffer(),
                 ((width as u32).div_ceil(64), 1, 1),
             ),
             RetentionForm::Chunkwise(_) => (
-                RETENTION_CHUNKWISE,
+                KernelId::RetentionChunkwise,
                 q.buffer(),
                 ((width as u32).div_ceil(64), 1, 1),
             ),
@@ -1106,7 +982,7 @@ impl Backend for GpuBackend {
             eps.to_bits(),
         ])));
         self.dispatch(
-            GROUP_NORM,
+            KernelId::GroupNorm,
             &[
                 Arg::Arena(meta),
                 Arg::Buffer(x.buffer()),
@@ -1120,15 +996,15 @@ impl Backend for GpuBackend {
     }
 
     fn gelu(&self, x: &GpuTensor) -> Result<GpuTensor> {
-        self.elementwise(GELU, x, x)
+        self.elementwise(KernelId::Gelu, x, x)
     }
 
     fn silu_mul(&self, gate: &GpuTensor, up: &GpuTensor) -> Result<GpuTensor> {
-        self.elementwise(SILU_MUL, gate, up)
+        self.elementwise(KernelId::SiluMul, gate, up)
     }
 
     fn add(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
-        self.elementwise(ADD, a, b)
+        self.elementwise(KernelId::Add, a, b)
     }
 
     fn last_rows(&self, x: &GpuTensor, n: usize) -> Result<GpuTensor> {
@@ -1175,11 +1051,15 @@ impl Backend for GpuBackend {
 }
 
 impl GpuBackend {
-    fn elementwise(&self, kernel: Kernel, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+    fn elementwise(&self, kernel: KernelId, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
         if (a.rows, a.cols) != (b.rows, b.cols) {
             return Err(Error::InvalidRequest(format!(
                 "{}: shapes {}x{} and {}x{} differ",
-                kernel.entry, a.rows, a.cols, b.rows, b.cols
+                kernel.entry(),
+                a.rows,
+                a.cols,
+                b.rows,
+                b.cols
             )));
         }
         let n = a.rows * a.cols;
