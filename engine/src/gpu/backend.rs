@@ -6,6 +6,10 @@
 //! [`UploadArena`]. Weights are uploaded as the GGUF stream hands them out, in a 4-byte-aligned
 //! repacking of their blocks (`kernels/quant_blocks.wgsl`); all arithmetic is f32.
 
+use super::kernels::meta::{
+    AttentionMeta, ElementwiseMeta, EmbeddingMeta, GroupNormMeta, KvAppendMeta, MatmulMeta,
+    RetentionMeta, RmsNormMeta, RopeMeta, SelectMeta, SoftmaxMeta,
+};
 use super::kernels::{grid_1d, ArenaSlice, Family, KernelId, PipelineCache, UploadArena};
 use super::{GpuContext, GpuError};
 use crate::backend::{rope_angles, AttentionShape, Backend, Mask, RetentionForm};
@@ -109,15 +113,6 @@ pub struct GpuBackend {
     cache_bytes: Cell<u64>,
     force_cpu_shapes: Cell<Option<bool>>,
 }
-
-/// Meta structs, mirrored in the WGSL files (four u32 or f32 per row of 16 bytes).
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Meta4([u32; 4]);
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Meta8([u32; 8]);
 
 enum Arg<'a> {
     Buffer(&'a wgpu::Buffer),
@@ -491,12 +486,12 @@ impl GpuBackend {
             &ids
         }));
         if !ids.is_empty() {
-            let meta = self.upload(bytemuck::bytes_of(&Meta4([
-                n as u32,
-                ids.len() as u32,
-                penalty.to_bits(),
-                0,
-            ])));
+            let meta = self.upload(bytemuck::bytes_of(&SelectMeta {
+                n: n as u32,
+                count: ids.len() as u32,
+                penalty,
+                _pad: 0,
+            }));
             self.dispatch(
                 KernelId::Penalize,
                 &[
@@ -509,7 +504,12 @@ impl GpuBackend {
             );
         }
         for slot in 0..k {
-            let meta = self.upload(bytemuck::bytes_of(&Meta4([n as u32, slot as u32, 0, 0])));
+            let meta = self.upload(bytemuck::bytes_of(&SelectMeta {
+                n: n as u32,
+                count: slot as u32,
+                penalty: 0.0,
+                _pad: 0,
+            }));
             self.dispatch(
                 KernelId::TopOne,
                 &[
@@ -613,12 +613,12 @@ impl Backend for GpuBackend {
             )));
         }
         let out = self.new_tensor(ids.len(), table.cols);
-        let meta = self.upload(bytemuck::bytes_of(&Meta4([
-            ids.len() as u32,
-            table.cols as u32,
-            table.row_words as u32,
-            0,
-        ])));
+        let meta = self.upload(bytemuck::bytes_of(&EmbeddingMeta {
+            tokens: ids.len() as u32,
+            cols: table.cols as u32,
+            row_words: table.row_words as u32,
+            _pad: 0,
+        }));
         let ids = self.upload(bytemuck::cast_slice(ids));
         self.dispatch(
             KernelId::Gather(table.ty),
@@ -635,12 +635,12 @@ impl Backend for GpuBackend {
 
     fn rms_norm(&self, x: &GpuTensor, weight: &GpuTensor, eps: f32) -> Result<GpuTensor> {
         let out = self.new_tensor(x.rows, x.cols);
-        let meta = self.upload(bytemuck::bytes_of(&Meta4([
-            x.rows as u32,
-            x.cols as u32,
-            eps.to_bits(),
-            0,
-        ])));
+        let meta = self.upload(bytemuck::bytes_of(&RmsNormMeta {
+            rows: x.rows as u32,
+            cols: x.cols as u32,
+            eps,
+            _pad: 0,
+        }));
         self.dispatch(
             KernelId::RmsNorm,
             &[
@@ -665,12 +665,12 @@ impl Backend for GpuBackend {
                     )));
                 }
                 let out = self.new_tensor(x.rows, w.rows);
-                let meta = self.upload(bytemuck::bytes_of(&Meta4([
-                    w.rows as u32,
-                    w.cols as u32,
-                    x.rows as u32,
-                    w.row_words as u32,
-                ])));
+                let meta = self.upload(bytemuck::bytes_of(&MatmulMeta {
+                    rows: w.rows as u32,
+                    cols: w.cols as u32,
+                    tokens: x.rows as u32,
+                    row_words: w.row_words as u32,
+                }));
                 let args = [
                     Arg::Arena(meta),
                     Arg::Buffer(&w.buffer),
@@ -727,12 +727,12 @@ impl Backend for GpuBackend {
         let out = self.new_tensor(x.rows, x.cols);
         let angles = rope_angles(positions, head_dim, base);
         let angles = self.upload(bytemuck::cast_slice(&angles));
-        let meta = self.upload(bytemuck::bytes_of(&Meta4([
-            x.rows as u32,
-            x.cols as u32,
-            head_dim as u32,
-            0,
-        ])));
+        let meta = self.upload(bytemuck::bytes_of(&RopeMeta {
+            tokens: x.rows as u32,
+            features: x.cols as u32,
+            head_dim: head_dim as u32,
+            _pad: 0,
+        }));
         self.dispatch(
             KernelId::Rope,
             &[
@@ -773,16 +773,16 @@ impl Backend for GpuBackend {
             n_kv_heads,
             head_dim,
         } = shape;
-        let append = self.upload(bytemuck::bytes_of(&Meta8([
-            t as u32,
-            n_kv_heads as u32,
-            head_dim as u32,
-            cache.capacity as u32,
-            cache.len as u32,
-            0,
-            0,
-            0,
-        ])));
+        let append = self.upload(bytemuck::bytes_of(&KvAppendMeta {
+            tokens: t as u32,
+            kv_heads: n_kv_heads as u32,
+            head_dim: head_dim as u32,
+            capacity: cache.capacity as u32,
+            start: cache.len as u32,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        }));
         self.dispatch(
             KernelId::KvAppend,
             &[
@@ -813,16 +813,16 @@ impl Backend for GpuBackend {
             }
         };
         let scores = self.new_tensor(n_heads * t, total);
-        let meta = self.upload(bytemuck::bytes_of(&Meta8([
-            t as u32,
-            n_heads as u32,
-            n_kv_heads as u32,
-            head_dim as u32,
-            total as u32,
-            cache.capacity as u32,
+        let meta = self.upload(bytemuck::bytes_of(&AttentionMeta {
+            tokens: t as u32,
+            heads: n_heads as u32,
+            kv_heads: n_kv_heads as u32,
+            head_dim: head_dim as u32,
+            total: total as u32,
+            capacity: cache.capacity as u32,
             causal,
-            (1.0 / (head_dim as f32).sqrt()).to_bits(),
-        ])));
+            scale: 1.0 / (head_dim as f32).sqrt(),
+        }));
         let bits = self.upload(bytemuck::cast_slice(&bits));
         self.dispatch(
             KernelId::AttentionScores,
@@ -841,7 +841,12 @@ impl Backend for GpuBackend {
                 "attention over {t} new tokens needs {rows} softmax rows; feed fewer tokens at a time"
             )));
         }
-        let softmax = self.upload(bytemuck::bytes_of(&Meta4([rows, total as u32, 0, 0])));
+        let softmax = self.upload(bytemuck::bytes_of(&SoftmaxMeta {
+            rows,
+            cols: total as u32,
+            _pad0: 0,
+            _pad1: 0,
+        }));
         self.dispatch(
             KernelId::Softmax,
             &[Arg::Arena(softmax), Arg::Buffer(scores.buffer())],
@@ -890,16 +895,16 @@ impl Backend for GpuBackend {
             RetentionForm::Chunkwise(chunk) => chunk.max(1),
             _ => t,
         };
-        let meta = self.upload(bytemuck::bytes_of(&Meta8([
-            t as u32,
-            decays.len() as u32,
-            head_dim as u32,
-            chunk as u32,
-            (1.0 / (head_dim as f32).sqrt()).to_bits(),
-            0,
-            0,
-            0,
-        ])));
+        let meta = self.upload(bytemuck::bytes_of(&RetentionMeta {
+            t: t as u32,
+            heads: decays.len() as u32,
+            head_dim: head_dim as u32,
+            chunk: chunk as u32,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        }));
         let decays = self.upload(bytemuck::cast_slice(decays));
         let heads = (width / head_dim.max(1)) as u32;
         let mut scores = None;
@@ -975,12 +980,12 @@ impl Backend for GpuBackend {
             )));
         }
         let out = self.new_tensor(x.rows, x.cols);
-        let meta = self.upload(bytemuck::bytes_of(&Meta4([
-            x.rows as u32,
-            x.cols as u32,
-            groups as u32,
-            eps.to_bits(),
-        ])));
+        let meta = self.upload(bytemuck::bytes_of(&GroupNormMeta {
+            rows: x.rows as u32,
+            cols: x.cols as u32,
+            groups: groups as u32,
+            eps,
+        }));
         self.dispatch(
             KernelId::GroupNorm,
             &[
@@ -1064,7 +1069,12 @@ impl GpuBackend {
         }
         let n = a.rows * a.cols;
         let out = self.new_tensor(a.rows, a.cols);
-        let meta = self.upload(bytemuck::bytes_of(&Meta4([n as u32, 0, 0, 0])));
+        let meta = self.upload(bytemuck::bytes_of(&ElementwiseMeta {
+            n: n as u32,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        }));
         self.dispatch(
             kernel,
             &[

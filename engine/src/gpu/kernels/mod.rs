@@ -1,10 +1,13 @@
 //! Our WGSL kernels: the registry of families (one `.wgsl` file each, included here) and of
 //! kernels (an entry point of a family, with its bindings), and the pipelines compiled from
-//! them. Each kernel has a CPU twin that `tests/gpu_kernels.rs` compares it with.
+//! them. Each `Meta` uniform is mirrored by a `#[repr(C)]` struct in [`meta`]; each kernel has a
+//! CPU twin that `tests/gpu_kernels.rs` compares it with.
 //!
 //! Pipelines are created once and cached; bind group layouts are explicit (auto layouts drop
 //! bindings an entry point does not use, which would make the binding list depend on the
 //! entry point).
+
+pub mod meta;
 
 use super::context::GpuContext;
 use crate::gguf::GgmlType;
