@@ -1,3 +1,6 @@
+//! The device: adapter, device and queue, the first failure (loss, out of memory, invalid
+//! work) kept for the next read-back to report, buffer creation and a plain read-back.
+
 use std::sync::Arc;
 
 /// Why the GPU path is unavailable or stopped; every variant leaves the caller free to continue
@@ -123,6 +126,17 @@ impl GpuContext {
     /// Marks the device as lost, as a real loss would (tests of the CPU fallback use it).
     pub fn simulate_loss(&self, reason: &str) {
         record(&self.failure, GpuError::DeviceLost(reason.to_string()));
+    }
+
+    /// Refuses a buffer the adapter could not bind whole, before it is made.
+    pub(super) fn check_binding_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
+        let limit = self.limits.max_storage_buffer_binding_size;
+        if bytes > limit {
+            return Err(GpuError::OutOfMemory(format!(
+                "{what} needs {bytes} bytes in one buffer; this adapter binds at most {limit}"
+            )));
+        }
+        Ok(())
     }
 
     /// A storage buffer initialised from `data`.
