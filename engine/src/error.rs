@@ -1,7 +1,6 @@
 //! The engine's error type: every failure a user can meet, with a message they can act on.
 
 use crate::gguf::GgufError;
-use crate::gpu::GpuError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -28,3 +27,19 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why the GPU path is unavailable or stopped; every variant leaves the caller free to continue
+/// on the CPU.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GpuError {
+    #[error("no WebGPU adapter: {0}")]
+    NoAdapter(String),
+    #[error("the WebGPU adapter refused a device: {0}")]
+    NoDevice(String),
+    #[error("the GPU device was lost: {0}")]
+    DeviceLost(String),
+    #[error("the GPU is out of memory: {0}")]
+    OutOfMemory(String),
+    #[error("GPU error: {0}")]
+    Other(String),
+}

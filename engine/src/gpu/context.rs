@@ -1,20 +1,8 @@
-use std::sync::Arc;
+//! The device: adapter, device and queue, the first failure (loss, out of memory, invalid
+//! work) kept for the next read-back to report, buffer creation and a plain read-back.
 
-/// Why the GPU path is unavailable or stopped; every variant leaves the caller free to continue
-/// on the CPU.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum GpuError {
-    #[error("no WebGPU adapter: {0}")]
-    NoAdapter(String),
-    #[error("the WebGPU adapter refused a device: {0}")]
-    NoDevice(String),
-    #[error("the GPU device was lost: {0}")]
-    DeviceLost(String),
-    #[error("the GPU is out of memory: {0}")]
-    OutOfMemory(String),
-    #[error("GPU error: {0}")]
-    Other(String),
-}
+pub use crate::error::GpuError;
+use std::sync::Arc;
 
 /// An adapter, its device and queue, and a description for people ("SwiftShader Device (Vulkan)").
 #[derive(Clone)]
@@ -123,6 +111,17 @@ impl GpuContext {
     /// Marks the device as lost, as a real loss would (tests of the CPU fallback use it).
     pub fn simulate_loss(&self, reason: &str) {
         record(&self.failure, GpuError::DeviceLost(reason.to_string()));
+    }
+
+    /// Refuses a buffer the adapter could not bind whole, before it is made.
+    pub(super) fn check_binding_size(&self, what: &str, bytes: u64) -> Result<(), GpuError> {
+        let limit = self.limits.max_storage_buffer_binding_size;
+        if bytes > limit {
+            return Err(GpuError::OutOfMemory(format!(
+                "{what} needs {bytes} bytes in one buffer; this adapter binds at most {limit}"
+            )));
+        }
+        Ok(())
     }
 
     /// A storage buffer initialised from `data`.

@@ -1,29 +1,90 @@
-//! Our WGSL kernels. Each family has its own `.wgsl` file, included from here; each `Meta`
-//! uniform there is mirrored by a `#[repr(C)]` struct in `gpu/backend.rs`; each kernel has a
+//! Our WGSL kernels: the registry of families (one `.wgsl` file each, included here) and of
+//! kernels (an entry point of a family, with its bindings), and the pipelines compiled from
+//! them. Each `Meta` uniform is mirrored by a `#[repr(C)]` struct in [`meta`]; each kernel has a
 //! CPU twin that `tests/gpu_kernels.rs` compares it with.
 //!
 //! Pipelines are created once and cached; bind group layouts are explicit (auto layouts drop
 //! bindings an entry point does not use, which would make the binding list depend on the
 //! entry point).
 
-use super::GpuContext;
+pub mod meta;
+
+use super::context::GpuContext;
 use crate::gguf::GgmlType;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-pub const ELEMENTWISE: &str = include_str!("elementwise.wgsl");
-pub const QUANT_BLOCKS: &str = include_str!("quant_blocks.wgsl");
-pub const EMBEDDING: &str = include_str!("embedding.wgsl");
-pub const MATMUL: &str = include_str!("matmul.wgsl");
-pub const RMS_NORM: &str = include_str!("rms_norm.wgsl");
-pub const ROPE: &str = include_str!("rope.wgsl");
-pub const KV_APPEND: &str = include_str!("kv_append.wgsl");
-pub const ATTENTION_SCORES: &str = include_str!("attention_scores.wgsl");
-pub const SOFTMAX: &str = include_str!("softmax.wgsl");
-pub const ATTENTION_VALUES: &str = include_str!("attention_values.wgsl");
-pub const SELECT: &str = include_str!("select.wgsl");
-pub const GROUP_NORM: &str = include_str!("group_norm.wgsl");
-pub const RETENTION: &str = include_str!("retention.wgsl");
+const QUANT_BLOCKS: &str = include_str!("quant_blocks.wgsl");
+
+/// A kernel family: one WGSL file. Its name labels shader modules and per-family timings
+/// (`glassbox bench --backend webgpu` prints it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    Elementwise,
+    Embedding,
+    Matmul,
+    RmsNorm,
+    Rope,
+    KvAppend,
+    AttentionScores,
+    Softmax,
+    AttentionValues,
+    Select,
+    GroupNorm,
+    Retention,
+}
+
+impl Family {
+    pub const ALL: [Family; 12] = [
+        Family::Elementwise,
+        Family::Embedding,
+        Family::Matmul,
+        Family::RmsNorm,
+        Family::Rope,
+        Family::KvAppend,
+        Family::AttentionScores,
+        Family::Softmax,
+        Family::AttentionValues,
+        Family::Select,
+        Family::GroupNorm,
+        Family::Retention,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Elementwise => "elementwise",
+            Family::Embedding => "embedding",
+            Family::Matmul => "matmul",
+            Family::RmsNorm => "rms_norm",
+            Family::Rope => "rope",
+            Family::KvAppend => "kv_append",
+            Family::AttentionScores => "attention_scores",
+            Family::Softmax => "softmax",
+            Family::AttentionValues => "attention_values",
+            Family::Select => "select",
+            Family::GroupNorm => "group_norm",
+            Family::Retention => "retention",
+        }
+    }
+
+    /// The WGSL file, without the block-format sections a weight-reading kernel gets spliced in.
+    pub fn source(self) -> &'static str {
+        match self {
+            Family::Elementwise => include_str!("elementwise.wgsl"),
+            Family::Embedding => include_str!("embedding.wgsl"),
+            Family::Matmul => include_str!("matmul.wgsl"),
+            Family::RmsNorm => include_str!("rms_norm.wgsl"),
+            Family::Rope => include_str!("rope.wgsl"),
+            Family::KvAppend => include_str!("kv_append.wgsl"),
+            Family::AttentionScores => include_str!("attention_scores.wgsl"),
+            Family::Softmax => include_str!("softmax.wgsl"),
+            Family::AttentionValues => include_str!("attention_values.wgsl"),
+            Family::Select => include_str!("select.wgsl"),
+            Family::GroupNorm => include_str!("group_norm.wgsl"),
+            Family::Retention => include_str!("retention.wgsl"),
+        }
+    }
+}
 
 /// How a kernel uses binding `i` of group 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,37 +94,120 @@ pub enum Binding {
     ReadWrite,
 }
 
-/// One kernel: a shader source, an entry point and its bindings.
+use Binding::{Read, ReadWrite, Uniform};
+
+/// One kernel: an entry point of a family. Kernels that read weights carry the block format
+/// spliced in from `quant_blocks.wgsl`, so each format is its own pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Kernel {
-    /// The family (file), for caching and for per-family timings.
-    pub family: &'static str,
-    pub entry: &'static str,
-    pub bindings: &'static [Binding],
-    /// For kernels that read weights: the block format spliced in from `quant_blocks.wgsl`.
-    pub weights: Option<GgmlType>,
+pub enum KernelId {
+    Add,
+    SiluMul,
+    Gelu,
+    Gather(GgmlType),
+    RmsNorm,
+    GroupNorm,
+    Matvec(GgmlType),
+    MatvecRows(GgmlType),
+    MatmulTiled(GgmlType),
+    Rope,
+    KvAppend,
+    AttentionScores,
+    Softmax,
+    AttentionValues,
+    Penalize,
+    TopOne,
+    RetentionScores,
+    RetentionValues,
+    RetentionRecurrent,
+    RetentionChunkwise,
 }
 
-impl Kernel {
-    fn source(&self) -> String {
-        let body = match self.family {
-            "elementwise" => ELEMENTWISE,
-            "embedding" => EMBEDDING,
-            "matmul" => MATMUL,
-            "rms_norm" => RMS_NORM,
-            "rope" => ROPE,
-            "kv_append" => KV_APPEND,
-            "attention_scores" => ATTENTION_SCORES,
-            "softmax" => SOFTMAX,
-            "attention_values" => ATTENTION_VALUES,
-            "select" => SELECT,
-            "group_norm" => GROUP_NORM,
-            "retention" => RETENTION,
-            other => panic!("no WGSL source for kernel family {other}"),
-        };
-        match self.weights {
-            None => body.to_string(),
-            Some(ty) => format!("{}\n{body}", quant_sections(ty, self.family == "matmul")),
+impl KernelId {
+    pub fn family(self) -> Family {
+        match self {
+            KernelId::Add | KernelId::SiluMul | KernelId::Gelu => Family::Elementwise,
+            KernelId::Gather(_) => Family::Embedding,
+            KernelId::RmsNorm => Family::RmsNorm,
+            KernelId::GroupNorm => Family::GroupNorm,
+            KernelId::Matvec(_) | KernelId::MatvecRows(_) | KernelId::MatmulTiled(_) => {
+                Family::Matmul
+            }
+            KernelId::Rope => Family::Rope,
+            KernelId::KvAppend => Family::KvAppend,
+            KernelId::AttentionScores => Family::AttentionScores,
+            KernelId::Softmax => Family::Softmax,
+            KernelId::AttentionValues => Family::AttentionValues,
+            KernelId::Penalize | KernelId::TopOne => Family::Select,
+            KernelId::RetentionScores
+            | KernelId::RetentionValues
+            | KernelId::RetentionRecurrent
+            | KernelId::RetentionChunkwise => Family::Retention,
+        }
+    }
+
+    pub fn entry(self) -> &'static str {
+        match self {
+            KernelId::Add => "add",
+            KernelId::SiluMul => "silu_mul",
+            KernelId::Gelu => "gelu",
+            KernelId::Gather(_) => "gather",
+            KernelId::RmsNorm => "rms_norm",
+            KernelId::GroupNorm => "group_norm",
+            KernelId::Matvec(_) => "matvec",
+            KernelId::MatvecRows(_) => "matvec_rows",
+            KernelId::MatmulTiled(_) => "matmul_tiled",
+            KernelId::Rope => "rope",
+            KernelId::KvAppend => "kv_append",
+            KernelId::AttentionScores => "scores_main",
+            KernelId::Softmax => "softmax_rows",
+            KernelId::AttentionValues => "values_main",
+            KernelId::Penalize => "penalize",
+            KernelId::TopOne => "top_one",
+            KernelId::RetentionScores => "parallel_scores",
+            KernelId::RetentionValues => "parallel_values",
+            KernelId::RetentionRecurrent => "recurrent",
+            KernelId::RetentionChunkwise => "chunkwise",
+        }
+    }
+
+    /// The binding list: every entry point of a family declares the whole file's bindings.
+    pub fn bindings(self) -> &'static [Binding] {
+        match self.family() {
+            Family::Elementwise
+            | Family::Embedding
+            | Family::Matmul
+            | Family::RmsNorm
+            | Family::Rope
+            | Family::AttentionValues => &[Uniform, Read, Read, ReadWrite],
+            Family::GroupNorm | Family::AttentionScores => &[Uniform, Read, Read, Read, ReadWrite],
+            Family::KvAppend => &[Uniform, Read, Read, ReadWrite, ReadWrite],
+            Family::Softmax => &[Uniform, ReadWrite],
+            Family::Select => &[Uniform, Read, ReadWrite, ReadWrite],
+            Family::Retention => &[Uniform, Read, Read, Read, Read, ReadWrite, Read],
+        }
+    }
+
+    /// For kernels that read weights: their block format.
+    pub fn weights(self) -> Option<GgmlType> {
+        match self {
+            KernelId::Gather(ty)
+            | KernelId::Matvec(ty)
+            | KernelId::MatvecRows(ty)
+            | KernelId::MatmulTiled(ty) => Some(ty),
+            _ => None,
+        }
+    }
+
+    /// The WGSL to compile: the family's file, after the block-format sections it reads.
+    fn source(self) -> String {
+        let family = self.family();
+        match self.weights() {
+            None => family.source().to_string(),
+            Some(ty) => format!(
+                "{}\n{}",
+                quant_sections(ty, family == Family::Matmul),
+                family.source()
+            ),
         }
     }
 }
@@ -95,22 +239,22 @@ pub fn quant_sections(ty: GgmlType, with_dot: bool) -> String {
 pub struct Pipeline {
     pub pipeline: wgpu::ComputePipeline,
     pub layout: wgpu::BindGroupLayout,
-    pub kernel: Kernel,
+    pub kernel: KernelId,
 }
 
 /// Compiled pipelines, created on first use.
 #[derive(Default)]
 pub struct PipelineCache {
-    pipelines: std::cell::RefCell<HashMap<Kernel, Rc<Pipeline>>>,
+    pipelines: std::cell::RefCell<HashMap<KernelId, Rc<Pipeline>>>,
 }
 
 impl PipelineCache {
-    pub fn get(&self, ctx: &GpuContext, kernel: Kernel) -> Rc<Pipeline> {
+    pub fn get(&self, ctx: &GpuContext, kernel: KernelId) -> Rc<Pipeline> {
         if let Some(p) = self.pipelines.borrow().get(&kernel) {
             return Rc::clone(p);
         }
         let entries: Vec<wgpu::BindGroupLayoutEntry> = kernel
-            .bindings
+            .bindings()
             .iter()
             .enumerate()
             .map(|(i, binding)| wgpu::BindGroupLayoutEntry {
@@ -131,29 +275,29 @@ impl PipelineCache {
         let layout = ctx
             .device
             .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(kernel.entry),
+                label: Some(kernel.entry()),
                 entries: &entries,
             });
         let pipeline_layout = ctx
             .device
             .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(kernel.entry),
+                label: Some(kernel.entry()),
                 bind_group_layouts: &[Some(&layout)],
                 immediate_size: 0,
             });
         let module = ctx
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(kernel.family),
+                label: Some(kernel.family().name()),
                 source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
             });
         let pipeline = ctx
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(kernel.entry),
+                label: Some(kernel.entry()),
                 layout: Some(&pipeline_layout),
                 module: &module,
-                entry_point: Some(kernel.entry),
+                entry_point: Some(kernel.entry()),
                 compilation_options: Default::default(),
                 cache: None,
             });
@@ -167,87 +311,6 @@ impl PipelineCache {
     }
 }
 
-/// Uniforms and small inputs (token ids, RoPE angles, masks) of the commands being recorded,
-/// in a few big buffers written once before each submit. Each piece gets its own aligned slice,
-/// so a later write cannot overwrite what an earlier recorded command will read (which
-/// `queue.write_buffer` into a shared buffer would do: it runs before the whole submit).
-pub struct UploadArena {
-    chunks: Vec<(wgpu::Buffer, Vec<u8>)>,
-    current: usize,
-    alignment: usize,
-}
-
-const ARENA_CHUNK: usize = 1 << 20;
-
-/// A slice of the arena, to bind.
-#[derive(Clone, Copy)]
-pub struct ArenaSlice {
-    pub chunk: usize,
-    pub offset: u64,
-    pub size: u64,
-}
-
-impl UploadArena {
-    pub fn new(ctx: &GpuContext) -> Self {
-        let alignment = ctx
-            .limits
-            .min_uniform_buffer_offset_alignment
-            .max(ctx.limits.min_storage_buffer_offset_alignment)
-            .max(16) as usize;
-        UploadArena {
-            chunks: Vec::new(),
-            current: 0,
-            alignment,
-        }
-    }
-
-    pub fn push(&mut self, ctx: &GpuContext, bytes: &[u8]) -> ArenaSlice {
-        let size = bytes.len().max(16).div_ceil(16) * 16;
-        let chunk_size = ARENA_CHUNK.max(size);
-        loop {
-            if self.current == self.chunks.len() {
-                let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some("upload arena"),
-                    size: chunk_size as u64,
-                    usage: wgpu::BufferUsages::UNIFORM
-                        | wgpu::BufferUsages::STORAGE
-                        | wgpu::BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                });
-                self.chunks.push((buffer, Vec::with_capacity(chunk_size)));
-            }
-            let (buffer, data) = &mut self.chunks[self.current];
-            let offset = data.len().div_ceil(self.alignment) * self.alignment;
-            if offset + size <= buffer.size() as usize {
-                data.resize(offset, 0);
-                data.extend_from_slice(bytes);
-                data.resize(offset + size, 0);
-                return ArenaSlice {
-                    chunk: self.current,
-                    offset: offset as u64,
-                    size: size as u64,
-                };
-            }
-            self.current += 1;
-        }
-    }
-
-    pub fn buffer(&self, chunk: usize) -> &wgpu::Buffer {
-        &self.chunks[chunk].0
-    }
-
-    /// Writes what was pushed since the last flush; call right before submitting.
-    pub fn flush(&mut self, ctx: &GpuContext) {
-        for (buffer, data) in self.chunks.iter_mut().take(self.current + 1) {
-            if !data.is_empty() {
-                ctx.queue.write_buffer(buffer, 0, data);
-                data.clear();
-            }
-        }
-        self.current = 0;
-    }
-}
-
 /// Workgroup counts for `n` invocations of `per_group`, folded into 2-D past the
 /// per-dimension limit (kernels fold y back into x).
 pub fn grid_1d(ctx: &GpuContext, n: u32, per_group: u32) -> (u32, u32, u32) {
@@ -257,5 +320,100 @@ pub fn grid_1d(ctx: &GpuContext, n: u32, per_group: u32) -> (u32, u32, u32) {
         (groups, 1, 1)
     } else {
         (max_x, groups.div_ceil(max_x), 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kernel, weight-reading ones once per block format that has WGSL.
+    fn all_kernels() -> Vec<KernelId> {
+        let mut all = vec![
+            KernelId::Add,
+            KernelId::SiluMul,
+            KernelId::Gelu,
+            KernelId::RmsNorm,
+            KernelId::GroupNorm,
+            KernelId::Rope,
+            KernelId::KvAppend,
+            KernelId::AttentionScores,
+            KernelId::Softmax,
+            KernelId::AttentionValues,
+            KernelId::Penalize,
+            KernelId::TopOne,
+            KernelId::RetentionScores,
+            KernelId::RetentionValues,
+            KernelId::RetentionRecurrent,
+            KernelId::RetentionChunkwise,
+        ];
+        for ty in [
+            GgmlType::F32,
+            GgmlType::F16,
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q8_0,
+        ] {
+            all.extend([
+                KernelId::Gather(ty),
+                KernelId::Matvec(ty),
+                KernelId::MatvecRows(ty),
+                KernelId::MatmulTiled(ty),
+            ]);
+        }
+        all
+    }
+
+    /// The `@group(0) @binding(i)` declarations of a WGSL file, in binding order.
+    fn declared_bindings(source: &str) -> Vec<Binding> {
+        let mut found: Vec<(u32, Binding)> = source
+            .lines()
+            .filter_map(|line| {
+                let rest = line.trim().strip_prefix("@group(0) @binding(")?;
+                let (index, rest) = rest.split_once(')')?;
+                let space = rest.split_once("var<")?.1.split_once('>')?.0;
+                let binding = match space.replace(' ', "").as_str() {
+                    "uniform" => Binding::Uniform,
+                    "storage,read" => Binding::Read,
+                    "storage,read_write" => Binding::ReadWrite,
+                    other => panic!("unknown address space {other}"),
+                };
+                Some((index.parse().ok()?, binding))
+            })
+            .collect();
+        found.sort_by_key(|(i, _)| *i);
+        found.iter().enumerate().for_each(|(i, (index, _))| {
+            assert_eq!(*index as usize, i, "bindings are numbered 0, 1, …");
+        });
+        found.into_iter().map(|(_, b)| b).collect()
+    }
+
+    #[test]
+    fn binding_lists_match_the_wgsl_declarations() {
+        for kernel in all_kernels() {
+            let declared = declared_bindings(kernel.family().source());
+            assert_eq!(kernel.bindings(), declared, "{kernel:?}");
+        }
+    }
+
+    #[test]
+    fn entry_points_exist_in_their_family() {
+        for kernel in all_kernels() {
+            let source = kernel.source();
+            let signature = format!("fn {}(", kernel.entry());
+            assert!(
+                source.lines().any(|line| line.starts_with(&signature)),
+                "{kernel:?}: no `{signature}` in {}.wgsl",
+                kernel.family().name()
+            );
+        }
+    }
+
+    #[test]
+    fn family_names_are_distinct() {
+        let mut names: Vec<_> = Family::ALL.iter().map(|f| f.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Family::ALL.len());
     }
 }
