@@ -77,14 +77,15 @@ fn decode_png(bytes: &[u8]) -> Result<Vec<f32>, String> {
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     decoder.set_transformations(png::Transformations::normalize_to_color8());
     let mut reader = decoder.read_info().map_err(|e| e.to_string())?;
-    let mut buffer = vec![0; reader.output_buffer_size()];
-    let frame = reader.next_frame(&mut buffer).map_err(|e| e.to_string())?;
-    if (frame.width, frame.height) != (28, 28) {
+    // The header's size is checked before any buffer is sized from it.
+    let (width, height) = (reader.info().width, reader.info().height);
+    if (width, height) != (28, 28) {
         return Err(format!(
-            "the PNG is {}×{}; the models read 28×28 images",
-            frame.width, frame.height
+            "the PNG is {width}×{height}; the models read 28×28 images"
         ));
     }
+    let mut buffer = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut buffer).map_err(|e| e.to_string())?;
     let channels = frame.color_type.samples();
     let pixels = &buffer[..frame.buffer_size()];
     Ok(pixels
