@@ -1,8 +1,8 @@
 //! Weight matrices on the CPU, and which kernel multiplies by each.
 //!
 //! Q4_0, Q4_1 and Q8_0 go through our integer kernels ([`super::quant`]). Every other type the
-//! GGUF reader accepts (F32, F16, Q4_K, Q6_K) goes through candle-core's quantized matmul: that
-//! is the one place the CPU backend still uses candle, because there its kernels do the work.
+//! GGUF reader accepts goes through candle-core's quantized matmul: that is the one place the
+//! CPU backend still uses candle, because there its kernels do the work.
 
 use super::quant::{self, QMatrix};
 use crate::error::{Error, Result};
@@ -28,10 +28,14 @@ fn ggml_dtype(ty: GgmlType) -> GgmlDType {
     match ty {
         GgmlType::F32 => GgmlDType::F32,
         GgmlType::F16 => GgmlDType::F16,
+        GgmlType::BF16 => GgmlDType::BF16,
         GgmlType::Q4_0 => GgmlDType::Q4_0,
         GgmlType::Q4_1 => GgmlDType::Q4_1,
+        GgmlType::Q5_0 => GgmlDType::Q5_0,
+        GgmlType::Q5_1 => GgmlDType::Q5_1,
         GgmlType::Q8_0 => GgmlDType::Q8_0,
         GgmlType::Q4K => GgmlDType::Q4K,
+        GgmlType::Q5K => GgmlDType::Q5K,
         GgmlType::Q6K => GgmlDType::Q6K,
     }
 }

@@ -10,6 +10,11 @@ fn f16_at(bytes: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([bytes[at], bytes[at + 1]]).to_f32()
 }
 
+/// bfloat16: the top half of an f32.
+fn bf16_at(bytes: &[u8], at: usize) -> f32 {
+    f32::from_bits((u16::from_le_bytes([bytes[at], bytes[at + 1]]) as u32) << 16)
+}
+
 /// Dequantizes `bytes` (a whole number of blocks of `ty`) into `out` (one f32 per weight).
 /// Panics if the lengths disagree: callers size both from the same validated tensor info.
 pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
@@ -23,10 +28,14 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
         match ty {
             GgmlType::F32 => y[0] = f32::from_le_bytes([block[0], block[1], block[2], block[3]]),
             GgmlType::F16 => y[0] = f16_at(block, 0),
+            GgmlType::BF16 => y[0] = bf16_at(block, 0),
             GgmlType::Q4_0 => q4_0(block, y),
             GgmlType::Q4_1 => q4_1(block, y),
+            GgmlType::Q5_0 => q5_0(block, y),
+            GgmlType::Q5_1 => q5_1(block, y),
             GgmlType::Q8_0 => q8_0(block, y),
             GgmlType::Q4K => q4_k(block, y),
+            GgmlType::Q5K => q5_k(block, y),
             GgmlType::Q6K => q6_k(block, y),
         }
     }
@@ -58,6 +67,34 @@ fn q4_1(block: &[u8], y: &mut [f32]) {
         let q = block[4 + j];
         y[j] = (q & 0x0F) as f32 * d + m;
         y[j + 16] = (q >> 4) as f32 * d + m;
+    }
+}
+
+/// Q5_0: d (f16), qh (32 high bits, little-endian u32), qs[16]; weight j = (5-bit q - 16)·d,
+/// the low nibbles as in Q4_0 and bit j of qh (bit j + 16 for weight j + 16) on top.
+fn q5_0(block: &[u8], y: &mut [f32]) {
+    let d = f16_at(block, 0);
+    let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
+    for j in 0..16 {
+        let q = block[6 + j];
+        let lo = (q & 0x0F) as u32 | ((qh >> j) & 1) << 4;
+        let hi = (q >> 4) as u32 | ((qh >> (j + 16)) & 1) << 4;
+        y[j] = (lo as i32 - 16) as f32 * d;
+        y[j + 16] = (hi as i32 - 16) as f32 * d;
+    }
+}
+
+/// Q5_1: d, m (f16), qh (u32), qs[16]; weight = 5-bit q·d + m, bits laid out as in Q5_0.
+fn q5_1(block: &[u8], y: &mut [f32]) {
+    let d = f16_at(block, 0);
+    let m = f16_at(block, 2);
+    let qh = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
+    for j in 0..16 {
+        let q = block[8 + j];
+        let lo = (q & 0x0F) as u32 | ((qh >> j) & 1) << 4;
+        let hi = (q >> 4) as u32 | ((qh >> (j + 16)) & 1) << 4;
+        y[j] = lo as f32 * d + m;
+        y[j + 16] = hi as f32 * d + m;
     }
 }
 
@@ -97,6 +134,30 @@ fn q4_k(block: &[u8], y: &mut [f32]) {
         for l in 0..32 {
             out[l] = d1 * (q[l] & 0x0F) as f32 - min1;
             out[l + 32] = d2 * (q[l] >> 4) as f32 - min2;
+        }
+    }
+}
+
+/// Q5_K: d, dmin (f16), scales[12], qh[32], qs[128]; Q4_K's layout with a fifth bit per weight
+/// in qh (bit 2c of qh[l] for weight l of chunk c's low nibbles, bit 2c + 1 for its high ones).
+fn q5_k(block: &[u8], y: &mut [f32]) {
+    let d = f16_at(block, 0);
+    let dmin = f16_at(block, 2);
+    let scales = &block[4..16];
+    let qh = &block[16..48];
+    let qs = &block[48..176];
+    for chunk in 0..4 {
+        let (sc1, m1) = scale_min_k4(2 * chunk, scales);
+        let (sc2, m2) = scale_min_k4(2 * chunk + 1, scales);
+        let (d1, min1) = (d * sc1 as f32, dmin * m1 as f32);
+        let (d2, min2) = (d * sc2 as f32, dmin * m2 as f32);
+        let q = &qs[32 * chunk..32 * chunk + 32];
+        let out = &mut y[64 * chunk..64 * chunk + 64];
+        for l in 0..32 {
+            let lo = (q[l] & 0x0F) as u32 | (((qh[l] >> (2 * chunk)) & 1) as u32) << 4;
+            let hi = (q[l] >> 4) as u32 | (((qh[l] >> (2 * chunk + 1)) & 1) as u32) << 4;
+            out[l] = d1 * lo as f32 - min1;
+            out[l + 32] = d2 * hi as f32 - min2;
         }
     }
 }

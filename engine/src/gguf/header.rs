@@ -311,6 +311,7 @@ impl HeaderParser {
             GgmlType::from_u32(type_id).ok_or_else(|| GgufError::UnknownTensorType {
                 name: name.clone(),
                 ggml_type: type_id,
+                type_name: super::ggml_type_name(type_id),
             })?;
         let n_bytes = tensor_bytes(&name, &dims, ggml_type, &self.limits)?;
         let alignment = self.alignment()?;

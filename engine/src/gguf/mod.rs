@@ -18,7 +18,7 @@ mod writer;
 
 pub use metadata::{GgufHeader, MetadataValue, TensorInfo};
 pub use stream::{GgufEvent, GgufStream, TensorData};
-pub use types::GgmlType;
+pub use types::{ggml_type_name, GgmlType};
 pub use writer::GgufWriter;
 
 /// Caps on what a file may ask for. The defaults fit every model Glassbox ships with room to
@@ -78,8 +78,15 @@ pub enum GgufError {
     MissingKey(String),
     #[error("general.alignment is {0}, which is not a power of two between 1 and 65536")]
     BadAlignment(u64),
-    #[error("tensor {name:?} has unknown or unsupported type {ggml_type}")]
-    UnknownTensorType { name: String, ggml_type: u32 },
+    #[error(
+        "tensor {name:?} has type {type_name} (ggml type {ggml_type}), which Glassbox does not \
+         read; it reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K and Q6_K"
+    )]
+    UnknownTensorType {
+        name: String,
+        ggml_type: u32,
+        type_name: String,
+    },
     #[error("tensor {name:?}: {reason}")]
     BadShape { name: String, reason: String },
     #[error("duplicate tensor name {0:?}")]
