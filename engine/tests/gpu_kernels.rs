@@ -6,8 +6,12 @@
 //! `wasm_bindgen_test`. Where no adapter exists the native test says so and passes, unless
 //! `GLASSBOX_REQUIRE_GPU=1` (set by `cargo xtask test`), where it fails.
 
-use engine::backend::{penalized_top_k, AttentionShape, Backend, Mask, RetentionForm, Selection};
-use engine::cpu::{attention, gelu, group_norm_rows, retention, rms_norm_rows, rope_interleaved};
+use engine::backend::{
+    penalized_top_k, AttentionShape, Backend, Mask, RetentionForm, RopeStyle, Selection,
+};
+use engine::cpu::{
+    attention, gelu, group_norm_rows, retention, rms_norm_rows, rope_halves, rope_interleaved,
+};
 use engine::gguf::blocks;
 use engine::gguf::{GgmlType, TensorInfo};
 use engine::gpu::GpuBackend;
@@ -109,7 +113,19 @@ async fn check_elementwise(gpu: &GpuBackend) {
             .map(|(g, u)| g / (1.0 + (-g).exp()) * u)
             .collect();
         check_close(&format!("silu_mul n={n}"), &gated, &want, 1e-6, 1e-5).unwrap();
+        let gated = gpu.read(&gpu.gelu_mul(&ga, &gb).unwrap()).await.unwrap();
+        let want: Vec<f32> = a.iter().zip(&b).map(|(g, u)| gelu(*g) * u).collect();
+        check_close(&format!("gelu_mul n={n}"), &gated, &want, 1e-6, 1e-5).unwrap();
+        let scaled = gpu.read(&gpu.scale(&ga, 25.3).unwrap()).await.unwrap();
+        let want: Vec<f32> = a.iter().map(|x| x * 25.3).collect();
+        check_close(&format!("scale n={n}"), &scaled, &want, 0.0, 0.0).unwrap();
     }
+    // A reshape reads the same values with another row length.
+    let x = rng.vec_f32(24, 1.0);
+    let reshaped = gpu.reshape(&gpu.tensor(&x, 2, 12).unwrap(), 6, 4).unwrap();
+    assert_eq!(gpu.dims(&reshaped), (6, 4));
+    assert_eq!(gpu.read(&reshaped).await.unwrap(), x);
+    assert!(gpu.reshape(&reshaped, 5, 4).is_err());
 }
 gpu_test!(elementwise_matches_cpu, check_elementwise);
 
@@ -222,21 +238,28 @@ async fn check_rope(gpu: &GpuBackend) {
     // Explicit positions with a repeat and a jump, as Set-Based Prompting produces.
     let positions = [0u32, 1, 2, 2, 3, 500, 8000];
     let x = rng.vec_f32(positions.len() * heads * head_dim, 1.0);
-    let got = gpu
-        .read(
-            &gpu.rope(
-                &gpu.tensor(&x, positions.len(), heads * head_dim).unwrap(),
-                head_dim,
-                &positions,
-                100_000.0,
+    let twins: [(RopeStyle, fn(&mut [f32], usize, usize, &[u32], f32)); 2] = [
+        (RopeStyle::Interleaved, rope_interleaved),
+        (RopeStyle::Halves, rope_halves),
+    ];
+    for (style, twin) in twins {
+        let got = gpu
+            .read(
+                &gpu.rope(
+                    &gpu.tensor(&x, positions.len(), heads * head_dim).unwrap(),
+                    head_dim,
+                    &positions,
+                    100_000.0,
+                    style,
+                )
+                .unwrap(),
             )
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    let mut want = x.clone();
-    rope_interleaved(&mut want, heads * head_dim, head_dim, &positions, 100_000.0);
-    check_close("rope", &got, &want, 1e-6, 1e-5).unwrap();
+            .await
+            .unwrap();
+        let mut want = x.clone();
+        twin(&mut want, heads * head_dim, head_dim, &positions, 100_000.0);
+        check_close(&format!("rope {style:?}"), &got, &want, 1e-6, 1e-5).unwrap();
+    }
 }
 gpu_test!(rope_matches_cpu, check_rope);
 

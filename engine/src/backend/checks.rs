@@ -141,6 +141,17 @@ pub fn group_norm(x: Dims, groups: usize, weight_len: usize, bias_len: usize) ->
     Ok(())
 }
 
+/// A reshape keeps the number of values.
+pub fn reshape(x: Dims, rows: usize, cols: usize) -> Result<()> {
+    if rows.checked_mul(cols) != Some(x.0 * x.1) {
+        return Err(invalid(format!(
+            "reshape: {}x{} cannot be read as {rows}x{cols}",
+            x.0, x.1
+        )));
+    }
+    Ok(())
+}
+
 /// Element-wise ops take two tensors of one shape.
 pub fn same_shape(op: &str, a: Dims, b: Dims) -> Result<()> {
     if a != b {
@@ -226,6 +237,8 @@ mod tests {
         assert!(group_norm((2, 8), 2, 8, 8).is_ok());
         assert!(group_norm((2, 8), 3, 8, 8).is_err());
         assert!(same_shape("add", (2, 3), (3, 2)).is_err());
+        assert!(reshape((2, 6), 4, 3).is_ok());
+        assert!(reshape((2, 6), 5, 3).is_err());
         assert!(top_k((1, 5), &Selection::greedy()).is_ok());
         let bad_penalty = Selection {
             penalty: f32::NAN,

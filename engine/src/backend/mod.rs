@@ -56,6 +56,15 @@ pub enum RetentionForm {
     Chunkwise(usize),
 }
 
+/// Which elements of a head RoPE rotates together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RopeStyle {
+    /// Pairs `(x[2i], x[2i+1])`: llama's GGUF layout (its Q and K rows are permuted for it).
+    Interleaved,
+    /// Pairs `(x[i], x[i + head_dim/2])` (GPT-NeoX's "rotate half"): Gemma and most others.
+    Halves,
+}
+
 /// Attention shape: query heads share key/value heads in groups (GQA).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttentionShape {
@@ -123,14 +132,15 @@ pub trait Backend {
     ) -> Result<Vec<Self::Tensor>> {
         self.matmul(x, weights)
     }
-    /// Rotary position embedding on interleaved pairs (GGUF's layout) of each head, with an
-    /// explicit position per token.
+    /// Rotary position embedding of each head, its pairs chosen by `style`, with an explicit
+    /// position per token.
     fn rope(
         &self,
         x: &Self::Tensor,
         head_dim: usize,
         positions: &[u32],
         base: f32,
+        style: RopeStyle,
     ) -> Result<Self::Tensor>;
     /// Appends `k`, `v` (new tokens) to `cache`, then attends `q` over everything cached under
     /// `mask`. Returns `(tokens, n_heads·head_dim)` and, when `want_probs`, the attention
@@ -175,9 +185,15 @@ pub trait Backend {
     ) -> Result<Self::Tensor>;
     /// GELU, tanh approximation.
     fn gelu(&self, x: &Self::Tensor) -> Result<Self::Tensor>;
-    /// `silu(gate) * up`.
+    /// `silu(gate) * up` (SwiGLU).
     fn silu_mul(&self, gate: &Self::Tensor, up: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `gelu(gate) * up`, GELU's tanh approximation (GeGLU).
+    fn gelu_mul(&self, gate: &Self::Tensor, up: &Self::Tensor) -> Result<Self::Tensor>;
     fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `x · factor`.
+    fn scale(&self, x: &Self::Tensor, factor: f32) -> Result<Self::Tensor>;
+    /// The same values read as `(rows, cols)` (row-major, so rows of `x` split or join).
+    fn reshape(&self, x: &Self::Tensor, rows: usize, cols: usize) -> Result<Self::Tensor>;
     /// The last `n` rows.
     fn last_rows(&self, x: &Self::Tensor, n: usize) -> Result<Self::Tensor>;
     /// `(rows, cols)`.

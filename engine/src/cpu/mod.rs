@@ -15,9 +15,9 @@ pub mod quant;
 pub mod retention;
 
 pub use matrix::CpuMatrix;
-pub use ops::{gelu, group_norm_rows, rms_norm_rows, rope_interleaved};
+pub use ops::{gelu, group_norm_rows, rms_norm_rows, rope_halves, rope_interleaved};
 
-use crate::backend::{checks, AttentionShape, Backend, Mask, RetentionForm, Selection};
+use crate::backend::{checks, AttentionShape, Backend, Mask, RetentionForm, RopeStyle, Selection};
 use crate::error::Result;
 use crate::gguf::{blocks, TensorInfo};
 use crate::tensor::Tensor;
@@ -97,10 +97,21 @@ impl Backend for CpuBackend {
         matrix::matmul(x, weights, true)
     }
 
-    fn rope(&self, x: &Tensor, head_dim: usize, positions: &[u32], base: f32) -> Result<Tensor> {
+    fn rope(
+        &self,
+        x: &Tensor,
+        head_dim: usize,
+        positions: &[u32],
+        base: f32,
+        style: RopeStyle,
+    ) -> Result<Tensor> {
         checks::rope(x.dims(), head_dim, positions)?;
         let mut out = x.clone();
-        rope_interleaved(out.data_mut(), x.cols(), head_dim, positions, base);
+        let rotate = match style {
+            RopeStyle::Interleaved => rope_interleaved,
+            RopeStyle::Halves => rope_halves,
+        };
+        rotate(out.data_mut(), x.cols(), head_dim, positions, base);
         Ok(out)
     }
 
@@ -179,9 +190,23 @@ impl Backend for CpuBackend {
         Ok(gate.zip_map(up, ops::silu_mul))
     }
 
+    fn gelu_mul(&self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+        checks::same_shape("gelu_mul", gate.dims(), up.dims())?;
+        Ok(gate.zip_map(up, ops::gelu_mul))
+    }
+
     fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         checks::same_shape("add", a.dims(), b.dims())?;
         Ok(a.zip_map(b, |a, b| a + b))
+    }
+
+    fn scale(&self, x: &Tensor, factor: f32) -> Result<Tensor> {
+        Ok(x.map(|v| v * factor))
+    }
+
+    fn reshape(&self, x: &Tensor, rows: usize, cols: usize) -> Result<Tensor> {
+        checks::reshape(x.dims(), rows, cols)?;
+        Tensor::new(x.data().to_vec(), rows, cols)
     }
 
     fn last_rows(&self, x: &Tensor, n: usize) -> Result<Tensor> {

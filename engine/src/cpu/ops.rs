@@ -39,6 +39,11 @@ pub fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + (SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
 }
 
+/// `gelu(gate) · up` (GeGLU).
+pub fn gelu_mul(gate: f32, up: f32) -> f32 {
+    gelu(gate) * up
+}
+
 /// `silu(gate) · up`, with silu(g) = g / (1 + e^(-g)) as the WebGPU kernel computes it.
 pub fn silu_mul(gate: f32, up: f32) -> f32 {
     gate / (1.0 + (-gate).exp()) * up
@@ -54,6 +59,34 @@ pub fn rope_interleaved(
     positions: &[u32],
     base: f32,
 ) {
+    rope_rows(data, features, head_dim, positions, base, |i| {
+        (2 * i, 2 * i + 1)
+    });
+}
+
+/// RoPE on the pairs (x[i], x[i + head_dim/2]) of each head (GPT-NeoX's "rotate half", as
+/// ggml's NEOX mode), with the same angles as [`rope_interleaved`]. The CPU twin of the WebGPU
+/// rope kernel's halves mode.
+pub fn rope_halves(
+    data: &mut [f32],
+    features: usize,
+    head_dim: usize,
+    positions: &[u32],
+    base: f32,
+) {
+    let half = head_dim / 2;
+    rope_rows(data, features, head_dim, positions, base, |i| (i, i + half));
+}
+
+/// Rotates pair `pair(i)` of every head of every row by angle `i` of the row's position.
+fn rope_rows(
+    data: &mut [f32],
+    features: usize,
+    head_dim: usize,
+    positions: &[u32],
+    base: f32,
+    pair: impl Fn(usize) -> (usize, usize),
+) {
     let half = head_dim / 2;
     let angles = crate::numerics::rope_angles(positions, head_dim, base);
     for (row, angles) in data
@@ -62,10 +95,32 @@ pub fn rope_interleaved(
     {
         for head in row.chunks_exact_mut(head_dim) {
             for (i, [cos, sin]) in angles.iter().enumerate() {
-                let (a, b) = (head[2 * i], head[2 * i + 1]);
-                head[2 * i] = a * cos - b * sin;
-                head[2 * i + 1] = a * sin + b * cos;
+                let (first, second) = pair(i);
+                let (a, b) = (head[first], head[second]);
+                head[first] = a * cos - b * sin;
+                head[second] = a * sin + b * cos;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_styles_rotate_their_own_pairs() {
+        // head_dim 4, position 1, base 10000: angles 1 and 10000^(-1/2) = 0.01.
+        let x = [1.0f32, 2.0, 3.0, 4.0];
+        let rotate =
+            |a: f32, b: f32, t: f32| (a * t.cos() - b * t.sin(), a * t.sin() + b * t.cos());
+        let mut interleaved = x;
+        rope_interleaved(&mut interleaved, 4, 4, &[1], 10_000.0);
+        let ((a, b), (c, d)) = (rotate(1.0, 2.0, 1.0), rotate(3.0, 4.0, 0.01));
+        assert_eq!(interleaved, [a, b, c, d]);
+        let mut halves = x;
+        rope_halves(&mut halves, 4, 4, &[1], 10_000.0);
+        let ((a, c), (b, d)) = (rotate(1.0, 3.0, 1.0), rotate(2.0, 4.0, 0.01));
+        assert_eq!(halves, [a, b, c, d]);
     }
 }

@@ -11,7 +11,7 @@ use super::buffers::{repack, BufferPool, GpuCache, GpuMatrix, GpuTensor};
 use super::context::{GpuContext, GpuError};
 use super::kernels::KernelId;
 use super::recording::Recorder;
-use crate::backend::{checks, AttentionShape, Backend, Mask, RetentionForm, Selection};
+use crate::backend::{checks, AttentionShape, Backend, Mask, RetentionForm, RopeStyle, Selection};
 use crate::error::Result;
 use crate::gguf::blocks;
 use crate::gguf::TensorInfo;
@@ -169,9 +169,10 @@ impl Backend for GpuBackend {
         head_dim: usize,
         positions: &[u32],
         base: f32,
+        style: RopeStyle,
     ) -> Result<GpuTensor> {
         checks::rope(x.dims(), head_dim, positions)?;
-        self.record_rope(x, head_dim, positions, base)
+        self.record_rope(x, head_dim, positions, base, style)
     }
 
     fn attention(
@@ -216,17 +217,31 @@ impl Backend for GpuBackend {
     }
 
     fn gelu(&self, x: &GpuTensor) -> Result<GpuTensor> {
-        self.record_elementwise(KernelId::Gelu, x, x)
+        self.record_elementwise(KernelId::Gelu, x, x, 0.0)
     }
 
     fn silu_mul(&self, gate: &GpuTensor, up: &GpuTensor) -> Result<GpuTensor> {
         checks::same_shape("silu_mul", gate.dims(), up.dims())?;
-        self.record_elementwise(KernelId::SiluMul, gate, up)
+        self.record_elementwise(KernelId::SiluMul, gate, up, 0.0)
+    }
+
+    fn gelu_mul(&self, gate: &GpuTensor, up: &GpuTensor) -> Result<GpuTensor> {
+        checks::same_shape("gelu_mul", gate.dims(), up.dims())?;
+        self.record_elementwise(KernelId::GeluMul, gate, up, 0.0)
+    }
+
+    fn scale(&self, x: &GpuTensor, factor: f32) -> Result<GpuTensor> {
+        self.record_elementwise(KernelId::Scale, x, x, factor)
+    }
+
+    fn reshape(&self, x: &GpuTensor, rows: usize, cols: usize) -> Result<GpuTensor> {
+        checks::reshape(x.dims(), rows, cols)?;
+        Ok(x.reshaped(rows, cols))
     }
 
     fn add(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
         checks::same_shape("add", a.dims(), b.dims())?;
-        self.record_elementwise(KernelId::Add, a, b)
+        self.record_elementwise(KernelId::Add, a, b, 0.0)
     }
 
     fn last_rows(&self, x: &GpuTensor, n: usize) -> Result<GpuTensor> {

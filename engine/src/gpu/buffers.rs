@@ -89,6 +89,15 @@ impl GpuTensor {
         (self.rows, self.cols)
     }
 
+    /// The same buffer read as `(rows, cols)` (the caller checked the size).
+    pub(super) fn reshaped(&self, rows: usize, cols: usize) -> GpuTensor {
+        GpuTensor {
+            buffer: self.buffer.clone(),
+            rows,
+            cols,
+        }
+    }
+
     pub(super) fn buffer(&self) -> &wgpu::Buffer {
         self.buffer
             .buffer

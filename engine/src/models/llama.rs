@@ -8,7 +8,7 @@
 //! probabilities, queries, keys and the residual stream can be captured per layer ([`Taps`]).
 
 use super::taps::{Captures, Taps};
-use crate::backend::{AttentionShape, Backend, Mask};
+use crate::backend::{AttentionShape, Backend, Mask, RopeStyle};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufHeader, TensorData};
 use std::collections::HashMap;
@@ -161,8 +161,20 @@ impl<B: Backend> Llama<B> {
                     .try_into()
                     .map_err(|_| Error::InvalidRequest("matmul returned the wrong count".into()))?;
             // q: (t, heads·head_dim), k and v: (t, kv_heads·head_dim)
-            let q = backend.rope(&q, c.head_dim, positions, c.rope_base)?;
-            let k = backend.rope(&k, c.head_dim, positions, c.rope_base)?;
+            let q = backend.rope(
+                &q,
+                c.head_dim,
+                positions,
+                c.rope_base,
+                RopeStyle::Interleaved,
+            )?;
+            let k = backend.rope(
+                &k,
+                c.head_dim,
+                positions,
+                c.rope_base,
+                RopeStyle::Interleaved,
+            )?;
             if taps.queries_keys {
                 captures.queries.push(q.clone());
                 captures.keys.push(k.clone());

@@ -1,8 +1,8 @@
-// Element-wise ops on f32 vectors: residual adds, the SwiGLU gate and GELU.
+// Element-wise ops on f32 vectors: residual adds, scaling, the SwiGLU and GeGLU gates and GELU.
 
 struct Meta {
     n: u32,      // number of elements
-    _pad0: u32,
+    factor: f32, // `scale` only
     _pad1: u32,
     _pad2: u32,
 }
@@ -39,6 +39,16 @@ fn silu_mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     out[i] = g / (1.0 + exp(-g)) * b[i];
 }
 
+// out = a · factor; b is not read.
+@compute @workgroup_size(256)
+fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = index(gid, groups);
+    if (i >= params.n) {
+        return;
+    }
+    out[i] = a[i] * params.factor;
+}
+
 // out = gelu(a), tanh approximation; b is not read. The tanh argument is clamped because some
 // WGSL implementations compute tanh through exp and overflow to NaN for large inputs; tanh is
 // ±1 to f32 precision well before ±10.
@@ -51,4 +61,16 @@ fn gelu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let x = a[i];
     let inner = clamp(0.7978846 * x * (1.0 + 0.044715 * x * x), -10.0, 10.0);
     out[i] = 0.5 * x * (1.0 + tanh(inner));
+}
+
+// out = gelu(a) * b (GeGLU), with a the gate and b the up projection; GELU as in `gelu`.
+@compute @workgroup_size(256)
+fn gelu_mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = index(gid, groups);
+    if (i >= params.n) {
+        return;
+    }
+    let x = a[i];
+    let inner = clamp(0.7978846 * x * (1.0 + 0.044715 * x * x), -10.0, 10.0);
+    out[i] = 0.5 * x * (1.0 + tanh(inner)) * b[i];
 }

@@ -42,11 +42,12 @@ macro_rules! wgsl_meta {
 }
 
 wgsl_meta! {
-    /// `add`, `silu_mul`, `gelu`.
+    /// `add`, `scale`, `silu_mul`, `gelu`, `gelu_mul`.
     ElementwiseMeta mirrors [Elementwise] {
         /// Number of elements.
         n: u32,
-        _pad0: u32,
+        /// `scale` only.
+        factor: f32,
         _pad1: u32,
         _pad2: u32,
     }
@@ -100,7 +101,8 @@ wgsl_meta! {
         /// heads · head_dim
         features: u32,
         head_dim: u32,
-        _pad: u32,
+        /// 1: pairs (i, i + head_dim/2); 0: pairs (2i, 2i + 1).
+        halves: u32,
     }
 }
 

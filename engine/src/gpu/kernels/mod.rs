@@ -101,8 +101,10 @@ use Binding::{Read, ReadWrite, Uniform};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KernelId {
     Add,
+    Scale,
     SiluMul,
     Gelu,
+    GeluMul,
     Gather(GgmlType),
     RmsNorm,
     GroupNorm,
@@ -125,7 +127,11 @@ pub enum KernelId {
 impl KernelId {
     pub fn family(self) -> Family {
         match self {
-            KernelId::Add | KernelId::SiluMul | KernelId::Gelu => Family::Elementwise,
+            KernelId::Add
+            | KernelId::Scale
+            | KernelId::SiluMul
+            | KernelId::Gelu
+            | KernelId::GeluMul => Family::Elementwise,
             KernelId::Gather(_) => Family::Embedding,
             KernelId::RmsNorm => Family::RmsNorm,
             KernelId::GroupNorm => Family::GroupNorm,
@@ -148,8 +154,10 @@ impl KernelId {
     pub fn entry(self) -> &'static str {
         match self {
             KernelId::Add => "add",
+            KernelId::Scale => "scale",
             KernelId::SiluMul => "silu_mul",
             KernelId::Gelu => "gelu",
+            KernelId::GeluMul => "gelu_mul",
             KernelId::Gather(_) => "gather",
             KernelId::RmsNorm => "rms_norm",
             KernelId::GroupNorm => "group_norm",
@@ -331,8 +339,10 @@ mod tests {
     fn all_kernels() -> Vec<KernelId> {
         let mut all = vec![
             KernelId::Add,
+            KernelId::Scale,
             KernelId::SiluMul,
             KernelId::Gelu,
+            KernelId::GeluMul,
             KernelId::RmsNorm,
             KernelId::GroupNorm,
             KernelId::Rope,

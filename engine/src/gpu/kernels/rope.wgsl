@@ -1,12 +1,13 @@
-// Rotary position embedding on interleaved pairs (x[2i], x[2i+1]) of each head, GGUF's
-// llama layout. The angles come precomputed per token (cos, sin) from the CPU, which computes
-// them the same way for both backends, so position ids may be anything (Set-Based Prompting).
+// Rotary position embedding of each head: on interleaved pairs (x[2i], x[2i+1]), GGUF's llama
+// layout, or on halves (x[i], x[i + head_dim/2]), GPT-NeoX's and Gemma's. The angles come
+// precomputed per token (cos, sin) from the CPU, which computes them the same way for both
+// backends, so position ids may be anything (Set-Based Prompting).
 
 struct Meta {
     tokens: u32,
     features: u32, // heads · head_dim
     head_dim: u32,
-    _pad: u32,
+    halves: u32,   // 1: pairs (i, i + head_dim/2); 0: pairs (2i, 2i + 1)
 }
 
 @group(0) @binding(0) var<uniform> params: Meta;
@@ -25,9 +26,15 @@ fn rope(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let i = pair % half;
     let cs = angles[t * half + i];
-    let at = t * params.features + pair * 2u;
-    let a = x[at];
-    let b = x[at + 1u];
-    y[at] = a * cs.x - b * cs.y;
-    y[at + 1u] = a * cs.y + b * cs.x;
+    let head = t * params.features + (pair / half) * params.head_dim;
+    var first = head + 2u * i;
+    var second = first + 1u;
+    if (params.halves == 1u) {
+        first = head + i;
+        second = first + half;
+    }
+    let a = x[first];
+    let b = x[second];
+    y[first] = a * cs.x - b * cs.y;
+    y[second] = a * cs.y + b * cs.x;
 }

@@ -1,4 +1,4 @@
-//! `add`, `silu_mul` and `gelu`: one invocation per element.
+//! `add`, `scale`, `silu_mul`, `gelu` and `gelu_mul`: one invocation per element.
 
 use crate::error::Result;
 use crate::gpu::backend::GpuBackend;
@@ -8,18 +8,20 @@ use crate::gpu::kernels::{grid_1d, KernelId};
 use crate::gpu::recording::Arg;
 
 impl GpuBackend {
-    /// `kernel` (an elementwise one) over `a` and `b`, which `gelu` ignores.
+    /// `kernel` (an elementwise one) over `a` and `b`, which `gelu` and `scale` ignore;
+    /// `factor` is `scale`'s.
     pub(in crate::gpu) fn record_elementwise(
         &self,
         kernel: KernelId,
         a: &GpuTensor,
         b: &GpuTensor,
+        factor: f32,
     ) -> Result<GpuTensor> {
         let n = a.rows * a.cols;
         let out = self.pool.tensor(a.rows, a.cols);
         let meta = self.recorder.upload_meta(&ElementwiseMeta {
             n: n as u32,
-            _pad0: 0,
+            factor,
             _pad1: 0,
             _pad2: 0,
         });

@@ -1,7 +1,7 @@
 //! Rotary position embedding: angles computed on the CPU per position, uploaded with the
 //! dispatch; one invocation per rotated pair.
 
-use crate::backend::rope_angles;
+use crate::backend::{rope_angles, RopeStyle};
 use crate::error::Result;
 use crate::gpu::backend::GpuBackend;
 use crate::gpu::buffers::GpuTensor;
@@ -16,6 +16,7 @@ impl GpuBackend {
         head_dim: usize,
         positions: &[u32],
         base: f32,
+        style: RopeStyle,
     ) -> Result<GpuTensor> {
         let out = self.pool.tensor(x.rows, x.cols);
         let angles = rope_angles(positions, head_dim, base);
@@ -24,7 +25,7 @@ impl GpuBackend {
             tokens: x.rows as u32,
             features: x.cols as u32,
             head_dim: head_dim as u32,
-            _pad: 0,
+            halves: u32::from(style == RopeStyle::Halves),
         });
         self.recorder.dispatch(
             KernelId::Rope,
