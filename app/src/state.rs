@@ -5,8 +5,10 @@ pub use crate::deep_link::View;
 use crate::deep_link::{Figure, Link, VisionImage};
 use crate::engine_client::EngineClient;
 use crate::protocol::{
-    CacheInfo, ComputeTier, FromWorker, HeadData, InspectSource, InspectionSummary, LensData,
-    LoadProgress, ModelInfo, OrderLayout, ReplyStats, TierChoice, ToWorker, VisionReport,
+    BenchDone, BenchRequest, CacheInfo, ChatReply, ChatRequest, ComputeTier, EngineEvent,
+    EngineRequest, ExploreReply, ExploreRequest, FromWorker, HeadData, InspectSource,
+    InspectionSummary, LensData, LoadProgress, ModelInfo, OrderLayout, OrderReply, OrderRequest,
+    ReplyStats, TierChoice, ToWorker, VisionReply, VisionReport, VisionRequest,
 };
 use engine::runtime::sampling::SamplingParams;
 use engine::text::chat::ChatMessage;
@@ -168,6 +170,9 @@ pub struct ExplorerState {
     pub source: RwSignal<Option<InspectSource>>,
     /// A deep link's layer, head and token, applied when its inspection arrives.
     pending_selection: StoredValue<Option<Selection>>,
+    /// The head and lens requests whose replies are awaited; others are stale.
+    head_request: StoredValue<Option<u32>>,
+    lens_request: StoredValue<Option<u32>>,
 }
 
 impl ExplorerState {
@@ -184,6 +189,8 @@ impl ExplorerState {
             error: RwSignal::new(None),
             source: RwSignal::new(None),
             pending_selection: StoredValue::new(None),
+            head_request: StoredValue::new(None),
+            lens_request: StoredValue::new(None),
         }
     }
 }
@@ -218,6 +225,8 @@ pub struct AppState {
     pending_link: StoredValue<Option<Link>>,
     next_id: RwSignal<u64>,
     client: StoredValue<Option<SendWrapper<EngineClient>>>,
+    /// The benchmark run whose result is awaited.
+    bench_request: StoredValue<Option<u32>>,
 }
 
 pub fn provide_app_state() -> AppState {
@@ -250,6 +259,7 @@ pub fn provide_app_state() -> AppState {
         pending_link: StoredValue::new(Some(link.clone())),
         next_id: RwSignal::new(next_id),
         client: StoredValue::new(None),
+        bench_request: StoredValue::new(None),
     };
     // Save the conversation and the settings whenever they change.
     Effect::new(move |_| {
@@ -266,14 +276,22 @@ pub fn provide_app_state() -> AppState {
         let explorer = state.explorer;
         if explorer.summary.with(Option::is_some) {
             let (layer, head) = (explorer.layer.get(), explorer.head.get());
-            state.send(ToWorker::InspectHead { layer, head });
+            let request = state.new_id() as u32;
+            explorer.head_request.set_value(Some(request));
+            state.send(ExploreRequest::Head {
+                request,
+                layer,
+                head,
+            });
         }
     });
     Effect::new(move |_| {
         let explorer = state.explorer;
         if explorer.summary.with(Option::is_some) {
             let token = explorer.token.get();
-            state.send(ToWorker::LogitLens { token });
+            let request = state.new_id() as u32;
+            explorer.lens_request.set_value(Some(request));
+            state.send(ExploreRequest::Lens { request, token });
         }
     });
     // The URL follows what is shown, so the address bar is always a deep link to it.
@@ -354,12 +372,12 @@ impl AppState {
         match EngineClient::spawn(move |message| self.on_message(message)) {
             Ok(client) => {
                 self.client.set_value(Some(SendWrapper::new(client)));
-                self.send(ToWorker::Probe);
+                self.send(EngineRequest::Probe);
                 // A vision figure alone does not need the 98 MB chat model.
                 if self.embed.is_none_or(Figure::needs_chat_model) {
                     self.load(TierChoice::Auto);
                 }
-                self.send(ToWorker::CacheInfo);
+                self.send(EngineRequest::CacheInfo);
                 self.expose_bench();
                 self.restore_link();
             }
@@ -518,7 +536,7 @@ impl AppState {
     }
 
     /// With `bench` in the URL's query, `window.glassboxBench(ids, decodeTokens)` runs
-    /// [`ToWorker::Bench`] and leaves its JSON result in `window.glassboxBenchResult`: the hook
+    /// a [`BenchRequest`] and leaves its JSON result in `window.glassboxBenchResult`: the hook
     /// `cargo xtask bench-compare` drives. Absent otherwise.
     fn expose_bench(self) {
         use wasm_bindgen::prelude::*;
@@ -534,7 +552,10 @@ impl AppState {
                 .filter_map(|id| id.as_f64())
                 .map(|id| id as u32)
                 .collect();
-            self.send(ToWorker::Bench {
+            let request = self.new_id() as u32;
+            self.bench_request.set_value(Some(request));
+            self.send(BenchRequest {
+                request,
                 ids,
                 decode_tokens: n as usize,
             })
@@ -544,7 +565,8 @@ impl AppState {
         run.forget();
     }
 
-    fn send(self, message: ToWorker) {
+    fn send(self, message: impl Into<ToWorker>) {
+        let message = message.into();
         self.client.with_value(|client| {
             if let Some(client) = client {
                 client.send(&message);
@@ -555,25 +577,43 @@ impl AppState {
     pub fn load(self, tier: TierChoice) {
         self.engine.set(EngineState::Loading);
         self.progress.set(None);
-        self.send(ToWorker::Load { tier });
+        self.send(EngineRequest::Load { tier });
     }
 
     fn on_message(self, message: FromWorker) {
         match message {
             FromWorker::Ready => {}
-            FromWorker::Tier(tier) => self.tier.set(Some(tier)),
-            FromWorker::WebGpuAvailable(available) => self.webgpu_available.set(available),
-            FromWorker::Progress(p) => self.progress.set(Some(p)),
-            FromWorker::Loaded(info) => {
+            FromWorker::Engine(event) => self.on_engine_event(event),
+            FromWorker::Chat(reply) => self.on_chat_reply(reply),
+            FromWorker::Order(reply) => self.on_order_reply(reply),
+            FromWorker::Explore(reply) => self.on_explore_reply(reply),
+            FromWorker::Vision(reply) => self.on_vision_reply(reply),
+            FromWorker::Bench(done) => self.on_bench_done(done),
+            FromWorker::Error(message) => self.notice.set(Some(message)),
+        }
+    }
+
+    fn on_engine_event(self, event: EngineEvent) {
+        match event {
+            EngineEvent::Tier(tier) => self.tier.set(Some(tier)),
+            EngineEvent::WebGpuAvailable(available) => self.webgpu_available.set(available),
+            EngineEvent::Progress(p) => self.progress.set(Some(p)),
+            EngineEvent::Loaded(info) => {
                 self.model.set(Some(info));
                 self.engine.set(EngineState::Ready);
-                self.send(ToWorker::CacheInfo);
+                self.send(EngineRequest::CacheInfo);
             }
-            FromWorker::LoadFailed { message, retry } => {
+            EngineEvent::LoadFailed { message, retry } => {
                 self.engine.set(EngineState::Failed { message, retry });
-                self.send(ToWorker::CacheInfo);
+                self.send(EngineRequest::CacheInfo);
             }
-            FromWorker::Token { request, text } => {
+            EngineEvent::Cache(info) => self.cache.set(Some(info)),
+        }
+    }
+
+    fn on_chat_reply(self, reply: ChatReply) {
+        match reply {
+            ChatReply::Token { request, text } => {
                 if self.generating.get_untracked() == Some(request) {
                     self.turns.update(|turns| {
                         if let Some(last) = turns.last_mut().filter(|t| t.role == Role::Assistant) {
@@ -582,7 +622,7 @@ impl AppState {
                     });
                 }
             }
-            FromWorker::ReplyRestarted { request } => {
+            ChatReply::Restarted { request } => {
                 if self.generating.get_untracked() == Some(request) {
                     self.turns.update(|turns| {
                         if let Some(last) = turns.last_mut().filter(|t| t.role == Role::Assistant) {
@@ -591,13 +631,13 @@ impl AppState {
                     });
                 }
             }
-            FromWorker::Done { request, stats } => {
+            ChatReply::Done { request, stats } => {
                 if self.generating.get_untracked() == Some(request) {
                     self.generating.set(None);
                     self.stats.set(Some(stats));
                 }
             }
-            FromWorker::GenerateFailed { request, message } => {
+            ChatReply::Failed { request, message } => {
                 if self.generating.get_untracked() == Some(request) {
                     self.generating.set(None);
                     self.turns.update(|turns| {
@@ -611,12 +651,17 @@ impl AppState {
                     self.notice.set(Some(message));
                 }
             }
-            FromWorker::OrderLayout { request, layout } => {
+        }
+    }
+
+    fn on_order_reply(self, reply: OrderReply) {
+        match reply {
+            OrderReply::Layout { request, layout } => {
                 if self.order.running.get_untracked() == Some(request) {
                     self.order.layout.set(Some(layout));
                 }
             }
-            FromWorker::OrderAnswer {
+            OrderReply::Answer {
                 request,
                 order,
                 answer,
@@ -625,13 +670,18 @@ impl AppState {
                     self.order.answers.update(|a| a.push((order, answer)));
                 }
             }
-            FromWorker::OrderDone { request, error, .. } => {
+            OrderReply::Done { request, error, .. } => {
                 if self.order.running.get_untracked() == Some(request) {
                     self.order.running.set(None);
                     self.order.error.set(error);
                 }
             }
-            FromWorker::Inspected { request, result } => {
+        }
+    }
+
+    fn on_explore_reply(self, reply: ExploreReply) {
+        match reply {
+            ExploreReply::Inspected { request, result } => {
                 let explorer = self.explorer;
                 if explorer.running.get_untracked() == Some(request) {
                     explorer.running.set(None);
@@ -667,31 +717,41 @@ impl AppState {
                     }
                 }
             }
-            FromWorker::InspectedHead(data) => {
+            ExploreReply::Head { request, result } => {
                 let explorer = self.explorer;
-                if (data.layer, data.head)
-                    == (
-                        explorer.layer.get_untracked(),
-                        explorer.head.get_untracked(),
-                    )
-                {
-                    explorer.head_data.set(Some(data));
+                if explorer.head_request.get_value() == Some(request) {
+                    match result {
+                        Ok(data) => explorer.head_data.set(Some(data)),
+                        Err(message) => self.notice.set(Some(message)),
+                    }
                 }
             }
-            FromWorker::LogitLens(data) => {
-                if data.token == self.explorer.token.get_untracked() {
-                    self.explorer.lens.set(Some(data));
+            ExploreReply::Lens { request, result } => {
+                let explorer = self.explorer;
+                if explorer.lens_request.get_value() == Some(request) {
+                    match result {
+                        Ok(data) => explorer.lens.set(Some(data)),
+                        Err(message) => self.notice.set(Some(message)),
+                    }
                 }
             }
-            FromWorker::BenchDone(result) => {
-                // Read by the benchmark script (see `expose_bench`).
-                if let Some(window) = web_sys::window() {
-                    let text = serde_json::to_string(&result).unwrap_or_default();
-                    let _ =
-                        js_sys::Reflect::set(&window, &"glassboxBenchResult".into(), &text.into());
-                }
-            }
-            FromWorker::Classified { request, result } => {
+        }
+    }
+
+    fn on_bench_done(self, done: BenchDone) {
+        if self.bench_request.get_value() != Some(done.request) {
+            return;
+        }
+        // Read by the benchmark script (see `expose_bench`).
+        if let Some(window) = web_sys::window() {
+            let text = serde_json::to_string(&done.result).unwrap_or_default();
+            let _ = js_sys::Reflect::set(&window, &"glassboxBenchResult".into(), &text.into());
+        }
+    }
+
+    fn on_vision_reply(self, reply: VisionReply) {
+        match reply {
+            VisionReply::Classified { request, result } => {
                 let vision = self.vision;
                 if vision.running.get_untracked() == Some(request) {
                     vision.running.set(None);
@@ -704,8 +764,6 @@ impl AppState {
                     }
                 }
             }
-            FromWorker::Cache(info) => self.cache.set(Some(info)),
-            FromWorker::Error(message) => self.notice.set(Some(message)),
         }
     }
 
@@ -736,8 +794,11 @@ impl AppState {
         explorer.lens.set(None);
         explorer.error.set(None);
         explorer.source.set(Some(source.clone()));
+        // Heads and lenses asked of the previous inspection are stale.
+        explorer.head_request.set_value(None);
+        explorer.lens_request.set_value(None);
         self.view.set(View::Explore);
-        self.send(ToWorker::Inspect { request, source });
+        self.send(ExploreRequest::Inspect { request, source });
     }
 
     /// Classifies the Vision view's image with both models (the worker queues it behind any
@@ -746,7 +807,7 @@ impl AppState {
         let vision = self.vision;
         let request = self.new_id() as u32;
         vision.running.set(Some(request));
-        self.send(ToWorker::Classify {
+        self.send(VisionRequest::Classify {
             request,
             image: vision.image.get_untracked(),
             chunk: vision.chunk.get_untracked().max(1),
@@ -805,7 +866,7 @@ impl AppState {
         });
         self.notice.set(None);
         self.generating.set(Some(request));
-        self.send(ToWorker::Generate {
+        self.send(ChatRequest::Generate {
             request,
             messages,
             params: settings.params,
@@ -830,7 +891,7 @@ impl AppState {
         self.order.layout.set(None);
         self.order.answers.set(Vec::new());
         self.order.error.set(None);
-        self.send(ToWorker::RunOrders {
+        self.send(OrderRequest::Run {
             request,
             question: question.to_string(),
             options,
@@ -879,15 +940,15 @@ impl AppState {
     }
 
     pub fn refresh_cache_info(self) {
-        self.send(ToWorker::CacheInfo);
+        self.send(EngineRequest::CacheInfo);
     }
 
     pub fn clear_cache(self) {
-        self.send(ToWorker::ClearCache);
+        self.send(EngineRequest::ClearCache);
     }
 
     pub fn simulate_device_loss(self) {
-        self.send(ToWorker::SimulateDeviceLoss);
+        self.send(EngineRequest::SimulateDeviceLoss);
     }
 }
 
