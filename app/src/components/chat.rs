@@ -66,11 +66,11 @@ pub fn ChatPanel() -> impl IntoView {
                 <p class="typing" aria-hidden="true">"…"</p>
             </Show>
         </div>
-        {move || state.notice.get().map(|notice| view! {
+        {move || state.engine.notice.get().map(|notice| view! {
             <p class="notice" role="alert">
                 {notice}
                 " "
-                <button class="link" on:click=move |_| state.notice.set(None)>"Dismiss"</button>
+                <button class="link" on:click=move |_| state.engine.notice.set(None)>"Dismiss"</button>
             </p>
         })}
         <p class="stats">{stats}</p>

@@ -112,11 +112,16 @@ pub fn run_card(state: AppState, figure: &str) -> serde_json::Value {
             vision.map(|r| r.backend).unwrap_or_default(),
         ),
         _ => (
-            serde_json::json!(state.model.get_untracked().map(|m| serde_json::json!({
-                "name": m.name,
-                "sha256": m.sha256,
-            }))),
+            serde_json::json!(state
+                .engine
+                .model
+                .get_untracked()
+                .map(|m| serde_json::json!({
+                    "name": m.name,
+                    "sha256": m.sha256,
+                }))),
             state
+                .engine
                 .tier
                 .get_untracked()
                 .map(|t| t.label())

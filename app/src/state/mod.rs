@@ -1,28 +1,22 @@
 //! The page's state, in signals, and the actions that change it. The conversation and the
 //! settings survive a reload (localStorage); everything else comes back from the worker.
+//!
+//! `engine` holds the engine's part: status, model, cache and the worker handle.
+
+mod engine;
 
 pub use crate::deep_link::View;
 use crate::deep_link::{Figure, Link, VisionImage};
-use crate::engine_client::EngineClient;
 use crate::protocol::{
-    BenchDone, BenchRequest, CacheInfo, ChatReply, ChatRequest, ComputeTier, EngineEvent,
-    EngineRequest, ExploreReply, ExploreRequest, FromWorker, HeadData, InspectSource,
-    InspectionSummary, LensData, LoadProgress, ModelInfo, OrderLayout, OrderReply, OrderRequest,
-    ReplyStats, TierChoice, ToWorker, VisionReply, VisionReport, VisionRequest,
+    BenchDone, BenchRequest, ChatReply, ChatRequest, EngineRequest, ExploreReply, ExploreRequest,
+    FromWorker, HeadData, InspectSource, InspectionSummary, LensData, OrderLayout, OrderReply,
+    OrderRequest, ReplyStats, TierChoice, ToWorker, VisionReply, VisionReport, VisionRequest,
 };
-use engine::runtime::sampling::SamplingParams;
-use engine::text::chat::ChatMessage;
+use ::engine::runtime::sampling::SamplingParams;
+use ::engine::text::chat::ChatMessage;
+pub use engine::{EngineState, EngineStatus};
 use leptos::prelude::*;
-use send_wrapper::SendWrapper;
 use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum EngineState {
-    Starting,
-    Loading,
-    Ready,
-    Failed { message: String, retry: bool },
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
@@ -202,19 +196,12 @@ const MAX_ORDERS: usize = 24;
 
 #[derive(Clone, Copy)]
 pub struct AppState {
-    pub engine: RwSignal<EngineState>,
-    pub tier: RwSignal<Option<ComputeTier>>,
-    pub webgpu_available: RwSignal<bool>,
-    pub progress: RwSignal<Option<LoadProgress>>,
-    pub model: RwSignal<Option<ModelInfo>>,
+    pub engine: EngineState,
     pub turns: RwSignal<Vec<Turn>>,
     /// The request being answered.
     pub generating: RwSignal<Option<u32>>,
     pub stats: RwSignal<Option<ReplyStats>>,
     pub settings: RwSignal<Settings>,
-    pub cache: RwSignal<Option<CacheInfo>>,
-    /// A message about the last action that failed (shown, dismissable).
-    pub notice: RwSignal<Option<String>>,
     pub order: OrderState,
     pub explorer: ExplorerState,
     pub vision: VisionState,
@@ -224,7 +211,6 @@ pub struct AppState {
     /// The deep link the page opened with, until the engine is ready to restore it.
     pending_link: StoredValue<Option<Link>>,
     next_id: RwSignal<u64>,
-    client: StoredValue<Option<SendWrapper<EngineClient>>>,
     /// The benchmark run whose result is awaited.
     bench_request: StoredValue<Option<u32>>,
 }
@@ -240,17 +226,11 @@ pub fn provide_app_state() -> AppState {
         .map(|q| Link::parse(&q))
         .unwrap_or_default();
     let state = AppState {
-        engine: RwSignal::new(EngineState::Starting),
-        tier: RwSignal::new(None),
-        webgpu_available: RwSignal::new(false),
-        progress: RwSignal::new(None),
-        model: RwSignal::new(None),
+        engine: EngineState::new(),
         turns: RwSignal::new(saved.turns),
         generating: RwSignal::new(None),
         stats: RwSignal::new(None),
         settings: RwSignal::new(saved.settings),
-        cache: RwSignal::new(None),
-        notice: RwSignal::new(None),
         order: OrderState::new(),
         explorer: ExplorerState::new(),
         vision: VisionState::new(),
@@ -258,7 +238,6 @@ pub fn provide_app_state() -> AppState {
         embed: link.embed,
         pending_link: StoredValue::new(Some(link.clone())),
         next_id: RwSignal::new(next_id),
-        client: StoredValue::new(None),
         bench_request: StoredValue::new(None),
     };
     // Save the conversation and the settings whenever they change.
@@ -276,9 +255,9 @@ pub fn provide_app_state() -> AppState {
         let explorer = state.explorer;
         if explorer.summary.with(Option::is_some) {
             let (layer, head) = (explorer.layer.get(), explorer.head.get());
-            let request = state.new_id() as u32;
+            let request = state.engine.next_request();
             explorer.head_request.set_value(Some(request));
-            state.send(ExploreRequest::Head {
+            state.engine.send(ExploreRequest::Head {
                 request,
                 layer,
                 head,
@@ -289,9 +268,9 @@ pub fn provide_app_state() -> AppState {
         let explorer = state.explorer;
         if explorer.summary.with(Option::is_some) {
             let token = explorer.token.get();
-            let request = state.new_id() as u32;
+            let request = state.engine.next_request();
             explorer.lens_request.set_value(Some(request));
-            state.send(ExploreRequest::Lens { request, token });
+            state.engine.send(ExploreRequest::Lens { request, token });
         }
     });
     // The URL follows what is shown, so the address bar is always a deep link to it.
@@ -307,7 +286,7 @@ pub fn provide_app_state() -> AppState {
     });
     // A deep link's inspection waits for the chat model.
     Effect::new(move |_| {
-        if state.engine.get() == EngineState::Ready {
+        if state.engine.is_ready() {
             let source = state
                 .pending_link
                 .with_value(|l| l.as_ref().and_then(|l| l.source.clone()));
@@ -369,23 +348,17 @@ fn local_storage() -> Option<web_sys::Storage> {
 impl AppState {
     /// Starts the engine worker and loads the model on the best tier.
     pub fn start(self) {
-        match EngineClient::spawn(move |message| self.on_message(message)) {
-            Ok(client) => {
-                self.client.set_value(Some(SendWrapper::new(client)));
-                self.send(EngineRequest::Probe);
-                // A vision figure alone does not need the 98 MB chat model.
-                if self.embed.is_none_or(Figure::needs_chat_model) {
-                    self.load(TierChoice::Auto);
-                }
-                self.send(EngineRequest::CacheInfo);
-                self.expose_bench();
-                self.restore_link();
-            }
-            Err(message) => self.engine.set(EngineState::Failed {
-                message,
-                retry: false,
-            }),
+        if !self.engine.spawn(move |message| self.on_message(message)) {
+            return;
         }
+        self.engine.send(EngineRequest::Probe);
+        // A vision figure alone does not need the 98 MB chat model.
+        if self.embed.is_none_or(Figure::needs_chat_model) {
+            self.engine.load(TierChoice::Auto);
+        }
+        self.engine.refresh_cache_info();
+        self.expose_bench();
+        self.restore_link();
     }
 
     /// Applies the deep link the page opened with: the view's fields at once, the vision
@@ -442,7 +415,11 @@ impl AppState {
         self.pending_link.set_value(Some(link));
         self.restore_link();
         if let Some(source) = source {
-            if self.engine.get_untracked() == EngineState::Ready {
+            if self
+                .engine
+                .status
+                .with_untracked(|s| *s == EngineStatus::Ready)
+            {
                 self.pending_link.set_value(None);
                 self.inspect(source_title(&source), source);
             }
@@ -552,9 +529,9 @@ impl AppState {
                 .filter_map(|id| id.as_f64())
                 .map(|id| id as u32)
                 .collect();
-            let request = self.new_id() as u32;
+            let request = self.engine.next_request();
             self.bench_request.set_value(Some(request));
-            self.send(BenchRequest {
+            self.engine.send(BenchRequest {
                 request,
                 ids,
                 decode_tokens: n as usize,
@@ -565,49 +542,16 @@ impl AppState {
         run.forget();
     }
 
-    fn send(self, message: impl Into<ToWorker>) {
-        let message = message.into();
-        self.client.with_value(|client| {
-            if let Some(client) = client {
-                client.send(&message);
-            }
-        });
-    }
-
-    pub fn load(self, tier: TierChoice) {
-        self.engine.set(EngineState::Loading);
-        self.progress.set(None);
-        self.send(EngineRequest::Load { tier });
-    }
-
     fn on_message(self, message: FromWorker) {
         match message {
             FromWorker::Ready => {}
-            FromWorker::Engine(event) => self.on_engine_event(event),
+            FromWorker::Engine(event) => self.engine.on_event(event),
             FromWorker::Chat(reply) => self.on_chat_reply(reply),
             FromWorker::Order(reply) => self.on_order_reply(reply),
             FromWorker::Explore(reply) => self.on_explore_reply(reply),
             FromWorker::Vision(reply) => self.on_vision_reply(reply),
             FromWorker::Bench(done) => self.on_bench_done(done),
-            FromWorker::Error(message) => self.notice.set(Some(message)),
-        }
-    }
-
-    fn on_engine_event(self, event: EngineEvent) {
-        match event {
-            EngineEvent::Tier(tier) => self.tier.set(Some(tier)),
-            EngineEvent::WebGpuAvailable(available) => self.webgpu_available.set(available),
-            EngineEvent::Progress(p) => self.progress.set(Some(p)),
-            EngineEvent::Loaded(info) => {
-                self.model.set(Some(info));
-                self.engine.set(EngineState::Ready);
-                self.send(EngineRequest::CacheInfo);
-            }
-            EngineEvent::LoadFailed { message, retry } => {
-                self.engine.set(EngineState::Failed { message, retry });
-                self.send(EngineRequest::CacheInfo);
-            }
-            EngineEvent::Cache(info) => self.cache.set(Some(info)),
+            FromWorker::Error(message) => self.engine.notice.set(Some(message)),
         }
     }
 
@@ -648,7 +592,7 @@ impl AppState {
                             turns.pop();
                         }
                     });
-                    self.notice.set(Some(message));
+                    self.engine.notice.set(Some(message));
                 }
             }
         }
@@ -722,7 +666,7 @@ impl AppState {
                 if explorer.head_request.get_value() == Some(request) {
                     match result {
                         Ok(data) => explorer.head_data.set(Some(data)),
-                        Err(message) => self.notice.set(Some(message)),
+                        Err(message) => self.engine.notice.set(Some(message)),
                     }
                 }
             }
@@ -731,7 +675,7 @@ impl AppState {
                 if explorer.lens_request.get_value() == Some(request) {
                     match result {
                         Ok(data) => explorer.lens.set(Some(data)),
-                        Err(message) => self.notice.set(Some(message)),
+                        Err(message) => self.engine.notice.set(Some(message)),
                     }
                 }
             }
@@ -774,7 +718,7 @@ impl AppState {
     }
 
     pub fn can_send(self) -> bool {
-        self.engine.get() == EngineState::Ready
+        self.engine.is_ready()
             && self.generating.get().is_none()
             && self.order.running.get().is_none()
             && self.explorer.running.get().is_none()
@@ -786,7 +730,7 @@ impl AppState {
             return;
         }
         let explorer = self.explorer;
-        let request = self.new_id() as u32;
+        let request = self.engine.next_request();
         explorer.running.set(Some(request));
         explorer.title.set(title);
         explorer.summary.set(None);
@@ -798,16 +742,17 @@ impl AppState {
         explorer.head_request.set_value(None);
         explorer.lens_request.set_value(None);
         self.view.set(View::Explore);
-        self.send(ExploreRequest::Inspect { request, source });
+        self.engine
+            .send(ExploreRequest::Inspect { request, source });
     }
 
     /// Classifies the Vision view's image with both models (the worker queues it behind any
     /// work under way, such as the chat model's load).
     pub fn classify(self) {
         let vision = self.vision;
-        let request = self.new_id() as u32;
+        let request = self.engine.next_request();
         vision.running.set(Some(request));
-        self.send(VisionRequest::Classify {
+        self.engine.send(VisionRequest::Classify {
             request,
             image: vision.image.get_untracked(),
             chunk: vision.chunk.get_untracked().max(1),
@@ -854,7 +799,7 @@ impl AppState {
     /// Asks the worker to answer the conversation as it stands.
     fn reply(self) {
         let id = self.new_id();
-        let request = id as u32;
+        let request = self.engine.next_request();
         let settings = self.settings.get_untracked();
         let messages = self.messages_through(u64::MAX);
         self.turns.update(|turns| {
@@ -864,9 +809,9 @@ impl AppState {
                 text: String::new(),
             })
         });
-        self.notice.set(None);
+        self.engine.notice.set(None);
         self.generating.set(Some(request));
-        self.send(ChatRequest::Generate {
+        self.engine.send(ChatRequest::Generate {
             request,
             messages,
             params: settings.params,
@@ -881,17 +826,17 @@ impl AppState {
             return;
         }
         let orders = if all_orders {
-            engine::analysis::set_prompt::sample_orders(options.len(), MAX_ORDERS, 1)
+            ::engine::analysis::set_prompt::sample_orders(options.len(), MAX_ORDERS, 1)
         } else {
             vec![(0..options.len()).collect()]
         };
-        let request = self.new_id() as u32;
+        let request = self.engine.next_request();
         self.order.running.set(Some(request));
         self.order.asked.set(orders.len());
         self.order.layout.set(None);
         self.order.answers.set(Vec::new());
         self.order.error.set(None);
-        self.send(OrderRequest::Run {
+        self.engine.send(OrderRequest::Run {
             request,
             question: question.to_string(),
             options,
@@ -903,13 +848,13 @@ impl AppState {
 
     pub fn stop_orders(self) {
         if self.order.running.get_untracked().is_some() {
-            self.send(ToWorker::Stop);
+            self.engine.send(ToWorker::Stop);
         }
     }
 
     pub fn stop(self) {
         if self.generating.get_untracked().is_some() {
-            self.send(ToWorker::Stop);
+            self.engine.send(ToWorker::Stop);
         }
     }
 
@@ -936,19 +881,7 @@ impl AppState {
         self.generating.set(None);
         self.turns.set(Vec::new());
         self.stats.set(None);
-        self.notice.set(None);
-    }
-
-    pub fn refresh_cache_info(self) {
-        self.send(EngineRequest::CacheInfo);
-    }
-
-    pub fn clear_cache(self) {
-        self.send(EngineRequest::ClearCache);
-    }
-
-    pub fn simulate_device_loss(self) {
-        self.send(EngineRequest::SimulateDeviceLoss);
+        self.engine.notice.set(None);
     }
 }
 
