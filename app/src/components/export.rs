@@ -104,7 +104,7 @@ pub fn run_card(state: AppState, figure: &str) -> serde_json::Value {
         .and_then(|w| w.location().href().ok())
         .unwrap_or_default();
     let base = href.split('?').next().unwrap_or_default().to_string();
-    let settings = state.settings.get_untracked();
+    let settings = state.chat.settings.get_untracked();
     let vision = state.vision.report.get_untracked();
     let (models, tier) = match link.view {
         crate::deep_link::View::Vision => (

@@ -32,8 +32,8 @@ fn SystemPrompt() -> impl IntoView {
             <textarea
                 rows="3"
                 placeholder=placeholder
-                prop:value=move || state.settings.with(|s| s.system_prompt.clone())
-                on:change=move |ev| state.settings.update(|s| s.system_prompt = event_target_value(&ev))
+                prop:value=move || state.chat.settings.with(|s| s.system_prompt.clone())
+                on:change=move |ev| state.chat.settings.update(|s| s.system_prompt = event_target_value(&ev))
             ></textarea>
         </label>
     }
@@ -58,11 +58,11 @@ fn NumberField(
                 step=step
                 min=min
                 max=max
-                prop:value=move || state.settings.with(get)
+                prop:value=move || state.chat.settings.with(get)
                 on:change=move |ev| {
                     if let Ok(v) = event_target_value(&ev).parse::<f64>() {
                         if v.is_finite() {
-                            state.settings.update(|s| set(s, v));
+                            state.chat.settings.update(|s| set(s, v));
                         }
                     }
                 }
@@ -89,7 +89,7 @@ fn SamplingControls() -> impl IntoView {
                 get=|s| s.max_tokens.to_string() set=|s, v| s.max_tokens = v.clamp(1.0, 2048.0) as usize />
             <NumberField label="Seed" step="1" min="0" max="4294967295"
                 get=|s| s.params.seed.to_string() set=|s, v| s.params.seed = v.max(0.0) as u64 />
-            <button type="button" class="link" on:click=move |_| state.settings.update(|s| {
+            <button type="button" class="link" on:click=move |_| state.chat.settings.update(|s| {
                 let system_prompt = std::mem::take(&mut s.system_prompt);
                 *s = Settings { system_prompt, ..Settings::default() };
             })>"Reset sampling"</button>
@@ -109,7 +109,7 @@ fn TierSwitch() -> impl IntoView {
             <span>"Compute"</span>
             <select
                 prop:value=current
-                disabled=move || state.engine.status.get() == EngineStatus::Loading || state.generating.get().is_some()
+                disabled=move || state.engine.status.get() == EngineStatus::Loading || state.chat.generating.get().is_some()
                 on:change=move |ev| {
                     let choice = if event_target_value(&ev) == "webgpu" { TierChoice::WebGpu } else { TierChoice::Cpu };
                     state.engine.load(choice);

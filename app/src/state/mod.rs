@@ -1,62 +1,22 @@
 //! The page's state, in signals, and the actions that change it. The conversation and the
 //! settings survive a reload (localStorage); everything else comes back from the worker.
 //!
-//! `engine` holds the engine's part: status, model, cache and the worker handle.
+//! `engine` holds the engine's part: status, model, cache and the worker handle; `chat` the
+//! conversation and the sampling settings.
 
+mod chat;
 mod engine;
 
 pub use crate::deep_link::View;
 use crate::deep_link::{Figure, Link, VisionImage};
 use crate::protocol::{
-    BenchDone, BenchRequest, ChatReply, ChatRequest, EngineRequest, ExploreReply, ExploreRequest,
-    FromWorker, HeadData, InspectSource, InspectionSummary, LensData, OrderLayout, OrderReply,
-    OrderRequest, ReplyStats, TierChoice, ToWorker, VisionReply, VisionReport, VisionRequest,
+    BenchDone, BenchRequest, EngineRequest, ExploreReply, ExploreRequest, FromWorker, HeadData,
+    InspectSource, InspectionSummary, LensData, OrderLayout, OrderReply, OrderRequest, TierChoice,
+    ToWorker, VisionReply, VisionReport, VisionRequest,
 };
-use ::engine::runtime::sampling::SamplingParams;
-use ::engine::text::chat::ChatMessage;
+pub use chat::{ChatState, Role, Settings, Turn};
 pub use engine::{EngineState, EngineStatus};
 use leptos::prelude::*;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Role {
-    User,
-    Assistant,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Turn {
-    pub id: u64,
-    pub role: Role,
-    pub text: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Settings {
-    /// Empty: the model's own default.
-    pub system_prompt: String,
-    pub params: SamplingParams,
-    pub max_tokens: usize,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            system_prompt: String::new(),
-            params: SamplingParams::default(),
-            max_tokens: 256,
-        }
-    }
-}
-
-/// What localStorage keeps.
-#[derive(Default, Serialize, Deserialize)]
-struct Saved {
-    turns: Vec<Turn>,
-    settings: Settings,
-}
-
-const STORAGE_KEY: &str = "glassbox.chat.v1";
 
 /// The Order view: the last run's layout and answers.
 #[derive(Clone, Copy)]
@@ -197,11 +157,7 @@ const MAX_ORDERS: usize = 24;
 #[derive(Clone, Copy)]
 pub struct AppState {
     pub engine: EngineState,
-    pub turns: RwSignal<Vec<Turn>>,
-    /// The request being answered.
-    pub generating: RwSignal<Option<u32>>,
-    pub stats: RwSignal<Option<ReplyStats>>,
-    pub settings: RwSignal<Settings>,
+    pub chat: ChatState,
     pub order: OrderState,
     pub explorer: ExplorerState,
     pub vision: VisionState,
@@ -210,46 +166,27 @@ pub struct AppState {
     pub embed: Option<Figure>,
     /// The deep link the page opened with, until the engine is ready to restore it.
     pending_link: StoredValue<Option<Link>>,
-    next_id: RwSignal<u64>,
     /// The benchmark run whose result is awaited.
     bench_request: StoredValue<Option<u32>>,
 }
 
 pub fn provide_app_state() -> AppState {
-    let saved: Saved = local_storage()
-        .and_then(|s| s.get_item(STORAGE_KEY).ok().flatten())
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or_default();
-    let next_id = saved.turns.iter().map(|t| t.id + 1).max().unwrap_or(0);
     let link = web_sys::window()
         .and_then(|w| w.location().search().ok())
         .map(|q| Link::parse(&q))
         .unwrap_or_default();
+    let engine = EngineState::new();
     let state = AppState {
-        engine: EngineState::new(),
-        turns: RwSignal::new(saved.turns),
-        generating: RwSignal::new(None),
-        stats: RwSignal::new(None),
-        settings: RwSignal::new(saved.settings),
+        engine,
+        chat: ChatState::new(engine),
         order: OrderState::new(),
         explorer: ExplorerState::new(),
         vision: VisionState::new(),
         view: RwSignal::new(link.view),
         embed: link.embed,
         pending_link: StoredValue::new(Some(link.clone())),
-        next_id: RwSignal::new(next_id),
         bench_request: StoredValue::new(None),
     };
-    // Save the conversation and the settings whenever they change.
-    Effect::new(move |_| {
-        let saved = Saved {
-            turns: state.turns.get(),
-            settings: state.settings.get(),
-        };
-        if let (Some(storage), Ok(text)) = (local_storage(), serde_json::to_string(&saved)) {
-            let _ = storage.set_item(STORAGE_KEY, &text);
-        }
-    });
     // The explorer asks the worker for the selected head and the lens at the selected token.
     Effect::new(move |_| {
         let explorer = state.explorer;
@@ -339,10 +276,6 @@ pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
         .await
         .map_err(message)?;
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
-}
-
-fn local_storage() -> Option<web_sys::Storage> {
-    web_sys::window()?.local_storage().ok().flatten()
 }
 
 impl AppState {
@@ -546,55 +479,12 @@ impl AppState {
         match message {
             FromWorker::Ready => {}
             FromWorker::Engine(event) => self.engine.on_event(event),
-            FromWorker::Chat(reply) => self.on_chat_reply(reply),
+            FromWorker::Chat(reply) => self.chat.on_reply(reply),
             FromWorker::Order(reply) => self.on_order_reply(reply),
             FromWorker::Explore(reply) => self.on_explore_reply(reply),
             FromWorker::Vision(reply) => self.on_vision_reply(reply),
             FromWorker::Bench(done) => self.on_bench_done(done),
             FromWorker::Error(message) => self.engine.notice.set(Some(message)),
-        }
-    }
-
-    fn on_chat_reply(self, reply: ChatReply) {
-        match reply {
-            ChatReply::Token { request, text } => {
-                if self.generating.get_untracked() == Some(request) {
-                    self.turns.update(|turns| {
-                        if let Some(last) = turns.last_mut().filter(|t| t.role == Role::Assistant) {
-                            last.text.push_str(&text);
-                        }
-                    });
-                }
-            }
-            ChatReply::Restarted { request } => {
-                if self.generating.get_untracked() == Some(request) {
-                    self.turns.update(|turns| {
-                        if let Some(last) = turns.last_mut().filter(|t| t.role == Role::Assistant) {
-                            last.text.clear();
-                        }
-                    });
-                }
-            }
-            ChatReply::Done { request, stats } => {
-                if self.generating.get_untracked() == Some(request) {
-                    self.generating.set(None);
-                    self.stats.set(Some(stats));
-                }
-            }
-            ChatReply::Failed { request, message } => {
-                if self.generating.get_untracked() == Some(request) {
-                    self.generating.set(None);
-                    self.turns.update(|turns| {
-                        if turns
-                            .last()
-                            .is_some_and(|t| t.role == Role::Assistant && t.text.is_empty())
-                        {
-                            turns.pop();
-                        }
-                    });
-                    self.engine.notice.set(Some(message));
-                }
-            }
         }
     }
 
@@ -711,15 +601,9 @@ impl AppState {
         }
     }
 
-    fn new_id(self) -> u64 {
-        let id = self.next_id.get_untracked();
-        self.next_id.set(id + 1);
-        id
-    }
-
     pub fn can_send(self) -> bool {
         self.engine.is_ready()
-            && self.generating.get().is_none()
+            && self.chat.generating.get().is_none()
             && self.order.running.get().is_none()
             && self.explorer.running.get().is_none()
     }
@@ -759,64 +643,18 @@ impl AppState {
         });
     }
 
-    /// The conversation up to and including the reply `turn_id`, as chat messages.
-    pub fn messages_through(self, turn_id: u64) -> Vec<ChatMessage> {
-        let settings = self.settings.get_untracked();
-        let mut messages = Vec::new();
-        if !settings.system_prompt.trim().is_empty() {
-            messages.push(ChatMessage::new("system", &settings.system_prompt));
-        }
-        for turn in self.turns.get_untracked() {
-            let role = match turn.role {
-                Role::User => "user",
-                Role::Assistant => "assistant",
-            };
-            messages.push(ChatMessage::new(role, &turn.text));
-            if turn.id == turn_id {
-                break;
-            }
-        }
-        messages
-    }
-
     /// Sends the user's message and starts the reply.
     pub fn send_message(self, text: &str) {
-        let text = text.trim();
-        if text.is_empty() || !self.can_send() {
-            return;
+        if self.can_send() {
+            self.chat.send_message(text);
         }
-        let id = self.new_id();
-        self.turns.update(|turns| {
-            turns.push(Turn {
-                id,
-                role: Role::User,
-                text: text.to_string(),
-            })
-        });
-        self.reply();
     }
 
-    /// Asks the worker to answer the conversation as it stands.
-    fn reply(self) {
-        let id = self.new_id();
-        let request = self.engine.next_request();
-        let settings = self.settings.get_untracked();
-        let messages = self.messages_through(u64::MAX);
-        self.turns.update(|turns| {
-            turns.push(Turn {
-                id,
-                role: Role::Assistant,
-                text: String::new(),
-            })
-        });
-        self.engine.notice.set(None);
-        self.generating.set(Some(request));
-        self.engine.send(ChatRequest::Generate {
-            request,
-            messages,
-            params: settings.params,
-            max_tokens: settings.max_tokens,
-        });
+    /// Replaces the last reply with a new one.
+    pub fn regenerate(self) {
+        if self.can_send() {
+            self.chat.regenerate();
+        }
     }
 
     /// Answers the question under its options' orderings: all of them (`all_orders`), or
@@ -850,38 +688,6 @@ impl AppState {
         if self.order.running.get_untracked().is_some() {
             self.engine.send(ToWorker::Stop);
         }
-    }
-
-    pub fn stop(self) {
-        if self.generating.get_untracked().is_some() {
-            self.engine.send(ToWorker::Stop);
-        }
-    }
-
-    /// Replaces the last reply with a new one, drawn with the next seed (the same seed would
-    /// give the same text).
-    pub fn regenerate(self) {
-        if !self.can_send()
-            || !self
-                .turns
-                .with(|t| t.last().is_some_and(|t| t.role == Role::Assistant))
-        {
-            return;
-        }
-        self.turns.update(|turns| {
-            turns.pop();
-        });
-        self.settings
-            .update(|s| s.params.seed = s.params.seed.wrapping_add(1));
-        self.reply();
-    }
-
-    pub fn new_chat(self) {
-        self.stop();
-        self.generating.set(None);
-        self.turns.set(Vec::new());
-        self.stats.set(None);
-        self.engine.notice.set(None);
     }
 }
 
