@@ -9,15 +9,15 @@ pub fn StatusBar() -> impl IntoView {
     let engine = use_app_state().engine;
     let text = move || {
         let tier = engine.tier.get().map(|t| t.label());
-        let engine = match engine.status.get() {
+        let status = match engine.status.get() {
             EngineStatus::Starting => "starting".to_string(),
             EngineStatus::Loading => "loading".to_string(),
             EngineStatus::Ready => "ready".to_string(),
             EngineStatus::Failed { .. } => "failed".to_string(),
         };
         match tier {
-            Some(tier) => format!("{tier} — {engine}"),
-            None => format!("Starting the engine… — {engine}"),
+            Some(tier) => format!("{tier} — {status}"),
+            None => format!("Starting the engine… — {status}"),
         }
     };
     let title = move || match engine.tier.get() {
