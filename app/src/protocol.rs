@@ -1,55 +1,36 @@
-//! The messages between the page and its engine worker: one enum each way, sent as JSON.
+//! The messages between the page and its engine worker: one enum each way, grouped per view,
+//! sent as JSON.
 
 use engine::runtime::sampling::SamplingParams;
 use engine::text::chat::ChatMessage;
 use serde::{Deserialize, Serialize};
 
-/// Page → worker.
+/// Page → worker: one group per view, and the engine's own requests.
+///
+/// Every request whose answer a view waits for carries a `request` id the page chose; every
+/// reply to it carries the same id, so the page can drop the replies to requests it no longer
+/// waits for.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ToWorker {
+    Engine(EngineRequest),
+    Chat(ChatRequest),
+    Order(OrderRequest),
+    Explore(ExploreRequest),
+    Vision(VisionRequest),
+    Bench(BenchRequest),
+    /// Stop the chat reply or the order run under way (a partial reply stays). Not queued: the
+    /// worker raises a flag that the running loop checks between tokens.
+    Stop,
+}
+
+/// The chat model and its cache, whichever view uses them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum EngineRequest {
     /// Find the compute tiers this browser offers and report them.
     Probe,
     /// Load the chat model (from the browser's cache, or the network, resuming a partial
     /// download) on the given tier.
     Load { tier: TierChoice },
-    /// Answer the conversation: `messages` end with the user's turn.
-    Generate {
-        request: u32,
-        messages: Vec<ChatMessage>,
-        params: SamplingParams,
-        max_tokens: usize,
-    },
-    /// Stop the generation under way (the partial reply stays), or an order run.
-    Stop,
-    /// The "Order" view: answer a multiple-choice question under each of `orders` (orderings
-    /// of `options`), with Set-Based Prompting or plainly; a separate KV cache, the chat's stays.
-    RunOrders {
-        request: u32,
-        question: String,
-        options: Vec<String>,
-        set_based: bool,
-        orders: Vec<Vec<usize>>,
-        max_tokens: usize,
-    },
-    /// The attention explorer: run `source` once with every tap on and keep the captures in
-    /// the worker; answers [`FromWorker::Inspected`]. Views then ask for pieces of it.
-    Inspect { request: u32, source: InspectSource },
-    /// One head of the kept inspection: answers [`FromWorker::InspectedHead`].
-    InspectHead { layer: usize, head: usize },
-    /// The logit lens at one token of the kept inspection: answers [`FromWorker::LogitLens`].
-    LogitLens { token: usize },
-    /// Benchmark (`cargo xtask bench-compare`): prefill `ids` in a fresh session, then
-    /// `decode_tokens` greedy steps; answers [`FromWorker::BenchDone`].
-    Bench { ids: Vec<u32>, decode_tokens: usize },
-    /// The Vision view: classify a 28 × 28 image (values in [0, 1]) with the ViT and the ViR,
-    /// the ViR in every form; answers [`FromWorker::Classified`]. The first request loads both
-    /// models (a few hundred kB).
-    Classify {
-        request: u32,
-        image: Vec<f32>,
-        /// Chunk length of the ViR's chunkwise form.
-        chunk: usize,
-    },
     /// Report what is cached and how much storage the origin uses.
     CacheInfo,
     /// Delete the cached model.
@@ -57,6 +38,71 @@ pub enum ToWorker {
     /// Mark the GPU device as lost, as a real loss would (for tests and demonstrations of the
     /// CPU fallback).
     SimulateDeviceLoss,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ChatRequest {
+    /// Answer the conversation: `messages` end with the user's turn. Answered by
+    /// [`ChatReply`]s.
+    Generate {
+        request: u32,
+        messages: Vec<ChatMessage>,
+        params: SamplingParams,
+        max_tokens: usize,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum OrderRequest {
+    /// Answer a multiple-choice question under each of `orders` (orderings of `options`), with
+    /// Set-Based Prompting or plainly; a separate KV cache, the chat's stays. Answered by
+    /// [`OrderReply`]s.
+    Run {
+        request: u32,
+        question: String,
+        options: Vec<String>,
+        set_based: bool,
+        orders: Vec<Vec<usize>>,
+        max_tokens: usize,
+    },
+}
+
+/// The attention explorer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ExploreRequest {
+    /// Run `source` once with every tap on and keep the captures in the worker; answers
+    /// [`ExploreReply::Inspected`]. Views then ask for pieces of it.
+    Inspect { request: u32, source: InspectSource },
+    /// One head of the kept inspection: answers [`ExploreReply::Head`].
+    Head {
+        request: u32,
+        layer: usize,
+        head: usize,
+    },
+    /// The logit lens at one token of the kept inspection: answers [`ExploreReply::Lens`].
+    Lens { request: u32, token: usize },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum VisionRequest {
+    /// Classify a 28 × 28 image (values in [0, 1]) with the ViT and the ViR, the ViR in every
+    /// form; answers [`VisionReply::Classified`]. The first request loads both models (a few
+    /// hundred kB).
+    Classify {
+        request: u32,
+        image: Vec<f32>,
+        /// Chunk length of the ViR's chunkwise form.
+        chunk: usize,
+    },
+}
+
+/// Benchmark (`cargo xtask bench-compare`): prefill `ids` in a fresh session, then
+/// `decode_tokens` greedy steps; answers [`BenchDone`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchRequest {
+    pub request: u32,
+    pub ids: Vec<u32>,
+    pub decode_tokens: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,11 +113,27 @@ pub enum TierChoice {
     Cpu,
 }
 
-/// Worker → page.
+/// Worker → page, grouped like [`ToWorker`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum FromWorker {
     /// The worker's wasm is running and listens: messages sent before this would be lost.
     Ready,
+    Engine(EngineEvent),
+    Chat(ChatReply),
+    Order(OrderReply),
+    Explore(ExploreReply),
+    Vision(VisionReply),
+    Bench(BenchDone),
+    /// Something failed outside any request (a message the worker could not read); the text is
+    /// for people.
+    Error(String),
+}
+
+/// What the engine is and does now. These carry no request id: they report the engine's
+/// state, which changes unasked too (a GPU lost in the middle of a reply reloads the model on
+/// the CPU), and the page shows the latest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum EngineEvent {
     /// The tier the engine uses now (after probing, loading or a fallback).
     Tier(ComputeTier),
     /// Whether this browser has a WebGPU adapter at all (for the tier switch).
@@ -84,57 +146,68 @@ pub enum FromWorker {
         message: String,
         retry: bool,
     },
+    Cache(CacheInfo),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ChatReply {
     /// The next piece of a reply's text (possibly empty while a character is incomplete).
-    Token {
-        request: u32,
-        text: String,
-    },
+    Token { request: u32, text: String },
     /// A reply ended.
-    Done {
-        request: u32,
-        stats: ReplyStats,
-    },
+    Done { request: u32, stats: ReplyStats },
     /// The reply starts over (after a fallback to the CPU): drop its text so far.
-    ReplyRestarted {
-        request: u32,
-    },
+    Restarted { request: u32 },
     /// Generation failed; the conversation is unchanged.
-    GenerateFailed {
-        request: u32,
-        message: String,
-    },
+    Failed { request: u32, message: String },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum OrderReply {
     /// The prompt of an order run as laid out for its first ordering.
-    OrderLayout {
-        request: u32,
-        layout: OrderLayout,
-    },
+    Layout { request: u32, layout: OrderLayout },
     /// The answer under one ordering.
-    OrderAnswer {
+    Answer {
         request: u32,
         order: Vec<usize>,
         answer: String,
     },
     /// An order run ended (all orderings answered, stopped, or failed with `error`).
-    OrderDone {
+    Done {
         request: u32,
         stopped: bool,
         error: Option<String>,
     },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ExploreReply {
     /// An inspection is ready (or `Err`: why not).
     Inspected {
         request: u32,
         result: Result<InspectionSummary, String>,
     },
-    InspectedHead(HeadData),
-    BenchDone(Result<BenchTimes, String>),
+    Head {
+        request: u32,
+        result: Result<HeadData, String>,
+    },
+    Lens {
+        request: u32,
+        result: Result<LensData, String>,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum VisionReply {
     Classified {
         request: u32,
         result: Result<VisionReport, String>,
     },
-    LogitLens(LensData),
-    Cache(CacheInfo),
-    /// Something failed outside loading and generation; the text is for people.
-    Error(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchDone {
+    pub request: u32,
+    pub result: Result<BenchTimes, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,7 +294,7 @@ pub struct OrderLayout {
     pub visible: Vec<bool>,
 }
 
-/// What [`ToWorker::Bench`] measured, in milliseconds of the worker's clock.
+/// What a [`BenchRequest`] measured, in milliseconds of the worker's clock.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BenchTimes {
     pub backend: String,
@@ -338,6 +411,36 @@ pub struct VisionReport {
     /// (file, sha256) of each vision model, for run cards.
     pub models: Vec<(String, String)>,
 }
+
+/// Each group converts into its side's message, so that senders can write
+/// `send(ChatRequest::Generate { … })` and `post(ChatReply::Token { … })`.
+macro_rules! groups {
+    ($message:ident { $($group:ident => $variant:ident),* $(,)? }) => {
+        $(impl From<$group> for $message {
+            fn from(group: $group) -> Self {
+                $message::$variant(group)
+            }
+        })*
+    };
+}
+
+groups!(ToWorker {
+    EngineRequest => Engine,
+    ChatRequest => Chat,
+    OrderRequest => Order,
+    ExploreRequest => Explore,
+    VisionRequest => Vision,
+    BenchRequest => Bench,
+});
+
+groups!(FromWorker {
+    EngineEvent => Engine,
+    ChatReply => Chat,
+    OrderReply => Order,
+    ExploreReply => Explore,
+    VisionReply => Vision,
+    BenchDone => Bench,
+});
 
 pub fn encode<T: Serialize>(message: &T) -> String {
     serde_json::to_string(message).unwrap_or_else(|e| format!("{{\"Error\":\"encode: {e}\"}}"))

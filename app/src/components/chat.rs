@@ -8,6 +8,7 @@ use leptos::prelude::*;
 #[component]
 pub fn ChatPanel() -> impl IntoView {
     let state = use_app_state();
+    let chat = state.chat;
     let (draft, set_draft) = signal(String::new());
     let send = move || {
         let text = draft.get_untracked();
@@ -19,12 +20,12 @@ pub fn ChatPanel() -> impl IntoView {
     // Escape stops a reply from anywhere on the page.
     let escape = window_event_listener(leptos::ev::keydown, move |event| {
         if event.key() == "Escape" {
-            state.stop();
+            chat.stop();
         }
     });
     on_cleanup(move || escape.remove());
     let stats = move || {
-        state.stats.get().map(|s| {
+        chat.stats.get().map(|s| {
             format!(
                 "{} tokens, {:.1} tokens/s, first token after {:.1} s · context {} of {} tokens{}",
                 s.tokens,
@@ -39,7 +40,7 @@ pub fn ChatPanel() -> impl IntoView {
     view! {
         <div class="conversation" role="log" aria-label="Conversation" aria-live="polite">
             <For
-                each=move || state.turns.get()
+                each=move || chat.turns.get()
                 key=|turn| (turn.id, turn.text.len())
                 let:turn
             >
@@ -55,22 +56,22 @@ pub fn ChatPanel() -> impl IntoView {
                                 disabled=move || !state.can_send()
                                 on:click=move |_| state.inspect(
                                     "Chat reply".into(),
-                                    InspectSource::Chat(state.messages_through(id)),
+                                    InspectSource::Chat(chat.messages_through(id)),
                                 )
                             >"Inspect"</button>
                         }
                     })}
                 </div>
             </For>
-            <Show when=move || state.generating.get().is_some()>
+            <Show when=move || chat.generating.get().is_some()>
                 <p class="typing" aria-hidden="true">"…"</p>
             </Show>
         </div>
-        {move || state.notice.get().map(|notice| view! {
+        {move || state.engine.notice.get().map(|notice| view! {
             <p class="notice" role="alert">
                 {notice}
                 " "
-                <button class="link" on:click=move |_| state.notice.set(None)>"Dismiss"</button>
+                <button class="link" on:click=move |_| state.engine.notice.set(None)>"Dismiss"</button>
             </p>
         })}
         <p class="stats">{stats}</p>
@@ -90,13 +91,13 @@ pub fn ChatPanel() -> impl IntoView {
             ></textarea>
             <div class="buttons">
                 <button type="submit" disabled=move || !state.can_send() || draft.get().trim().is_empty()>"Send"</button>
-                <button type="button" on:click=move |_| state.stop() disabled=move || state.generating.get().is_none()>"Stop"</button>
+                <button type="button" on:click=move |_| chat.stop() disabled=move || chat.generating.get().is_none()>"Stop"</button>
                 <button
                     type="button"
                     on:click=move |_| state.regenerate()
-                    disabled=move || !state.can_send() || !state.turns.with(|t| t.last().is_some_and(|t| t.role == Role::Assistant))
+                    disabled=move || !state.can_send() || !chat.ends_with_reply()
                 >"Regenerate"</button>
-                <button type="button" on:click=move |_| state.new_chat()>"New chat"</button>
+                <button type="button" on:click=move |_| chat.new_chat()>"New chat"</button>
             </div>
         </form>
     }

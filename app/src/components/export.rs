@@ -104,7 +104,7 @@ pub fn run_card(state: AppState, figure: &str) -> serde_json::Value {
         .and_then(|w| w.location().href().ok())
         .unwrap_or_default();
     let base = href.split('?').next().unwrap_or_default().to_string();
-    let settings = state.settings.get_untracked();
+    let (engine, settings) = (state.engine, state.chat.settings.get_untracked());
     let vision = state.vision.report.get_untracked();
     let (models, tier) = match link.view {
         crate::deep_link::View::Vision => (
@@ -112,11 +112,11 @@ pub fn run_card(state: AppState, figure: &str) -> serde_json::Value {
             vision.map(|r| r.backend).unwrap_or_default(),
         ),
         _ => (
-            serde_json::json!(state.model.get_untracked().map(|m| serde_json::json!({
+            serde_json::json!(engine.model.get_untracked().map(|m| serde_json::json!({
                 "name": m.name,
                 "sha256": m.sha256,
             }))),
-            state
+            engine
                 .tier
                 .get_untracked()
                 .map(|t| t.label())

@@ -1,5 +1,5 @@
 use crate::protocol::{LoadProgress, TierChoice};
-use crate::state::{use_app_state, EngineState};
+use crate::state::{use_app_state, EngineStatus};
 use leptos::prelude::*;
 
 fn megabytes(bytes: u64) -> String {
@@ -39,15 +39,15 @@ fn percent(p: &LoadProgress) -> u64 {
 /// The model's arrival: a progress bar while loading, the error and a Retry button if it fails.
 #[component]
 pub fn LoadPanel() -> impl IntoView {
-    let state = use_app_state();
+    let engine = use_app_state().engine;
     let loading = move || {
         matches!(
-            state.engine.get(),
-            EngineState::Loading | EngineState::Starting
+            engine.status.get(),
+            EngineStatus::Loading | EngineStatus::Starting
         )
     };
-    let failed = move || match state.engine.get() {
-        EngineState::Failed { message, retry } => Some((message, retry)),
+    let failed = move || match engine.status.get() {
+        EngineStatus::Failed { message, retry } => Some((message, retry)),
         _ => None,
     };
     view! {
@@ -56,11 +56,11 @@ pub fn LoadPanel() -> impl IntoView {
                 <progress
                     aria-label="Model loading"
                     max="100"
-                    value=move || state.progress.get().map(|p| percent(&p)).unwrap_or(0)
-                    aria-valuetext=move || state.progress.get().map(|p| describe(&p)).unwrap_or_else(|| "Starting".into())
+                    value=move || engine.progress.get().map(|p| percent(&p)).unwrap_or(0)
+                    aria-valuetext=move || engine.progress.get().map(|p| describe(&p)).unwrap_or_else(|| "Starting".into())
                 ></progress>
                 <p class="load-text">
-                    {move || state.progress.get().map(|p| describe(&p)).unwrap_or_else(|| "Starting the engine…".into())}
+                    {move || engine.progress.get().map(|p| describe(&p)).unwrap_or_else(|| "Starting the engine…".into())}
                 </p>
             </div>
         </Show>
@@ -68,7 +68,7 @@ pub fn LoadPanel() -> impl IntoView {
             <div class="load-panel failed" role="alert">
                 <p>"The model could not be loaded: " {message}</p>
                 <Show when=move || retry>
-                    <button on:click=move |_| state.load(TierChoice::Auto)>"Retry"</button>
+                    <button on:click=move |_| engine.load(TierChoice::Auto)>"Retry"</button>
                 </Show>
             </div>
         })}

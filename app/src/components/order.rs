@@ -65,7 +65,7 @@ pub fn OrderPanel() -> impl IntoView {
                     disabled=move || !idle()
                 >"Inspect attention"</button>
                 <button
-                    on:click=move |_| state.stop_orders()
+                    on:click=move |_| state.order.stop()
                     disabled=move || state.order.running.get().is_none()
                 >
                     "Stop"

@@ -1,5 +1,5 @@
 use crate::protocol::{ComputeTier, TierChoice};
-use crate::state::{use_app_state, EngineState, Settings};
+use crate::state::{use_app_state, EngineStatus, Settings};
 use leptos::prelude::*;
 
 /// The side panel: system prompt, sampling controls, compute tier, and the model's cache.
@@ -20,6 +20,7 @@ fn SystemPrompt() -> impl IntoView {
     let state = use_app_state();
     let placeholder = move || {
         state
+            .engine
             .model
             .get()
             .and_then(|m| m.default_system_prompt)
@@ -31,8 +32,8 @@ fn SystemPrompt() -> impl IntoView {
             <textarea
                 rows="3"
                 placeholder=placeholder
-                prop:value=move || state.settings.with(|s| s.system_prompt.clone())
-                on:change=move |ev| state.settings.update(|s| s.system_prompt = event_target_value(&ev))
+                prop:value=move || state.chat.settings.with(|s| s.system_prompt.clone())
+                on:change=move |ev| state.chat.settings.update(|s| s.system_prompt = event_target_value(&ev))
             ></textarea>
         </label>
     }
@@ -57,11 +58,11 @@ fn NumberField(
                 step=step
                 min=min
                 max=max
-                prop:value=move || state.settings.with(get)
+                prop:value=move || state.chat.settings.with(get)
                 on:change=move |ev| {
                     if let Ok(v) = event_target_value(&ev).parse::<f64>() {
                         if v.is_finite() {
-                            state.settings.update(|s| set(s, v));
+                            state.chat.settings.update(|s| set(s, v));
                         }
                     }
                 }
@@ -88,7 +89,7 @@ fn SamplingControls() -> impl IntoView {
                 get=|s| s.max_tokens.to_string() set=|s, v| s.max_tokens = v.clamp(1.0, 2048.0) as usize />
             <NumberField label="Seed" step="1" min="0" max="4294967295"
                 get=|s| s.params.seed.to_string() set=|s, v| s.params.seed = v.max(0.0) as u64 />
-            <button type="button" class="link" on:click=move |_| state.settings.update(|s| {
+            <button type="button" class="link" on:click=move |_| state.chat.settings.update(|s| {
                 let system_prompt = std::mem::take(&mut s.system_prompt);
                 *s = Settings { system_prompt, ..Settings::default() };
             })>"Reset sampling"</button>
@@ -99,7 +100,7 @@ fn SamplingControls() -> impl IntoView {
 #[component]
 fn TierSwitch() -> impl IntoView {
     let state = use_app_state();
-    let current = move || match state.tier.get() {
+    let current = move || match state.engine.tier.get() {
         Some(ComputeTier::WebGpu { .. }) => "webgpu",
         _ => "cpu",
     };
@@ -108,13 +109,13 @@ fn TierSwitch() -> impl IntoView {
             <span>"Compute"</span>
             <select
                 prop:value=current
-                disabled=move || state.engine.get() == EngineState::Loading || state.generating.get().is_some()
+                disabled=move || state.engine.status.get() == EngineStatus::Loading || state.chat.generating.get().is_some()
                 on:change=move |ev| {
                     let choice = if event_target_value(&ev) == "webgpu" { TierChoice::WebGpu } else { TierChoice::Cpu };
-                    state.load(choice);
+                    state.engine.load(choice);
                 }
             >
-                <option value="webgpu" disabled=move || !state.webgpu_available.get()>"WebGPU"</option>
+                <option value="webgpu" disabled=move || !state.engine.webgpu_available.get()>"WebGPU"</option>
                 <option value="cpu">"CPU (wasm)"</option>
             </select>
         </label>
@@ -129,7 +130,7 @@ fn megabytes(bytes: f64) -> String {
 fn CachePanel() -> impl IntoView {
     let state = use_app_state();
     let summary = move || {
-        let Some(info) = state.cache.get() else {
+        let Some(info) = state.engine.cache.get() else {
             return "Checking the cache…".to_string();
         };
         if let Some(why) = info.unavailable {
@@ -159,6 +160,7 @@ fn CachePanel() -> impl IntoView {
     };
     let model_name = move || {
         state
+            .engine
             .model
             .get()
             .map(|m| format!("{} · sha256 {}…", m.name, &m.sha256[..12]))
@@ -169,8 +171,8 @@ fn CachePanel() -> impl IntoView {
             <p>{summary}</p>
             <button
                 type="button"
-                on:click=move |_| state.clear_cache()
-                disabled=move || state.cache.get().is_none_or(|c| c.model_bytes.is_none() && c.partial_bytes.is_none())
+                on:click=move |_| state.engine.clear_cache()
+                disabled=move || state.engine.cache.get().is_none_or(|c| c.model_bytes.is_none() && c.partial_bytes.is_none())
             >"Remove cached model"</button>
         </section>
     }

@@ -1,26 +1,26 @@
 use crate::protocol::ComputeTier;
-use crate::state::{use_app_state, EngineState};
+use crate::state::{use_app_state, EngineStatus};
 use leptos::prelude::*;
 
 /// The compute tier and the engine's state, announced politely to screen readers:
 /// "WebGPU (google swiftshader) — ready", "CPU (wasm) — loading".
 #[component]
 pub fn StatusBar() -> impl IntoView {
-    let state = use_app_state();
+    let engine = use_app_state().engine;
     let text = move || {
-        let tier = state.tier.get().map(|t| t.label());
-        let engine = match state.engine.get() {
-            EngineState::Starting => "starting".to_string(),
-            EngineState::Loading => "loading".to_string(),
-            EngineState::Ready => "ready".to_string(),
-            EngineState::Failed { .. } => "failed".to_string(),
+        let tier = engine.tier.get().map(|t| t.label());
+        let status = match engine.status.get() {
+            EngineStatus::Starting => "starting".to_string(),
+            EngineStatus::Loading => "loading".to_string(),
+            EngineStatus::Ready => "ready".to_string(),
+            EngineStatus::Failed { .. } => "failed".to_string(),
         };
         match tier {
-            Some(tier) => format!("{tier} — {engine}"),
-            None => format!("Starting the engine… — {engine}"),
+            Some(tier) => format!("{tier} — {status}"),
+            None => format!("Starting the engine… — {status}"),
         }
     };
-    let title = move || match state.tier.get() {
+    let title = move || match engine.tier.get() {
         Some(ComputeTier::Cpu { reason }) => reason,
         _ => String::new(),
     };

@@ -8,7 +8,7 @@ use super::explorer::number_input;
 use super::export::{grid_svg, ExportBar};
 use super::heatmap::viridis;
 use crate::protocol::{VisionOutput, VisionReport};
-use crate::state::{use_app_state, AppState, VisionState, VitMap};
+use crate::state::{use_app_state, VisionState, VitMap};
 use engine::models::vision::center_like_mnist;
 use leptos::html::Canvas;
 use leptos::prelude::*;
@@ -139,14 +139,13 @@ pub(super) fn vision_status(vision: VisionState) -> String {
 
 #[component]
 pub fn VisionPanel() -> impl IntoView {
-    let state = use_app_state();
-    let vision = state.vision;
+    let vision = use_app_state().vision;
     let status = move || vision_status(vision);
     view! {
         <section class="vision" aria-label="Vision">
             <div class="vision-input">
-                <DrawingPad state=state />
-                <TestDigitPicker state=state />
+                <DrawingPad vision=vision />
+                <TestDigitPicker vision=vision />
             </div>
             <p class="vision-status" role="status">{status}</p>
             {move || vision.error.get().map(|e| view! { <p class="notice" role="alert">{e}</p> })}
@@ -157,7 +156,7 @@ pub fn VisionPanel() -> impl IntoView {
                 </div>
                 <VitInsides vision=vision />
                 <VirInsides vision=vision />
-                <FormTable state=state />
+                <FormTable vision=vision />
             </Show>
         </section>
     }
@@ -166,8 +165,7 @@ pub fn VisionPanel() -> impl IntoView {
 /// A 280 × 280 pad: the mouse or a finger draws with a soft 28 × 28 brush; letting go
 /// classifies the drawing, laid out like MNIST first.
 #[component]
-fn DrawingPad(state: AppState) -> impl IntoView {
-    let vision = state.vision;
+fn DrawingPad(vision: VisionState) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     let drawn = StoredValue::new(vec![0.0f32; SIDE * SIDE]);
     let last = StoredValue::new(None::<(f32, f32)>);
@@ -227,7 +225,7 @@ fn DrawingPad(state: AppState) -> impl IntoView {
     let finish = move || {
         if last.get_value().is_some() {
             last.set_value(None);
-            state.classify_drawing(drawn.with_value(|d| center_like_mnist(d)));
+            vision.classify_drawing(drawn.with_value(|d| center_like_mnist(d)));
         }
     };
     let clear = move |_| {
@@ -266,12 +264,12 @@ fn DrawingPad(state: AppState) -> impl IntoView {
 
 /// The keyboard's way in: a test digit by number.
 #[component]
-fn TestDigitPicker(state: AppState) -> impl IntoView {
+fn TestDigitPicker(vision: VisionState) -> impl IntoView {
     let index = RwSignal::new(0usize);
     view! {
         <div class="test-digit">
             {number_input("Test digit", index, || 999)}
-            <button on:click=move |_| state.show_test_digit(index.get_untracked())>
+            <button on:click=move |_| vision.show_test_digit(index.get_untracked())>
                 "Classify test digit"
             </button>
             <p class="hint">"1,000 digits the models never trained on (labels from MNIST)."</p>
@@ -520,8 +518,7 @@ pub(super) fn VirInsides(vision: VisionState) -> impl IntoView {
 }
 
 #[component]
-fn FormTable(state: AppState) -> impl IntoView {
-    let vision = state.vision;
+fn FormTable(vision: VisionState) -> impl IntoView {
     let rows = move || {
         vision
             .report
@@ -532,7 +529,7 @@ fn FormTable(state: AppState) -> impl IntoView {
             <h3>"ViR: three forms of retention, one answer"</h3>
             <div class="selection">
                 {number_input("Chunk length", vision.chunk, || 50)}
-                <button on:click=move |_| state.classify() disabled=move || vision.running.get().is_some()>
+                <button on:click=move |_| vision.classify() disabled=move || vision.running.get().is_some()>
                     "Run again"
                 </button>
             </div>

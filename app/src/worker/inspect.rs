@@ -1,8 +1,10 @@
 //! The attention explorer's work: one captured forward pass over what the user chose to
 //! inspect, kept in the worker (it can be 100 MB), and the pieces the views ask for.
 
-use super::{js, order};
-use crate::protocol::{HeadData, InspectSource, InspectionSummary, LensData};
+use super::{js, order, post, Worker};
+use crate::protocol::{
+    ExploreReply, ExploreRequest, HeadData, InspectSource, InspectionSummary, LensData,
+};
 use engine::analysis::inspect::{Inspection, MAX_INSPECTED_TOKENS};
 use engine::analysis::set_prompt::{PartIds, SetPrompt};
 use engine::runtime::Engine;
@@ -12,6 +14,57 @@ use engine::{Error, Result};
 const THUMBNAIL_SIDE: usize = 16;
 /// The logit lens lists this many candidates per layer.
 const LENS_TOP: usize = 3;
+
+impl Worker {
+    pub(super) async fn on_explore(&mut self, request: ExploreRequest) {
+        match request {
+            ExploreRequest::Inspect { request, source } => {
+                self.run_inspection(request, &source).await
+            }
+            ExploreRequest::Head {
+                request,
+                layer,
+                head,
+            } => {
+                let result = match &self.inspection {
+                    Some(inspection) => head_data(inspection, layer, head),
+                    None => Err(Error::InvalidRequest("nothing is inspected".into())),
+                };
+                post(ExploreReply::Head {
+                    request,
+                    result: result.map_err(|e| e.to_string()),
+                });
+            }
+            ExploreRequest::Lens { request, token } => {
+                let result = match (&self.inspection, &self.engine) {
+                    (Some(inspection), Some(engine)) => lens_data(inspection, engine, token).await,
+                    _ => Err(Error::InvalidRequest("nothing is inspected".into())),
+                };
+                post(ExploreReply::Lens {
+                    request,
+                    result: result.map_err(|e| e.to_string()),
+                });
+            }
+        }
+    }
+
+    async fn run_inspection(&mut self, request: u32, source: &InspectSource) {
+        // The previous capture goes first: two at once may not fit in memory.
+        self.inspection = None;
+        let result = match self.engine() {
+            Ok(engine) => inspect(engine, source).await,
+            Err(e) => Err(e),
+        };
+        let result = match result {
+            Ok((inspection, summary)) => {
+                self.inspection = Some(inspection);
+                Ok(summary)
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        post(ExploreReply::Inspected { request, result });
+    }
+}
 
 /// What `source` asks to inspect, laid out (plain text and chats are one causal sequence).
 fn prompt(engine: &Engine, source: &InspectSource) -> Result<SetPrompt> {
@@ -45,7 +98,7 @@ fn prompt(engine: &Engine, source: &InspectSource) -> Result<SetPrompt> {
 }
 
 /// Runs the capture; returns the inspection to keep and the summary for the page.
-pub async fn inspect(
+async fn inspect(
     engine: &Engine,
     source: &InspectSource,
 ) -> Result<(Inspection, InspectionSummary)> {
@@ -73,7 +126,7 @@ pub async fn inspect(
     Ok((inspection, summary))
 }
 
-pub fn head(inspection: &Inspection, layer: usize, head: usize) -> Result<HeadData> {
+fn head_data(inspection: &Inspection, layer: usize, head: usize) -> Result<HeadData> {
     Ok(HeadData {
         layer,
         head,
@@ -82,7 +135,7 @@ pub fn head(inspection: &Inspection, layer: usize, head: usize) -> Result<HeadDa
     })
 }
 
-pub async fn lens(inspection: &Inspection, engine: &Engine, token: usize) -> Result<LensData> {
+async fn lens_data(inspection: &Inspection, engine: &Engine, token: usize) -> Result<LensData> {
     let rows = inspection.logit_lens(engine, token, LENS_TOP).await?;
     Ok(LensData {
         token,

@@ -1,10 +1,13 @@
 //! The engine's side of the worker: receives [`ToWorker`] messages, runs the engine, posts
-//! [`FromWorker`] messages back.
+//! [`FromWorker`] messages back. This file routes each view's requests to its handler (`chat`,
+//! `order`, `inspect`, `vision`) and answers the engine's own: probing, loading, the cache and
+//! the benchmark.
 //!
 //! Messages are handled one at a time by a single task that owns the engine, except `Stop`,
 //! which only raises a flag the generation loop checks between tokens (it yields to the event
 //! loop after each one, so the flag can be raised).
 
+mod chat;
 mod inspect;
 pub mod js;
 mod order;
@@ -13,15 +16,13 @@ pub mod store;
 mod vision;
 
 use crate::protocol::{
-    decode, encode, BenchTimes, CacheInfo, ComputeTier, FromWorker, InspectSource, LoadProgress,
-    LoadStage, ModelInfo, ReplyStats, TierChoice, ToWorker,
+    decode, encode, BenchDone, BenchRequest, BenchTimes, CacheInfo, ComputeTier, EngineEvent,
+    EngineRequest, FromWorker, LoadProgress, LoadStage, ModelInfo, TierChoice, ToWorker,
 };
 use engine::backend::Selection;
 use engine::gpu::GpuBackend;
-use engine::runtime::sampling::{Sampler, SamplingParams};
 use engine::runtime::{Device, Engine, EngineSession, Feed};
 use engine::text::chat::ChatMessage;
-use engine::text::tokenizer::TokenStream;
 use futures_channel::mpsc;
 use futures_util::StreamExt;
 use std::cell::Cell;
@@ -47,18 +48,20 @@ pub fn start() {
             Ok(message) => {
                 let _ = sender.unbounded_send(message);
             }
-            Err(e) => post(&FromWorker::Error(e)),
+            Err(e) => post(FromWorker::Error(e)),
         }
     });
     js::scope().set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     // The handler lives as long as the worker.
     on_message.forget();
     wasm_bindgen_futures::spawn_local(run(receiver, stop));
-    post(&FromWorker::Ready);
+    post(FromWorker::Ready);
 }
 
-pub fn post(message: &FromWorker) {
-    let _ = js::scope().post_message(&JsValue::from_str(&encode(message)));
+/// Sends a message, or any group of them, to the page.
+pub fn post(message: impl Into<FromWorker>) {
+    let message: FromWorker = message.into();
+    let _ = js::scope().post_message(&JsValue::from_str(&encode(&message)));
 }
 
 struct Worker {
@@ -94,92 +97,29 @@ async fn run(mut messages: mpsc::UnboundedReceiver<ToWorker>, stop: Rc<Cell<bool
 impl Worker {
     async fn handle(&mut self, message: ToWorker) {
         match message {
-            ToWorker::Probe => self.probe().await,
-            ToWorker::Load { tier } => self.load(tier).await,
-            ToWorker::Generate {
-                request,
-                messages,
-                params,
-                max_tokens,
-            } => self.generate(request, messages, params, max_tokens).await,
+            ToWorker::Engine(request) => self.on_engine(request).await,
+            ToWorker::Chat(request) => self.on_chat(request).await,
+            ToWorker::Order(request) => self.on_order(request).await,
+            ToWorker::Explore(request) => self.on_explore(request).await,
+            ToWorker::Vision(request) => self.on_vision(request).await,
+            ToWorker::Bench(request) => self.on_bench(request).await,
             ToWorker::Stop => self.stop.set(true),
-            ToWorker::RunOrders {
-                request,
-                question,
-                options,
-                set_based,
-                orders,
-                max_tokens,
-            } => {
-                let run = order::OrderRun {
-                    request,
-                    question: &question,
-                    options: &options,
-                    set_based,
-                    orders: &orders,
-                    max_tokens,
-                };
-                self.run_orders(&run).await
-            }
-            ToWorker::Inspect { request, source } => self.inspect(request, &source).await,
-            ToWorker::InspectHead { layer, head } => {
-                let result = match &self.inspection {
-                    Some(inspection) => inspect::head(inspection, layer, head),
-                    None => Err(engine::Error::InvalidRequest("nothing is inspected".into())),
-                };
-                match result {
-                    Ok(data) => post(&FromWorker::InspectedHead(data)),
-                    Err(e) => post(&FromWorker::Error(e.to_string())),
-                }
-            }
-            ToWorker::LogitLens { token } => {
-                let result = match (&self.inspection, &self.engine) {
-                    (Some(inspection), Some(engine)) => {
-                        inspect::lens(inspection, engine, token).await
-                    }
-                    _ => Err(engine::Error::InvalidRequest("nothing is inspected".into())),
-                };
-                match result {
-                    Ok(data) => post(&FromWorker::LogitLens(data)),
-                    Err(e) => post(&FromWorker::Error(e.to_string())),
-                }
-            }
-            ToWorker::Bench { ids, decode_tokens } => {
-                let result = match self.engine() {
-                    Ok(engine) => bench(engine, &ids, decode_tokens).await,
-                    Err(e) => Err(e),
-                };
-                post(&FromWorker::BenchDone(result.map_err(|e| e.to_string())));
-            }
-            ToWorker::Classify {
-                request,
-                image,
-                chunk,
-            } => {
-                if self.vision.is_none() {
-                    match vision::VisionModels::load().await {
-                        Ok(models) => self.vision = Some(models),
-                        Err(e) => {
-                            let result = Err(format!("the vision models did not load: {e}"));
-                            post(&FromWorker::Classified { request, result });
-                            return;
-                        }
-                    }
-                }
-                if let Some(models) = &self.vision {
-                    let result = models.classify(&image, chunk).await;
-                    post(&FromWorker::Classified { request, result });
-                }
-            }
-            ToWorker::CacheInfo => post(&FromWorker::Cache(cache_info().await)),
-            ToWorker::ClearCache => {
+        }
+    }
+
+    async fn on_engine(&mut self, request: EngineRequest) {
+        match request {
+            EngineRequest::Probe => self.probe().await,
+            EngineRequest::Load { tier } => self.load(tier).await,
+            EngineRequest::CacheInfo => post(EngineEvent::Cache(cache_info().await)),
+            EngineRequest::ClearCache => {
                 let store = Store::open().await;
                 if let Ok(manifest) = store::fetch_manifest(&store).await {
                     store.clear(&manifest.chat).await;
                 }
-                post(&FromWorker::Cache(cache_info().await));
+                post(EngineEvent::Cache(cache_info().await));
             }
-            ToWorker::SimulateDeviceLoss => {
+            EngineRequest::SimulateDeviceLoss => {
                 if let Some(gpu) = self.engine.as_ref().and_then(Engine::gpu) {
                     gpu.context().simulate_loss("simulated from the page");
                 }
@@ -187,45 +127,27 @@ impl Worker {
         }
     }
 
+    async fn on_bench(&mut self, request: BenchRequest) {
+        let BenchRequest {
+            request,
+            ids,
+            decode_tokens,
+        } = request;
+        let result = match self.engine() {
+            Ok(engine) => bench(engine, &ids, decode_tokens).await,
+            Err(e) => Err(e),
+        };
+        post(BenchDone {
+            request,
+            result: result.map_err(|e| e.to_string()),
+        });
+    }
+
     /// The chat model, or why there is none.
     fn engine(&self) -> engine::Result<&Engine> {
         self.engine
             .as_ref()
             .ok_or_else(|| engine::Error::InvalidRequest("the model is not loaded yet".into()))
-    }
-
-    async fn run_orders(&mut self, run: &order::OrderRun<'_>) {
-        self.stop.set(false);
-        let result = match self.engine() {
-            Ok(engine) => order::run_orders(engine, run, &self.stop).await,
-            Err(e) => Err(e),
-        };
-        let (stopped, error) = match result {
-            Ok(stopped) => (stopped, None),
-            Err(e) => (false, Some(e.to_string())),
-        };
-        post(&FromWorker::OrderDone {
-            request: run.request,
-            stopped,
-            error,
-        });
-    }
-
-    async fn inspect(&mut self, request: u32, source: &InspectSource) {
-        // The previous capture goes first: two at once may not fit in memory.
-        self.inspection = None;
-        let result = match self.engine() {
-            Ok(engine) => inspect::inspect(engine, source).await,
-            Err(e) => Err(e),
-        };
-        let result = match result {
-            Ok((inspection, summary)) => {
-                self.inspection = Some(inspection);
-                Ok(summary)
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        post(&FromWorker::Inspected { request, result });
     }
 
     async fn probe(&mut self) {
@@ -237,7 +159,7 @@ impl Worker {
         }
         let available =
             self.gpu.is_some() || self.engine.as_ref().is_some_and(|e| e.gpu().is_some());
-        post(&FromWorker::WebGpuAvailable(available));
+        post(EngineEvent::WebGpuAvailable(available));
         let tier = match (&self.gpu, &self.gpu_error) {
             (Some(gpu), _) => ComputeTier::WebGpu {
                 adapter: gpu.context().description(),
@@ -248,7 +170,7 @@ impl Worker {
                     .unwrap_or_else(|| "WebGPU is not available".into()),
             },
         };
-        post(&FromWorker::Tier(tier));
+        post(EngineEvent::Tier(tier));
     }
 
     async fn load(&mut self, choice: TierChoice) {
@@ -273,11 +195,11 @@ impl Worker {
             },
         };
         match result {
-            Ok(info) => post(&FromWorker::Loaded(ModelInfo {
+            Ok(info) => post(EngineEvent::Loaded(ModelInfo {
                 load_ms: js::now_ms() - started,
                 ..info
             })),
-            Err(e) => post(&FromWorker::LoadFailed {
+            Err(e) => post(EngineEvent::LoadFailed {
                 message: e.message,
                 retry: e.retry,
             }),
@@ -299,7 +221,7 @@ impl Worker {
     }
 
     async fn load_gpu(&mut self, gpu: GpuBackend) -> Result<ModelInfo, LoadError> {
-        post(&FromWorker::Tier(ComputeTier::WebGpu {
+        post(EngineEvent::Tier(ComputeTier::WebGpu {
             adapter: gpu.context().description(),
         }));
         let (engine, info) = load_on(Device::WebGpu(gpu)).await?;
@@ -308,60 +230,12 @@ impl Worker {
     }
 
     async fn load_cpu(&mut self, reason: &str) -> Result<ModelInfo, LoadError> {
-        post(&FromWorker::Tier(ComputeTier::Cpu {
+        post(EngineEvent::Tier(ComputeTier::Cpu {
             reason: reason.to_string(),
         }));
         let (engine, info) = load_on(Device::Cpu).await?;
         self.engine = Some(engine);
         Ok(info)
-    }
-
-    async fn generate(
-        &mut self,
-        request: u32,
-        messages: Vec<ChatMessage>,
-        params: SamplingParams,
-        max_tokens: usize,
-    ) {
-        self.stop.set(false);
-        let result = match &self.engine {
-            Some(engine) => {
-                let chat = Chat {
-                    request,
-                    messages: &messages,
-                    params: &params,
-                    max_tokens,
-                };
-                reply(engine, &mut self.chat, &chat, &self.stop).await
-            }
-            None => Err(engine::Error::InvalidRequest(
-                "the model is not loaded yet".into(),
-            )),
-        };
-        match result {
-            Ok(stats) => post(&FromWorker::Done { request, stats }),
-            Err(engine::Error::Gpu(e)) => {
-                // The GPU is gone: go on on the CPU with the same conversation.
-                let reason = format!("the GPU failed ({e}); continuing on the CPU");
-                post(&FromWorker::ReplyRestarted { request });
-                self.engine = None;
-                self.chat = None;
-                match self.load_cpu(&reason).await {
-                    Ok(info) => {
-                        post(&FromWorker::Loaded(info));
-                        Box::pin(self.generate(request, messages, params, max_tokens)).await;
-                    }
-                    Err(e) => post(&FromWorker::GenerateFailed {
-                        request,
-                        message: e.message,
-                    }),
-                }
-            }
-            Err(e) => post(&FromWorker::GenerateFailed {
-                request,
-                message: e.to_string(),
-            }),
-        }
     }
 }
 
@@ -370,9 +244,9 @@ async fn load_on(device: Device) -> Result<(Engine, ModelInfo), LoadError> {
     let store = Store::open().await;
     let manifest = store::fetch_manifest(&store).await?;
     let file = manifest.chat;
-    let progress = |p: LoadProgress| post(&FromWorker::Progress(p));
+    let progress = |p: LoadProgress| post(EngineEvent::Progress(p));
     let engine = store::load_model(device, &store, &file, &progress).await?;
-    post(&FromWorker::Progress(LoadProgress {
+    post(EngineEvent::Progress(LoadProgress {
         stage: LoadStage::WarmUp,
         bytes: file.bytes,
         total: file.bytes,
@@ -409,92 +283,6 @@ fn default_system_prompt(engine: &Engine) -> Option<String> {
     let start = with.find(marker)? + marker.len();
     let end = with[start..].find("<|im_end|>")? + start;
     Some(with[start..end].to_string())
-}
-
-/// One reply to write: the conversation so far and how to sample.
-struct Chat<'a> {
-    request: u32,
-    messages: &'a [ChatMessage],
-    params: &'a SamplingParams,
-    max_tokens: usize,
-}
-
-/// Answers `chat.messages` in the conversation's session (made on first use), posting each
-/// piece of text as it comes.
-async fn reply(
-    engine: &Engine,
-    session: &mut Option<EngineSession>,
-    chat: &Chat<'_>,
-    stop: &Cell<bool>,
-) -> engine::Result<ReplyStats> {
-    let request = chat.request;
-    let tokenizer = engine.tokenizer();
-    let template = engine
-        .template()
-        .ok_or_else(|| engine::Error::ChatTemplate("this model has no chat template".into()))?;
-    let prompt = template.render(chat.messages, true)?;
-    let ids = tokenizer.encode(&prompt)?;
-    let context = PAGE_CONTEXT.min(engine.config().context_len);
-    if ids.len() >= context {
-        return Err(engine::Error::ContextOverflow {
-            prompt: ids.len(),
-            context,
-        });
-    }
-    let session = match session {
-        Some(s) => s,
-        None => session.insert(engine.session(context)?),
-    };
-    let started = js::now_ms();
-    let mut sampler = Sampler::new(chat.params.clone());
-    let vocab = engine.config().vocab_size;
-    // The cache already holds the conversation's common prefix: only the rest is fed.
-    let first = Feed::sequence(&ids).top_k(sampler.selection(session.tokens(), vocab));
-    let mut candidates = session.feed(first).await?.top;
-    let first_token_ms = js::now_ms() - started;
-    let decode_started = js::now_ms();
-    let mut printer = TokenStream::new();
-    let mut generated = 0;
-    let mut stopped = false;
-    loop {
-        let next = sampler.pick(&candidates);
-        generated += 1;
-        if tokenizer.is_end_of_generation(next) {
-            break;
-        }
-        let text = printer.push(tokenizer, next);
-        if !text.is_empty() {
-            post(&FromWorker::Token { request, text });
-        }
-        // Let Stop arrive.
-        js::yield_now().await;
-        if stop.get() {
-            stopped = true;
-            break;
-        }
-        if generated >= chat.max_tokens || session.tokens().len() + 1 >= context {
-            break;
-        }
-        let next = [next];
-        let feed = Feed::append(&next).top_k(sampler.selection(session.tokens(), vocab));
-        candidates = session.feed(feed).await?.top;
-    }
-    let rest = printer.finish();
-    if !rest.is_empty() {
-        post(&FromWorker::Token {
-            request,
-            text: rest,
-        });
-    }
-    let seconds = ((js::now_ms() - decode_started) / 1000.0).max(1e-3);
-    Ok(ReplyStats {
-        tokens: generated,
-        tokens_per_second: generated.saturating_sub(1) as f64 / seconds,
-        context_used: session.tokens().len(),
-        context,
-        stopped,
-        first_token_ms,
-    })
 }
 
 /// Prefill of `ids` in a fresh session, then greedy steps, timed as `glassbox bench` times the

@@ -4,8 +4,8 @@
 //! The question goes through the model's chat template as a user message; the options are
 //! spliced in where a marker stood, so any template works.
 
-use super::{js, post};
-use crate::protocol::{FromWorker, OrderLayout};
+use super::{js, post, Worker};
+use crate::protocol::{OrderLayout, OrderReply, OrderRequest};
 use engine::analysis::set_prompt::{reorder_members, PartIds, SetPrompt};
 use engine::backend::Selection;
 use engine::runtime::{Engine, EngineSession, Feed};
@@ -20,17 +20,59 @@ const OPTIONS_MARKER: &str = "\u{E000}";
 /// Room for the prompt and the answer: questions are short.
 const ORDER_CONTEXT: usize = 512;
 
-pub struct OrderRun<'a> {
-    pub request: u32,
-    pub question: &'a str,
-    pub options: &'a [String],
-    pub set_based: bool,
-    pub orders: &'a [Vec<usize>],
-    pub max_tokens: usize,
+impl Worker {
+    pub(super) async fn on_order(&mut self, request: OrderRequest) {
+        match request {
+            OrderRequest::Run {
+                request,
+                question,
+                options,
+                set_based,
+                orders,
+                max_tokens,
+            } => {
+                let run = OrderRun {
+                    request,
+                    question: &question,
+                    options: &options,
+                    set_based,
+                    orders: &orders,
+                    max_tokens,
+                };
+                self.run_orders(&run).await
+            }
+        }
+    }
+
+    async fn run_orders(&mut self, run: &OrderRun<'_>) {
+        self.stop.set(false);
+        let result = match self.engine() {
+            Ok(engine) => run_orders(engine, run, &self.stop).await,
+            Err(e) => Err(e),
+        };
+        let (stopped, error) = match result {
+            Ok(stopped) => (stopped, None),
+            Err(e) => (false, Some(e.to_string())),
+        };
+        post(OrderReply::Done {
+            request: run.request,
+            stopped,
+            error,
+        });
+    }
+}
+
+struct OrderRun<'a> {
+    request: u32,
+    question: &'a str,
+    options: &'a [String],
+    set_based: bool,
+    orders: &'a [Vec<usize>],
+    max_tokens: usize,
 }
 
 /// Runs every ordering, posting the layout, each answer and the end; `Ok(true)` if stopped.
-pub async fn run_orders(engine: &Engine, run: &OrderRun<'_>, stop: &Cell<bool>) -> Result<bool> {
+async fn run_orders(engine: &Engine, run: &OrderRun<'_>, stop: &Cell<bool>) -> Result<bool> {
     if run.options.len() < 2 {
         return Err(Error::InvalidRequest("give at least two options".into()));
     }
@@ -51,7 +93,7 @@ pub async fn run_orders(engine: &Engine, run: &OrderRun<'_>, stop: &Cell<bool>) 
             context: ORDER_CONTEXT,
         });
     }
-    post(&FromWorker::OrderLayout {
+    post(OrderReply::Layout {
         request: run.request,
         layout: describe(engine, &whole),
     });
@@ -85,7 +127,7 @@ pub async fn run_orders(engine: &Engine, run: &OrderRun<'_>, stop: &Cell<bool>) 
             next = greedy(&mut session, Feed::append(&[next])).await?;
         }
         answer.push_str(&printer.finish());
-        post(&FromWorker::OrderAnswer {
+        post(OrderReply::Answer {
             request: run.request,
             order: order.clone(),
             answer: answer.trim().to_string(),

@@ -2,8 +2,8 @@
 //! the CPU (wasm). They are small enough (tens of milliseconds an image) that the WebGPU tier
 //! would gain nothing here, and the chat model keeps the GPU device.
 
-use super::js;
-use crate::protocol::{FormRun, VisionOutput, VisionReport};
+use super::{js, post, Worker};
+use crate::protocol::{FormRun, VisionOutput, VisionReply, VisionReport, VisionRequest};
 use engine::analysis::rollout::vision_rollout;
 use engine::backend::RetentionForm;
 use engine::cpu::retention::working_floats;
@@ -14,6 +14,33 @@ pub const VIT_URL: &str = "models/vit-mnist.gguf";
 pub const VIR_URL: &str = "models/vir-mnist.gguf";
 /// Timed runs per retention form (the median is shown).
 const TIMED_RUNS: usize = 5;
+
+impl Worker {
+    pub(super) async fn on_vision(&mut self, request: VisionRequest) {
+        match request {
+            VisionRequest::Classify {
+                request,
+                image,
+                chunk,
+            } => {
+                if self.vision.is_none() {
+                    match VisionModels::load().await {
+                        Ok(models) => self.vision = Some(models),
+                        Err(e) => {
+                            let result = Err(format!("the vision models did not load: {e}"));
+                            post(VisionReply::Classified { request, result });
+                            return;
+                        }
+                    }
+                }
+                if let Some(models) = &self.vision {
+                    let result = models.classify(&image, chunk).await;
+                    post(VisionReply::Classified { request, result });
+                }
+            }
+        }
+    }
+}
 
 pub struct VisionModels {
     vit: VisionEngine,

@@ -1,0 +1,240 @@
+//! The Chat view's state: the conversation, the reply under way and its statistics, and the
+//! sampling settings. The conversation and the settings survive a reload (localStorage, under
+//! [`STORAGE_KEY`]).
+
+use super::engine::EngineState;
+use crate::protocol::{ChatReply, ChatRequest, ReplyStats, ToWorker};
+use ::engine::runtime::sampling::SamplingParams;
+use ::engine::text::chat::ChatMessage;
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    User,
+    Assistant,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    pub id: u64,
+    pub role: Role,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Empty: the model's own default.
+    pub system_prompt: String,
+    pub params: SamplingParams,
+    pub max_tokens: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            system_prompt: String::new(),
+            params: SamplingParams::default(),
+            max_tokens: 256,
+        }
+    }
+}
+
+/// What localStorage keeps.
+#[derive(Default, Serialize, Deserialize)]
+struct Saved {
+    turns: Vec<Turn>,
+    settings: Settings,
+}
+
+const STORAGE_KEY: &str = "glassbox.chat.v1";
+
+#[derive(Clone, Copy)]
+pub struct ChatState {
+    pub turns: RwSignal<Vec<Turn>>,
+    /// The request being answered.
+    pub generating: RwSignal<Option<u32>>,
+    pub stats: RwSignal<Option<ReplyStats>>,
+    pub settings: RwSignal<Settings>,
+    /// The id of the next turn (after those a reload brought back).
+    next_turn: StoredValue<u64>,
+    engine: EngineState,
+}
+
+impl ChatState {
+    /// The saved conversation and settings, kept saved from now on.
+    pub(super) fn new(engine: EngineState) -> Self {
+        let saved: Saved = local_storage()
+            .and_then(|s| s.get_item(STORAGE_KEY).ok().flatten())
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        let next_turn = saved.turns.iter().map(|t| t.id + 1).max().unwrap_or(0);
+        let chat = ChatState {
+            turns: RwSignal::new(saved.turns),
+            generating: RwSignal::new(None),
+            stats: RwSignal::new(None),
+            settings: RwSignal::new(saved.settings),
+            next_turn: StoredValue::new(next_turn),
+            engine,
+        };
+        Effect::new(move |_| {
+            let saved = Saved {
+                turns: chat.turns.get(),
+                settings: chat.settings.get(),
+            };
+            if let (Some(storage), Ok(text)) = (local_storage(), serde_json::to_string(&saved)) {
+                let _ = storage.set_item(STORAGE_KEY, &text);
+            }
+        });
+        chat
+    }
+
+    fn new_turn_id(self) -> u64 {
+        let id = self.next_turn.get_value();
+        self.next_turn.set_value(id + 1);
+        id
+    }
+
+    /// The conversation up to and including the reply `turn_id`, as chat messages.
+    pub fn messages_through(self, turn_id: u64) -> Vec<ChatMessage> {
+        let settings = self.settings.get_untracked();
+        let mut messages = Vec::new();
+        if !settings.system_prompt.trim().is_empty() {
+            messages.push(ChatMessage::new("system", &settings.system_prompt));
+        }
+        for turn in self.turns.get_untracked() {
+            let role = match turn.role {
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            messages.push(ChatMessage::new(role, &turn.text));
+            if turn.id == turn_id {
+                break;
+            }
+        }
+        messages
+    }
+
+    /// Adds the user's message and starts the reply (the caller checked that the engine is
+    /// free: [`super::AppState::send_message`]).
+    pub(super) fn send_message(self, text: &str) {
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        let id = self.new_turn_id();
+        self.turns.update(|turns| {
+            turns.push(Turn {
+                id,
+                role: Role::User,
+                text: text.to_string(),
+            })
+        });
+        self.reply();
+    }
+
+    /// Whether the conversation ends with a reply (that Regenerate would replace).
+    pub fn ends_with_reply(self) -> bool {
+        self.turns
+            .with(|t| t.last().is_some_and(|t| t.role == Role::Assistant))
+    }
+
+    /// Replaces the last reply with a new one, drawn with the next seed (the same seed would
+    /// give the same text). The caller checked that the engine is free.
+    pub(super) fn regenerate(self) {
+        if !self.ends_with_reply() {
+            return;
+        }
+        self.turns.update(|turns| {
+            turns.pop();
+        });
+        self.settings
+            .update(|s| s.params.seed = s.params.seed.wrapping_add(1));
+        self.reply();
+    }
+
+    /// Asks the worker to answer the conversation as it stands.
+    fn reply(self) {
+        let id = self.new_turn_id();
+        let request = self.engine.next_request();
+        let settings = self.settings.get_untracked();
+        let messages = self.messages_through(u64::MAX);
+        self.turns.update(|turns| {
+            turns.push(Turn {
+                id,
+                role: Role::Assistant,
+                text: String::new(),
+            })
+        });
+        self.engine.notice.set(None);
+        self.generating.set(Some(request));
+        self.engine.send(ChatRequest::Generate {
+            request,
+            messages,
+            params: settings.params,
+            max_tokens: settings.max_tokens,
+        });
+    }
+
+    pub fn stop(self) {
+        if self.generating.get_untracked().is_some() {
+            self.engine.send(ToWorker::Stop);
+        }
+    }
+
+    pub fn new_chat(self) {
+        self.stop();
+        self.generating.set(None);
+        self.turns.set(Vec::new());
+        self.stats.set(None);
+        self.engine.notice.set(None);
+    }
+
+    /// A reply's progress; replies to another request than the one under way are dropped.
+    pub(super) fn on_reply(self, reply: ChatReply) {
+        match reply {
+            ChatReply::Token { request, text } => {
+                if self.generating.get_untracked() == Some(request) {
+                    self.turns.update(|turns| {
+                        if let Some(last) = turns.last_mut().filter(|t| t.role == Role::Assistant) {
+                            last.text.push_str(&text);
+                        }
+                    });
+                }
+            }
+            ChatReply::Restarted { request } => {
+                if self.generating.get_untracked() == Some(request) {
+                    self.turns.update(|turns| {
+                        if let Some(last) = turns.last_mut().filter(|t| t.role == Role::Assistant) {
+                            last.text.clear();
+                        }
+                    });
+                }
+            }
+            ChatReply::Done { request, stats } => {
+                if self.generating.get_untracked() == Some(request) {
+                    self.generating.set(None);
+                    self.stats.set(Some(stats));
+                }
+            }
+            ChatReply::Failed { request, message } => {
+                if self.generating.get_untracked() == Some(request) {
+                    self.generating.set(None);
+                    self.turns.update(|turns| {
+                        if turns
+                            .last()
+                            .is_some_and(|t| t.role == Role::Assistant && t.text.is_empty())
+                        {
+                            turns.pop();
+                        }
+                    });
+                    self.engine.notice.set(Some(message));
+                }
+            }
+        }
+    }
+}
+
+fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok().flatten()
+}

@@ -1,0 +1,136 @@
+//! The page's state, in signals, and the actions that change it. The conversation and the
+//! settings survive a reload (localStorage); everything else comes back from the worker.
+//!
+//! Each view has its part: `chat` (the conversation and the sampling settings), `order`,
+//! `explore` (the attention explorer) and `vision`; `engine` holds the engine's status, model,
+//! cache and the worker handle they all send through. [`AppState`] holds them all, and what
+//! spans them: the view shown, embed mode, deep links (`deep_links`), the benchmark hook
+//! (`bench`), and the rule that the chat model does one thing at a time.
+
+mod bench;
+mod chat;
+mod deep_links;
+mod engine;
+mod explore;
+mod order;
+mod vision;
+
+use crate::deep_link::Figure;
+pub use crate::deep_link::View;
+use crate::protocol::{EngineRequest, FromWorker, InspectSource, TierChoice};
+use bench::BenchHook;
+pub use chat::{ChatState, Role, Settings, Turn};
+use deep_links::DeepLinks;
+pub use engine::{EngineState, EngineStatus};
+pub use explore::ExplorerState;
+use leptos::prelude::*;
+pub use order::OrderState;
+pub use vision::{VisionState, VitMap};
+
+#[derive(Clone, Copy)]
+pub struct AppState {
+    pub engine: EngineState,
+    pub chat: ChatState,
+    pub order: OrderState,
+    pub explorer: ExplorerState,
+    pub vision: VisionState,
+    pub view: RwSignal<View>,
+    /// Embed mode (`?embed=1&figure=…`): only that figure is shown.
+    pub embed: Option<Figure>,
+    links: DeepLinks,
+    bench: BenchHook,
+}
+
+pub fn provide_app_state() -> AppState {
+    let link = deep_links::opened_with();
+    let engine = EngineState::new();
+    let state = AppState {
+        engine,
+        chat: ChatState::new(engine),
+        order: OrderState::new(engine),
+        explorer: ExplorerState::new(engine),
+        vision: VisionState::new(engine),
+        view: RwSignal::new(link.view),
+        embed: link.embed,
+        links: DeepLinks::new(link),
+        bench: BenchHook::new(engine),
+    };
+    state.follow_links();
+    provide_context(state);
+    state
+}
+
+pub fn use_app_state() -> AppState {
+    expect_context::<AppState>()
+}
+
+impl AppState {
+    /// Starts the engine worker and loads the model on the best tier.
+    pub fn start(self) {
+        if !self.engine.spawn(move |message| self.on_message(message)) {
+            return;
+        }
+        self.engine.send(EngineRequest::Probe);
+        // A vision figure alone does not need the 98 MB chat model.
+        if self.embed.is_none_or(Figure::needs_chat_model) {
+            self.engine.load(TierChoice::Auto);
+        }
+        self.engine.refresh_cache_info();
+        self.bench.expose();
+        self.restore_link();
+    }
+
+    /// Hands each worker message to the part of the state it concerns.
+    fn on_message(self, message: FromWorker) {
+        match message {
+            FromWorker::Ready => {}
+            FromWorker::Engine(event) => self.engine.on_event(event),
+            FromWorker::Chat(reply) => self.chat.on_reply(reply),
+            FromWorker::Order(reply) => self.order.on_reply(reply),
+            FromWorker::Explore(reply) => self.explorer.on_reply(reply),
+            FromWorker::Vision(reply) => self.vision.on_reply(reply),
+            FromWorker::Bench(done) => self.bench.on_done(done),
+            FromWorker::Error(message) => self.engine.notice.set(Some(message)),
+        }
+    }
+
+    /// Whether the chat model is free: loaded, and no reply, order run or inspection under
+    /// way (the worker would only queue a second job behind it, and Stop would stop whichever
+    /// runs).
+    pub fn can_send(self) -> bool {
+        self.engine.is_ready()
+            && self.chat.generating.get().is_none()
+            && self.order.running.get().is_none()
+            && self.explorer.running.get().is_none()
+    }
+
+    /// Sends the user's message and starts the reply.
+    pub fn send_message(self, text: &str) {
+        if self.can_send() {
+            self.chat.send_message(text);
+        }
+    }
+
+    /// Replaces the last reply with a new one.
+    pub fn regenerate(self) {
+        if self.can_send() {
+            self.chat.regenerate();
+        }
+    }
+
+    /// Answers the Order view's question under its options' orderings: all of them
+    /// (`all_orders`), or only the order given.
+    pub fn run_orders(self, question: &str, options: Vec<String>, all_orders: bool) {
+        if self.can_send() {
+            self.order.run(question, options, all_orders);
+        }
+    }
+
+    /// Opens the explorer on `source` (`title` says what it is) and runs the capture.
+    pub fn inspect(self, title: String, source: InspectSource) {
+        if self.can_send() {
+            self.explorer.start(title, source);
+            self.view.set(View::Explore);
+        }
+    }
+}

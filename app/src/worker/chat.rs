@@ -1,0 +1,158 @@
+//! The chat's side of the worker: a reply to the conversation, streamed piece by piece, in the
+//! conversation's own KV cache (kept between replies, so only what is new is fed). A GPU lost
+//! in the middle of a reply reloads the model on the CPU and starts the reply over.
+
+use super::{js, post, Worker, PAGE_CONTEXT};
+use crate::protocol::{ChatReply, ChatRequest, EngineEvent, ReplyStats};
+use engine::runtime::sampling::{Sampler, SamplingParams};
+use engine::runtime::{Engine, EngineSession, Feed};
+use engine::text::chat::ChatMessage;
+use engine::text::tokenizer::TokenStream;
+use std::cell::Cell;
+
+impl Worker {
+    pub(super) async fn on_chat(&mut self, request: ChatRequest) {
+        match request {
+            ChatRequest::Generate {
+                request,
+                messages,
+                params,
+                max_tokens,
+            } => self.generate(request, messages, params, max_tokens).await,
+        }
+    }
+
+    async fn generate(
+        &mut self,
+        request: u32,
+        messages: Vec<ChatMessage>,
+        params: SamplingParams,
+        max_tokens: usize,
+    ) {
+        self.stop.set(false);
+        let result = match &self.engine {
+            Some(engine) => {
+                let chat = Chat {
+                    request,
+                    messages: &messages,
+                    params: &params,
+                    max_tokens,
+                };
+                reply(engine, &mut self.chat, &chat, &self.stop).await
+            }
+            None => Err(engine::Error::InvalidRequest(
+                "the model is not loaded yet".into(),
+            )),
+        };
+        match result {
+            Ok(stats) => post(ChatReply::Done { request, stats }),
+            Err(engine::Error::Gpu(e)) => {
+                // The GPU is gone: go on on the CPU with the same conversation.
+                let reason = format!("the GPU failed ({e}); continuing on the CPU");
+                post(ChatReply::Restarted { request });
+                self.engine = None;
+                self.chat = None;
+                match self.load_cpu(&reason).await {
+                    Ok(info) => {
+                        post(EngineEvent::Loaded(info));
+                        Box::pin(self.generate(request, messages, params, max_tokens)).await;
+                    }
+                    Err(e) => post(ChatReply::Failed {
+                        request,
+                        message: e.message,
+                    }),
+                }
+            }
+            Err(e) => post(ChatReply::Failed {
+                request,
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// One reply to write: the conversation so far and how to sample.
+struct Chat<'a> {
+    request: u32,
+    messages: &'a [ChatMessage],
+    params: &'a SamplingParams,
+    max_tokens: usize,
+}
+
+/// Answers `chat.messages` in the conversation's session (made on first use), posting each
+/// piece of text as it comes.
+async fn reply(
+    engine: &Engine,
+    session: &mut Option<EngineSession>,
+    chat: &Chat<'_>,
+    stop: &Cell<bool>,
+) -> engine::Result<ReplyStats> {
+    let request = chat.request;
+    let tokenizer = engine.tokenizer();
+    let template = engine
+        .template()
+        .ok_or_else(|| engine::Error::ChatTemplate("this model has no chat template".into()))?;
+    let prompt = template.render(chat.messages, true)?;
+    let ids = tokenizer.encode(&prompt)?;
+    let context = PAGE_CONTEXT.min(engine.config().context_len);
+    if ids.len() >= context {
+        return Err(engine::Error::ContextOverflow {
+            prompt: ids.len(),
+            context,
+        });
+    }
+    let session = match session {
+        Some(s) => s,
+        None => session.insert(engine.session(context)?),
+    };
+    let started = js::now_ms();
+    let mut sampler = Sampler::new(chat.params.clone());
+    let vocab = engine.config().vocab_size;
+    // The cache already holds the conversation's common prefix: only the rest is fed.
+    let first = Feed::sequence(&ids).top_k(sampler.selection(session.tokens(), vocab));
+    let mut candidates = session.feed(first).await?.top;
+    let first_token_ms = js::now_ms() - started;
+    let decode_started = js::now_ms();
+    let mut printer = TokenStream::new();
+    let mut generated = 0;
+    let mut stopped = false;
+    loop {
+        let next = sampler.pick(&candidates);
+        generated += 1;
+        if tokenizer.is_end_of_generation(next) {
+            break;
+        }
+        let text = printer.push(tokenizer, next);
+        if !text.is_empty() {
+            post(ChatReply::Token { request, text });
+        }
+        // Let Stop arrive.
+        js::yield_now().await;
+        if stop.get() {
+            stopped = true;
+            break;
+        }
+        if generated >= chat.max_tokens || session.tokens().len() + 1 >= context {
+            break;
+        }
+        let next = [next];
+        let feed = Feed::append(&next).top_k(sampler.selection(session.tokens(), vocab));
+        candidates = session.feed(feed).await?.top;
+    }
+    let rest = printer.finish();
+    if !rest.is_empty() {
+        post(ChatReply::Token {
+            request,
+            text: rest,
+        });
+    }
+    let seconds = ((js::now_ms() - decode_started) / 1000.0).max(1e-3);
+    Ok(ReplyStats {
+        tokens: generated,
+        tokens_per_second: generated.saturating_sub(1) as f64 / seconds,
+        context_used: session.tokens().len(),
+        context,
+        stopped,
+        first_token_ms,
+    })
+}
