@@ -74,7 +74,11 @@ impl VisionState {
 
     /// Classifies test digit `i` of `mnist-test.bin` (fetched on first use).
     pub fn show_test_digit(self, i: usize) {
-        let use_digit = move |set: &[u8]| match set.get(i * 785..(i + 1) * 785) {
+        // `i` may come from a deep link: no arithmetic on it that could overflow.
+        let range = i
+            .checked_mul(785)
+            .and_then(|start| Some(start..start.checked_add(785)?));
+        let use_digit = move |set: &[u8]| match range.clone().and_then(|r| set.get(r)) {
             Some(record) => {
                 self.image
                     .set(record[1..].iter().map(|&b| b as f32 / 255.0).collect());

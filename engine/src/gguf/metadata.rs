@@ -56,6 +56,13 @@ impl MetadataValue {
         }
     }
 
+    pub fn as_bool(&self) -> Option<bool> {
+        match *self {
+            MetadataValue::Bool(v) => Some(v),
+            _ => None,
+        }
+    }
+
     pub fn as_str(&self) -> Option<&str> {
         match self {
             MetadataValue::String(s) => Some(s),

@@ -2,4 +2,5 @@
 //! metadata.
 
 pub mod chat;
+pub mod sentencepiece;
 pub mod tokenizer;

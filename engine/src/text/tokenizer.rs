@@ -1,25 +1,61 @@
 //! The tokenizer, built from a GGUF's `tokenizer.ggml.*` metadata with Hugging Face's
-//! `tokenizers` crate.
+//! `tokenizers` crate, in the two kinds llama.cpp reads most:
+//! - `tokenizer.ggml.model = gpt2`, byte-level BPE (SmolLM2): control and user-defined tokens are
+//!   split out of the text first, then the pre-tokenizer named by `tokenizer.ggml.pre` cuts words
+//!   (`smollm`: every digit alone, then the GPT-2 pattern), then BPE merges them; decoding maps
+//!   byte-level characters back to bytes;
+//! - `tokenizer.ggml.model = llama`, SentencePiece (Gemma): special tokens split out first, spaces
+//!   become `▁` (with one in front when `tokenizer.ggml.add_space_prefix`), then
+//!   [`SentencePiece`] merges by score with byte fallback; decoding turns `▁` back into spaces and
+//!   byte tokens into their byte.
 //!
-//! For `tokenizer.ggml.model = gpt2` (byte-level BPE) it mirrors llama.cpp: control and
-//! user-defined tokens are split out of the text first, then the pre-tokenizer named by
-//! `tokenizer.ggml.pre` cuts words (`smollm`: every digit alone, then the GPT-2 pattern), then
-//! BPE merges them. Decoding maps byte-level characters back to bytes; [`TokenStream`] holds back
-//! an incomplete UTF-8 sequence until its last byte arrives.
+//! Neither adds BOS: [`Tokenizer::add_bos`] says whether the model wants it, and the callers that
+//! feed a prompt from its start put it first (as llama.cpp does). [`TokenStream`] holds back an
+//! incomplete UTF-8 sequence until its last byte arrives.
 
+use super::sentencepiece::{parse_byte_token, SentencePiece};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufHeader, MetadataValue};
 use std::collections::HashMap;
+use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::normalizers::{NormalizerWrapper, Prepend, Replace, Sequence as Normalizers};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{AddedToken, Tokenizer as HfTokenizer};
+use tokenizers::processors::PostProcessorWrapper;
+use tokenizers::{AddedToken, Tokenizer as HfTokenizer, TokenizerImpl};
 
 /// llama.cpp's token types (`tokenizer.ggml.token_type`).
+const TOKEN_TYPE_UNKNOWN: i64 = 2;
 const TOKEN_TYPE_CONTROL: i64 = 3;
 const TOKEN_TYPE_USER_DEFINED: i64 = 4;
+const TOKEN_TYPE_BYTE: i64 = 6;
+
+/// SentencePiece's space marker.
+const SPACE_MARKER: char = '\u{2581}';
+
+type SentencePieceTokenizer = TokenizerImpl<
+    SentencePiece,
+    NormalizerWrapper,
+    PreTokenizerWrapper,
+    PostProcessorWrapper,
+    DecoderWrapper,
+>;
+
+/// The `tokenizers` pipeline of either kind.
+enum Pipeline {
+    ByteLevelBpe(Box<HfTokenizer>),
+    SentencePiece(Box<SentencePieceTokenizer>),
+}
+
+/// Which of the two kinds a vocabulary is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    ByteLevelBpe,
+    SentencePiece,
+}
 
 /// Token texts llama.cpp recognises as an end of turn.
 const END_OF_TURN_MARKERS: [&str; 9] = [
@@ -43,31 +79,32 @@ const FIM_MARKERS: [&[&str]; 3] = [
 ];
 
 pub struct Tokenizer {
-    inner: HfTokenizer,
+    inner: Pipeline,
     /// The bytes each token stands for.
     token_bytes: Vec<Vec<u8>>,
     token_strings: Vec<String>,
     is_control: Vec<bool>,
     pub bos_id: Option<u32>,
     pub eos_id: Option<u32>,
+    /// Whether a prompt fed from its start begins with BOS (`tokenizer.ggml.add_bos_token`).
+    pub add_bos: bool,
     /// Ids that end a reply: eos, and control tokens llama.cpp treats as end-of-generation.
     pub end_of_generation: Vec<u32>,
 }
 
 impl Tokenizer {
     pub fn from_gguf(header: &GgufHeader) -> Result<Self> {
-        let model = header.get_str("tokenizer.ggml.model")?;
-        if model != "gpt2" {
-            return Err(Error::Tokenizer(format!(
-                "tokenizer.ggml.model {model:?} is not supported (only byte-level BPE, \"gpt2\")"
-            )));
-        }
-        let pre = header
-            .get("tokenizer.ggml.pre")
-            .and_then(MetadataValue::as_str)
-            .unwrap_or("default");
+        let kind = match header.get_str("tokenizer.ggml.model")? {
+            "gpt2" => Kind::ByteLevelBpe,
+            "llama" => Kind::SentencePiece,
+            other => {
+                return Err(Error::Tokenizer(format!(
+                    "tokenizer.ggml.model {other:?} is not supported (supported: \"gpt2\", \
+                     byte-level BPE, and \"llama\", SentencePiece)"
+                )))
+            }
+        };
         let tokens = header.get_str_array("tokenizer.ggml.tokens")?;
-        let merges = header.get_str_array("tokenizer.ggml.merges")?;
         let token_types: Vec<i64> = match header.get("tokenizer.ggml.token_type") {
             Some(v) => v
                 .as_array()
@@ -85,39 +122,14 @@ impl Tokenizer {
             )));
         }
 
-        let vocab: Vocab = tokens
-            .iter()
-            .enumerate()
-            .map(|(id, t)| (t.to_string(), id as u32))
-            .collect();
-        let merges = merges
-            .iter()
-            .map(|m| {
-                m.split_once(' ')
-                    .map(|(a, b)| (a.to_string(), b.to_string()))
-                    .ok_or_else(|| Error::Tokenizer(format!("merge {m:?} is not \"left right\"")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let bpe = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .build()
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let mut inner = HfTokenizer::new(bpe);
-        inner.with_pre_tokenizer(Some(pre_tokenizer(pre)?));
-
+        let inner = match kind {
+            Kind::ByteLevelBpe => byte_level_bpe(header, &tokens, &token_types)?,
+            Kind::SentencePiece => sentencepiece(header, &tokens, &token_types)?,
+        };
         let is_control: Vec<bool> = token_types
             .iter()
             .map(|&t| t == TOKEN_TYPE_CONTROL)
             .collect();
-        let added: Vec<AddedToken> = tokens
-            .iter()
-            .zip(&token_types)
-            .filter(|(_, &t)| t == TOKEN_TYPE_CONTROL || t == TOKEN_TYPE_USER_DEFINED)
-            .map(|(text, &t)| AddedToken::from(text.to_string(), t == TOKEN_TYPE_CONTROL))
-            .collect();
-        inner
-            .add_special_tokens(added)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
 
         let byte_of_char = byte_level_decoder();
         let token_bytes = tokens
@@ -125,14 +137,20 @@ impl Tokenizer {
             .zip(&token_types)
             .map(|(text, &t)| {
                 if t == TOKEN_TYPE_CONTROL || t == TOKEN_TYPE_USER_DEFINED {
-                    text.as_bytes().to_vec()
-                } else {
-                    text.chars()
+                    return text.as_bytes().to_vec();
+                }
+                match kind {
+                    Kind::ByteLevelBpe => text
+                        .chars()
                         .flat_map(|c| match byte_of_char.get(&c) {
                             Some(&b) => vec![b],
                             None => c.to_string().into_bytes(),
                         })
-                        .collect()
+                        .collect(),
+                    Kind::SentencePiece => match parse_byte_token(text) {
+                        Some(byte) if t == TOKEN_TYPE_BYTE => vec![byte],
+                        _ => text.replace(SPACE_MARKER, " ").into_bytes(),
+                    },
                 }
             })
             .collect();
@@ -171,8 +189,13 @@ impl Tokenizer {
         end_of_generation.sort_unstable();
         end_of_generation.dedup();
 
+        let add_bos = header
+            .get("tokenizer.ggml.add_bos_token")
+            .and_then(MetadataValue::as_bool)
+            .unwrap_or(false);
         Ok(Tokenizer {
             inner,
+            add_bos,
             token_bytes,
             token_strings: tokens.iter().map(|t| t.to_string()).collect(),
             is_control,
@@ -188,11 +211,23 @@ impl Tokenizer {
 
     /// Token ids of `text`; special tokens written in the text are parsed; no BOS is added.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let encoding = match &self.inner {
+            Pipeline::ByteLevelBpe(t) => t.encode(text, false),
+            Pipeline::SentencePiece(t) => t.encode(text, false),
+        }
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(encoding.get_ids().to_vec())
+    }
+
+    /// `ids` as a prompt fed from its start: with BOS first when the model wants it and the
+    /// ids do not already begin with it.
+    pub fn with_bos(&self, ids: &[u32]) -> Vec<u32> {
+        match self.bos_id {
+            Some(bos) if self.add_bos && ids.first() != Some(&bos) => {
+                std::iter::once(bos).chain(ids.iter().copied()).collect()
+            }
+            _ => ids.to_vec(),
+        }
     }
 
     /// The bytes a token stands for.
@@ -246,6 +281,109 @@ impl Tokenizer {
             .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
+}
+
+/// Byte-level BPE with the GGUF's merges and the pre-tokenizer `tokenizer.ggml.pre` names.
+fn byte_level_bpe(header: &GgufHeader, tokens: &[&str], token_types: &[i64]) -> Result<Pipeline> {
+    let pre = header
+        .get("tokenizer.ggml.pre")
+        .and_then(MetadataValue::as_str)
+        .unwrap_or("default");
+    let merges = header.get_str_array("tokenizer.ggml.merges")?;
+    let vocab: Vocab = tokens
+        .iter()
+        .enumerate()
+        .map(|(id, t)| (t.to_string(), id as u32))
+        .collect();
+    let merges = merges
+        .iter()
+        .map(|m| {
+            m.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(|| Error::Tokenizer(format!("merge {m:?} is not \"left right\"")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .build()
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+    let mut inner = HfTokenizer::new(bpe);
+    inner.with_pre_tokenizer(Some(pre_tokenizer(pre)?));
+    let added = added_tokens(tokens, token_types, &[TOKEN_TYPE_CONTROL]);
+    inner
+        .add_special_tokens(added)
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+    Ok(Pipeline::ByteLevelBpe(Box::new(inner)))
+}
+
+/// SentencePiece with the GGUF's scores; spaces become `▁` first.
+fn sentencepiece(header: &GgufHeader, tokens: &[&str], token_types: &[i64]) -> Result<Pipeline> {
+    let scores: Vec<f32> = match header.get("tokenizer.ggml.scores") {
+        Some(v) => v
+            .as_array()
+            .unwrap_or_default()
+            .iter()
+            .map(|s| s.as_f64().unwrap_or(0.0) as f32)
+            .collect(),
+        None => vec![0.0; tokens.len()],
+    };
+    if scores.len() != tokens.len() {
+        return Err(Error::Tokenizer(format!(
+            "{} token scores for {} tokens",
+            scores.len(),
+            tokens.len()
+        )));
+    }
+    let unknown = header
+        .get("tokenizer.ggml.unknown_token_id")
+        .and_then(MetadataValue::as_u64)
+        .filter(|&id| (id as usize) < tokens.len())
+        .unwrap_or(0) as u32;
+    let model = SentencePiece::new(
+        tokens.iter().map(|t| t.to_string()).collect(),
+        scores,
+        unknown,
+    );
+    let mut inner = SentencePieceTokenizer::new(model);
+    let marker = SPACE_MARKER.to_string();
+    let mut normalizers: Vec<NormalizerWrapper> = Vec::new();
+    // llama.cpp puts the space in front of every piece of text between special tokens.
+    if header
+        .get("tokenizer.ggml.add_space_prefix")
+        .and_then(MetadataValue::as_bool)
+        .unwrap_or(true)
+    {
+        normalizers.push(Prepend::new(marker.clone()).into());
+    }
+    normalizers.push(
+        Replace::new(" ", marker.as_str())
+            .map_err(|e| Error::Tokenizer(e.to_string()))?
+            .into(),
+    );
+    inner
+        .with_normalizer(Some(Normalizers::new(normalizers)))
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+    // With special tokens parsed, llama.cpp matches unknown-type tokens in the text too.
+    let added = added_tokens(
+        tokens,
+        token_types,
+        &[TOKEN_TYPE_CONTROL, TOKEN_TYPE_UNKNOWN],
+    );
+    inner
+        .add_special_tokens(added)
+        .map_err(|e| Error::Tokenizer(e.to_string()))?;
+    Ok(Pipeline::SentencePiece(Box::new(inner)))
+}
+
+/// The tokens split out of the text before the model sees it: user-defined ones, and those of
+/// `special` types (matched as special tokens).
+fn added_tokens(tokens: &[&str], token_types: &[i64], special: &[i64]) -> Vec<AddedToken> {
+    tokens
+        .iter()
+        .zip(token_types)
+        .filter(|(_, &t)| special.contains(&t) || t == TOKEN_TYPE_USER_DEFINED)
+        .map(|(text, &t)| AddedToken::from(text.to_string(), special.contains(&t)))
+        .collect()
 }
 
 /// The pre-tokenizer llama.cpp uses for `tokenizer.ggml.pre`.
