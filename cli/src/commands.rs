@@ -164,9 +164,12 @@ impl Prompt {
     }
 
     /// Tokenized and laid out; a text prompt is one plain sequence.
+    /// Text and set prompts start with BOS when the model wants it; ids are fed as given.
     fn layout(&self, tokenizer: &Tokenizer) -> engine::Result<SetPrompt> {
         match self {
-            Prompt::Text(text) => SetPrompt::encode(tokenizer, &[PromptPart::Text(text.clone())]),
+            Prompt::Text(text) => {
+                SetPrompt::encode_from_start(tokenizer, &[PromptPart::Text(text.clone())])
+            }
             Prompt::Ids(ids) => {
                 if let Some(bad) = ids
                     .iter()
@@ -179,7 +182,7 @@ impl Prompt {
                 SetPrompt::from_ids(&[PartIds::Text(ids.clone())])
             }
             Prompt::Set { parts, plain } => {
-                let prompt = SetPrompt::encode(tokenizer, parts)?;
+                let prompt = SetPrompt::encode_from_start(tokenizer, parts)?;
                 Ok(if *plain { prompt.plain() } else { prompt })
             }
         }

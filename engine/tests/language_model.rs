@@ -175,7 +175,11 @@ fn another_architecture_is_refused_by_name_before_any_weight() {
     let err = loader
         .push(&backend, &bytes[..header_len])
         .expect_err("refused");
-    assert_eq!(err.to_string(), "unsupported architecture: gpt2");
+    // It names the architecture and the supported ones.
+    assert_eq!(
+        err.to_string(),
+        "unsupported architecture: gpt2 (Glassbox runs llama and gemma3)"
+    );
 }
 
 #[test]

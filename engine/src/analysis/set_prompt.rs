@@ -56,7 +56,21 @@ pub struct SetPrompt {
 impl SetPrompt {
     /// Tokenizes each part on its own (special tokens parsed, nothing added).
     pub fn encode(tokenizer: &Tokenizer, parts: &[PromptPart]) -> Result<Self> {
-        let ids = parts
+        Self::from_ids(&Self::part_ids(tokenizer, parts)?)
+    }
+
+    /// [`SetPrompt::encode`] for a prompt fed from its start: BOS first when the model wants it
+    /// (`tokenizer.ggml.add_bos_token`), as llama.cpp does.
+    pub fn encode_from_start(tokenizer: &Tokenizer, parts: &[PromptPart]) -> Result<Self> {
+        let mut ids = Self::part_ids(tokenizer, parts)?;
+        if let (true, Some(bos)) = (tokenizer.add_bos, tokenizer.bos_id) {
+            ids.insert(0, PartIds::Text(vec![bos]));
+        }
+        Self::from_ids(&ids)
+    }
+
+    fn part_ids(tokenizer: &Tokenizer, parts: &[PromptPart]) -> Result<Vec<PartIds>> {
+        parts
             .iter()
             .map(|part| match part {
                 PromptPart::Text(text) => Ok(PartIds::Text(tokenizer.encode(text)?)),
@@ -67,8 +81,7 @@ impl SetPrompt {
                         .collect::<Result<_>>()?,
                 )),
             })
-            .collect::<Result<Vec<_>>>()?;
-        Self::from_ids(&ids)
+            .collect()
     }
 
     /// Lays out parts given as ids.

@@ -7,8 +7,9 @@
 //! (causal and 0, 1, 2… by default) so Set-Based Prompting can change them, and attention
 //! probabilities, queries, keys and the residual stream can be captured per layer ([`Taps`]).
 
+use super::decoder::{validate, Architecture, ModelConfig, Step};
 use super::taps::{Captures, Taps};
-use crate::backend::{AttentionShape, Backend, Mask, RopeStyle};
+use crate::backend::{AttentionShape, Backend, RopeStyle};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufHeader, TensorData};
 use std::collections::HashMap;
@@ -44,49 +45,83 @@ impl LlamaConfig {
         }
     }
 
-    /// Reads `llama.*` keys; any other `general.architecture` is refused by name.
+    /// Reads `llama.*` keys, each checked for range.
     pub fn from_gguf(header: &GgufHeader) -> Result<Self> {
-        let arch = header.get_str("general.architecture")?;
-        if arch != "llama" {
-            return Err(Error::UnsupportedArchitecture(arch.to_string()));
+        if Architecture::from_gguf(header)? != Architecture::Llama {
+            return Err(Error::UnsupportedArchitecture(
+                header.get_str("general.architecture")?.to_string(),
+            ));
         }
-        let get =
-            |key: &str| -> Result<usize> { Ok(header.get_u64(&format!("llama.{key}"))? as usize) };
-        let n_heads = get("attention.head_count")?;
-        let d_model = get("embedding_length")?;
-        let n_kv_heads = get("attention.head_count_kv").unwrap_or(n_heads);
-        let head_dim = get("rope.dimension_count").unwrap_or(d_model / n_heads.max(1));
+        let count = |key: &str, max: usize| validate::count(header, &format!("llama.{key}"), max);
+        let n_heads = count("attention.head_count", 1024)?;
+        let d_model = count("embedding_length", 1 << 16)?;
+        let n_kv_heads = validate::optional_count(header, "llama.attention.head_count_kv", 1024)?
+            .unwrap_or(n_heads);
+        let head_dim = validate::optional_count(header, "llama.rope.dimension_count", 1024)?
+            .unwrap_or(d_model / n_heads);
         let vocab_size = header
             .tensor("token_embd.weight")
             .and_then(|t| t.dims.get(1).copied())
             .ok_or_else(|| Error::BadModel("no token_embd.weight tensor".into()))?
             as usize;
         let config = LlamaConfig {
-            n_layers: get("block_count")?,
+            n_layers: count("block_count", 1024)?,
             d_model,
             n_heads,
             n_kv_heads,
             head_dim,
-            ffn_dim: get("feed_forward_length")?,
+            ffn_dim: count("feed_forward_length", 1 << 18)?,
             vocab_size,
-            rope_base: header.get_f64("llama.rope.freq_base").unwrap_or(10_000.0) as f32,
-            rms_eps: header
-                .get_f64("llama.attention.layer_norm_rms_epsilon")
-                .unwrap_or(1e-5) as f32,
-            context_len: get("context_length")?,
+            rope_base: validate::number(header, "llama.rope.freq_base", 10_000.0, 1.0..=1e12)?,
+            rms_eps: validate::number(
+                header,
+                "llama.attention.layer_norm_rms_epsilon",
+                1e-5,
+                1e-12..=1e-1,
+            )?,
+            context_len: validate::context(header, "llama.context_length")?,
         };
-        if n_heads == 0
-            || n_kv_heads == 0
-            || n_heads % n_kv_heads != 0
+        if !n_heads.is_multiple_of(n_kv_heads)
             || n_heads * head_dim != d_model
-            || config.n_layers == 0
-            || config.n_layers > 1024
+            || !head_dim.is_multiple_of(2)
         {
             return Err(Error::BadModel(format!(
-                "inconsistent llama shape: {config:?}"
+                "inconsistent llama shape: {n_heads} heads of {head_dim} for a width of \
+                 {d_model}, {n_kv_heads} key/value heads"
             )));
         }
+        validate::tensors(header, &config.expected_tensors())?;
         Ok(config)
+    }
+
+    /// Every tensor the model reads, with its ggml-order shape, and whether it may be missing.
+    fn expected_tensors(&self) -> Vec<(String, Vec<u64>, bool)> {
+        let (d, ffn) = (self.d_model as u64, self.ffn_dim as u64);
+        let (q, kv) = (
+            (self.n_heads * self.head_dim) as u64,
+            (self.n_kv_heads * self.head_dim) as u64,
+        );
+        let vocab = self.vocab_size as u64;
+        let mut out = vec![
+            ("token_embd.weight".to_string(), vec![d, vocab], false),
+            ("output.weight".to_string(), vec![d, vocab], true),
+            ("output_norm.weight".to_string(), vec![d], false),
+        ];
+        for i in 0..self.n_layers {
+            let blk = |name: &str| format!("blk.{i}.{name}.weight");
+            out.extend([
+                (blk("attn_norm"), vec![d], false),
+                (blk("attn_q"), vec![d, q], false),
+                (blk("attn_k"), vec![d, kv], false),
+                (blk("attn_v"), vec![d, kv], false),
+                (blk("attn_output"), vec![q, d], false),
+                (blk("ffn_norm"), vec![d], false),
+                (blk("ffn_gate"), vec![d, ffn], false),
+                (blk("ffn_up"), vec![d, ffn], false),
+                (blk("ffn_down"), vec![ffn, d], false),
+            ]);
+        }
+        out
     }
 
     pub fn attention_shape(&self) -> AttentionShape {
@@ -94,6 +129,23 @@ impl LlamaConfig {
             n_heads: self.n_heads,
             n_kv_heads: self.n_kv_heads,
             head_dim: self.head_dim,
+        }
+    }
+
+    /// The shape the runtime and the analysis see.
+    pub fn model_config(&self) -> ModelConfig {
+        ModelConfig {
+            architecture: Architecture::Llama,
+            n_layers: self.n_layers,
+            d_model: self.d_model,
+            n_heads: self.n_heads,
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+            ffn_dim: self.ffn_dim,
+            vocab_size: self.vocab_size,
+            context_len: self.context_len,
+            sliding_window: None,
+            local_layers: vec![false; self.n_layers],
         }
     }
 }
@@ -120,6 +172,7 @@ struct Block<B: Backend> {
 
 pub struct Llama<B: Backend> {
     pub config: LlamaConfig,
+    pub model_config: ModelConfig,
     embedding: B::Matrix,
     blocks: Vec<Block<B>>,
     final_norm: B::Tensor,
@@ -128,15 +181,13 @@ pub struct Llama<B: Backend> {
 }
 
 impl<B: Backend> Llama<B> {
-    /// Runs `ids` (new tokens at `positions`, under `mask`) through the model, appending to
-    /// `caches`, and returns the logits of the last `logit_rows` tokens: `(logit_rows, vocab)`.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs `step` (new tokens at their positions, under its mask) through the model,
+    /// appending to `caches`, and returns the logits of the last `logit_rows` tokens:
+    /// `(logit_rows, vocab)`.
     pub fn forward(
         &self,
         backend: &B,
-        ids: &[u32],
-        positions: &[u32],
-        mask: &Mask,
+        step: &Step,
         caches: &mut [B::Cache],
         logit_rows: usize,
         taps: Taps,
@@ -152,7 +203,16 @@ impl<B: Backend> Llama<B> {
                 backend.matmul(x, weights)
             }
         };
-        let mut x = backend.embed(&self.embedding, ids)?; // (t, d)
+        let rope = |x: &B::Tensor| {
+            backend.rope(
+                x,
+                c.head_dim,
+                step.positions,
+                c.rope_base,
+                RopeStyle::Interleaved,
+            )
+        };
+        let mut x = backend.embed(&self.embedding, step.ids)?; // (t, d)
         for (block, cache) in self.blocks.iter().zip(caches.iter_mut()) {
             let h = backend.rms_norm(&x, &block.attention_norm, c.rms_eps)?;
             let a = &block.attention;
@@ -161,26 +221,13 @@ impl<B: Backend> Llama<B> {
                     .try_into()
                     .map_err(|_| Error::InvalidRequest("matmul returned the wrong count".into()))?;
             // q: (t, heads·head_dim), k and v: (t, kv_heads·head_dim)
-            let q = backend.rope(
-                &q,
-                c.head_dim,
-                positions,
-                c.rope_base,
-                RopeStyle::Interleaved,
-            )?;
-            let k = backend.rope(
-                &k,
-                c.head_dim,
-                positions,
-                c.rope_base,
-                RopeStyle::Interleaved,
-            )?;
+            let (q, k) = (rope(&q)?, rope(&k)?);
             if taps.queries_keys {
                 captures.queries.push(q.clone());
                 captures.keys.push(k.clone());
             }
             let (attended, probs) =
-                backend.attention(&q, &k, &v, cache, shape, mask, taps.attention)?; // (t, d)
+                backend.attention(&q, &k, &v, cache, shape, step.mask, taps.attention)?; // (t, d)
             captures.attention.extend(probs);
             let projected = matmul(&attended, &[&a.output])?.remove(0);
             x = backend.add(&x, &projected)?;
@@ -209,33 +256,31 @@ impl<B: Backend> Llama<B> {
         let output = self.output.as_ref().unwrap_or(&self.embedding);
         Ok(backend.matmul(&h, &[output])?.remove(0))
     }
-
-    pub fn new_caches(&self, backend: &B, capacity: usize) -> Result<Vec<B::Cache>> {
-        (0..self.config.n_layers)
-            .map(|_| backend.new_cache(self.config.attention_shape(), capacity))
-            .collect()
-    }
 }
 
 /// Collects the weights as the GGUF stream hands them out, uploading each to the backend at
 /// once (so on WebGPU the upload overlaps the download), then assembles the model.
 pub struct LlamaLoader<B: Backend> {
     config: LlamaConfig,
+    model_config: ModelConfig,
     matrices: HashMap<String, B::Matrix>,
     vectors: HashMap<String, B::Tensor>,
 }
 
 impl<B: Backend> LlamaLoader<B> {
+    /// Reads the config and checks every tensor's shape against it.
     pub fn new(header: &GgufHeader) -> Result<Self> {
+        let config = LlamaConfig::from_gguf(header)?;
         Ok(LlamaLoader {
-            config: LlamaConfig::from_gguf(header)?,
+            model_config: config.model_config(),
+            config,
             matrices: HashMap::new(),
             vectors: HashMap::new(),
         })
     }
 
-    pub fn config(&self) -> &LlamaConfig {
-        &self.config
+    pub fn model_config(&self) -> &ModelConfig {
+        &self.model_config
     }
 
     /// Uploads one tensor: 1-D tensors are norm gains, the rest matrices.
@@ -292,6 +337,7 @@ impl<B: Backend> LlamaLoader<B> {
         let final_norm = vector("output_norm.weight".into())?;
         Ok(Llama {
             config: self.config,
+            model_config: self.model_config,
             embedding,
             blocks,
             final_norm,

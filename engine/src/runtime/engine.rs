@@ -13,7 +13,7 @@ use crate::cpu::CpuBackend;
 use crate::error::Result;
 use crate::gguf::GgufHeader;
 use crate::gpu::GpuBackend;
-use crate::models::llama::LlamaConfig;
+use crate::models::decoder::ModelConfig;
 use crate::text::chat::ChatTemplate;
 use crate::text::tokenizer::Tokenizer;
 use std::rc::Rc;
@@ -114,7 +114,7 @@ impl Engine {
         on_backend!(&self.0, EngineKind, (l) => &l.model.header)
     }
 
-    pub fn config(&self) -> &LlamaConfig {
+    pub fn config(&self) -> &ModelConfig {
         on_backend!(&self.0, EngineKind, (l) => l.model.config())
     }
 
@@ -221,7 +221,7 @@ impl EngineLoader {
     }
 
     /// The model's shape, known once the header has arrived.
-    pub fn config(&self) -> Option<&LlamaConfig> {
+    pub fn config(&self) -> Option<&ModelConfig> {
         on_backend!(&self.kind, LoaderKind, (_, l) => l.config())
     }
 

@@ -1,10 +1,10 @@
-//! A chat model as a whole: the llama weights on a backend, its tokenizer and chat template,
-//! loaded from a GGUF byte stream as its bytes arrive.
+//! A language model as a whole: its weights on a backend (any architecture [`Decoder`] reads),
+//! its tokenizer and chat template, loaded from a GGUF byte stream as its bytes arrive.
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::gguf::{GgufEvent, GgufHeader, GgufStream, Limits};
-use crate::models::llama::{Llama, LlamaConfig, LlamaLoader};
+use crate::models::decoder::{Decoder, DecoderLoader, ModelConfig};
 use crate::text::chat::ChatTemplate;
 use crate::text::tokenizer::Tokenizer;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ pub struct LanguageModel<B: Backend> {
     pub header: Arc<GgufHeader>,
     pub tokenizer: Tokenizer,
     pub template: Option<ChatTemplate>,
-    pub llama: Llama<B>,
+    pub decoder: Decoder<B>,
 }
 
 /// How far a load has come.
@@ -32,7 +32,7 @@ pub struct LanguageModelLoader<B: Backend> {
     total_bytes: Option<u64>,
     header: Option<Arc<GgufHeader>>,
     tokenizer: Option<Tokenizer>,
-    llama: Option<LlamaLoader<B>>,
+    decoder: Option<DecoderLoader<B>>,
     tensors_loaded: usize,
 }
 
@@ -43,14 +43,14 @@ impl<B: Backend> LanguageModelLoader<B> {
             total_bytes,
             header: None,
             tokenizer: None,
-            llama: None,
+            decoder: None,
             tensors_loaded: 0,
         }
     }
 
     /// The model's shape, known once the header has arrived.
-    pub fn config(&self) -> Option<&LlamaConfig> {
-        self.llama.as_ref().map(|l| l.config())
+    pub fn config(&self) -> Option<&ModelConfig> {
+        self.decoder.as_ref().map(|l| l.config())
     }
 
     pub fn push(&mut self, backend: &B, chunk: &[u8]) -> Result<LoadProgress> {
@@ -72,14 +72,15 @@ impl<B: Backend> LanguageModelLoader<B> {
         for event in events {
             match event {
                 GgufEvent::Header(header) => {
-                    // Refuse other architectures before any weight is downloaded.
-                    self.llama = Some(LlamaLoader::new(&header)?);
+                    // Refuse other architectures, and headers that disagree with themselves,
+                    // before any weight is downloaded.
+                    self.decoder = Some(DecoderLoader::new(&header)?);
                     self.tokenizer = Some(Tokenizer::from_gguf(&header)?);
                     self.header = Some(header);
                 }
                 GgufEvent::Tensor(tensor) => {
-                    if let Some(llama) = &mut self.llama {
-                        llama.accept(backend, &tensor)?;
+                    if let Some(decoder) = &mut self.decoder {
+                        decoder.accept(backend, &tensor)?;
                     }
                     self.tensors_loaded += 1;
                 }
@@ -90,17 +91,17 @@ impl<B: Backend> LanguageModelLoader<B> {
 
     pub fn finish(self) -> Result<LanguageModel<B>> {
         self.stream.finish()?;
-        let (Some(header), Some(tokenizer), Some(llama)) =
-            (self.header, self.tokenizer, self.llama)
+        let (Some(header), Some(tokenizer), Some(decoder)) =
+            (self.header, self.tokenizer, self.decoder)
         else {
             return Err(Error::BadModel("the stream ended before the header".into()));
         };
-        let llama = llama.finish()?;
-        if tokenizer.vocab_size() != llama.config.vocab_size {
+        let decoder = decoder.finish()?;
+        if tokenizer.vocab_size() != decoder.config().vocab_size {
             return Err(Error::BadModel(format!(
                 "the tokenizer has {} tokens, the embedding {}",
                 tokenizer.vocab_size(),
-                llama.config.vocab_size
+                decoder.config().vocab_size
             )));
         }
         let template = ChatTemplate::from_gguf(&header, &tokenizer).ok();
@@ -108,7 +109,7 @@ impl<B: Backend> LanguageModelLoader<B> {
             header,
             tokenizer,
             template,
-            llama,
+            decoder,
         })
     }
 }
@@ -132,8 +133,8 @@ impl<B: Backend> LanguageModel<B> {
         loader.finish()
     }
 
-    pub fn config(&self) -> &LlamaConfig {
-        &self.llama.config
+    pub fn config(&self) -> &ModelConfig {
+        self.decoder.config()
     }
 
     /// The model's name from its metadata (`general.name`), or "the model".
@@ -161,6 +162,8 @@ impl<B: Backend> LanguageModel<B> {
             )));
         }
         let residual = backend.tensor(rows, n, d)?;
-        backend.read(&self.llama.logits(backend, &residual)?).await
+        backend
+            .read(&self.decoder.logits(backend, &residual)?)
+            .await
     }
 }

@@ -9,6 +9,7 @@
 use super::language_model::LanguageModel;
 use crate::backend::{Backend, Mask, Selection};
 use crate::error::{Error, Result};
+use crate::models::decoder::Step;
 use crate::models::taps::{Captures, Taps};
 
 /// What to feed.
@@ -131,7 +132,7 @@ impl<B: Backend> Session<B> {
     pub fn new(model: &LanguageModel<B>, backend: &B, capacity: usize) -> Result<Self> {
         let capacity = capacity.min(model.config().context_len).max(1);
         Ok(Session {
-            caches: model.llama.new_caches(backend, capacity)?,
+            caches: model.decoder.new_caches(backend, capacity)?,
             tokens: Vec::new(),
             positions: Vec::new(),
             capacity,
@@ -283,15 +284,15 @@ impl<B: Backend> Session<B> {
         };
         for start in (0..ids.len()).step_by(chunk) {
             let end = (start + chunk).min(ids.len());
-            let forward = model.llama.forward(
-                backend,
-                &ids[start..end],
-                &positions[start..end],
+            let step = Step {
+                ids: &ids[start..end],
+                positions: &positions[start..end],
+                cached_positions: &self.positions,
                 mask,
-                &mut self.caches,
-                1,
-                taps,
-            );
+            };
+            let forward = model
+                .decoder
+                .forward(backend, &step, &mut self.caches, 1, taps);
             let (out, caps) = match forward {
                 Ok(result) => result,
                 Err(e) => {
