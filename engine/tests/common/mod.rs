@@ -21,6 +21,18 @@ pub fn model_path() -> PathBuf {
     path
 }
 
+/// Gemma 3 270M (Q4_K_M), the second test model, fetched by `cargo xtask setup`.
+pub fn gemma_path() -> PathBuf {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../www/models/gemma-3-270m-q4_k_m.gguf");
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo xtask setup` fetches it (the Gemma tests need it)",
+        path.display()
+    );
+    path
+}
+
 /// The bundled model behind the engine handle, on the CPU (loaded once per test thread: the
 /// handle shares its weights through an `Rc`).
 pub fn cpu_engine() -> engine::runtime::Engine {
