@@ -61,14 +61,13 @@ fn print_json(value: &serde_json::Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Only the tokenizer is needed: read the header and stop.
-pub fn tokenize(model: &ModelArgs, json_file: &Path) -> Result<(), String> {
-    let path = model.path()?;
-    let mut file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Reads a GGUF file's header only, stopping at the first tensor's bytes.
+pub fn read_header(path: &Path) -> Result<std::sync::Arc<engine::gguf::GgufHeader>, String> {
+    let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let len = file.metadata().map(|m| m.len()).ok();
     let mut stream = GgufStream::new(Limits::default(), len);
     let mut buffer = vec![0u8; 1 << 20];
-    let header = loop {
+    loop {
         let n = file.read(&mut buffer).map_err(|e| e.to_string())?;
         if n == 0 {
             return Err(format!(
@@ -80,9 +79,14 @@ pub fn tokenize(model: &ModelArgs, json_file: &Path) -> Result<(), String> {
             .push(&buffer[..n])
             .map_err(|e| format!("{}: {e}", path.display()))?;
         if let Some(GgufEvent::Header(h)) = events.into_iter().next() {
-            break h;
+            return Ok(h);
         }
-    };
+    }
+}
+
+/// Only the tokenizer is needed: read the header and stop.
+pub fn tokenize(model: &ModelArgs, json_file: &Path) -> Result<(), String> {
+    let header = read_header(&model.path()?)?;
     let tokenizer = Tokenizer::from_gguf(&header).map_err(|e| e.to_string())?;
     let strings: Vec<String> = serde_json::from_str(&read_text(json_file)?).map_err(|e| {
         format!(

@@ -5,6 +5,7 @@
 
 mod bench;
 mod commands;
+mod info;
 mod order_bench;
 mod vision;
 
@@ -113,6 +114,17 @@ enum Command {
         /// Also record the result and every prediction in this JSON file (www/models/vision.json).
         #[arg(long)]
         write_report: Option<PathBuf>,
+    },
+    /// What a GGUF is and whether it runs here (from its header alone): name, architecture,
+    /// parameters, tensor types, licence, shape, and the memory each tier needs at a context.
+    Info {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// The context to plan for (default: the model's own).
+        #[arg(long)]
+        context: Option<usize>,
+        #[arg(long)]
+        json: bool,
     },
     /// Token ids of each string in a JSON array (special tokens parsed, no BOS added).
     Tokenize {
@@ -253,6 +265,11 @@ fn main() -> ExitCode {
             test_set,
             write_report,
         } => vision::eval(&vision, &test_set, write_report.as_deref()),
+        Command::Info {
+            model,
+            context,
+            json,
+        } => info::run(&model, context, json),
         Command::Tokenize { model, json_file } => commands::tokenize(&model, &json_file),
         Command::Logits { run, prompt, top } => commands::logits(&run, &prompt, top),
         Command::Generate {

@@ -107,6 +107,15 @@ impl Step<'_> {
     }
 }
 
+/// The config of the model a header describes, every tensor's shape checked against it;
+/// an unsupported architecture or a header that disagrees with itself is an error.
+pub fn read_config(header: &GgufHeader) -> Result<ModelConfig> {
+    Ok(match Architecture::from_gguf(header)? {
+        Architecture::Llama => super::llama::LlamaConfig::from_gguf(header)?.model_config(),
+        Architecture::Gemma3 => super::gemma3::Gemma3Config::from_gguf(header)?.model_config(),
+    })
+}
+
 /// A language model of one of the supported architectures.
 pub enum Decoder<B: Backend> {
     Llama(Llama<B>),

@@ -1,7 +1,9 @@
 //! Running models: a chat model as a whole ([`language_model`]), a conversation and the one way
-//! to feed it ([`session`]), choosing the next token ([`sampling`]), and the handles the CLI and
-//! the page hold ([`engine`] for chat, [`vision`] for the classifiers), which hide the backend.
+//! to feed it ([`session`]), choosing the next token ([`sampling`]), the handles the CLI and the
+//! page hold ([`engine`] for chat, [`vision`] for the classifiers), which hide the backend, and
+//! what a model needs before it is loaded ([`budget`]).
 
+pub mod budget;
 pub mod engine;
 pub mod language_model;
 pub mod sampling;
