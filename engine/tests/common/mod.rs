@@ -33,6 +33,22 @@ pub fn gemma_path() -> PathBuf {
     path
 }
 
+/// Gemma 3 270M on the CPU, loaded once per test binary.
+pub fn gemma_cpu_model() -> &'static LanguageModel<CpuBackend> {
+    static MODEL: OnceLock<LanguageModel<CpuBackend>> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        LanguageModel::load_file(&CpuBackend::new(), &gemma_path()).expect("load Gemma 3")
+    })
+}
+
+/// llama.cpp's outputs for Gemma 3 270M (`tools/llamacpp/make_gemma3_fixtures.py`).
+pub fn gemma_fixtures() -> Fixtures {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/llamacpp_gemma3.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// The bundled model behind the engine handle, on the CPU (loaded once per test thread: the
 /// handle shares its weights through an `Rc`).
 pub fn cpu_engine() -> engine::runtime::Engine {
