@@ -30,7 +30,7 @@ pub fn run(
     runs: usize,
     json_out: bool,
 ) -> Result<(), String> {
-    configure_threads(run);
+    configure_threads(run)?;
     let settings = Settings {
         prompt_tokens,
         decode_tokens,

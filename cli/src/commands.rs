@@ -9,25 +9,33 @@ use engine::gguf::{GgufEvent, GgufStream, Limits};
 use engine::numerics::{log_sum_exp, top_k};
 use engine::runtime::sampling::{Sampler, SamplingParams};
 use engine::runtime::{Device, Engine, EngineSession, Feed};
-use engine::text::chat::ChatMessage;
+use engine::text::chat::{fit_conversation, ChatMessage, ChatTemplate};
 use engine::text::tokenizer::{TokenStream, Tokenizer};
 use serde_json::json;
 use std::io::{BufRead, Read, Write};
 use std::path::Path;
 
-/// `--threads`: our CPU kernels' pool and candle's (rayon) both.
-pub fn configure_threads(run: &RunArgs) {
+/// `--threads`: our CPU kernels' pool and candle's (rayon) both; at least 1, at most the
+/// machine's parallelism.
+pub fn configure_threads(run: &RunArgs) -> Result<(), String> {
     if let Some(n) = run.threads {
-        engine::cpu::pool::set_threads(n.max(1));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if n == 0 || n > cores {
+            return Err(format!(
+                "--threads {n}: this machine runs 1 to {cores} threads at once"
+            ));
+        }
+        engine::cpu::pool::set_threads(n);
         let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n.max(1))
+            .num_threads(n)
             .build_global();
     }
+    Ok(())
 }
 
 /// The device `--backend` names (and `--threads` applied).
 pub fn device(run: &RunArgs) -> Result<Device, String> {
-    configure_threads(run);
+    configure_threads(run)?;
     match run.backend {
         BackendChoice::Cpu => Ok(Device::Cpu),
         BackendChoice::Webgpu => Ok(Device::WebGpu(webgpu_backend()?)),
@@ -199,8 +207,9 @@ pub fn logits(run: &RunArgs, prompt: &PromptArgs, top: usize) -> Result<(), Stri
     let layout = prompt
         .layout(engine.tokenizer())
         .map_err(|e| e.to_string())?;
+    // The KV cache is sized for this prompt, not the model's whole context.
     let mut session = engine
-        .session(engine.config().context_len)
+        .session(layout.ids.len())
         .map_err(|e| e.to_string())?;
     let fed = pollster::block_on(session.feed(Feed::layout(layout.layout())))
         .map_err(|e| e.to_string())?;
@@ -222,7 +231,16 @@ pub fn attention(
     let engine = load(run)?;
     let tokenizer = engine.tokenizer();
     let layout = prompt.layout(tokenizer).map_err(|e| e.to_string())?;
-    let inspection = pollster::block_on(Inspection::capture(&engine, layout.layout()))
+    // One layer's attention is kept, `heads · t²` floats: refuse what would not fit.
+    let (t, heads) = (layout.ids.len(), engine.config().n_heads);
+    let max_tokens = ((MAX_ATTENTION_BYTES / 4 / heads.max(1)) as f64).sqrt() as usize;
+    if t > max_tokens {
+        return Err(format!(
+            "the prompt is {t} tokens; one layer's attention of {heads} heads is kept whole, \
+             which allows at most {max_tokens} tokens"
+        ));
+    }
+    let inspection = pollster::block_on(Inspection::capture_layer(&engine, layout.layout(), layer))
         .map_err(|e| e.to_string())?;
     let t = inspection.tokens();
     let probs: Vec<&[f32]> = inspection
@@ -260,6 +278,9 @@ pub fn attention(
     print_json(&value)
 }
 
+/// The most memory `glassbox attention` keeps for one layer's attention.
+const MAX_ATTENTION_BYTES: usize = 1 << 30;
+
 pub fn logits_json(ids: &[u32], logits: &[f32], top: usize) -> serde_json::Value {
     let lse = log_sum_exp(logits);
     let top: Vec<_> = top_k(logits, top)
@@ -295,8 +316,9 @@ pub fn generate(
     let engine = load(run)?;
     let tokenizer = engine.tokenizer();
     let layout = prompt.layout(tokenizer).map_err(|e| e.to_string())?;
+    // The KV cache is sized for the prompt and the reply (at most the model's context).
     let mut session = engine
-        .session(engine.config().context_len)
+        .session(layout.ids.len().saturating_add(max_tokens))
         .map_err(|e| e.to_string())?;
     let mut sampler = Sampler::new(sampling_params(sampling));
     let mut printer = TokenStream::new();
@@ -381,7 +403,7 @@ pub fn chat(
             other => return other.map_err(|e| e.to_string()),
         }
     }
-    configure_threads(run);
+    configure_threads(run)?;
     let engine = load_on(Device::Cpu, &run.model)?;
     chat_loop(&engine, &mut messages, &mut sampler, max_tokens).map_err(|e| e.to_string())
 }
@@ -418,10 +440,28 @@ fn chat_loop(
     max_tokens: usize,
 ) -> Result<(), ChatStop> {
     let tokenizer = engine.tokenizer();
-    let template = engine.template().ok_or_else(|| {
-        ChatStop::Other("this model has no chat template (tokenizer.chat_template)".into())
-    })?;
-    let mut session = engine.session(engine.config().context_len)?;
+    let fallback;
+    let template = match (engine.template(), engine.template_error()) {
+        (Some(template), _) => template,
+        (None, Some(error)) => {
+            eprintln!(
+                "glassbox: the model's chat template fails ({error}); the chat uses a plain \
+                 \"role: text\" format instead"
+            );
+            fallback = ChatTemplate::fallback(tokenizer);
+            &fallback
+        }
+        (None, None) => {
+            return Err(ChatStop::Other(
+                "this model has no chat template (a base model): use `glassbox generate` \
+                 to continue a text"
+                    .into(),
+            ))
+        }
+    };
+    // A chat rarely needs the model's whole context; the KV cache is sized for this much.
+    let context = engine.config().context_len.min(CHAT_CONTEXT);
+    let mut session = engine.session(context)?;
     eprintln!(
         "Chatting with {} on {} (empty line or Ctrl-D quits).",
         engine.name(),
@@ -441,14 +481,35 @@ fn chat_loop(
             }
             messages.push(ChatMessage::new("user", line.trim_end()));
         }
-        let prompt = template.render(messages, true)?;
-        let ids = tokenizer.encode(&prompt)?;
+        // Room for the reply; the oldest turns go when the conversation outgrows the context.
+        let reserve = max_tokens.min(context / 4);
+        let fitted = match fit_conversation(template, tokenizer, messages, context, reserve) {
+            Ok(fitted) => fitted,
+            Err(engine::Error::ContextOverflow { .. }) => {
+                messages.pop();
+                eprintln!(
+                    "glassbox: that message is too long for the {context}-token context \
+                     (with room for a reply); it was not added. Send a shorter one."
+                );
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if fitted.dropped > 0 {
+            let system = usize::from(messages[0].role == "system");
+            messages.drain(system..system + fitted.dropped);
+            eprintln!(
+                "glassbox: the conversation outgrew the {context}-token context: the {} oldest \
+                 messages were dropped (the system prompt stays)",
+                fitted.dropped
+            );
+        }
         let mut printer = TokenStream::new();
         // The cache already holds the conversation's common prefix: only the rest is fed.
         let reply = generate_tokens(
             engine,
             &mut session,
-            Feed::sequence(&ids),
+            Feed::sequence(&fitted.ids),
             sampler,
             max_tokens,
             |id| {
@@ -459,6 +520,12 @@ fn chat_loop(
             },
         )?;
         println!("{}", printer.finish());
+        let ended = reply
+            .last()
+            .is_some_and(|&id| tokenizer.is_end_of_generation(id));
+        if !ended && session.tokens().len() >= session.capacity() {
+            eprintln!("glassbox: [the reply was cut: the context is full]");
+        }
         let text: Vec<u32> = reply
             .into_iter()
             .filter(|&id| !tokenizer.is_end_of_generation(id))
@@ -466,3 +533,6 @@ fn chat_loop(
         messages.push(ChatMessage::new("assistant", &tokenizer.decode(&text)));
     }
 }
+
+/// The longest context `glassbox chat` keeps (its KV cache is allocated for it).
+const CHAT_CONTEXT: usize = 8192;

@@ -264,3 +264,55 @@ fn attention_refuses_a_head_or_an_id_that_does_not_exist() {
     assert!(!ok);
     assert!(stderr.contains("layer 0 head 9 does not exist"), "{stderr}");
 }
+
+#[test]
+fn threads_beyond_the_machine_are_refused() {
+    let file = temp_file("threads.txt", "Hello");
+    let (ok, _, stderr) = glassbox(&[
+        "logits",
+        "--prompt-file",
+        file.to_str().unwrap(),
+        "--threads",
+        "10000",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--threads 10000") && stderr.contains("threads at once"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn info_summarises_the_model_and_what_it_needs() {
+    let (ok, stdout, stderr) = glassbox(&["info", "--context", "2048", "--json"]);
+    assert!(ok, "{stderr}");
+    let info: Value = serde_json::from_str(&stdout).unwrap();
+    let summary = &info["summary"];
+    assert_eq!(summary["architecture"], "llama");
+    assert_eq!(summary["config"]["n_layers"], 30);
+    assert_eq!(summary["config"]["context_len"], 8192);
+    assert_eq!(summary["license"], "apache-2.0");
+    assert!(summary["problem"].is_null());
+    let plan = &info["plan"];
+    assert_eq!(plan["context"], 2048);
+    let cpu = plan["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tier"] == "Cpu")
+        .unwrap();
+    // KV cache: 30 layers · keys and values · 3 heads · 64 · 2,048 tokens · 4 bytes.
+    assert_eq!(cpu["needs"]["kv_cache"], 30 * 2 * 3 * 64 * 2048 * 4);
+    assert!(cpu["verdict"]
+        .as_str()
+        .unwrap()
+        .starts_with("runs with a 2048-token context"));
+}
+
+#[test]
+fn info_on_a_file_that_is_not_gguf_says_so() {
+    let file = temp_file("not.gguf", "this is not a model");
+    let (ok, _, stderr) = glassbox(&["info", "--model", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("not a GGUF file"), "{stderr}");
+}

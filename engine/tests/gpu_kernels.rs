@@ -238,7 +238,8 @@ async fn check_rope(gpu: &GpuBackend) {
     // Explicit positions with a repeat and a jump, as Set-Based Prompting produces.
     let positions = [0u32, 1, 2, 2, 3, 500, 8000];
     let x = rng.vec_f32(positions.len() * heads * head_dim, 1.0);
-    let twins: [(RopeStyle, fn(&mut [f32], usize, usize, &[u32], f32)); 2] = [
+    type Twin = fn(&mut [f32], usize, usize, &[u32], f32);
+    let twins: [(RopeStyle, Twin); 2] = [
         (RopeStyle::Interleaved, rope_interleaved),
         (RopeStyle::Halves, rope_halves),
     ];

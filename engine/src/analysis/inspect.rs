@@ -29,11 +29,13 @@ pub struct Inspection {
     pub n_kv_heads: usize,
     pub head_dim: usize,
     pub d_model: usize,
-    /// `(layers, heads, t, t)`: row i is what token i attends to.
+    /// The layers whose attention, queries and keys were kept, in order (all of them, or one).
+    pub attention_layers: Vec<usize>,
+    /// `(attention_layers, heads, t, t)`: row i is what token i attends to.
     probs: Vec<f32>,
-    /// `(layers, t, heads·head_dim)` after RoPE.
+    /// `(attention_layers, t, heads·head_dim)` after RoPE.
     queries: Vec<f32>,
-    /// `(layers, t, kv_heads·head_dim)` after RoPE.
+    /// `(attention_layers, t, kv_heads·head_dim)` after RoPE.
     keys: Vec<f32>,
     /// `(layers, t, d_model)` after each block.
     residual: Vec<f32>,
@@ -46,6 +48,26 @@ impl Inspection {
     /// Runs `layout` (positions from 0, its own mask) through a fresh session with every tap
     /// on.
     pub async fn capture(engine: &Engine, layout: Layout<'_>) -> Result<Self> {
+        Self::capture_with(engine, layout, Taps::all()).await
+    }
+
+    /// [`Inspection::capture`] keeping the attention of `layer` only (and every layer's
+    /// residual stream): memory `heads · t²` rather than `layers · heads · t²`.
+    pub async fn capture_layer(engine: &Engine, layout: Layout<'_>, layer: usize) -> Result<Self> {
+        let layers = engine.config().n_layers;
+        if layer >= layers {
+            return Err(Error::InvalidRequest(format!(
+                "layer {layer} does not exist ({layers} layers)"
+            )));
+        }
+        let taps = Taps {
+            only_layer: Some(layer),
+            ..Taps::all()
+        };
+        Self::capture_with(engine, layout, taps).await
+    }
+
+    async fn capture_with(engine: &Engine, layout: Layout<'_>, taps: Taps) -> Result<Self> {
         let t = layout.ids.len();
         let (ids, positions) = (layout.ids.to_vec(), layout.positions.to_vec());
         let visible = match &layout.visible {
@@ -54,11 +76,16 @@ impl Inspection {
         };
         let mut session = engine.session(t)?;
         let captured = session
-            .feed(Feed::layout(layout).taps(Taps::all()))
+            .feed(Feed::layout(layout).taps(taps))
             .await?
             .captured;
         let c = engine.config();
+        let attention_layers: Vec<usize> = match taps.only_layer {
+            Some(layer) => vec![layer],
+            None => (0..c.n_layers).collect(),
+        };
         let inspection = Inspection {
+            attention_layers,
             ids,
             positions,
             visible,
@@ -72,7 +99,7 @@ impl Inspection {
             keys: captured.keys.concat(),
             residual: captured.residual.concat(),
         };
-        let expected = c.n_layers * c.n_heads * t * t;
+        let expected = inspection.attention_layers.len() * c.n_heads * t * t;
         if inspection.probs.len() != expected {
             return Err(Error::InvalidRequest(format!(
                 "captured {} attention weights, expected {expected}",
@@ -86,35 +113,40 @@ impl Inspection {
         self.ids.len()
     }
 
-    fn check(&self, layer: usize, head: usize) -> Result<()> {
+    /// Where layer `layer`'s attention is kept, after checking that the head exists and the
+    /// layer was captured.
+    fn slot(&self, layer: usize, head: usize) -> Result<usize> {
         if layer >= self.n_layers || head >= self.n_heads {
             return Err(Error::InvalidRequest(format!(
                 "layer {layer} head {head} does not exist ({} layers of {} heads)",
                 self.n_layers, self.n_heads
             )));
         }
-        Ok(())
+        self.attention_layers
+            .iter()
+            .position(|&l| l == layer)
+            .ok_or_else(|| Error::InvalidRequest(format!("layer {layer} was not captured")))
     }
 
     /// One head's attention probabilities, `(t, t)` row-major.
     pub fn head(&self, layer: usize, head: usize) -> Result<&[f32]> {
-        self.check(layer, head)?;
+        let slot = self.slot(layer, head)?;
         let t = self.tokens();
-        let start = (layer * self.n_heads + head) * t * t;
+        let start = (slot * self.n_heads + head) * t * t;
         Ok(&self.probs[start..start + t * t])
     }
 
     /// One head's scores before the softmax, `q·k / √head_dim`, `(t, t)` row-major; `None`
     /// where the mask hides the key.
     pub fn scores(&self, layer: usize, head: usize) -> Result<Vec<Option<f32>>> {
-        self.check(layer, head)?;
+        let slot = self.slot(layer, head)?;
         let (t, hd) = (self.tokens(), self.head_dim);
         let q_width = self.n_heads * hd;
         let k_width = self.n_kv_heads * hd;
         // Grouped-query attention: consecutive query heads share a key head.
         let kv_head = head / (self.n_heads / self.n_kv_heads);
-        let queries = &self.queries[layer * t * q_width..(layer + 1) * t * q_width];
-        let keys = &self.keys[layer * t * k_width..(layer + 1) * t * k_width];
+        let queries = &self.queries[slot * t * q_width..(slot + 1) * t * q_width];
+        let keys = &self.keys[slot * t * k_width..(slot + 1) * t * k_width];
         let scale = 1.0 / (hd as f32).sqrt();
         let mut scores = Vec::with_capacity(t * t);
         for i in 0..t {
@@ -132,16 +164,18 @@ impl Inspection {
         Ok(scores)
     }
 
-    /// Attention rollout over all layers, `(t, t)`: row i says how much of token i's final
+    /// Attention rollout over the captured layers (all of them, unless captured with
+    /// [`Inspection::capture_layer`]), `(t, t)`: row i says how much of token i's final
     /// representation flows from each input token.
     pub fn rollout(&self) -> Vec<f32> {
         let t = self.tokens();
-        let layers: Vec<Vec<f32>> = (0..self.n_layers)
-            .map(|layer| {
+        let layers: Vec<Vec<f32>> = self
+            .probs
+            .chunks(self.n_heads * t * t)
+            .map(|heads| {
                 let mut mean = vec![0f32; t * t];
-                for head in 0..self.n_heads {
-                    let start = (layer * self.n_heads + head) * t * t;
-                    for (m, p) in mean.iter_mut().zip(&self.probs[start..start + t * t]) {
+                for head in heads.chunks(t * t) {
+                    for (m, p) in mean.iter_mut().zip(head) {
                         *m += p / self.n_heads as f32;
                     }
                 }

@@ -275,12 +275,12 @@ impl<B: Backend> Gemma3<B> {
             } else {
                 q
             };
-            if taps.queries_keys {
+            if taps.queries_keys_at(i) {
                 captures.queries.push(q.clone());
                 captures.keys.push(k.clone());
             }
             let (attended, probs) =
-                backend.attention(&q, &k, &v, cache, shape, mask, taps.attention)?; // (t, heads·hd)
+                backend.attention(&q, &k, &v, cache, shape, mask, taps.attention_at(i))?; // (t, heads·hd)
             captures.attention.extend(probs);
             let projected = matmul(&attended, &[&a.output])?.remove(0); // (t, d)
             let projected = backend.rms_norm(&projected, &block.post_attention_norm, c.rms_eps)?;

@@ -213,7 +213,7 @@ impl<B: Backend> Llama<B> {
             )
         };
         let mut x = backend.embed(&self.embedding, step.ids)?; // (t, d)
-        for (block, cache) in self.blocks.iter().zip(caches.iter_mut()) {
+        for (i, (block, cache)) in self.blocks.iter().zip(caches.iter_mut()).enumerate() {
             let h = backend.rms_norm(&x, &block.attention_norm, c.rms_eps)?;
             let a = &block.attention;
             let [q, k, v]: [B::Tensor; 3] =
@@ -222,12 +222,12 @@ impl<B: Backend> Llama<B> {
                     .map_err(|_| Error::InvalidRequest("matmul returned the wrong count".into()))?;
             // q: (t, heads·head_dim), k and v: (t, kv_heads·head_dim)
             let (q, k) = (rope(&q)?, rope(&k)?);
-            if taps.queries_keys {
+            if taps.queries_keys_at(i) {
                 captures.queries.push(q.clone());
                 captures.keys.push(k.clone());
             }
             let (attended, probs) =
-                backend.attention(&q, &k, &v, cache, shape, step.mask, taps.attention)?; // (t, d)
+                backend.attention(&q, &k, &v, cache, shape, step.mask, taps.attention_at(i))?; // (t, d)
             captures.attention.extend(probs);
             let projected = matmul(&attended, &[&a.output])?.remove(0);
             x = backend.add(&x, &projected)?;

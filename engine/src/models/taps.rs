@@ -6,12 +6,15 @@ use crate::backend::Backend;
 /// What to capture during a forward pass (nothing by default: no cost).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Taps {
-    /// Attention probabilities of every layer and head.
+    /// Attention probabilities of every head.
     pub attention: bool,
     /// The residual stream after each block (for the logit lens).
     pub residual: bool,
     /// Queries and keys after RoPE, from which the pre-softmax scores follow.
     pub queries_keys: bool,
+    /// Attention, queries and keys of this layer only (their memory grows with the square of
+    /// the tokens); `None`: of every layer.
+    pub only_layer: Option<usize>,
 }
 
 impl Taps {
@@ -25,7 +28,17 @@ impl Taps {
             attention: true,
             residual: true,
             queries_keys: true,
+            only_layer: None,
         }
+    }
+
+    /// Whether layer `layer`'s attention (and queries and keys) are captured.
+    pub fn attention_at(&self, layer: usize) -> bool {
+        self.attention && self.only_layer.is_none_or(|only| only == layer)
+    }
+
+    pub fn queries_keys_at(&self, layer: usize) -> bool {
+        self.queries_keys && self.only_layer.is_none_or(|only| only == layer)
     }
 }
 

@@ -110,6 +110,11 @@ impl Engine {
         on_backend!(&self.0, EngineKind, (l) => l.model.template.as_ref())
     }
 
+    /// Why the model's own chat template cannot be used, when it has one that fails.
+    pub fn template_error(&self) -> Option<&str> {
+        on_backend!(&self.0, EngineKind, (l) => l.model.template_error.as_deref())
+    }
+
     pub fn header(&self) -> &GgufHeader {
         on_backend!(&self.0, EngineKind, (l) => &l.model.header)
     }

@@ -12,7 +12,10 @@ use std::sync::Arc;
 pub struct LanguageModel<B: Backend> {
     pub header: Arc<GgufHeader>,
     pub tokenizer: Tokenizer,
+    /// The model's chat template (`None`: it has none, or it failed; see `template_error`).
     pub template: Option<ChatTemplate>,
+    /// Why the model's own template cannot be used, when it has one that fails.
+    pub template_error: Option<String>,
     pub decoder: Decoder<B>,
 }
 
@@ -74,8 +77,18 @@ impl<B: Backend> LanguageModelLoader<B> {
                 GgufEvent::Header(header) => {
                     // Refuse other architectures, and headers that disagree with themselves,
                     // before any weight is downloaded.
-                    self.decoder = Some(DecoderLoader::new(&header)?);
+                    let decoder = DecoderLoader::new(&header)?;
+                    // The vocabulary must be the embedding's: checked before the tokenizer is
+                    // built, whose cost grows with it (the embedding is bounded by the file).
+                    let tokens = header.get_array("tokenizer.ggml.tokens")?.len();
+                    if tokens != decoder.config().vocab_size {
+                        return Err(Error::BadModel(format!(
+                            "the tokenizer has {tokens} tokens, the embedding {}",
+                            decoder.config().vocab_size
+                        )));
+                    }
                     self.tokenizer = Some(Tokenizer::from_gguf(&header)?);
+                    self.decoder = Some(decoder);
                     self.header = Some(header);
                 }
                 GgufEvent::Tensor(tensor) => {
@@ -104,11 +117,19 @@ impl<B: Backend> LanguageModelLoader<B> {
                 decoder.config().vocab_size
             )));
         }
-        let template = ChatTemplate::from_gguf(&header, &tokenizer).ok();
+        let (template, template_error) = if header.get("tokenizer.chat_template").is_none() {
+            (None, None)
+        } else {
+            match ChatTemplate::from_gguf(&header, &tokenizer) {
+                Ok(template) => (Some(template), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        };
         Ok(LanguageModel {
             header,
             tokenizer,
             template,
+            template_error,
             decoder,
         })
     }
