@@ -16,7 +16,7 @@
 //! the KV cache of a local layer keeps every position (llama.cpp keeps only the window); the
 //! window is applied as a mask, so the arithmetic is the same.
 
-use super::decoder::{validate, Architecture, ModelConfig, Step};
+use super::shape::{validate, Architecture, ModelConfig, Step};
 use super::taps::{Captures, Taps};
 use crate::backend::{AttentionShape, Backend, RopeStyle};
 use crate::error::{Error, Result};

@@ -7,7 +7,7 @@
 //! (causal and 0, 1, 2… by default) so Set-Based Prompting can change them, and attention
 //! probabilities, queries, keys and the residual stream can be captured per layer ([`Taps`]).
 
-use super::decoder::{validate, Architecture, ModelConfig, Step};
+use super::shape::{validate, Architecture, ModelConfig, Step};
 use super::taps::{Captures, Taps};
 use crate::backend::{AttentionShape, Backend, RopeStyle};
 use crate::error::{Error, Result};

@@ -8,7 +8,8 @@
 //! context.
 
 use crate::gguf::GgufHeader;
-use crate::models::decoder::{read_config, ModelConfig};
+use crate::models::decoder::read_config;
+use crate::models::shape::ModelConfig;
 use serde::{Deserialize, Serialize};
 
 /// Prompts are fed in pieces of this many tokens (see `runtime::session`).

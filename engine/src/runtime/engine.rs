@@ -13,7 +13,7 @@ use crate::cpu::CpuBackend;
 use crate::error::Result;
 use crate::gguf::GgufHeader;
 use crate::gpu::GpuBackend;
-use crate::models::decoder::ModelConfig;
+use crate::models::shape::ModelConfig;
 use crate::text::chat::ChatTemplate;
 use crate::text::tokenizer::Tokenizer;
 use std::rc::Rc;

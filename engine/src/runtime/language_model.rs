@@ -4,7 +4,8 @@
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::gguf::{GgufEvent, GgufHeader, GgufStream, Limits};
-use crate::models::decoder::{Decoder, DecoderLoader, ModelConfig};
+use crate::models::decoder::{Decoder, DecoderLoader};
+use crate::models::shape::ModelConfig;
 use crate::text::chat::ChatTemplate;
 use crate::text::tokenizer::Tokenizer;
 use std::sync::Arc;

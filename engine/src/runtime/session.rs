@@ -9,7 +9,7 @@
 use super::language_model::LanguageModel;
 use crate::backend::{Backend, Mask, Selection};
 use crate::error::{Error, Result};
-use crate::models::decoder::Step;
+use crate::models::shape::Step;
 use crate::models::taps::{Captures, Taps};
 
 /// What to feed.
