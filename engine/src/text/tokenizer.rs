@@ -57,17 +57,29 @@ enum Kind {
     SentencePiece,
 }
 
-/// Token texts llama.cpp recognises as an end of turn.
-const END_OF_TURN_MARKERS: [&str; 9] = [
+/// Token texts llama.cpp (the llama-cpp-python 0.3.36 build) takes for an end of generation
+/// whatever their type, making them control tokens (`llama-vocab.cpp`).
+const END_OF_TURN_MARKERS: [&str; 20] = [
     "<|eot_id|>",
     "<|im_end|>",
     "<|end|>",
+    "<|return|>",
+    "<|call|>",
+    "<|flush|>",
+    "<|calls|>",
     "<end_of_turn>",
     "<|endoftext|>",
+    "</s>",
     "<|eom_id|>",
     "<EOT>",
+    "_<EOT>",
+    "[EOT]",
+    "[EOS]",
     "<|end_of_text|>",
     "<end_of_utterance>",
+    "<eos>",
+    "<turn|>",
+    "<|tool_response>",
 ];
 
 /// Fill-in-the-middle pad / repo / file-separator markers llama.cpp also stops at; the first
@@ -105,7 +117,7 @@ impl Tokenizer {
             }
         };
         let tokens = header.get_str_array("tokenizer.ggml.tokens")?;
-        let token_types: Vec<i64> = match header.get("tokenizer.ggml.token_type") {
+        let mut token_types: Vec<i64> = match header.get("tokenizer.ggml.token_type") {
             Some(v) => v
                 .as_array()
                 .unwrap_or_default()
@@ -120,6 +132,20 @@ impl Tokenizer {
                 token_types.len(),
                 tokens.len()
             )));
+        }
+
+        // As llama.cpp: a token spelled like an end of turn is a control token, whatever the
+        // file says, so text containing it is split there when special tokens are parsed.
+        let mut end_of_turn: Vec<u32> = Vec::new();
+        for (id, text) in tokens.iter().enumerate() {
+            if END_OF_TURN_MARKERS.contains(text) {
+                token_types[id] = TOKEN_TYPE_CONTROL;
+                end_of_turn.push(id as u32);
+            }
+        }
+        // llama.cpp's Gemma 4 exception: with `<|tool_response>`, `</s>` is text.
+        if tokens.contains(&"<|tool_response>") {
+            end_of_turn.retain(|&id| tokens[id as usize] != "</s>");
         }
 
         let inner = match kind {
@@ -164,17 +190,13 @@ impl Tokenizer {
         };
         let bos_id = id_of("tokenizer.ggml.bos_token_id");
         let eos_id = id_of("tokenizer.ggml.eos_token_id");
-        // Like llama.cpp (`llama-vocab.cpp`): eos and eot, every control token named like an
-        // end of turn, and the first fill-in-the-middle pad / repo / separator marker.
+        // Like llama.cpp (`llama-vocab.cpp`): eos and eot, every token named like an end of
+        // turn, and the first fill-in-the-middle pad / repo / separator marker.
         let mut end_of_generation: Vec<u32> = [eos_id, id_of("tokenizer.ggml.eot_token_id")]
             .into_iter()
             .flatten()
+            .chain(end_of_turn)
             .collect();
-        for (id, text) in tokens.iter().enumerate() {
-            if END_OF_TURN_MARKERS.contains(text) && is_control[id] {
-                end_of_generation.push(id as u32);
-            }
-        }
         for group in FIM_MARKERS {
             let found = group.iter().find_map(|marker| {
                 tokens
