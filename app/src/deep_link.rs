@@ -13,6 +13,7 @@
 //! | `drawing` | vision: a drawing, 784 pixels as hex bytes |
 //! | `form`, `chunk` | vision: the ViR form shown (`parallel`, `recurrent`, `chunkwise`), chunk length |
 //! | `map` | vision: `head` or `rollout` for the ViT picture |
+//! | `model`, `model_url` | the chat model, by sha256 (64 hex digits; a bundled model, or one stored in this browser), and where to fetch it otherwise |
 //!
 //! Parsing and writing are plain string code, tested natively.
 
@@ -128,6 +129,8 @@ pub struct Link {
     pub form: Option<usize>,
     pub chunk: Option<usize>,
     pub rollout: bool,
+    /// The chat model (sha256) and, for a model from a URL, the URL.
+    pub model: Option<(String, Option<String>)>,
 }
 
 impl Default for Link {
@@ -144,6 +147,7 @@ impl Default for Link {
             form: None,
             chunk: None,
             rollout: false,
+            model: None,
         }
     }
 }
@@ -222,6 +226,10 @@ impl Link {
             form: get("form").and_then(|f| FORMS.iter().position(|&n| n == f)),
             chunk: number("chunk").filter(|&c| c > 0),
             rollout: get("map") == Some("rollout"),
+            model: get("model")
+                .map(str::to_ascii_lowercase)
+                .filter(|sha| sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()))
+                .map(|sha| (sha, get("model_url").map(str::to_string))),
         }
     }
 
@@ -281,6 +289,12 @@ impl Link {
         }
         if self.rollout {
             pairs.push(("map", "rollout".into()));
+        }
+        if let Some((sha256, url)) = &self.model {
+            pairs.push(("model", sha256.clone()));
+            if let Some(url) = url {
+                pairs.push(("model_url", url.clone()));
+            }
         }
         let body: Vec<String> = pairs
             .iter()
@@ -410,6 +424,18 @@ mod tests {
                 image: Some(VisionImage::TestDigit(999)),
                 ..Link::default()
             },
+            Link {
+                model: Some((
+                    "ab".repeat(32),
+                    Some("https://example.org/m.gguf?x=1&y".into()),
+                )),
+                ..Link::default()
+            },
+            Link {
+                view: View::Order,
+                model: Some(("0f".repeat(32), None)),
+                ..Link::default()
+            },
         ];
         for link in links {
             let query = link.to_query();
@@ -428,6 +454,9 @@ mod tests {
         // embed without a known figure is not embed mode.
         assert_eq!(Link::parse("?embed=1&figure=teapot").embed, None);
         assert_eq!(Link::parse("?embed=1&figure=vir").view, View::Vision);
+        // A model is named by a whole sha256 or not at all.
+        assert_eq!(Link::parse("?model=abc").model, None);
+        assert_eq!(Link::parse("?model_url=https://x/m.gguf").model, None);
         assert_eq!(decode_component("100%"), "100%");
         assert_eq!(decode_component("a+b%20c"), "a b c");
     }

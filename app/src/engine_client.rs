@@ -1,5 +1,5 @@
-//! The page's handle on the engine worker: starts it, sends [`ToWorker`] messages and turns
-//! [`FromWorker`] messages into calls of a handler.
+//! The page's handle on the engine worker: starts it, sends [`ToWorker`] messages (a file the
+//! user opened beside its message) and turns [`FromWorker`] messages into calls of a handler.
 
 use crate::protocol::{decode, encode, FromWorker, ToWorker};
 use std::cell::RefCell;
@@ -12,7 +12,7 @@ pub struct EngineClient {
     worker: Worker,
     /// Messages sent before the worker said `Ready` (they would be lost), sent on `Ready`;
     /// `None` once the worker is ready.
-    queued: Rc<RefCell<Option<Vec<String>>>>,
+    queued: Rc<RefCell<Option<Vec<JsValue>>>>,
 }
 
 impl EngineClient {
@@ -20,7 +20,7 @@ impl EngineClient {
     pub fn spawn(on_message: impl Fn(FromWorker) + 'static) -> Result<Self, String> {
         let worker = Worker::new("./worker_loader.js")
             .map_err(|e| format!("cannot start the engine worker: {e:?}"))?;
-        let queued: Rc<RefCell<Option<Vec<String>>>> = Rc::new(RefCell::new(Some(Vec::new())));
+        let queued: Rc<RefCell<Option<Vec<JsValue>>>> = Rc::new(RefCell::new(Some(Vec::new())));
         let (queue, target) = (Rc::clone(&queued), worker.clone());
         let handler = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             let message = match event.data().as_string() {
@@ -28,8 +28,8 @@ impl EngineClient {
                 None => FromWorker::Error("the engine sent a message that is not text".into()),
             };
             if matches!(message, FromWorker::Ready) {
-                for text in queue.borrow_mut().take().unwrap_or_default() {
-                    let _ = target.post_message(&JsValue::from_str(&text));
+                for message in queue.borrow_mut().take().unwrap_or_default() {
+                    let _ = target.post_message(&message);
                 }
             }
             on_message(message);
@@ -48,12 +48,31 @@ impl EngineClient {
     }
 
     pub fn send(&self, message: &ToWorker) {
-        let text = encode(message);
+        self.post(JsValue::from_str(&encode(message)));
+    }
+
+    /// Sends `message` with a file the user opened beside it (a `File` is cloned to the worker,
+    /// which reads it; JSON could not carry it).
+    pub fn send_with_file(&self, message: &ToWorker, file: &web_sys::File) {
+        let object = js_sys::Object::new();
+        let _ = js_sys::Reflect::set(&object, &"json".into(), &encode(message).into());
+        let _ = js_sys::Reflect::set(&object, &"file".into(), file);
+        self.post(object.into());
+    }
+
+    fn post(&self, message: JsValue) {
         match self.queued.borrow_mut().as_mut() {
-            Some(queue) => queue.push(text),
+            Some(queue) => queue.push(message),
             None => {
-                let _ = self.worker.post_message(&JsValue::from_str(&text));
+                let _ = self.worker.post_message(&message);
             }
         }
+    }
+
+    /// Ends the worker at once (whatever it was doing), so that a new one can start (under a
+    /// new Content-Security-Policy, after the allowed origins changed).
+    pub fn terminate(&self) {
+        self.worker.set_onmessage(None);
+        self.worker.terminate();
     }
 }

@@ -2,6 +2,11 @@
 //! interrupted model download with Range requests), correct MIME types, optional
 //! cross-origin isolation headers, and, for the e2e tests only, fault injection.
 //!
+//! The engine worker's scripts come with [`WORKER_CSP`]: the worker fetches the models, and a
+//! dedicated worker runs under its script's policy. The page's service worker adds the origins
+//! the user allowed to its `connect-src`. GGUF files may be read from other origins (CORS), so
+//! that a page served elsewhere can load models from this server once its user allows it.
+//!
 //! std only: it must run before anything else is installed.
 
 use std::collections::VecDeque;
@@ -11,12 +16,22 @@ use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+/// The engine worker's Content-Security-Policy (the page's service worker writes the same
+/// default, `www/sw.js`): its own scripts and wasm, and fetches from this origin only.
+pub const WORKER_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; object-src 'none'; base-uri 'none'";
+
+/// The engine worker's scripts, which get [`WORKER_CSP`].
+fn is_worker_script(path: &str) -> bool {
+    matches!(path, "/worker_loader.js" | "/worker.js")
+}
+
 #[derive(Clone, Default)]
 pub struct Options {
     /// Sends COOP/COEP so the page is cross-origin isolated (needed by wasm threads).
     pub cross_origin_isolation: bool,
-    /// Enables `/__test/…` endpoints: a request log, one-shot download cuts, a network that is
-    /// gone, and a worker that runs as if the browser had no Origin Private File System.
+    /// Enables `/__test/…` endpoints: a request log, one-shot download cuts and slow downloads,
+    /// a network that is gone, and a worker that runs as if the browser had no Origin Private
+    /// File System.
     pub test_hooks: bool,
 }
 
@@ -27,10 +42,18 @@ struct Cut {
     after_bytes: u64,
 }
 
+/// A slow download the tests arm: the next GET of `path` sends at most `bytes_per_second`.
+#[derive(Clone)]
+struct Slow {
+    path: String,
+    bytes_per_second: u64,
+}
+
 #[derive(Default)]
 struct TestState {
     log: VecDeque<String>,
     cuts: Vec<Cut>,
+    slow: Vec<Slow>,
     offline: bool,
     /// Serve the engine worker as a browser without the Origin Private File System would run it.
     no_opfs: bool,
@@ -144,6 +167,11 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             return serve_worker_without_opfs(&mut stream, shared);
         }
     }
+    if request.method == "OPTIONS" && request.path.ends_with(".gguf") {
+        // A CORS preflight for a Range request from another origin.
+        let head = "HTTP/1.1 204 No Content\r\nAccess-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: GET, HEAD\r\nAccess-Control-Allow-Headers: Range\r\nAccess-Control-Max-Age: 600\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        return stream.write_all(head.as_bytes());
+    }
     if request.method != "GET" && request.method != "HEAD" {
         return respond_plain(
             &mut stream,
@@ -183,17 +211,30 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         head.push_str("Cross-Origin-Opener-Policy: same-origin\r\n");
         head.push_str("Cross-Origin-Embedder-Policy: require-corp\r\n");
     }
+    if is_worker_script(&request.path) {
+        head.push_str(&format!("Content-Security-Policy: {WORKER_CSP}\r\n"));
+    }
+    if request.path.ends_with(".gguf") {
+        head.push_str("Access-Control-Allow-Origin: *\r\n");
+        head.push_str(
+            "Access-Control-Expose-Headers: Content-Length, Content-Range, Accept-Ranges\r\n",
+        );
+    }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
     if request.method == "HEAD" {
         return Ok(());
     }
     let mut remaining = end - start;
+    let mut rate = None;
     if shared.options.test_hooks {
         let mut test = lock(&shared.test);
         if let Some(i) = test.cuts.iter().position(|c| c.path == request.path) {
             let cut = test.cuts.remove(i);
             remaining = remaining.min(cut.after_bytes);
+        }
+        if let Some(i) = test.slow.iter().position(|s| s.path == request.path) {
+            rate = Some(test.slow.remove(i).bytes_per_second.max(1));
         }
     }
     file.seek(SeekFrom::Start(start))?;
@@ -206,6 +247,9 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         }
         stream.write_all(&buffer[..got])?;
         remaining -= got as u64;
+        if let Some(rate) = rate {
+            std::thread::sleep(std::time::Duration::from_secs_f64(got as f64 / rate as f64));
+        }
     }
     // A cut response ends here, short of its Content-Length: the client sees a broken download.
     stream.flush()
@@ -237,6 +281,16 @@ fn test_hook(
             }
             _ => "cut needs path= and after=".into(),
         },
+        "slow" => match (param("path"), param("rate").and_then(|r| r.parse().ok())) {
+            (Some(path), Some(bytes_per_second)) => {
+                test.slow.push(Slow {
+                    path,
+                    bytes_per_second,
+                });
+                "ok".into()
+            }
+            _ => "slow needs path= and rate= (bytes per second)".into(),
+        },
         "offline" => {
             test.offline = param("on").as_deref() == Some("1");
             "ok".into()
@@ -257,7 +311,7 @@ fn serve_worker_without_opfs(stream: &mut TcpStream, shared: &Shared) -> std::io
     let loader = std::fs::read_to_string(shared.dist.join("worker_loader.js"))?;
     let body = format!("delete StorageManager.prototype.getDirectory;\n{loader}");
     let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/javascript\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Type: text/javascript\r\nContent-Length: {}\r\nCache-Control: no-store\r\nContent-Security-Policy: {WORKER_CSP}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;

@@ -4,12 +4,20 @@ use leptos::prelude::*;
 
 /// The conversation, the message box and the chat's buttons.
 ///
-/// Replies are inserted as text nodes, never as HTML: whatever the model writes stays text.
+/// Replies are inserted as text nodes, never as HTML: whatever the model writes stays text. A
+/// model without a chat template is in completion mode: it continues the text, and the page
+/// says so.
 #[component]
 pub fn ChatPanel() -> impl IntoView {
     let state = use_app_state();
     let chat = state.chat;
     let (draft, set_draft) = signal(String::new());
+    let completion = move || {
+        state
+            .engine
+            .model
+            .with(|m| m.as_ref().filter(|m| m.completion).map(|m| m.name.clone()))
+    };
     let send = move || {
         let text = draft.get_untracked();
         if !text.trim().is_empty() && state.can_send() {
@@ -38,6 +46,13 @@ pub fn ChatPanel() -> impl IntoView {
         })
     };
     view! {
+        {move || completion().map(|name| view! {
+            <p class="mode-note">
+                "Completion mode: " {name} " has no chat template, so it does not answer: it \
+                 continues your text. Write the beginning of a text and send it; each reply goes \
+                 on from everything above."
+            </p>
+        })}
         <div class="conversation" role="log" aria-label="Conversation" aria-live="polite">
             <For
                 each=move || chat.turns.get()
@@ -45,7 +60,11 @@ pub fn ChatPanel() -> impl IntoView {
                 let:turn
             >
                 <div class=match turn.role { Role::User => "turn user", Role::Assistant => "turn assistant" }>
-                    <span class="who">{match turn.role { Role::User => "You", Role::Assistant => "Model" }}</span>
+                    <span class="who">{move || match (turn.role, completion().is_some()) {
+                        (Role::User, _) => "You",
+                        (Role::Assistant, false) => "Model",
+                        (Role::Assistant, true) => "Model (continuing)",
+                    }}</span>
                     <p class="text">{turn.text.clone()}</p>
                     {(turn.role == Role::Assistant).then(|| {
                         let id = turn.id;
@@ -78,7 +97,11 @@ pub fn ChatPanel() -> impl IntoView {
         <form class="composer" on:submit=move |ev| { ev.prevent_default(); send(); }>
             <textarea
                 aria-label="Message"
-                placeholder="Ask something… (Enter sends, Shift+Enter starts a new line, Escape stops)"
+                placeholder=move || if completion().is_some() {
+                    "Write the beginning of a text… (Enter sends, Shift+Enter starts a new line, Escape stops)"
+                } else {
+                    "Ask something… (Enter sends, Shift+Enter starts a new line, Escape stops)"
+                }
                 rows="3"
                 prop:value=draft
                 on:input=move |ev| set_draft.set(event_target_value(&ev))

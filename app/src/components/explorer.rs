@@ -8,6 +8,7 @@
 
 use super::export::{grid_svg, ExportBar};
 use super::heatmap::{self, GridGeometry, MatrixGeometry};
+use super::models::{local_layers, model_sentence};
 use crate::protocol::InspectSource;
 use crate::state::{use_app_state, ExplorerState};
 use leptos::html::Canvas;
@@ -73,6 +74,7 @@ pub fn ExplorerPanel() -> impl IntoView {
                 </button>
             </div>
             <p class="explorer-status">{status}</p>
+            <p class="hint model-shape">{move || model_sentence(state.engine)}</p>
             {move || explorer.error.get().map(|e| view! { <p class="notice" role="alert">{e}</p> })}
             <Show when=move || explorer.summary.with(Option::is_some)>
                 <Selection explorer=explorer />
@@ -121,6 +123,15 @@ pub(super) fn Selection(explorer: ExplorerState) -> impl IntoView {
     view! {
         <div class="selection">
             {number_input("Layer", explorer.layer, move || dims().0 - 1)}
+            <span class="hint layer-kind">{move || {
+                let (local, window) = local_layers(use_app_state().engine)?;
+                let layer = explorer.layer.get();
+                Some(if local.get(layer).copied().unwrap_or(false) {
+                    format!("local layer ({window}-token window)")
+                } else {
+                    "global layer".to_string()
+                })
+            }}</span>
             {number_input("Head", explorer.head, move || dims().1 - 1)}
             {number_input("Token", explorer.token, move || dims().2 - 1)}
             <span class="hint">"On the matrix: ↑/↓ token, ←/→ head, PageUp/PageDown layer"</span>
@@ -387,9 +398,11 @@ fn model_view_svg(explorer: ExplorerState) -> Option<String> {
 pub(super) fn ModelView(explorer: ExplorerState) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     let geometry = RwSignal::new(None::<GridGeometry>);
+    let engine = use_app_state().engine;
     Effect::new(move |_| {
         let Some(canvas) = canvas.get() else { return };
         let selected = (explorer.layer.get(), explorer.head.get());
+        let local = local_layers(engine).map(|l| l.0).unwrap_or_default();
         explorer.summary.with(|s| {
             if let Some(s) = s {
                 geometry.set(heatmap::draw_grid(
@@ -399,6 +412,7 @@ pub(super) fn ModelView(explorer: ExplorerState) -> impl IntoView {
                     s.n_heads,
                     s.thumbnail_side,
                     selected,
+                    &local,
                 ));
             }
         });
@@ -414,7 +428,10 @@ pub(super) fn ModelView(explorer: ExplorerState) -> impl IntoView {
     };
     view! {
         <h3>"Model view"</h3>
-        <p class="hint">"Every head of every layer (rows: layers, columns: heads); click one to open it."</p>
+        <p class="hint">
+            "Every head of every layer (rows: layers, columns: heads); click one to open it."
+            {move || local_layers(engine).map(|_| " An orange bar at a row's left: a local (sliding-window) layer.")}
+        </p>
         <canvas
             node_ref=canvas
             role="img"

@@ -247,6 +247,8 @@ pub struct GridGeometry {
 }
 
 const GRID_LABEL: f64 = 28.0;
+/// The mark of a local (sliding-window) layer in the model view.
+pub const LOCAL_LAYER_COLOUR: &str = "#e08a00";
 
 impl GridGeometry {
     pub fn cell_at(&self, x: f64, y: f64) -> Option<(usize, usize)> {
@@ -268,6 +270,7 @@ pub fn draw_grid(
     heads: usize,
     side: usize,
     selected: (usize, usize),
+    local: &[bool],
 ) -> Option<GridGeometry> {
     let scale = 2;
     let pitch = (side * scale + 4) as f64;
@@ -299,6 +302,11 @@ pub fn draw_grid(
                 GRID_LABEL + pitch * layer as f64,
             );
             ctx.put_image_data(&image, x, y).ok()?;
+            if head == 0 && local.get(layer).copied().unwrap_or(false) {
+                // A local (sliding-window) layer: an orange bar at the row's left edge.
+                ctx.set_fill_style_str(LOCAL_LAYER_COLOUR);
+                ctx.fill_rect(1.0, y, 4.0, px as f64);
+            }
             if (layer, head) == selected {
                 ctx.set_line_width(2.0);
                 ctx.set_stroke_style_str("#000000");

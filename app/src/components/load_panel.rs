@@ -1,4 +1,4 @@
-use crate::protocol::{LoadProgress, TierChoice};
+use crate::protocol::{LoadProgress, LoadStage, ModelSource, TierChoice};
 use crate::state::{use_app_state, EngineStatus};
 use leptos::prelude::*;
 
@@ -36,7 +36,8 @@ fn percent(p: &LoadProgress) -> u64 {
     (p.bytes * 100).checked_div(p.total).unwrap_or(0).min(100)
 }
 
-/// The model's arrival: a progress bar while loading, the error and a Retry button if it fails.
+/// The model's arrival: a progress bar while loading (with a Cancel button while bytes arrive),
+/// the error and a Retry button if it fails (and a way back to the default model).
 #[component]
 pub fn LoadPanel() -> impl IntoView {
     let engine = use_app_state().engine;
@@ -50,7 +51,13 @@ pub fn LoadPanel() -> impl IntoView {
         EngineStatus::Failed { message, retry } => Some((message, retry)),
         _ => None,
     };
+    let note = move || {
+        (engine.status.get() == EngineStatus::Ready)
+            .then(|| engine.model.get().and_then(|m| m.note))
+            .flatten()
+    };
     view! {
+        {move || note().map(|note| view! { <p class="load-note">{note}</p> })}
         <Show when=loading>
             <div class="load-panel">
                 <progress
@@ -62,6 +69,9 @@ pub fn LoadPanel() -> impl IntoView {
                 <p class="load-text">
                     {move || engine.progress.get().map(|p| describe(&p)).unwrap_or_else(|| "Starting the engine…".into())}
                 </p>
+                <Show when=move || engine.progress.get().is_some_and(|p| p.stage != LoadStage::WarmUp)>
+                    <button type="button" on:click=move |_| engine.cancel_load()>"Cancel download"</button>
+                </Show>
             </div>
         </Show>
         {move || failed().map(|(message, retry)| view! {
@@ -69,6 +79,11 @@ pub fn LoadPanel() -> impl IntoView {
                 <p>"The model could not be loaded: " {message}</p>
                 <Show when=move || retry>
                     <button on:click=move |_| engine.load(TierChoice::Auto)>"Retry"</button>
+                </Show>
+                <Show when=move || engine.source.get() != ModelSource::Default>
+                    <button on:click=move |_| engine.load_model(ModelSource::Default, None, TierChoice::Auto)>
+                        "Load the default model"
+                    </button>
                 </Show>
             </div>
         })}

@@ -6,6 +6,7 @@ mod explorer;
 mod export;
 mod heatmap;
 mod load_panel;
+mod models;
 mod order;
 mod settings;
 mod share;
@@ -33,6 +34,7 @@ pub fn App() -> impl IntoView {
         return view! { <EmbedFigure figure=figure /> }.into_any();
     }
     let view_shown = state.view;
+    drop_target(state.models);
     let tab = move |which: View, label: &'static str| {
         view! {
             <button
@@ -71,6 +73,46 @@ pub fn App() -> impl IntoView {
         </main>
     }
     .into_any()
+}
+
+/// A GGUF file dropped anywhere on the page is opened like one chosen with "Open a GGUF file".
+fn drop_target(models: crate::state::ModelsState) {
+    let files = |ev: &web_sys::DragEvent| {
+        ev.data_transfer().is_some_and(|d| {
+            d.types()
+                .iter()
+                .any(|t| t.as_string().as_deref() == Some("Files"))
+        })
+    };
+    let over = window_event_listener(leptos::ev::dragover, move |ev| {
+        if files(&ev) {
+            ev.prevent_default();
+            models.dragging.set(true);
+        }
+    });
+    let leave = window_event_listener(leptos::ev::dragleave, move |ev| {
+        // Leaving the window, not moving between the page's elements.
+        if ev.related_target().is_none() {
+            models.dragging.set(false);
+        }
+    });
+    let drop = window_event_listener(leptos::ev::drop, move |ev| {
+        models.dragging.set(false);
+        let Some(file) = ev
+            .data_transfer()
+            .and_then(|d| d.files())
+            .and_then(|files| files.get(0))
+        else {
+            return;
+        };
+        ev.prevent_default();
+        models.open_file(file);
+    });
+    on_cleanup(move || {
+        over.remove();
+        leave.remove();
+        drop.remove();
+    });
 }
 
 /// Embed mode: one figure and its minimal controls, sized for an `<iframe>`, with a status line

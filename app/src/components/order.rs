@@ -30,6 +30,13 @@ pub fn OrderPanel() -> impl IntoView {
                 "Prompting every option starts at the same position and no option sees another, "
                 "so the answer cannot depend on their order."
             </p>
+            {move || state.engine.model.with(|m| m.as_ref().is_some_and(|m| m.completion)).then(|| view! {
+                <p class="hint">
+                    "This model has no chat template: the question is laid out as plain text \
+                     (\"Question: …\", the options as a list, \"Answer:\"), and its answer is \
+                     the first line it writes."
+                </p>
+            })}
             <label class="field">
                 <span>"Question"</span>
                 <input

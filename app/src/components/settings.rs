@@ -2,7 +2,8 @@ use crate::protocol::{ComputeTier, TierChoice};
 use crate::state::{use_app_state, EngineStatus, Settings};
 use leptos::prelude::*;
 
-/// The side panel: system prompt, sampling controls, compute tier, and the model's cache.
+/// The side panel: system prompt, sampling controls, compute tier, the models, and the model's
+/// cache.
 #[component]
 pub fn SidePanel() -> impl IntoView {
     view! {
@@ -10,6 +11,7 @@ pub fn SidePanel() -> impl IntoView {
             <SystemPrompt />
             <SamplingControls />
             <TierSwitch />
+            <super::models::ModelsPanel />
             <CachePanel />
         </aside>
     }
@@ -18,13 +20,11 @@ pub fn SidePanel() -> impl IntoView {
 #[component]
 fn SystemPrompt() -> impl IntoView {
     let state = use_app_state();
-    let placeholder = move || {
-        state
-            .engine
-            .model
-            .get()
+    let placeholder = move || match state.engine.model.get() {
+        Some(m) if m.completion => "Not used in completion mode".to_string(),
+        m => m
             .and_then(|m| m.default_system_prompt)
-            .unwrap_or_else(|| "The model's default".into())
+            .unwrap_or_else(|| "The model's default".into()),
     };
     view! {
         <label class="field">

@@ -2,8 +2,9 @@ use crate::protocol::ComputeTier;
 use crate::state::{use_app_state, EngineStatus};
 use leptos::prelude::*;
 
-/// The compute tier and the engine's state, announced politely to screen readers:
-/// "WebGPU (google swiftshader) — ready", "CPU (wasm) — loading".
+/// The compute tier, the engine's state and the loaded model, announced politely to screen
+/// readers: "WebGPU (google swiftshader) — ready — SmolLM2 135M Instruct (Q4_1)",
+/// "CPU (wasm) — loading".
 #[component]
 pub fn StatusBar() -> impl IntoView {
     let engine = use_app_state().engine;
@@ -15,9 +16,13 @@ pub fn StatusBar() -> impl IntoView {
             EngineStatus::Ready => "ready".to_string(),
             EngineStatus::Failed { .. } => "failed".to_string(),
         };
+        let model = engine
+            .model
+            .with(|m| m.as_ref().map(|m| format!(" — {}", m.name)))
+            .unwrap_or_default();
         match tier {
-            Some(tier) => format!("{tier} — {status}"),
-            None => format!("Starting the engine… — {status}"),
+            Some(tier) => format!("{tier} — {status}{model}"),
+            None => format!("Starting the engine… — {status}{model}"),
         }
     };
     let title = move || match engine.tier.get() {

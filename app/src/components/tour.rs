@@ -39,8 +39,8 @@ const STEPS: [Step; 6] = [
     },
     Step {
         title: "Heads",
-        text: "Every layer has 9 heads that look for different things. The model view shows all \
-               270; click one to open it, or use ←/→ and PageUp/PageDown on the matrix.",
+        text: "Every layer has {heads} heads that look for different things. The model view shows \
+               all {all}; click one to open it, or use ←/→ and PageUp/PageDown on the matrix.",
         link: || explore(14, 6),
     },
     Step {
@@ -89,11 +89,21 @@ pub fn Tour() -> impl IntoView {
         <button class="tour-button" on:click=move |_| go(0)>"Guided tour"</button>
         {move || step.get().map(|i| {
             let s = &STEPS[i];
+            // The loaded model's numbers (SmolLM2's, 30 × 9, before one has loaded).
+            let (layers, heads) = state.engine.model.with(|m| {
+                m.as_ref()
+                    .and_then(|m| m.summary.config.as_ref())
+                    .map_or((30, 9), |c| (c.n_layers, c.n_heads))
+            });
+            let text = s
+                .text
+                .replace("{heads}", &heads.to_string())
+                .replace("{all}", &(layers * heads).to_string());
             let href = (s.link)().to_query();
             view! {
                 <section class="tour" role="dialog" aria-label="Guided tour">
                     <h2>{format!("Step {} of {}: {}", i + 1, STEPS.len(), s.title)}</h2>
-                    <p>{s.text}</p>
+                    <p>{text}</p>
                     <div class="actions">
                         <button on:click=move |_| go(i.saturating_sub(1)) disabled=i == 0>"Back"</button>
                         <button on:click=move |_| go((i + 1).min(STEPS.len() - 1)) disabled=i + 1 == STEPS.len()>"Next"</button>

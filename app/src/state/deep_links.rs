@@ -13,7 +13,7 @@ use leptos::prelude::*;
 #[derive(Clone, Copy)]
 pub(super) struct DeepLinks {
     /// The link being opened, until the engine is ready to run its inspection.
-    pending: StoredValue<Option<Link>>,
+    pub(super) pending: StoredValue<Option<Link>>,
 }
 
 impl DeepLinks {
@@ -99,6 +99,7 @@ impl AppState {
         let mut link = Link {
             view: self.view.get(),
             embed: self.embed,
+            model: self.engine.wanted.get(),
             ..Link::default()
         };
         self.order.write_link(&mut link);

@@ -1,14 +1,19 @@
 //! The engine's part of the page's state: its status, compute tier and load progress, the
-//! loaded model, the model's cache, the notice about the last action that failed, and the
-//! handle on the worker that every view sends its requests through.
+//! loaded model (and the one a deep link names), the model's cache, the notice about the last
+//! action that failed, and the handle on the worker that every view sends its requests
+//! through (restarted when the allowed origins change).
 
 use crate::engine_client::EngineClient;
 use crate::protocol::{
     CacheInfo, ComputeTier, EngineEvent, EngineRequest, FromWorker, LoadProgress, ModelInfo,
-    TierChoice, ToWorker,
+    ModelSource, TierChoice, ToWorker,
 };
 use leptos::prelude::*;
 use send_wrapper::SendWrapper;
+use std::rc::Rc;
+
+/// What the worker's messages go to.
+type Handler = Rc<dyn Fn(FromWorker)>;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineStatus {
@@ -28,7 +33,14 @@ pub struct EngineState {
     pub cache: RwSignal<Option<CacheInfo>>,
     /// A message about the last action that failed (shown, dismissable).
     pub notice: RwSignal<Option<String>>,
+    /// The model the page shows or asks for, by sha256 (and URL), for deep links: the loaded
+    /// one, or the one a link named while it loads.
+    pub wanted: RwSignal<Option<(String, Option<String>)>>,
+    /// The source of the last load asked for (and the file that went with it).
+    pub source: RwSignal<ModelSource>,
+    file: StoredValue<Option<SendWrapper<web_sys::File>>>,
     client: StoredValue<Option<SendWrapper<EngineClient>>>,
+    handler: StoredValue<Option<SendWrapper<Handler>>>,
     /// The id of the next request; replies name the request they answer with it.
     next_request: StoredValue<u32>,
 }
@@ -43,7 +55,11 @@ impl EngineState {
             model: RwSignal::new(None),
             cache: RwSignal::new(None),
             notice: RwSignal::new(None),
+            wanted: RwSignal::new(None),
+            source: RwSignal::new(ModelSource::Default),
+            file: StoredValue::new(None),
             client: StoredValue::new(None),
+            handler: StoredValue::new(None),
             next_request: StoredValue::new(0),
         }
     }
@@ -51,7 +67,14 @@ impl EngineState {
     /// Starts the engine worker, whose messages go to `on_message`; says whether it started
     /// (if not, the status says why).
     pub(super) fn spawn(self, on_message: impl Fn(FromWorker) + 'static) -> bool {
-        match EngineClient::spawn(on_message) {
+        let handler: Handler = Rc::new(on_message);
+        self.handler
+            .set_value(Some(SendWrapper::new(Rc::clone(&handler))));
+        self.start_worker(handler)
+    }
+
+    fn start_worker(self, handler: Handler) -> bool {
+        match EngineClient::spawn(move |message| handler(message)) {
             Ok(client) => {
                 self.client.set_value(Some(SendWrapper::new(client)));
                 true
@@ -64,6 +87,28 @@ impl EngineState {
                 false
             }
         }
+    }
+
+    /// Ends the worker and starts a new one with the same handler (its scripts are fetched
+    /// again: under the service worker, with the allowed origins in their policy); then loads
+    /// the model of the last load again. Whatever ran is dropped.
+    pub(super) fn restart(self) -> bool {
+        self.client.with_value(|client| {
+            if let Some(client) = client {
+                client.terminate();
+            }
+        });
+        self.client.set_value(None);
+        let Some(handler) = self.handler.with_value(|h| h.as_deref().cloned()) else {
+            return false;
+        };
+        if !self.start_worker(handler) {
+            return false;
+        }
+        self.send(EngineRequest::Probe);
+        let file = self.file.with_value(|f| f.as_ref().map(|f| (**f).clone()));
+        self.load_model(self.source.get_untracked(), file, TierChoice::Auto);
+        true
     }
 
     /// Sends a request (of any view) to the worker; nothing happens before [`Self::spawn`].
@@ -87,10 +132,49 @@ impl EngineState {
         self.status.with(|s| *s == EngineStatus::Ready)
     }
 
+    /// Sends a request with a file the user opened beside it.
+    pub fn send_with_file(self, message: impl Into<ToWorker>, file: &web_sys::File) {
+        let message = message.into();
+        self.client.with_value(|client| {
+            if let Some(client) = client {
+                client.send_with_file(&message, file);
+            }
+        });
+    }
+
+    /// Loads the model loaded now (or being loaded) again, on `tier`.
     pub fn load(self, tier: TierChoice) {
         self.status.set(EngineStatus::Loading);
         self.progress.set(None);
-        self.send(EngineRequest::Load { tier });
+        self.send(EngineRequest::Load { tier, source: None });
+    }
+
+    /// Loads another model (a file the user opened comes as `file`).
+    pub fn load_model(self, source: ModelSource, file: Option<web_sys::File>, tier: TierChoice) {
+        self.status.set(EngineStatus::Loading);
+        self.progress.set(None);
+        self.model.set(None);
+        self.wanted.set(match &source {
+            ModelSource::Sha { sha256, url } => Some((sha256.clone(), url.clone())),
+            _ => None,
+        });
+        self.source.set(source.clone());
+        self.file.set_value(file.clone().map(SendWrapper::new));
+        let message = EngineRequest::Load {
+            tier,
+            source: Some(source),
+        };
+        match file {
+            Some(file) => self.send_with_file(message, &file),
+            None => self.send(message),
+        }
+    }
+
+    /// Stops the load under way (a partial download stays, for Retry to resume).
+    pub fn cancel_load(self) {
+        if self.status.get_untracked() == EngineStatus::Loading {
+            self.send(ToWorker::Stop);
+        }
     }
 
     pub fn refresh_cache_info(self) {
@@ -111,7 +195,10 @@ impl EngineState {
             EngineEvent::WebGpuAvailable(available) => self.webgpu_available.set(available),
             EngineEvent::Progress(p) => self.progress.set(Some(p)),
             EngineEvent::Loaded(info) => {
-                self.model.set(Some(info));
+                if let ModelSource::Sha { sha256, url } = &info.source {
+                    self.wanted.set(Some((sha256.clone(), url.clone())));
+                }
+                self.model.set(Some(*info));
                 self.status.set(EngineStatus::Ready);
                 self.refresh_cache_info();
             }

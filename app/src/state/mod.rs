@@ -3,7 +3,8 @@
 //!
 //! Each view has its part: `chat` (the conversation and the sampling settings), `order`,
 //! `explore` (the attention explorer) and `vision`; `engine` holds the engine's status, model,
-//! cache and the worker handle they all send through. [`AppState`] holds them all, and what
+//! cache and the worker handle they all send through; `models` the model list, the check of a
+//! model before it is loaded, and the origins models may come from. [`AppState`] holds them all, and what
 //! spans them: the view shown, embed mode, deep links (`deep_links`), the benchmark hook
 //! (`bench`), and the rule that the chat model does one thing at a time.
 
@@ -12,18 +13,22 @@ mod chat;
 mod deep_links;
 mod engine;
 mod explore;
+mod models;
 mod order;
 mod vision;
 
 use crate::deep_link::Figure;
 pub use crate::deep_link::View;
-use crate::protocol::{EngineRequest, FromWorker, InspectSource, TierChoice};
+use crate::protocol::{
+    EngineEvent, EngineRequest, FromWorker, InspectSource, ModelRequest, ModelSource, TierChoice,
+};
 use bench::BenchHook;
 pub use chat::{ChatState, Role, Settings, Turn};
 use deep_links::DeepLinks;
 pub use engine::{EngineState, EngineStatus};
 pub use explore::ExplorerState;
 use leptos::prelude::*;
+pub use models::{is_sha256, ModelsState};
 pub use order::OrderState;
 pub use vision::{VisionState, VitMap};
 
@@ -34,6 +39,7 @@ pub struct AppState {
     pub order: OrderState,
     pub explorer: ExplorerState,
     pub vision: VisionState,
+    pub models: ModelsState,
     pub view: RwSignal<View>,
     /// Embed mode (`?embed=1&figure=…`): only that figure is shown.
     pub embed: Option<Figure>,
@@ -50,6 +56,7 @@ pub fn provide_app_state() -> AppState {
         order: OrderState::new(engine),
         explorer: ExplorerState::new(engine),
         vision: VisionState::new(engine),
+        models: ModelsState::new(engine),
         view: RwSignal::new(link.view),
         embed: link.embed,
         links: DeepLinks::new(link),
@@ -73,9 +80,19 @@ impl AppState {
         self.engine.send(EngineRequest::Probe);
         // A vision figure alone does not need the 98 MB chat model.
         if self.embed.is_none_or(Figure::needs_chat_model) {
-            self.engine.load(TierChoice::Auto);
+            // The model a link names (by sha256, with its URL if it came from one).
+            let source = self
+                .links
+                .pending
+                .with_value(|l| l.as_ref().and_then(|l| l.model.clone()))
+                .map_or(ModelSource::Default, |(sha256, url)| ModelSource::Sha {
+                    sha256,
+                    url,
+                });
+            self.engine.load_model(source, None, TierChoice::Auto);
         }
         self.engine.refresh_cache_info();
+        self.engine.send(ModelRequest::List);
         self.bench.expose();
         self.restore_link();
     }
@@ -84,7 +101,24 @@ impl AppState {
     fn on_message(self, message: FromWorker) {
         match message {
             FromWorker::Ready => {}
+            FromWorker::Engine(EngineEvent::Loaded(info)) => {
+                // Another model: what the explorer and the Order view show was another's.
+                let same =
+                    self.engine
+                        .model
+                        .with_untracked(|m| m.as_ref().is_some_and(|m| m.sha256 == info.sha256))
+                        || self.engine.wanted.with_untracked(|w| {
+                            w.as_ref().is_some_and(|(sha, _)| *sha == info.sha256)
+                        });
+                if !same {
+                    self.explorer.summary.set(None);
+                    self.order.layout.set(None);
+                    self.order.answers.set(Vec::new());
+                }
+                self.engine.on_event(EngineEvent::Loaded(info));
+            }
             FromWorker::Engine(event) => self.engine.on_event(event),
+            FromWorker::Models(reply) => self.models.on_reply(reply),
             FromWorker::Chat(reply) => self.chat.on_reply(reply),
             FromWorker::Order(reply) => self.order.on_reply(reply),
             FromWorker::Explore(reply) => self.explorer.on_reply(reply),
@@ -123,6 +157,19 @@ impl AppState {
     pub fn run_orders(self, question: &str, options: Vec<String>, all_orders: bool) {
         if self.can_send() {
             self.order.run(question, options, all_orders);
+        }
+    }
+
+    /// Starts a new engine worker (after the allowed origins changed: its scripts come with the
+    /// new Content-Security-Policy) and loads the model again; whatever ran is dropped.
+    pub fn restart_engine(self) {
+        self.chat.generating.set(None);
+        self.order.running.set(None);
+        self.explorer.running.set(None);
+        self.models.checking.set(None);
+        if self.engine.restart() {
+            self.engine.refresh_cache_info();
+            self.engine.send(ModelRequest::List);
         }
     }
 

@@ -1,8 +1,11 @@
 //! The chat's side of the worker: a reply to the conversation, streamed piece by piece, in the
 //! conversation's own KV cache (kept between replies, so only what is new is fed). A GPU lost
 //! in the middle of a reply reloads the model on the CPU and starts the reply over.
+//!
+//! A model without a chat template (a base model such as Gemma 3 270M) is in completion mode:
+//! the conversation is one text, which the model continues (BOS first where it asks for it).
 
-use super::{js, post, Worker, PAGE_CONTEXT};
+use super::{js, post, Worker};
 use crate::protocol::{ChatReply, ChatRequest, EngineEvent, ReplyStats};
 use engine::runtime::sampling::{Sampler, SamplingParams};
 use engine::runtime::{Engine, EngineSession, Feed};
@@ -37,6 +40,7 @@ impl Worker {
                     messages: &messages,
                     params: &params,
                     max_tokens,
+                    context: self.context,
                 };
                 reply(engine, &mut self.chat, &chat, &self.stop).await
             }
@@ -54,7 +58,7 @@ impl Worker {
                 self.chat = None;
                 match self.load_cpu(&reason).await {
                     Ok(info) => {
-                        post(EngineEvent::Loaded(info));
+                        post(EngineEvent::Loaded(Box::new(info)));
                         Box::pin(self.generate(request, messages, params, max_tokens)).await;
                     }
                     Err(e) => post(ChatReply::Failed {
@@ -77,6 +81,42 @@ struct Chat<'a> {
     messages: &'a [ChatMessage],
     params: &'a SamplingParams,
     max_tokens: usize,
+    /// The most tokens the conversation may hold.
+    context: usize,
+}
+
+/// The token ids of a conversation: through the chat template (with the assistant's turn
+/// opened when `generation_prompt`), or, for a model without one, its turns as one text to
+/// continue, BOS first where the model asks for it.
+pub(super) fn conversation_ids(
+    engine: &Engine,
+    messages: &[ChatMessage],
+    generation_prompt: bool,
+) -> engine::Result<Vec<u32>> {
+    let tokenizer = engine.tokenizer();
+    match engine.template() {
+        Some(template) => tokenizer.encode(&template.render(messages, generation_prompt)?),
+        None => Ok(tokenizer.with_bos(&tokenizer.encode(&completion_text(messages))?)),
+    }
+}
+
+/// The turns of a conversation as one text (completion mode; a system prompt has no place in
+/// it): a turn that does not begin with white space starts on a new line.
+pub(super) fn completion_text(messages: &[ChatMessage]) -> String {
+    let mut text = String::new();
+    for message in messages
+        .iter()
+        .filter(|m| m.role != "system" && !m.content.is_empty())
+    {
+        let joins = text.is_empty()
+            || text.ends_with(char::is_whitespace)
+            || message.content.starts_with(char::is_whitespace);
+        if !joins {
+            text.push('\n');
+        }
+        text.push_str(&message.content);
+    }
+    text
 }
 
 /// Answers `chat.messages` in the conversation's session (made on first use), posting each
@@ -89,12 +129,8 @@ async fn reply(
 ) -> engine::Result<ReplyStats> {
     let request = chat.request;
     let tokenizer = engine.tokenizer();
-    let template = engine
-        .template()
-        .ok_or_else(|| engine::Error::ChatTemplate("this model has no chat template".into()))?;
-    let prompt = template.render(chat.messages, true)?;
-    let ids = tokenizer.encode(&prompt)?;
-    let context = PAGE_CONTEXT.min(engine.config().context_len);
+    let ids = conversation_ids(engine, chat.messages, true)?;
+    let context = chat.context.min(engine.config().context_len);
     if ids.len() >= context {
         return Err(engine::Error::ContextOverflow {
             prompt: ids.len(),
@@ -155,4 +191,26 @@ async fn reply(
         stopped,
         first_token_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completion_mode_joins_the_turns_into_one_text() {
+        let messages = [
+            ChatMessage::new("system", "You are helpful."),
+            ChatMessage::new("user", "One, two,"),
+            ChatMessage::new("assistant", " three, four"),
+            ChatMessage::new("user", "Next line"),
+            ChatMessage::new("assistant", ""),
+        ];
+        // No system prompt; a turn that starts without white space starts a new line.
+        assert_eq!(
+            completion_text(&messages),
+            "One, two, three, four\nNext line"
+        );
+        assert_eq!(completion_text(&[]), "");
+    }
 }

@@ -1,7 +1,7 @@
 //! The attention explorer's work: one captured forward pass over what the user chose to
 //! inspect, kept in the worker (it can be 100 MB), and the pieces the views ask for.
 
-use super::{js, order, post, Worker};
+use super::{chat, js, order, post, Worker};
 use crate::protocol::{
     ExploreReply, ExploreRequest, HeadData, InspectSource, InspectionSummary, LensData,
 };
@@ -74,13 +74,9 @@ fn prompt(engine: &Engine, source: &InspectSource) -> Result<SetPrompt> {
         InspectSource::Text(text) if text.is_empty() => {
             return Err(Error::InvalidRequest("there is nothing to inspect".into()))
         }
-        InspectSource::Text(text) => plain(tokenizer.encode(text)?)?,
-        InspectSource::Chat(messages) => {
-            let template = engine
-                .template()
-                .ok_or_else(|| Error::ChatTemplate("this model has no chat template".into()))?;
-            plain(tokenizer.encode(&template.render(messages, false)?)?)?
-        }
+        // Fed from its start: BOS first where the model asks for it.
+        InspectSource::Text(text) => plain(tokenizer.with_bos(&tokenizer.encode(text)?))?,
+        InspectSource::Chat(messages) => plain(chat::conversation_ids(engine, messages, false)?)?,
         InspectSource::Order {
             question,
             options,

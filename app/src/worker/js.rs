@@ -38,16 +38,16 @@ pub async fn yield_now() {
     let _ = JsFuture::from(promise).await;
 }
 
-async fn fetch(url: &str, range_from: Option<u64>) -> Result<Response, String> {
+async fn fetch(url: &str, range: Option<String>) -> Result<Response, String> {
     let init = RequestInit::new();
     init.set_method("GET");
     // The browser's HTTP cache must not answer: the model has its own verified cache.
     init.set_cache(RequestCache::NoStore);
     let request = Request::new_with_str_and_init(url, &init).map_err(message)?;
-    if let Some(from) = range_from {
+    if let Some(range) = range {
         request
             .headers()
-            .set("Range", &format!("bytes={from}-"))
+            .set("Range", &format!("bytes={range}"))
             .map_err(message)?;
     }
     let response = JsFuture::from(scope().fetch_with_request(&request))
@@ -82,7 +82,80 @@ pub async fn fetch_bytes(url: &str) -> Result<Vec<u8>, String> {
 
 /// GET `url`, from byte `from` on (a Range request when `from` > 0).
 pub async fn fetch_range(url: &str, from: u64) -> Result<Response, String> {
-    fetch(url, (from > 0).then_some(from)).await
+    fetch(url, (from > 0).then(|| format!("{from}-"))).await
+}
+
+/// GET bytes `start..end` of `url` (a Range request; the server may answer with more).
+pub async fn fetch_span(url: &str, start: u64, end: u64) -> Result<Response, String> {
+    fetch(url, Some(format!("{start}-{}", end.saturating_sub(1)))).await
+}
+
+/// The file size a `206` names in its `Content-Range` (`bytes a-b/size`), where the server
+/// lets the page read the header.
+pub fn range_total(response: &Response) -> Option<u64> {
+    let value = response.headers().get("Content-Range").ok().flatten()?;
+    value.rsplit_once('/')?.1.trim().parse().ok()
+}
+
+/// The body's length, where the response says it (`Content-Length`).
+pub fn content_length(response: &Response) -> Option<u64> {
+    let value = response.headers().get("Content-Length").ok().flatten()?;
+    value.trim().parse().ok()
+}
+
+/// Tells the server the rest of a body is not wanted.
+pub fn cancel(reader: &ReadableStreamDefaultReader) {
+    let _ = reader.cancel();
+}
+
+/// Bytes `start..end` of a file the user opened.
+pub async fn read_file(file: &web_sys::File, start: u64, end: u64) -> Result<Vec<u8>, String> {
+    let blob = file
+        .slice_with_f64_and_f64(start as f64, end as f64)
+        .map_err(message)?;
+    let buffer = JsFuture::from(blob.array_buffer()).await.map_err(message)?;
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
+
+/// `url` made absolute against the worker's own address (the page's directory).
+pub fn absolute_url(url: &str) -> Result<web_sys::Url, String> {
+    let base = scope().location().href();
+    web_sys::Url::new_with_base(url, &base).map_err(|_| format!("{url:?} is not a URL"))
+}
+
+/// The worker's (and the page's) origin.
+pub fn own_origin() -> String {
+    scope().location().origin()
+}
+
+/// The memory the browser says the device has (`navigator.deviceMemory`, in bytes; Chromium
+/// rounds it and caps it at 8 GB), where it says.
+pub fn device_memory() -> Option<u64> {
+    let gib = Reflect::get(&scope().navigator(), &"deviceMemory".into())
+        .ok()?
+        .as_f64()?;
+    (gib > 0.0).then_some((gib * (1u64 << 30) as f64) as u64)
+}
+
+/// The Cache API cache the page keeps its settings in; the service worker reads it too.
+pub const SETTINGS_CACHE: &str = "glassbox-settings-v1";
+/// The allowed origins' entry in [`SETTINGS_CACHE`], relative to the page.
+pub const ORIGINS_ENTRY: &str = "allowed-origins.json";
+
+/// The origins the user allowed model downloads from (besides the page's own).
+pub async fn allowed_origins() -> Vec<String> {
+    async fn read() -> Option<Vec<String>> {
+        let cache = open_cache(SETTINGS_CACHE).await.ok()?;
+        let url = absolute_url(ORIGINS_ENTRY).ok()?.href();
+        let response = JsFuture::from(cache.match_with_str(&url)).await.ok()?;
+        let response: Response = response.dyn_into().ok()?;
+        let text = JsFuture::from(response.text().ok()?)
+            .await
+            .ok()?
+            .as_string()?;
+        serde_json::from_str(&text).ok()
+    }
+    read().await.unwrap_or_default()
 }
 
 /// The next chunk of a body, or None at its end.

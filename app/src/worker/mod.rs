@@ -1,52 +1,71 @@
 //! The engine's side of the worker: receives [`ToWorker`] messages, runs the engine, posts
 //! [`FromWorker`] messages back. This file routes each view's requests to its handler (`chat`,
-//! `order`, `inspect`, `vision`) and answers the engine's own: probing, loading, the cache and
-//! the benchmark.
+//! `order`, `inspect`, `vision`, `models` for the model list and check, `load` for loading)
+//! and answers the engine's own: probing, the cache and the benchmark.
+//!
+//! A file the user opens arrives beside its message (a `{json, file}` object instead of a
+//! string): its bytes are read here, in the worker, and never leave the machine.
 //!
 //! Messages are handled one at a time by a single task that owns the engine, except `Stop`,
 //! which only raises a flag the generation loop checks between tokens (it yields to the event
 //! loop after each one, so the flag can be raised).
 
 mod chat;
+mod feed;
 mod inspect;
 pub mod js;
+mod load;
+mod models;
 mod order;
+pub mod probe;
 mod storage;
 pub mod store;
 mod vision;
 
 use crate::protocol::{
     decode, encode, BenchDone, BenchRequest, BenchTimes, CacheInfo, ComputeTier, EngineEvent,
-    EngineRequest, FromWorker, LoadProgress, LoadStage, ModelInfo, TierChoice, ToWorker,
+    EngineRequest, FromWorker, ModelSource, ToWorker,
 };
 use engine::backend::Selection;
 use engine::gpu::GpuBackend;
-use engine::runtime::{Device, Engine, EngineSession, Feed};
-use engine::text::chat::ChatMessage;
+use engine::runtime::budget::ModelSummary;
+use engine::runtime::{Engine, EngineSession, Feed};
 use futures_channel::mpsc;
 use futures_util::StreamExt;
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::rc::Rc;
-use store::{LoadError, Store};
+use store::{Store, Target};
 use wasm_bindgen::prelude::*;
 use web_sys::MessageEvent;
 
-/// The page keeps conversations shorter than the model's 8,192 tokens: the KV cache of the CPU
-/// tier lives in wasm memory.
-pub const PAGE_CONTEXT: usize = 2048;
+pub use probe::PAGE_CONTEXT;
+
+/// A message, and the file that came beside it.
+type Incoming = (ToWorker, Option<web_sys::File>);
 
 pub fn start() {
-    let (sender, receiver) = mpsc::unbounded::<ToWorker>();
+    let (sender, receiver) = mpsc::unbounded::<Incoming>();
     let stop = Rc::new(Cell::new(false));
     let stop_flag = Rc::clone(&stop);
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-        let Some(text) = event.data().as_string() else {
-            return;
+        let data = event.data();
+        let (text, file) = match data.as_string() {
+            Some(text) => (text, None),
+            None => {
+                let get = |key: &str| js_sys::Reflect::get(&data, &key.into()).ok();
+                let text = get("json").and_then(|t| t.as_string());
+                let file = get("file").and_then(|f| f.dyn_into::<web_sys::File>().ok());
+                match text {
+                    Some(text) => (text, file),
+                    None => return,
+                }
+            }
         };
         match decode::<ToWorker>(&text) {
             Ok(ToWorker::Stop) => stop_flag.set(true),
             Ok(message) => {
-                let _ = sender.unbounded_send(message);
+                let _ = sender.unbounded_send((message, file));
             }
             Err(e) => post(FromWorker::Error(e)),
         }
@@ -69,9 +88,21 @@ struct Worker {
     engine: Option<Engine>,
     /// The conversation's KV cache on `engine`.
     chat: Option<EngineSession>,
+    /// The context the page gives the loaded model (its own, capped at the page's and at what
+    /// fits the tier).
+    context: usize,
+    /// The model loaded or being loaded: where its bytes are, and how to name it again.
+    target: Option<Target>,
+    source: Option<ModelSource>,
+    /// The last model checked, so that loading it does not read its header again.
+    checked: Option<(ModelSource, Target)>,
+    /// What the headers read so far say, by sha256 (for the model list).
+    summaries: HashMap<String, ModelSummary>,
     /// A WebGPU device, kept from probing for the first load on that tier.
     gpu: Option<GpuBackend>,
     gpu_error: Option<String>,
+    /// The adapter's (maxStorageBufferBindingSize, maxBufferSize), for memory plans.
+    gpu_limits: Option<(u64, u64)>,
     stop: Rc<Cell<bool>>,
     /// The attention explorer's last capture (dropped when the model changes).
     inspection: Option<engine::analysis::inspect::Inspection>,
@@ -79,25 +110,32 @@ struct Worker {
     vision: Option<vision::VisionModels>,
 }
 
-async fn run(mut messages: mpsc::UnboundedReceiver<ToWorker>, stop: Rc<Cell<bool>>) {
+async fn run(mut messages: mpsc::UnboundedReceiver<Incoming>, stop: Rc<Cell<bool>>) {
     let mut worker = Worker {
         engine: None,
         chat: None,
+        context: PAGE_CONTEXT,
+        target: None,
+        source: None,
+        checked: None,
+        summaries: HashMap::new(),
         gpu: None,
         gpu_error: None,
+        gpu_limits: None,
         stop,
         inspection: None,
         vision: None,
     };
-    while let Some(message) = messages.next().await {
-        worker.handle(message).await;
+    while let Some((message, file)) = messages.next().await {
+        worker.handle(message, file).await;
     }
 }
 
 impl Worker {
-    async fn handle(&mut self, message: ToWorker) {
+    async fn handle(&mut self, message: ToWorker, file: Option<web_sys::File>) {
         match message {
-            ToWorker::Engine(request) => self.on_engine(request).await,
+            ToWorker::Engine(request) => self.on_engine(request, file).await,
+            ToWorker::Models(request) => self.on_models(request, file).await,
             ToWorker::Chat(request) => self.on_chat(request).await,
             ToWorker::Order(request) => self.on_order(request).await,
             ToWorker::Explore(request) => self.on_explore(request).await,
@@ -107,17 +145,19 @@ impl Worker {
         }
     }
 
-    async fn on_engine(&mut self, request: EngineRequest) {
+    async fn on_engine(&mut self, request: EngineRequest, file: Option<web_sys::File>) {
         match request {
             EngineRequest::Probe => self.probe().await,
-            EngineRequest::Load { tier } => self.load(tier).await,
-            EngineRequest::CacheInfo => post(EngineEvent::Cache(cache_info().await)),
+            EngineRequest::Load { tier, source } => self.load(tier, source, file).await,
+            EngineRequest::CacheInfo => post(EngineEvent::Cache(self.cache_info().await)),
             EngineRequest::ClearCache => {
                 let store = Store::open().await;
-                if let Ok(manifest) = store::fetch_manifest(&store).await {
-                    store.clear(&manifest.chat).await;
+                if let Some(storage) = self.storage_name(&store).await {
+                    store.clear(&storage).await;
+                    store.forget_storage(&storage).await;
                 }
-                post(EngineEvent::Cache(cache_info().await));
+                post(EngineEvent::Cache(self.cache_info().await));
+                self.list().await;
             }
             EngineRequest::SimulateDeviceLoss => {
                 if let Some(gpu) = self.engine.as_ref().and_then(Engine::gpu) {
@@ -153,7 +193,14 @@ impl Worker {
     async fn probe(&mut self) {
         if self.gpu.is_none() && self.gpu_error.is_none() {
             match GpuBackend::create().await {
-                Ok(gpu) => self.gpu = Some(gpu),
+                Ok(gpu) => {
+                    let limits = &gpu.context().limits;
+                    self.gpu_limits = Some((
+                        limits.max_storage_buffer_binding_size,
+                        limits.max_buffer_size,
+                    ));
+                    self.gpu = Some(gpu);
+                }
                 Err(e) => self.gpu_error = Some(e.to_string()),
             }
         }
@@ -173,116 +220,40 @@ impl Worker {
         post(EngineEvent::Tier(tier));
     }
 
-    async fn load(&mut self, choice: TierChoice) {
-        if self.gpu.is_none() && self.gpu_error.is_none() {
-            self.probe().await;
+    /// The storage name of the model loaded or being loaded (the default before any).
+    async fn storage_name(&self, store: &Store) -> Option<String> {
+        match &self.target {
+            Some(target) => target.storage.clone(),
+            None => store::fetch_manifest(store)
+                .await
+                .ok()
+                .map(|m| m.chat.file.clone()),
         }
-        let started = js::now_ms();
-        self.engine = None;
-        self.chat = None;
-        self.inspection = None;
-        let result = match choice {
-            TierChoice::Cpu => self.load_cpu("you chose the CPU").await,
-            TierChoice::Auto | TierChoice::WebGpu => match self.take_gpu().await {
-                Some(gpu) => self.load_gpu(gpu).await,
-                None => {
-                    let reason = self
-                        .gpu_error
-                        .clone()
-                        .unwrap_or_else(|| "WebGPU is not available".into());
-                    self.load_cpu(&reason).await
-                }
-            },
+    }
+
+    async fn cache_info(&self) -> CacheInfo {
+        let store = Store::open().await;
+        let bytes = match &self.target {
+            Some(target) => Some(target.bytes),
+            None => store::fetch_manifest(&store)
+                .await
+                .ok()
+                .map(|m| m.chat.bytes),
         };
-        match result {
-            Ok(info) => post(EngineEvent::Loaded(ModelInfo {
-                load_ms: js::now_ms() - started,
-                ..info
-            })),
-            Err(e) => post(EngineEvent::LoadFailed {
-                message: e.message,
-                retry: e.retry,
-            }),
+        let (model_bytes, partial_bytes) = match (self.storage_name(&store).await, bytes) {
+            (Some(storage), Some(bytes)) => store.state(&storage, bytes).await,
+            _ => (None, None),
+        };
+        let estimate = js::storage_estimate().await;
+        CacheInfo {
+            model_bytes,
+            partial_bytes,
+            usage: estimate.map(|e| e.0),
+            quota: estimate.map(|e| e.1),
+            unavailable: store.unavailable(),
+            storage: store.describe().to_string(),
         }
     }
-
-    /// The probed device, or a new one (after a previous GPU engine was dropped).
-    async fn take_gpu(&mut self) -> Option<GpuBackend> {
-        if let Some(gpu) = self.gpu.take() {
-            return Some(gpu);
-        }
-        match GpuBackend::create().await {
-            Ok(gpu) => Some(gpu),
-            Err(e) => {
-                self.gpu_error = Some(e.to_string());
-                None
-            }
-        }
-    }
-
-    async fn load_gpu(&mut self, gpu: GpuBackend) -> Result<ModelInfo, LoadError> {
-        post(EngineEvent::Tier(ComputeTier::WebGpu {
-            adapter: gpu.context().description(),
-        }));
-        let (engine, info) = load_on(Device::WebGpu(gpu)).await?;
-        self.engine = Some(engine);
-        Ok(info)
-    }
-
-    async fn load_cpu(&mut self, reason: &str) -> Result<ModelInfo, LoadError> {
-        post(EngineEvent::Tier(ComputeTier::Cpu {
-            reason: reason.to_string(),
-        }));
-        let (engine, info) = load_on(Device::Cpu).await?;
-        self.engine = Some(engine);
-        Ok(info)
-    }
-}
-
-/// Loads the chat model on `device` (cache first), then warms it up.
-async fn load_on(device: Device) -> Result<(Engine, ModelInfo), LoadError> {
-    let store = Store::open().await;
-    let manifest = store::fetch_manifest(&store).await?;
-    let file = manifest.chat;
-    let progress = |p: LoadProgress| post(EngineEvent::Progress(p));
-    let engine = store::load_model(device, &store, &file, &progress).await?;
-    post(EngineEvent::Progress(LoadProgress {
-        stage: LoadStage::WarmUp,
-        bytes: file.bytes,
-        total: file.bytes,
-        bytes_per_second: 0.0,
-        tensors_loaded: 0,
-        tensors_total: 0,
-    }));
-    js::yield_now().await;
-    // One token through every kernel: compiles the GPU pipelines now rather than at the first
-    // question.
-    let bos = [engine.tokenizer().bos_id.unwrap_or(0)];
-    engine
-        .session(8)?
-        .feed(Feed::append(&bos).top_k(Selection::greedy()))
-        .await?;
-    let info = ModelInfo {
-        name: file.name.clone(),
-        context: PAGE_CONTEXT.min(engine.config().context_len),
-        bytes: file.bytes,
-        sha256: file.sha256.clone(),
-        default_system_prompt: default_system_prompt(&engine),
-        load_ms: 0.0,
-    };
-    Ok((engine, info))
-}
-
-/// The system prompt the chat template adds when the conversation has none.
-fn default_system_prompt(engine: &Engine) -> Option<String> {
-    let template = engine.template()?;
-    let with = template
-        .render(&[ChatMessage::new("user", "x")], false)
-        .ok()?;
-    let marker = "<|im_start|>system\n";
-    let start = with.find(marker)? + marker.len();
-    let end = with[start..].find("<|im_end|>")? + start;
-    Some(with[start..end].to_string())
 }
 
 /// Prefill of `ids` in a fresh session, then greedy steps, timed as `glassbox bench` times the
@@ -318,21 +289,4 @@ async fn bench(engine: &Engine, ids: &[u32], decode_tokens: usize) -> engine::Re
         prefill_ms,
         decode_ms: js::now_ms() - started,
     })
-}
-
-async fn cache_info() -> CacheInfo {
-    let store = Store::open().await;
-    let (model_bytes, partial_bytes) = match store::fetch_manifest(&store).await {
-        Ok(manifest) => store.state(&manifest.chat).await,
-        Err(_) => (None, None),
-    };
-    let estimate = js::storage_estimate().await;
-    CacheInfo {
-        model_bytes,
-        partial_bytes,
-        usage: estimate.map(|e| e.0),
-        quota: estimate.map(|e| e.1),
-        unavailable: store.unavailable(),
-        storage: store.describe().to_string(),
-    }
 }

@@ -2,7 +2,9 @@
 //! of its options, with Set-Based Prompting (the options form a set) or plainly.
 //!
 //! The question goes through the model's chat template as a user message; the options are
-//! spliced in where a marker stood, so any template works.
+//! spliced in where a marker stood, so any template works. A model without a chat template gets
+//! the question as plain text ("Question: …\nOptions:\n- …\nAnswer:"), BOS first where it asks
+//! for it, and its answer is the first line it writes.
 
 use super::{js, post, Worker};
 use crate::protocol::{OrderLayout, OrderReply, OrderRequest};
@@ -80,6 +82,7 @@ async fn run_orders(engine: &Engine, run: &OrderRun<'_>, stop: &Cell<bool>) -> R
         return Err(Error::InvalidRequest("an option is empty".into()));
     }
     let tokenizer = engine.tokenizer();
+    let completion = engine.template().is_none();
     let (prefix, rest) = prompt_parts(engine, run.question, run.options)?;
     let layout_of = |parts: &[PartIds], order: &[usize]| layout(parts, order, run.set_based);
     let identity: Vec<usize> = (0..run.options.len()).collect();
@@ -117,6 +120,10 @@ async fn run_orders(engine: &Engine, run: &OrderRun<'_>, stop: &Cell<bool>) -> R
                 break;
             }
             answer.push_str(&printer.push(tokenizer, next));
+            // A model continuing plain text goes on to the next question: one line is its answer.
+            if completion && answer.trim_start().contains('\n') {
+                break;
+            }
             if step + 1 == run.max_tokens {
                 break;
             }
@@ -127,6 +134,12 @@ async fn run_orders(engine: &Engine, run: &OrderRun<'_>, stop: &Cell<bool>) -> R
             next = greedy(&mut session, Feed::append(&[next])).await?;
         }
         answer.push_str(&printer.finish());
+        let answer = answer.trim();
+        let answer = if completion {
+            answer.lines().next().unwrap_or_default()
+        } else {
+            answer
+        };
         post(OrderReply::Answer {
             request: run.request,
             order: order.clone(),
@@ -152,14 +165,15 @@ fn prompt_parts(
     question: &str,
     options: &[String],
 ) -> Result<(Vec<u32>, [PartIds; 2])> {
-    let (prefix, suffix) = template_around_options(engine, question)?;
+    let (prefix, suffix) = around_options(engine, question)?;
     let tokenizer = engine.tokenizer();
     let members = options
         .iter()
         .map(|o| tokenizer.encode(&format!("\n- {}", o.trim())))
         .collect::<Result<Vec<_>>>()?;
     Ok((
-        tokenizer.encode(&prefix)?,
+        // The prompt is fed from its start: BOS first where the model asks for it.
+        tokenizer.with_bos(&tokenizer.encode(&prefix)?),
         [
             PartIds::Set(members),
             PartIds::Text(tokenizer.encode(&suffix)?),
@@ -187,11 +201,15 @@ pub fn whole_prompt(
     layout(&parts, &identity, set_based)
 }
 
-/// The rendered chat template before and after the options.
-fn template_around_options(engine: &Engine, question: &str) -> Result<(String, String)> {
-    let template = engine
-        .template()
-        .ok_or_else(|| Error::ChatTemplate("this model has no chat template".into()))?;
+/// The prompt's text before and after the options: the rendered chat template, or, without
+/// one, plain text.
+fn around_options(engine: &Engine, question: &str) -> Result<(String, String)> {
+    let Some(template) = engine.template() else {
+        return Ok((
+            format!("Question: {}\nOptions:", question.trim()),
+            "\nAnswer:".to_string(),
+        ));
+    };
     let content = format!("{}\nOptions:{OPTIONS_MARKER}", question.trim());
     let rendered = template.render(&[ChatMessage::new("user", &content)], true)?;
     let (before, after) = rendered.split_once(OPTIONS_MARKER).ok_or_else(|| {

@@ -1,23 +1,40 @@
 //! The model's bytes: from the browser's cache (the Origin Private File System, or the Cache API
-//! where that is missing) or the network, streamed into the engine as they come.
+//! where that is missing), the network, or a file the user opened, streamed into the engine as
+//! they come (the streaming itself, and `load_model`, are in `feed.rs`).
 //!
-//! A model counts as cached only once its sha256 matched the manifest; a marker file written
-//! after that check says so. A partial download keeps its bytes, and the next attempt asks the
-//! server for the rest with a Range request. Every load from the cache hashes the bytes again,
-//! so a corrupted cache entry is noticed, deleted and downloaded anew, never used.
+//! A model counts as cached only once its sha256 matched; a marker file written after that check
+//! says so (and holds the sha256). A partial download keeps its bytes, and the next attempt asks
+//! the server for the rest with a Range request. Every load from the cache hashes the bytes
+//! again, so a corrupted cache entry is noticed, deleted and fetched anew, never used.
+//!
+//! The manifest's models are stored under their file names (`models/<file>`); models the user
+//! added under names of their own (`url-<hash of the URL>.gguf`, `file-<hash of the file's name,
+//! size and date>.gguf`), listed by sha256 in a small index (`user-models.json`) once verified.
 
-use super::js::{self, yield_now};
-use super::storage::{FileWriter, Storage};
-use crate::protocol::{LoadProgress, LoadStage};
-use engine::runtime::{Device, Engine, EngineLoader};
-use serde::Deserialize;
+use super::js;
+use super::storage::Storage;
+use engine::runtime::budget::ModelSummary;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use wasm_bindgen::{JsCast, JsValue};
 
-/// `www/models/manifest.json`: what the page may load, and how to check it.
+/// `www/models/manifest.json`: the models shipped with the page, and how to check them. `chat`
+/// is the default (older readers know only it); `more` are listed after it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Manifest {
     pub chat: ModelFile,
+    #[serde(default)]
+    pub more: Vec<ModelFile>,
+}
+
+impl Manifest {
+    /// Every model, the default first.
+    pub fn all(&self) -> impl Iterator<Item = &ModelFile> {
+        std::iter::once(&self.chat).chain(&self.more)
+    }
+
+    pub fn find(&self, sha256: &str) -> Option<&ModelFile> {
+        self.all().find(|m| m.sha256 == sha256)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -26,6 +43,9 @@ pub struct ModelFile {
     pub file: String,
     pub bytes: u64,
     pub sha256: String,
+    /// The licence text shipped beside the model (a file name in `models/`).
+    #[serde(default)]
+    pub licence: Option<String>,
 }
 
 impl ModelFile {
@@ -33,9 +53,54 @@ impl ModelFile {
         format!("models/{}", self.file)
     }
 
-    fn marker(&self) -> String {
-        format!("{}.verified", self.file)
+    pub fn licence_url(&self) -> Option<String> {
+        self.licence.as_ref().map(|l| format!("models/{l}"))
     }
+
+    pub fn target(&self) -> Target {
+        Target {
+            name: self.name.clone(),
+            storage: Some(self.file.clone()),
+            origin: Origin::Url(self.url()),
+            bytes: self.bytes,
+            sha256: Some(self.sha256.clone()),
+            licence_url: self.licence_url(),
+        }
+    }
+}
+
+/// Where a model's bytes come from.
+#[derive(Clone)]
+pub enum Origin {
+    Url(String),
+    Disk(web_sys::File),
+}
+
+/// One model's bytes: where they are kept, where they come from, what they must hash to.
+#[derive(Clone)]
+pub struct Target {
+    /// For people: the manifest's name, or the file's.
+    pub name: String,
+    /// The file's name in the browser's storage; `None`: not kept.
+    pub storage: Option<String>,
+    pub origin: Origin,
+    pub bytes: u64,
+    /// The sha256 the bytes must have; `None`: learned from them.
+    pub sha256: Option<String>,
+    pub licence_url: Option<String>,
+}
+
+impl Target {
+    pub fn url(&self) -> Option<&str> {
+        match &self.origin {
+            Origin::Url(url) => Some(url),
+            Origin::Disk(_) => None,
+        }
+    }
+}
+
+pub fn marker(storage: &str) -> String {
+    format!("{storage}.verified")
 }
 
 /// Why a load stopped, and whether trying again can help.
@@ -43,26 +108,40 @@ impl ModelFile {
 pub struct LoadError {
     pub message: String,
     pub retry: bool,
+    /// The device failed (or cannot hold the model), not the bytes: the CPU may still run it.
+    pub device: bool,
 }
 
 impl LoadError {
-    fn new(message: impl Into<String>, retry: bool) -> Self {
+    pub fn new(message: impl Into<String>, retry: bool) -> Self {
         LoadError {
             message: message.into(),
             retry,
+            device: false,
+        }
+    }
+
+    pub fn device(message: impl Into<String>) -> Self {
+        LoadError {
+            message: message.into(),
+            retry: true,
+            device: true,
         }
     }
 }
 
 impl From<engine::Error> for LoadError {
     fn from(e: engine::Error) -> Self {
-        // A malformed or unsupported model will not get better by retrying.
-        let retry = matches!(e, engine::Error::Gpu(_));
-        LoadError::new(e.to_string(), retry)
+        match e {
+            engine::Error::Gpu(_) => LoadError::device(e.to_string()),
+            // A malformed or unsupported model will not get better by retrying.
+            _ => LoadError::new(e.to_string(), false),
+        }
     }
 }
 
 const MANIFEST_COPY: &str = "manifest.json";
+const INDEX: &str = "user-models.json";
 
 /// The manifest from the server, or, offline, the copy kept beside the cached model.
 pub async fn fetch_manifest(store: &Store) -> Result<Manifest, LoadError> {
@@ -80,9 +159,37 @@ pub async fn fetch_manifest(store: &Store) -> Result<Manifest, LoadError> {
         .map_err(|e| LoadError::new(format!("the model manifest is malformed: {e}"), false))
 }
 
-/// The model's files in the browser's storage (see [`Storage`] for where they live).
+/// A model the user added, stored in this browser and verified.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredModel {
+    pub sha256: String,
+    /// Its file in the browser's storage.
+    pub storage: String,
+    pub bytes: u64,
+    pub name: String,
+    pub url: Option<String>,
+    pub summary: Option<ModelSummary>,
+}
+
+impl StoredModel {
+    pub fn target(&self) -> Target {
+        Target {
+            name: self.name.clone(),
+            storage: Some(self.storage.clone()),
+            // A stored model is read from the storage; should that copy be gone or damaged, it
+            // comes again from its URL (a file opened from disk has none: opening it again is
+            // the way back).
+            origin: Origin::Url(self.url.clone().unwrap_or_default()),
+            bytes: self.bytes,
+            sha256: Some(self.sha256.clone()),
+            licence_url: None,
+        }
+    }
+}
+
+/// The model files in the browser's storage (see [`Storage`] for where they live).
 pub struct Store {
-    storage: Storage,
+    pub(super) storage: Storage,
 }
 
 impl Store {
@@ -105,17 +212,22 @@ impl Store {
         self.storage.describe()
     }
 
-    /// (verified size, partial size) of the cached copy of `file`.
-    pub async fn state(&self, file: &ModelFile) -> (Option<u64>, Option<u64>) {
-        let Some(size) = self.storage.size(&file.file).await else {
+    /// (verified size, partial size) of the stored copy named `storage`, `bytes` long whole.
+    pub async fn state(&self, storage: &str, bytes: u64) -> (Option<u64>, Option<u64>) {
+        let Some(size) = self.storage.size(storage).await else {
             return (None, None);
         };
-        let verified = size == file.bytes && self.storage.size(&file.marker()).await.is_some();
+        let verified = size == bytes && self.storage.size(&marker(storage)).await.is_some();
         if verified {
             (Some(size), None)
         } else {
             (None, (size > 0).then_some(size))
         }
+    }
+
+    /// The sha256 the marker of a verified copy holds.
+    pub async fn verified_sha256(&self, storage: &str) -> Option<String> {
+        self.storage.read_small(&marker(storage)).await
     }
 
     pub async fn write_small(&self, name: &str, text: &str) {
@@ -126,136 +238,49 @@ impl Store {
         self.storage.read_small(name).await
     }
 
-    pub async fn clear(&self, file: &ModelFile) {
-        self.storage.remove(&file.marker()).await;
-        self.storage.remove(&file.file).await;
+    /// Deletes a copy (marker first: a half-deleted copy is never taken for verified).
+    pub async fn clear(&self, storage: &str) {
+        self.storage.remove(&marker(storage)).await;
+        self.storage.remove(storage).await;
     }
-}
 
-/// Feeds the model's bytes to a loader for `device` and a hasher, from the cache first and then
-/// the network; returns the model once its sha256 matched.
-pub async fn load_model(
-    device: Device,
-    store: &Store,
-    file: &ModelFile,
-    progress: &dyn Fn(LoadProgress),
-) -> Result<Engine, LoadError> {
-    let mut feed = Feed::new(device, file.bytes, progress);
-    let (verified, _) = store.state(file).await;
-    if verified.is_some() {
-        match read_cached(store, file, &mut feed).await {
-            Ok(()) => return Ok(feed.finish()?),
-            Err(e) if e.retry => {
-                // Corrupt or unreadable: never use it, fetch it again below.
-                web_sys::console::warn_1(&JsValue::from_str(&format!(
-                    "cached model discarded: {}",
-                    e.message
-                )));
-                store.clear(file).await;
-                feed.restart();
-            }
-            Err(e) => return Err(e),
+    /// The models the user added that are stored here.
+    pub async fn index(&self) -> Vec<StoredModel> {
+        let text = self.read_small(INDEX).await.unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or_default()
+    }
+
+    async fn write_index(&self, index: &[StoredModel]) {
+        let text = serde_json::to_string(index).unwrap_or_else(|_| "[]".into());
+        self.write_small(INDEX, &text).await
+    }
+
+    /// Lists a verified model the user added (replacing an entry of the same sha256 or file).
+    pub async fn remember(&self, model: StoredModel) {
+        let mut index = self.index().await;
+        index.retain(|m| m.sha256 != model.sha256 && m.storage != model.storage);
+        index.push(model);
+        self.write_index(&index).await
+    }
+
+    /// Deletes a model the user added, and its entry.
+    pub async fn forget(&self, sha256: &str) {
+        let mut index = self.index().await;
+        for model in index.iter().filter(|m| m.sha256 == sha256) {
+            self.clear(&model.storage).await;
         }
+        index.retain(|m| m.sha256 != sha256);
+        self.write_index(&index).await
     }
-    download(store, file, &mut feed).await?;
-    match feed.finish() {
-        Ok(engine) => {
-            store.write_small(&file.marker(), &file.sha256).await;
-            Ok(engine)
+
+    /// Drops the entry of a stored file that is gone or damaged.
+    pub async fn forget_storage(&self, storage: &str) {
+        let mut index = self.index().await;
+        let before = index.len();
+        index.retain(|m| m.storage != storage);
+        if index.len() != before {
+            self.write_index(&index).await
         }
-        Err(e) => {
-            store.clear(file).await;
-            Err(LoadError::new(
-                format!("the download was damaged ({e}); it was deleted"),
-                true,
-            ))
-        }
-    }
-}
-
-/// A loader and a hasher fed the same bytes, with progress reports.
-struct Feed<'a> {
-    loader: EngineLoader,
-    hasher: Sha256,
-    fed: u64,
-    total: u64,
-    stage: LoadStage,
-    stage_start_bytes: u64,
-    stage_start_ms: f64,
-    last_report_ms: f64,
-    progress: &'a dyn Fn(LoadProgress),
-}
-
-impl<'a> Feed<'a> {
-    fn new(device: Device, total: u64, progress: &'a dyn Fn(LoadProgress)) -> Self {
-        Feed {
-            loader: EngineLoader::new(device, Some(total)),
-            hasher: Sha256::new(),
-            fed: 0,
-            total,
-            stage: LoadStage::Cache,
-            stage_start_bytes: 0,
-            stage_start_ms: js::now_ms(),
-            last_report_ms: 0.0,
-            progress,
-        }
-    }
-
-    /// Forgets every byte fed so far (the same device stays).
-    fn restart(&mut self) {
-        self.loader.restart();
-        self.hasher = Sha256::new();
-        self.fed = 0;
-    }
-
-    fn stage(&mut self, stage: LoadStage) {
-        self.stage = stage;
-        self.stage_start_bytes = self.fed;
-        self.stage_start_ms = js::now_ms();
-        self.report(true);
-    }
-
-    fn push(&mut self, bytes: &[u8]) -> Result<(), LoadError> {
-        self.hasher.update(bytes);
-        self.loader.push(bytes)?;
-        self.fed += bytes.len() as u64;
-        self.report(false);
-        Ok(())
-    }
-
-    fn report(&mut self, force: bool) {
-        let now = js::now_ms();
-        if !force && now - self.last_report_ms < 100.0 && self.fed < self.total {
-            return;
-        }
-        self.last_report_ms = now;
-        let seconds = ((now - self.stage_start_ms) / 1000.0).max(1e-3);
-        let p = self.loader.progress();
-        (self.progress)(LoadProgress {
-            stage: self.stage,
-            bytes: self.fed,
-            total: self.total,
-            bytes_per_second: (self.fed - self.stage_start_bytes) as f64 / seconds,
-            tensors_loaded: p.tensors_loaded,
-            tensors_total: p.tensors_total,
-        });
-    }
-
-    /// Whether everything fed so far has the manifest's sha256.
-    fn verify(&self, file: &ModelFile) -> Result<(), LoadError> {
-        let digest = hex(&self.hasher.clone().finalize());
-        if digest != file.sha256 {
-            return Err(LoadError::new(
-                format!("the model's sha256 is {digest}, expected {}", file.sha256),
-                true,
-            ));
-        }
-        Ok(())
-    }
-
-    /// The model; call after [`Feed::verify`] passed.
-    fn finish(self) -> Result<Engine, engine::Error> {
-        self.loader.finish()
     }
 }
 
@@ -264,161 +289,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Feeds `feed` the first `len` bytes of the cached file.
-async fn replay_cache(
-    store: &Store,
-    file: &ModelFile,
-    len: u64,
-    feed: &mut Feed<'_>,
-) -> Result<(), LoadError> {
-    let mut reader = store
-        .storage
-        .reader(&file.file, len)
-        .await
-        .map_err(|e| LoadError::new(format!("cannot read the cached model: {e}"), true))?;
-    let result = loop {
-        match reader.next_chunk().await {
-            Ok(Some(chunk)) => {
-                if let Err(e) = feed.push(&chunk) {
-                    break Err(e);
-                }
-            }
-            Ok(None) => break Ok(()),
-            Err(e) => {
-                break Err(LoadError::new(
-                    format!("cannot read the cached model: {e}"),
-                    true,
-                ))
-            }
-        }
-        // Let the worker answer messages (and the page repaint its progress bar).
-        yield_now().await;
-    };
-    reader.close();
-    if result.is_ok() && feed.fed < len {
-        return Err(LoadError::new(
-            "the cached model is shorter than recorded",
-            true,
-        ));
-    }
-    result
-}
-
-/// Feeds the whole cached copy and checks its sha256.
-async fn read_cached(
-    store: &Store,
-    file: &ModelFile,
-    feed: &mut Feed<'_>,
-) -> Result<(), LoadError> {
-    feed.stage(LoadStage::Cache);
-    replay_cache(store, file, file.bytes, feed).await?;
-    feed.verify(file)
-}
-
-/// Downloads the model (the rest of it, after a partial download), writing it to the cache;
-/// returns once every byte arrived and the sha256 matched.
-async fn download(store: &Store, file: &ModelFile, feed: &mut Feed<'_>) -> Result<(), LoadError> {
-    let (_, partial) = store.state(file).await;
-    let mut have = partial.unwrap_or(0).min(file.bytes);
-    if have > 0 {
-        feed.stage(LoadStage::Cache);
-        if replay_cache(store, file, have, feed).await.is_err() {
-            // The partial copy is unusable: start over.
-            store.clear(file).await;
-            feed.restart();
-            have = 0;
-        }
-    }
-    let mut writer = store
-        .storage
-        .writer(&file.file, have)
-        .await
-        .map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?;
-    let result = download_rest(file, feed, &mut writer, have).await;
-    // Whatever arrived is kept, so that a retry resumes from there.
-    let stored = writer.close().await;
-    result?;
-    stored.map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?;
-    if let Err(e) = feed.verify(file) {
-        store.clear(file).await;
-        return Err(LoadError::new(
-            format!("the download was damaged ({}); it was deleted", e.message),
-            true,
-        ));
-    }
-    Ok(())
-}
-
-async fn download_rest(
-    file: &ModelFile,
-    feed: &mut Feed<'_>,
-    writer: &mut FileWriter,
-    mut have: u64,
-) -> Result<(), LoadError> {
-    feed.stage(LoadStage::Download);
-    let response = js::fetch_range(&file.url(), have)
-        .await
-        .map_err(|e| LoadError::new(format!("cannot download the model: {e}"), true))?;
-    match response.status() {
-        206 if have > 0 => {}
-        200 => {
-            if have > 0 {
-                // The server ignored the Range: start from the first byte.
-                return Err(LoadError::new(
-                    "the server does not resume downloads; retry to start over",
-                    true,
-                ));
-            }
-        }
-        status => {
-            return Err(LoadError::new(
-                format!("the server answered {status} for {}", file.url()),
-                true,
-            ));
-        }
-    }
-    let body = response
-        .body()
-        .ok_or_else(|| LoadError::new("the model response has no body", true))?;
-    let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    loop {
-        let chunk = js::read_chunk(&reader).await.map_err(|e| {
-            LoadError::new(
-                format!(
-                    "the download stopped at {:.1} of {:.1} MB ({e}); retrying resumes it",
-                    have as f64 / 1e6,
-                    file.bytes as f64 / 1e6
-                ),
-                true,
-            )
-        })?;
-        let Some(chunk) = chunk else { break };
-        if have + chunk.len() as u64 > file.bytes {
-            return Err(LoadError::new(
-                "the server sent more bytes than the model has",
-                true,
-            ));
-        }
-        writer
-            .write(&chunk)
-            .await
-            .map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?;
-        feed.push(&chunk)?;
-        have += chunk.len() as u64;
-    }
-    if have < file.bytes {
-        return Err(LoadError::new(
-            format!(
-                "the download stopped at {:.1} of {:.1} MB; retrying resumes it",
-                have as f64 / 1e6,
-                file.bytes as f64 / 1e6
-            ),
-            true,
-        ));
-    }
-    Ok(())
+/// A short, stable name for a string (a URL, a file's name and date): 16 hex digits of its
+/// sha256.
+pub fn short_hash(text: &str) -> String {
+    sha256_hex(text.as_bytes())[..16].to_string()
 }

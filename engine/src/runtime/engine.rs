@@ -230,6 +230,11 @@ impl EngineLoader {
         on_backend!(&self.kind, LoaderKind, (_, l) => l.config())
     }
 
+    /// The header, once it has arrived and passed the architecture's checks.
+    pub fn header(&self) -> Option<&std::sync::Arc<GgufHeader>> {
+        on_backend!(&self.kind, LoaderKind, (_, l) => l.header())
+    }
+
     pub fn finish(self) -> Result<Engine> {
         Ok(match self.kind {
             LoaderKind::Cpu(backend, loader) => Engine::on_cpu(backend, loader.finish()?),

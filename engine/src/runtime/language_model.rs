@@ -57,6 +57,12 @@ impl<B: Backend> LanguageModelLoader<B> {
         self.decoder.as_ref().map(|l| l.config())
     }
 
+    /// The header, once it has arrived and passed the architecture's checks (the page plans
+    /// the model's memory from it before the weights arrive).
+    pub fn header(&self) -> Option<&Arc<GgufHeader>> {
+        self.header.as_ref()
+    }
+
     pub fn push(&mut self, backend: &B, chunk: &[u8]) -> Result<LoadProgress> {
         let events = self.stream.push(chunk)?;
         self.handle(backend, events)?;

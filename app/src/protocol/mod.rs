@@ -1,6 +1,13 @@
 //! The messages between the page and its engine worker: one enum each way, grouped per view,
-//! sent as JSON.
+//! sent as JSON. (A file the user opens travels beside its message as a `File`: the engine
+//! client's `send_with_file`.) The model list's and the model check's messages are in
+//! `models.rs`.
 
+mod models;
+
+pub use models::{ModelCheck, ModelEntry, ModelReply, ModelRequest, ModelSource};
+
+use engine::runtime::budget::ModelSummary;
 use engine::runtime::sampling::SamplingParams;
 use engine::text::chat::ChatMessage;
 use serde::{Deserialize, Serialize};
@@ -13,13 +20,15 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ToWorker {
     Engine(EngineRequest),
+    Models(ModelRequest),
     Chat(ChatRequest),
     Order(OrderRequest),
     Explore(ExploreRequest),
     Vision(VisionRequest),
     Bench(BenchRequest),
-    /// Stop the chat reply or the order run under way (a partial reply stays). Not queued: the
-    /// worker raises a flag that the running loop checks between tokens.
+    /// Stop the chat reply, the order run or the model download under way (a partial reply
+    /// stays; a partial download is kept for a resume). Not queued: the worker raises a flag
+    /// that the running loop checks between tokens or chunks.
     Stop,
 }
 
@@ -28,12 +37,17 @@ pub enum ToWorker {
 pub enum EngineRequest {
     /// Find the compute tiers this browser offers and report them.
     Probe,
-    /// Load the chat model (from the browser's cache, or the network, resuming a partial
-    /// download) on the given tier.
-    Load { tier: TierChoice },
-    /// Report what is cached and how much storage the origin uses.
+    /// Load a chat model (from the browser's cache, or the network, resuming a partial
+    /// download, or a file) on the given tier; `None`: the model loaded now (or being loaded),
+    /// else the default.
+    Load {
+        tier: TierChoice,
+        source: Option<ModelSource>,
+    },
+    /// Report what is cached of the model loaded (or being loaded) and how much storage the
+    /// origin uses.
     CacheInfo,
-    /// Delete the cached model.
+    /// Delete the stored copy of the model loaded (or being loaded).
     ClearCache,
     /// Mark the GPU device as lost, as a real loss would (for tests and demonstrations of the
     /// CPU fallback).
@@ -119,6 +133,7 @@ pub enum FromWorker {
     /// The worker's wasm is running and listens: messages sent before this would be lost.
     Ready,
     Engine(EngineEvent),
+    Models(ModelReply),
     Chat(ChatReply),
     Order(OrderReply),
     Explore(ExploreReply),
@@ -140,7 +155,7 @@ pub enum EngineEvent {
     WebGpuAvailable(bool),
     Progress(LoadProgress),
     /// The model is loaded and warmed up.
-    Loaded(ModelInfo),
+    Loaded(Box<ModelInfo>),
     /// Loading failed; `retry` says whether trying again may help (a cut download resumes).
     LoadFailed {
         message: String,
@@ -230,10 +245,14 @@ impl ComputeTier {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LoadStage {
+    /// Reading the model's header to plan its memory.
+    Header,
     /// Reading the model back from the browser's cache.
     Cache,
     /// Downloading (new or resumed).
     Download,
+    /// Reading a file the user opened.
+    Disk,
     /// Compiling kernels and running a first token.
     WarmUp,
 }
@@ -241,8 +260,10 @@ pub enum LoadStage {
 impl LoadStage {
     pub fn label(self) -> &'static str {
         match self {
+            LoadStage::Header => "Reading the model's header",
             LoadStage::Cache => "Reading the cached model",
             LoadStage::Download => "Downloading the model",
+            LoadStage::Disk => "Reading the file",
             LoadStage::WarmUp => "Warming up",
         }
     }
@@ -262,12 +283,25 @@ pub struct LoadProgress {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelInfo {
     pub name: String,
+    /// The context the page gives it.
     pub context: usize,
     pub bytes: u64,
     pub sha256: String,
     pub default_system_prompt: Option<String>,
     /// Milliseconds the whole load took.
     pub load_ms: f64,
+    /// How to load it again (by its sha256; a URL model keeps its URL), for deep links.
+    pub source: ModelSource,
+    /// What its header says: architecture, shape (layers, heads, local layers), licence.
+    pub summary: ModelSummary,
+    pub licence_url: Option<String>,
+    /// It has no chat template: the chat view continues text instead of answering.
+    pub completion: bool,
+    /// The sha256 was checked against one known beforehand (the manifest's, the link's, the
+    /// user's); otherwise it was only computed from the bytes.
+    pub sha256_checked: bool,
+    /// Something worth saying about the load (why it runs on the CPU, why the context is short).
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -426,6 +460,7 @@ macro_rules! groups {
 
 groups!(ToWorker {
     EngineRequest => Engine,
+    ModelRequest => Models,
     ChatRequest => Chat,
     OrderRequest => Order,
     ExploreRequest => Explore,
@@ -435,6 +470,7 @@ groups!(ToWorker {
 
 groups!(FromWorker {
     EngineEvent => Engine,
+    ModelReply => Models,
     ChatReply => Chat,
     OrderReply => Order,
     ExploreReply => Explore,

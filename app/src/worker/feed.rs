@@ -1,0 +1,469 @@
+//! Streaming a model's bytes into the engine: from the browser's storage, the network (resuming
+//! with a Range request) or a file the user opened, each chunk fed at once to the GGUF reader
+//! (`EngineLoader::push`: weights go to the device as they complete) and to a SHA-256 hasher.
+//! The header is checked (the memory plan, [`Hooks::on_header`]) before the weights arrive, and
+//! Stop ends the stream between chunks. [`load_model`] is the way in.
+
+use super::js::{self, yield_now};
+use super::storage::FileWriter;
+use super::store::{hex, marker, LoadError, Origin, Store, Target};
+use crate::protocol::{LoadProgress, LoadStage};
+use engine::gguf::GgufHeader;
+use engine::runtime::{Device, Engine, EngineLoader};
+use sha2::{Digest, Sha256};
+use std::cell::Cell;
+use wasm_bindgen::{JsCast, JsValue};
+
+/// A file the user opened is read this many bytes at a time.
+const DISK_CHUNK: u64 = 4 << 20;
+const CANCELLED: &str = "cancelled";
+
+/// What a load reports to, and listens to.
+pub struct Hooks<'a> {
+    pub progress: &'a dyn Fn(LoadProgress),
+    /// Raised by Stop: the load ends between two chunks, keeping what was stored.
+    pub stop: &'a Cell<bool>,
+    /// Called once, with the header, before the weights arrive: an error ends the load.
+    pub on_header: &'a dyn Fn(&GgufHeader) -> Result<(), LoadError>,
+}
+
+/// Whether the load ended because the user stopped it.
+pub fn cancelled(e: &LoadError) -> bool {
+    e.message.starts_with(CANCELLED)
+}
+
+fn cancel_error(have: u64, total: u64) -> LoadError {
+    LoadError::new(
+        format!(
+            "{CANCELLED} at {:.1} of {:.1} MB; Retry resumes it",
+            have as f64 / 1e6,
+            total as f64 / 1e6
+        ),
+        true,
+    )
+}
+
+/// A loader and a hasher fed the same bytes, with progress reports.
+pub struct Feed<'a> {
+    loader: EngineLoader,
+    hasher: Sha256,
+    fed: u64,
+    total: u64,
+    header_seen: bool,
+    stage: LoadStage,
+    stage_start_bytes: u64,
+    stage_start_ms: f64,
+    last_report_ms: f64,
+    hooks: &'a Hooks<'a>,
+}
+
+impl<'a> Feed<'a> {
+    pub fn new(device: Device, total: u64, hooks: &'a Hooks<'a>) -> Self {
+        Feed {
+            loader: EngineLoader::new(device, Some(total)),
+            hasher: Sha256::new(),
+            fed: 0,
+            total,
+            header_seen: false,
+            stage: LoadStage::Cache,
+            stage_start_bytes: 0,
+            stage_start_ms: js::now_ms(),
+            last_report_ms: 0.0,
+            hooks,
+        }
+    }
+
+    /// Forgets every byte fed so far (the same device stays).
+    pub fn restart(&mut self) {
+        self.loader.restart();
+        self.hasher = Sha256::new();
+        self.fed = 0;
+        self.header_seen = false;
+    }
+
+    fn stage(&mut self, stage: LoadStage) {
+        self.stage = stage;
+        self.stage_start_bytes = self.fed;
+        self.stage_start_ms = js::now_ms();
+        self.report(true);
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Result<(), LoadError> {
+        if self.hooks.stop.get() {
+            return Err(cancel_error(self.fed, self.total));
+        }
+        self.hasher.update(bytes);
+        self.loader.push(bytes)?;
+        self.fed += bytes.len() as u64;
+        if !self.header_seen {
+            if let Some(header) = self.loader.header() {
+                self.header_seen = true;
+                (self.hooks.on_header)(header)?;
+            }
+        }
+        self.report(false);
+        Ok(())
+    }
+
+    fn report(&mut self, force: bool) {
+        let now = js::now_ms();
+        if !force && now - self.last_report_ms < 100.0 && self.fed < self.total {
+            return;
+        }
+        self.last_report_ms = now;
+        let seconds = ((now - self.stage_start_ms) / 1000.0).max(1e-3);
+        let p = self.loader.progress();
+        (self.hooks.progress)(LoadProgress {
+            stage: self.stage,
+            bytes: self.fed,
+            total: self.total,
+            bytes_per_second: (self.fed - self.stage_start_bytes) as f64 / seconds,
+            tensors_loaded: p.tensors_loaded,
+            tensors_total: p.tensors_total,
+        });
+    }
+
+    /// The sha256 of everything fed so far, as hex.
+    fn digest(&self) -> String {
+        hex(&self.hasher.clone().finalize())
+    }
+
+    /// The digest, if it is `expected` (or nothing was expected).
+    fn verify(&self, expected: Option<&str>) -> Result<String, LoadError> {
+        let digest = self.digest();
+        match expected {
+            Some(expected) if expected != digest => Err(LoadError::new(
+                format!("the model's sha256 is {digest}, expected {expected}"),
+                true,
+            )),
+            _ => Ok(digest),
+        }
+    }
+
+    /// The model; call after the bytes verified.
+    pub fn finish(self) -> Result<Engine, engine::Error> {
+        self.loader.finish()
+    }
+}
+
+/// What [`load_model`] gives: the model and the sha256 its bytes have.
+pub struct LoadedBytes {
+    pub engine: Engine,
+    pub sha256: String,
+}
+
+/// Feeds the model's bytes to a loader for `device` and a hasher, from the cache first, then the
+/// network or the file; returns the model once its sha256 matched (or, with none expected, once
+/// every byte arrived and the model was whole).
+pub async fn load_model(
+    device: Device,
+    store: &Store,
+    target: &Target,
+    hooks: &Hooks<'_>,
+) -> Result<LoadedBytes, LoadError> {
+    let mut feed = Feed::new(device, target.bytes, hooks);
+    if let Some(storage) = &target.storage {
+        let (verified, _) = store.state(storage, target.bytes).await;
+        if verified.is_some() {
+            let expected = match &target.sha256 {
+                Some(sha) => Some(sha.clone()),
+                None => store.verified_sha256(storage).await,
+            };
+            match read_cached(store, storage, target.bytes, expected.as_deref(), &mut feed).await {
+                Ok(sha256) => {
+                    return Ok(LoadedBytes {
+                        engine: feed.finish()?,
+                        sha256,
+                    })
+                }
+                Err(e) if e.retry && !e.device && !cancelled(&e) => {
+                    // Corrupt or unreadable: never use it, fetch it again below.
+                    web_sys::console::warn_1(&JsValue::from_str(&format!(
+                        "cached model discarded: {}",
+                        e.message
+                    )));
+                    store.clear(storage).await;
+                    feed.restart();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let sha256 = match &target.origin {
+        Origin::Url(url) if url.is_empty() => {
+            return Err(LoadError::new(
+                "the stored copy of this model is gone, and it came from a file: open the \
+                 file again",
+                false,
+            ))
+        }
+        Origin::Url(url) => download(store, target, url, &mut feed).await?,
+        Origin::Disk(file) => read_disk(store, target, file, &mut feed).await?,
+    };
+    match feed.finish() {
+        Ok(engine) => {
+            if let Some(storage) = &target.storage {
+                store.write_small(&marker(storage), &sha256).await;
+            }
+            Ok(LoadedBytes { engine, sha256 })
+        }
+        Err(e) => {
+            if let Some(storage) = &target.storage {
+                store.clear(storage).await;
+            }
+            let what = match target.origin {
+                Origin::Url(_) => "the download was damaged",
+                Origin::Disk(_) => "the file is not a whole model",
+            };
+            Err(LoadError::new(
+                format!("{what} ({e}); nothing was kept"),
+                matches!(target.origin, Origin::Url(_)),
+            ))
+        }
+    }
+}
+
+/// Feeds `feed` the first `len` bytes of the stored file.
+async fn replay_cache(
+    store: &Store,
+    storage: &str,
+    len: u64,
+    feed: &mut Feed<'_>,
+) -> Result<(), LoadError> {
+    let mut reader = store
+        .storage
+        .reader(storage, len)
+        .await
+        .map_err(|e| LoadError::new(format!("cannot read the cached model: {e}"), true))?;
+    let result = loop {
+        match reader.next_chunk().await {
+            Ok(Some(chunk)) => {
+                if let Err(e) = feed.push(&chunk) {
+                    break Err(e);
+                }
+            }
+            Ok(None) => break Ok(()),
+            Err(e) => {
+                break Err(LoadError::new(
+                    format!("cannot read the cached model: {e}"),
+                    true,
+                ))
+            }
+        }
+        // Let the worker answer messages (and the page repaint its progress bar).
+        yield_now().await;
+    };
+    reader.close();
+    if result.is_ok() && feed.fed < len {
+        return Err(LoadError::new(
+            "the cached model is shorter than recorded",
+            true,
+        ));
+    }
+    result
+}
+
+/// Feeds the whole stored copy and checks its sha256; returns it.
+pub async fn read_cached(
+    store: &Store,
+    storage: &str,
+    bytes: u64,
+    expected: Option<&str>,
+    feed: &mut Feed<'_>,
+) -> Result<String, LoadError> {
+    feed.stage(LoadStage::Cache);
+    replay_cache(store, storage, bytes, feed).await?;
+    feed.verify(expected)
+}
+
+/// Reads a file the user opened, storing a copy as it goes when the target is kept; returns
+/// the sha256 once every byte was read (and matched, where one was expected).
+pub async fn read_disk(
+    store: &Store,
+    target: &Target,
+    file: &web_sys::File,
+    feed: &mut Feed<'_>,
+) -> Result<String, LoadError> {
+    feed.stage(LoadStage::Disk);
+    let mut writer = match &target.storage {
+        Some(storage) => Some(
+            store
+                .storage
+                .writer(storage, 0)
+                .await
+                .map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?,
+        ),
+        None => None,
+    };
+    let mut result = Ok(());
+    let mut at = 0;
+    while at < target.bytes {
+        let end = (at + DISK_CHUNK).min(target.bytes);
+        let chunk = match js::read_file(file, at, end).await {
+            Ok(chunk) if !chunk.is_empty() => chunk,
+            Ok(_) => {
+                result = Err(LoadError::new("the file ended early", false));
+                break;
+            }
+            Err(e) => {
+                result = Err(LoadError::new(format!("cannot read the file: {e}"), true));
+                break;
+            }
+        };
+        if let Some(writer) = &mut writer {
+            if let Err(e) = writer.write(&chunk).await {
+                result = Err(LoadError::new(format!("cannot store the model: {e}"), true));
+                break;
+            }
+        }
+        if let Err(e) = feed.push(&chunk) {
+            result = Err(e);
+            break;
+        }
+        at += chunk.len() as u64;
+    }
+    let stored = match writer {
+        Some(writer) => writer.close().await,
+        None => Ok(()),
+    };
+    let result = result
+        .and_then(|()| {
+            stored.map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))
+        })
+        .and_then(|()| feed.verify(target.sha256.as_deref()));
+    if result.is_err() {
+        // A partial copy of a file is of no use: reading the file again is quick.
+        if let Some(storage) = &target.storage {
+            store.clear(storage).await;
+        }
+    }
+    result
+}
+
+/// Downloads the model (the rest of it, after a partial download), writing it to the storage;
+/// returns its sha256 once every byte arrived (and matched, where one was expected).
+pub async fn download(
+    store: &Store,
+    target: &Target,
+    url: &str,
+    feed: &mut Feed<'_>,
+) -> Result<String, LoadError> {
+    let storage = target.storage.clone().unwrap_or_default();
+    let (_, partial) = match &target.storage {
+        Some(s) => store.state(s, target.bytes).await,
+        None => (None, None),
+    };
+    let mut have = partial.unwrap_or(0).min(target.bytes);
+    if have > 0 {
+        feed.stage(LoadStage::Cache);
+        if let Err(e) = replay_cache(store, &storage, have, feed).await {
+            if cancelled(&e) || e.device || !e.retry {
+                return Err(e);
+            }
+            // The partial copy is unusable: start over.
+            store.clear(&storage).await;
+            feed.restart();
+            have = 0;
+        }
+    }
+    let mut writer = store
+        .storage
+        .writer(&storage, have)
+        .await
+        .map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?;
+    let result = download_rest(target, url, feed, &mut writer, have).await;
+    // Whatever arrived is kept, so that a retry resumes from there.
+    let stored = writer.close().await;
+    result?;
+    stored.map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?;
+    match feed.verify(target.sha256.as_deref()) {
+        Ok(sha) => Ok(sha),
+        Err(e) => {
+            store.clear(&storage).await;
+            Err(LoadError::new(
+                format!("the download was damaged ({}); it was deleted", e.message),
+                true,
+            ))
+        }
+    }
+}
+
+async fn download_rest(
+    target: &Target,
+    url: &str,
+    feed: &mut Feed<'_>,
+    writer: &mut FileWriter,
+    mut have: u64,
+) -> Result<(), LoadError> {
+    feed.stage(LoadStage::Download);
+    let response = js::fetch_range(url, have)
+        .await
+        .map_err(|e| LoadError::new(format!("cannot download the model: {e}"), true))?;
+    match response.status() {
+        206 if have > 0 => {
+            if js::range_total(&response).is_some_and(|total| total != target.bytes) {
+                return Err(LoadError::new(
+                    "the file on the server changed since the download began; remove the \
+                     partial download (Remove cached model) and try again",
+                    false,
+                ));
+            }
+        }
+        200 => {
+            if have > 0 {
+                // The server ignored the Range: start from the first byte.
+                return Err(LoadError::new(
+                    "the server does not resume downloads; retry to start over",
+                    true,
+                ));
+            }
+        }
+        status => {
+            return Err(LoadError::new(
+                format!("the server answered {status} for {url}"),
+                true,
+            ));
+        }
+    }
+    let body = response
+        .body()
+        .ok_or_else(|| LoadError::new("the model response has no body", true))?;
+    let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let total = target.bytes;
+    let stopped_at = |have: u64, e: &str| {
+        LoadError::new(
+            format!(
+                "the download stopped at {:.1} of {:.1} MB{e}; retrying resumes it",
+                have as f64 / 1e6,
+                total as f64 / 1e6
+            ),
+            true,
+        )
+    };
+    loop {
+        let chunk = js::read_chunk(&reader)
+            .await
+            .map_err(|e| stopped_at(have, &format!(" ({e})")))?;
+        let Some(chunk) = chunk else { break };
+        if have + chunk.len() as u64 > total {
+            js::cancel(&reader);
+            return Err(LoadError::new(
+                "the server sent more bytes than the model has",
+                true,
+            ));
+        }
+        writer
+            .write(&chunk)
+            .await
+            .map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?;
+        if let Err(e) = feed.push(&chunk) {
+            js::cancel(&reader);
+            return Err(e);
+        }
+        have += chunk.len() as u64;
+    }
+    if have < total {
+        return Err(stopped_at(have, ""));
+    }
+    Ok(())
+}
