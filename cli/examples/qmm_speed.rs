@@ -1,8 +1,9 @@
-//! Speed of the CPU matmul for one weight type: `qmm_speed [TYPE|all] [ROWS] [THREADS]`.
+//! Speed of the CPU matmul for one weight type:
+//! `qmm_speed [TYPE|all] [ROWS] [THREADS] [COLS] [TOKENS]`.
 //!
-//! Multiplies a ROWS × 1536 matrix of TYPE (Q4_1 by default; 1536 columns make whole blocks of
-//! every type) by 1 token (decode) and by 16 tokens (prefill) through the CPU backend's own
-//! entry point, and prints GMAC/s (multiply-adds per second) for each.
+//! Multiplies a ROWS × COLS matrix of TYPE (Q4_1, 4096 × 1536 by default; 1536 columns make
+//! whole blocks of every type) by 1 token (decode) and by TOKENS (16: prefill) through the CPU
+//! backend's own entry point, and prints GMAC/s (multiply-adds per second) for each.
 use engine::cpu::matrix::{self, CpuMatrix};
 use engine::cpu::pool;
 use engine::gguf::blocks;
@@ -41,7 +42,7 @@ fn main() {
             }
         }
     };
-    let (rows, cols, threads) = (arg(2, 4096), 1536, arg(3, 2));
+    let (rows, threads, cols, prefill) = (arg(2, 4096), arg(3, 2), arg(4, 1536), arg(5, 16));
     pool::set_threads(threads);
     // A library's matmul gets the same number of threads (candle reads these variables when
     // its pools start).
@@ -61,7 +62,7 @@ fn main() {
         };
         let w = CpuMatrix::upload(&info, &bytes).expect("upload");
         let mut line = format!("{:>5}", ty.name());
-        for tokens in [1usize, 16] {
+        for tokens in [1, prefill] {
             let x = Tensor::new(rng.vec_f32(tokens * cols, 1.0), tokens, cols).unwrap();
             let run = || std::hint::black_box(matrix::matmul(&x, &[&w], false).unwrap());
             run();

@@ -321,8 +321,10 @@ pub fn matmul_many(x: &[f32], tokens: usize, weights: &[&QMatrix]) -> Vec<Vec<f3
     })
 }
 
-/// One weight row against every token: four at a time while four are left and a four-token
-/// kernel exists, then one at a time.
+/// One weight row against every token: four at a time where a four-token kernel exists, then
+/// the one-token kernel. Two or three tokens left over go through the four-token kernel too,
+/// the last one repeated: it gives each token what the one-token kernel would, to the bit, and
+/// unpacks the row once instead of two or three times.
 fn each_token<A>(
     row: &[u8],
     out: &mut [f32],
@@ -330,12 +332,15 @@ fn each_token<A>(
     dot: fn(&[u8], A) -> f32,
     dot4: Option<Four<A>>,
 ) {
+    let n = out.len();
     let mut t = 0;
     if let Some(dot4) = dot4 {
-        while t + 4 <= out.len() {
-            let four = [token(t), token(t + 1), token(t + 2), token(t + 3)];
-            out[t..t + 4].copy_from_slice(&dot4(row, four));
-            t += 4;
+        while t + 2 <= n {
+            let four = [0, 1, 2, 3].map(|i| token((t + i).min(n - 1)));
+            let y = dot4(row, four);
+            let here = (n - t).min(4);
+            out[t..t + here].copy_from_slice(&y[..here]);
+            t += here;
         }
     }
     for (y, t) in out[t..].iter_mut().zip(t..) {
