@@ -6,8 +6,8 @@
 use engine::backend::{AttentionShape, Mask};
 use engine::cpu::attention::{attend, KvCache};
 use engine::cpu::quant::{
-    fast_dot, fast_dot_f32, matmul, matmul_many, matmul_many_exact, scalar_dot, scalar_dot_f32,
-    takes_f32_activations, Q16Activations, QMatrix,
+    every_simd_dot, every_simd_dot_f32, fast_dot, fast_dot_f32, matmul, matmul_many,
+    matmul_many_exact, scalar_dot, scalar_dot_f32, takes_f32_activations, Q16Activations, QMatrix,
 };
 use engine::gguf::blocks;
 use engine::gguf::{GgmlType, GgufEvent, GgufStream, GgufWriter, Limits, MetadataValue};
@@ -75,25 +75,34 @@ dual_test!(
                 let w = QMatrix::new(ty, rows, cols, blocks::quantize(ty, &wf)).unwrap();
                 let x = rng.vec_f32(tokens * cols, 2.0);
                 let acts = (!float).then(|| Q16Activations::quantize(&x, cols));
+                // The dispatched kernel and every other this machine has (AVX2 where AVX-512
+                // takes precedence, the four-token kernels on their own).
                 for r in 0..rows {
                     for t in 0..tokens {
-                        let (s, f) = match &acts {
+                        let (s, mut simd) = match &acts {
                             Some(acts) => (
                                 scalar_dot(ty, w.row(r), acts, t),
-                                fast_dot(ty, w.row(r), acts, t),
+                                every_simd_dot(ty, w.row(r), acts, t),
                             ),
                             None => {
                                 let x = &x[t * cols..(t + 1) * cols];
                                 (
                                     scalar_dot_f32(ty, w.row(r), x),
-                                    fast_dot_f32(ty, w.row(r), x),
+                                    every_simd_dot_f32(ty, w.row(r), x),
                                 )
                             }
                         };
-                        assert!(
-                            (s - f).abs() <= 1e-4 * (1.0 + s.abs()),
-                            "{ty} row {r} token {t}: scalar {s} vs SIMD {f}"
-                        );
+                        let dispatched = match &acts {
+                            Some(acts) => fast_dot(ty, w.row(r), acts, t),
+                            None => fast_dot_f32(ty, w.row(r), &x[t * cols..(t + 1) * cols]),
+                        };
+                        simd.push(("dispatched".to_string(), dispatched));
+                        for (isa, f) in simd {
+                            assert!(
+                                (s - f).abs() <= 1e-4 * (1.0 + s.abs()),
+                                "{ty} row {r} token {t}: scalar {s} vs {isa} {f}"
+                            );
+                        }
                     }
                 }
                 // The multi-token path (prefill) must equal the one-token path (decode) exactly.
@@ -199,14 +208,15 @@ dual_test!(simd_kernels_read_f16_scales_of_every_kind, {
                     }
                 }
                 let s = scalar_dot(ty, &row, &acts, 0);
-                let f = fast_dot(ty, &row, &acts, 0);
                 // Relative to the size of the terms, which may cancel: a wrong conversion is
                 // off by far more (a factor of 2 or more, or a sign).
                 let size = x_size * (value(d) * d_weight + value(m) * m_weight);
-                assert!(
-                    (s - f).abs() <= 1e-5 * size,
-                    "{ty} d={d:#06x} m={m:#06x}: scalar {s} vs SIMD {f}"
-                );
+                for (isa, f) in every_simd_dot(ty, &row, &acts, 0) {
+                    assert!(
+                        (s - f).abs() <= 1e-5 * size,
+                        "{ty} d={d:#06x} m={m:#06x}: scalar {s} vs {isa} {f}"
+                    );
+                }
             }
         }
     }

@@ -191,11 +191,22 @@ fn kernels(ty: GgmlType) -> Kernels {
 
 #[cfg(target_arch = "x86_64")]
 fn x86_kernels(ty: GgmlType) -> Option<Kernels> {
+    avx512_kernels(ty).or_else(|| avx2_kernels(ty))
+}
+
+/// The AVX-512 kernels, where the CPU has AVX-512 and they pay: Q4_1, whose block of 32 fills
+/// one register of 16-bit lanes. (K-quant kernels shaped the same way measured no faster in
+/// prefill and slower in decode than the AVX2 ones on an AMD EPYC with AVX-512.)
+#[cfg(target_arch = "x86_64")]
+fn avx512_kernels(ty: GgmlType) -> Option<Kernels> {
+    (ty == GgmlType::Q4_1 && avx512::available())
+        .then_some(Kernels::Q16(avx512::dot_q4_1, Some(avx512::dot4_q4_1)))
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_kernels(ty: GgmlType) -> Option<Kernels> {
     use GgmlType::*;
     use Kernels::{F32 as F, Q16};
-    if ty == Q4_1 && avx512::available() {
-        return Some(Q16(avx512::dot_q4_1, Some(avx512::dot4_q4_1)));
-    }
     if !avx2::available() {
         return None;
     }
@@ -212,6 +223,26 @@ fn x86_kernels(ty: GgmlType) -> Option<Kernels> {
         F16 => F(avx2_float::dot_f16, Some(avx2_float::dot4_f16)),
         BF16 => F(avx2_float::dot_bf16, Some(avx2_float::dot4_bf16)),
     })
+}
+
+/// Every SIMD kernel set this machine can run for `ty`, by instruction set: the fastest
+/// (which the matmul takes) and the ones it shadows, which the tests check all the same.
+fn simd_kernels(ty: GgmlType) -> Vec<(&'static str, Kernels)> {
+    #[cfg(target_arch = "x86_64")]
+    return [
+        avx512_kernels(ty).map(|k| ("AVX-512", k)),
+        avx2_kernels(ty).map(|k| ("AVX2", k)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return vec![("simd128", simd128_kernels(ty))];
+    #[allow(unreachable_code)]
+    {
+        let _ = ty;
+        Vec::new()
+    }
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -290,6 +321,42 @@ pub fn scalar_dot_f32(ty: GgmlType, row: &[u8], x: &[f32]) -> f32 {
 /// [`fast_dot`] for F32, F16 and BF16 rows, with f32 activations.
 pub fn fast_dot_f32(ty: GgmlType, row: &[u8], x: &[f32]) -> f32 {
     f32_kernel(kernels(ty), ty)(row, x)
+}
+
+/// Every SIMD kernel this machine has for a quantized `ty` (one-token, and four-token with
+/// `token` in every place), by name, on one row and one token: the tests hold each to
+/// [`scalar_dot`], including those that a faster instruction set shadows here.
+pub fn every_simd_dot(
+    ty: GgmlType,
+    row: &[u8],
+    x: &Q16Activations,
+    token: usize,
+) -> Vec<(String, f32)> {
+    let a = x.row(token);
+    let mut out = Vec::new();
+    for (isa, kernels) in simd_kernels(ty) {
+        if let Kernels::Q16(dot, dot4) = kernels {
+            out.push((isa.to_string(), dot(row, a)));
+            if let Some(dot4) = dot4 {
+                out.extend((0..4).map(|i| (format!("{isa} ×4 [{i}]"), dot4(row, [a; 4])[i])));
+            }
+        }
+    }
+    out
+}
+
+/// [`every_simd_dot`] for F32, F16 and BF16 rows, with f32 activations.
+pub fn every_simd_dot_f32(ty: GgmlType, row: &[u8], x: &[f32]) -> Vec<(String, f32)> {
+    let mut out = Vec::new();
+    for (isa, kernels) in simd_kernels(ty) {
+        if let Kernels::F32(dot, dot4) = kernels {
+            out.push((isa.to_string(), dot(row, x)));
+            if let Some(dot4) = dot4 {
+                out.extend((0..4).map(|i| (format!("{isa} ×4 [{i}]"), dot4(row, [x; 4])[i])));
+            }
+        }
+    }
+    out
 }
 
 /// `y (tokens × rows) = x (tokens × cols) · Wᵀ` for several matrices sharing one input, in one
