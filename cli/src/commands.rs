@@ -15,8 +15,7 @@ use serde_json::json;
 use std::io::{BufRead, Read, Write};
 use std::path::Path;
 
-/// `--threads`: our CPU kernels' pool and candle's (rayon) both; at least 1, at most the
-/// machine's parallelism.
+/// `--threads`: the CPU kernels' pool; at least 1, at most the machine's parallelism.
 pub fn configure_threads(run: &RunArgs) -> Result<(), String> {
     if let Some(n) = run.threads {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -26,9 +25,6 @@ pub fn configure_threads(run: &RunArgs) -> Result<(), String> {
             ));
         }
         engine::cpu::pool::set_threads(n);
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global();
     }
     Ok(())
 }

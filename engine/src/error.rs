@@ -20,8 +20,6 @@ pub enum Error {
     InvalidRequest(String),
     #[error(transparent)]
     Gpu(#[from] GpuError),
-    #[error("CPU backend: {0}")]
-    Candle(#[from] candle_core::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

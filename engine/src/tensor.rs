@@ -3,8 +3,7 @@
 //!
 //! Deliberately small: the models only ever need 2-D activations `(tokens, features)`, and every
 //! op the CPU backend runs works on the slice directly, so there is nothing for a general tensor
-//! library to add here (candle-core still does the matmuls of the weight types it has kernels
-//! for; see `cpu/matrix.rs`).
+//! library to add here.
 
 use crate::error::{Error, Result};
 

@@ -1,11 +1,13 @@
-//! The CPU kernels, natively (AVX2 / VNNI where the CPU has them) and in Chromium (wasm
-//! simd128, the browser's CPU tier): every SIMD kernel equals the plain-Rust one, and the
-//! quantized matmul equals f32 math on the dequantized weights up to the 8-bit activations.
+//! The CPU kernels, natively (AVX2 / AVX-512 where the CPU has them) and in Chromium (wasm
+//! simd128, the browser's CPU tier), for every weight type: every SIMD kernel equals the
+//! plain-Rust one, and the matmul equals f32 math on the dequantized weights up to the 16-bit
+//! activations (exactly up to summation order for F16, BF16 and F32).
 
 use engine::backend::{AttentionShape, Mask};
 use engine::cpu::attention::{attend, KvCache};
 use engine::cpu::quant::{
-    fast_dot, matmul, matmul_many_exact, scalar_dot, Q16Activations, QMatrix,
+    every_simd_dot, every_simd_dot_f32, fast_dot, fast_dot_f32, matmul, matmul_many,
+    matmul_many_exact, scalar_dot, scalar_dot_f32, takes_f32_activations, Q16Activations, QMatrix,
 };
 use engine::gguf::blocks;
 use engine::gguf::{GgmlType, GgufEvent, GgufStream, GgufWriter, Limits, MetadataValue};
@@ -36,30 +38,71 @@ fn reference_matmul(x: &[f32], tokens: usize, w: &QMatrix) -> Vec<f32> {
     y
 }
 
+/// Every weight type: the block types with 16-bit activations, then the float ones.
+const TYPES: [GgmlType; 11] = [
+    GgmlType::Q4_1,
+    GgmlType::Q4_0,
+    GgmlType::Q8_0,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q4K,
+    GgmlType::Q5K,
+    GgmlType::Q6K,
+    GgmlType::F16,
+    GgmlType::BF16,
+    GgmlType::F32,
+];
+
+/// (rows, cols, tokens): odd row counts, and token counts that leave a remainder after the
+/// four-token kernel; columns whole blocks of `ty` (and, for the float types, not a multiple of
+/// the SIMD width).
+fn sizes(ty: GgmlType) -> [(usize, usize, usize); 4] {
+    match ty.block_len() {
+        256 => [(37, 256, 1), (29, 768, 3), (5, 512, 7), (19, 256, 9)],
+        32 => [(37, 96, 1), (129, 576, 3), (5, 32, 7), (19, 64, 9)],
+        _ => [(37, 96, 1), (29, 77, 3), (5, 3, 7), (19, 200, 9)],
+    }
+}
+
 dual_test!(
     simd_dot_products_equal_the_scalar_ones_and_matmul_matches_f32,
     {
         let mut rng = SeededRng::new(3);
-        for ty in [GgmlType::Q4_1, GgmlType::Q4_0, GgmlType::Q8_0] {
-            // Odd row counts, and token counts that leave a remainder after the four-token kernel.
-            for (rows, cols, tokens) in [(37, 96, 1), (129, 576, 3), (5, 32, 7), (19, 64, 9)] {
+        for ty in TYPES {
+            let float = takes_f32_activations(ty);
+            for (rows, cols, tokens) in sizes(ty) {
                 let wf = rng.vec_f32(rows * cols, 1.0);
-                let data = match ty {
-                    GgmlType::Q4_1 => blocks::quantize_q4_1(&wf),
-                    GgmlType::Q4_0 => blocks::quantize_q4_0(&wf),
-                    _ => blocks::quantize_q8_0(&wf),
-                };
-                let w = QMatrix::new(ty, rows, cols, data).unwrap();
+                let w = QMatrix::new(ty, rows, cols, blocks::quantize(ty, &wf)).unwrap();
                 let x = rng.vec_f32(tokens * cols, 2.0);
-                let acts = Q16Activations::quantize(&x, cols);
+                let acts = (!float).then(|| Q16Activations::quantize(&x, cols));
+                // The dispatched kernel and every other this machine has (AVX2 where AVX-512
+                // takes precedence, the four-token kernels on their own).
                 for r in 0..rows {
                     for t in 0..tokens {
-                        let s = scalar_dot(ty, w.row(r), &acts, t);
-                        let f = fast_dot(ty, w.row(r), &acts, t);
-                        assert!(
-                            (s - f).abs() <= 1e-4 * (1.0 + s.abs()),
-                            "{ty} row {r} token {t}: scalar {s} vs SIMD {f}"
-                        );
+                        let (s, mut simd) = match &acts {
+                            Some(acts) => (
+                                scalar_dot(ty, w.row(r), acts, t),
+                                every_simd_dot(ty, w.row(r), acts, t),
+                            ),
+                            None => {
+                                let x = &x[t * cols..(t + 1) * cols];
+                                (
+                                    scalar_dot_f32(ty, w.row(r), x),
+                                    every_simd_dot_f32(ty, w.row(r), x),
+                                )
+                            }
+                        };
+                        let dispatched = match &acts {
+                            Some(acts) => fast_dot(ty, w.row(r), acts, t),
+                            None => fast_dot_f32(ty, w.row(r), &x[t * cols..(t + 1) * cols]),
+                        };
+                        simd.push(("dispatched".to_string(), dispatched));
+                        for (isa, f) in simd {
+                            assert!(
+                                (s - f).abs() <= 1e-4 * (1.0 + s.abs()),
+                                "{ty} row {r} token {t}: scalar {s} vs {isa} {f}"
+                            );
+                        }
                     }
                 }
                 // The multi-token path (prefill) must equal the one-token path (decode) exactly.
@@ -72,13 +115,16 @@ dual_test!(
                         "{ty} token {t}"
                     );
                 }
+                // 16-bit activations are off by up to half a step in 32767 of each block's
+                // largest value; f32 activations only by the order of the sums.
                 let want = reference_matmul(&x, tokens, &w);
                 let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let tol = if float { 1e-5 } else { 0.01 };
                 check_close(
                     &format!("{ty} {rows}x{cols} t={tokens}"),
                     &batched,
                     &want,
-                    0.01 * scale,
+                    tol * scale,
                     0.0,
                 )
                 .unwrap();
@@ -97,8 +143,29 @@ dual_test!(
     }
 );
 
+// Matrices of several types sharing one input (as q/k/v may): each output is what the matrix
+// gives alone, whether or not the activations were quantized for another.
+dual_test!(matrices_of_mixed_types_share_one_input, {
+    let mut rng = SeededRng::new(4);
+    let (cols, tokens) = (512, 5);
+    let x = rng.vec_f32(tokens * cols, 1.0);
+    let matrices: Vec<QMatrix> = [GgmlType::Q4K, GgmlType::F16, GgmlType::Q6K, GgmlType::Q5_0]
+        .iter()
+        .map(|&ty| {
+            let w = rng.vec_f32(7 * cols, 1.0);
+            QMatrix::new(ty, 7, cols, blocks::quantize(ty, &w)).unwrap()
+        })
+        .collect();
+    let refs: Vec<&QMatrix> = matrices.iter().collect();
+    let together = matmul_many(&x, tokens, &refs);
+    for (m, y) in matrices.iter().zip(&together) {
+        assert_eq!(y, &matmul(&x, tokens, m), "{}", m.ty);
+    }
+});
+
 // The SIMD kernels convert the f16 scales themselves (wasm has no instruction for it): every
-// kind of finite half must come out exact, tiny subnormal and negative ones included.
+// kind of finite half must come out exact, tiny subnormal and negative ones included, in every
+// place a block keeps one.
 dual_test!(simd_kernels_read_f16_scales_of_every_kind, {
     let halves: [u16; 9] = [
         0x3c00, // 1
@@ -112,31 +179,44 @@ dual_test!(simd_kernels_read_f16_scales_of_every_kind, {
         0x8000, // -0
     ];
     let mut rng = SeededRng::new(11);
-    let x = rng.vec_f32(64, 1.5);
-    let acts = Q16Activations::quantize(&x, 64);
+    let x = rng.vec_f32(256, 1.5);
+    let acts = Q16Activations::quantize(&x, 256);
+    let x_size: f32 = x.iter().map(|v| v.abs()).sum();
+    let value = |h: u16| half::f16::from_bits(h).to_f32().abs();
+    // (type, blocks per row, where d is, where the min's scale is, the largest weight per unit
+    // of d and of the min's scale): random quants between.
+    let layouts = [
+        (GgmlType::Q8_0, 2, 0, None, 127.0, 0.0),
+        (GgmlType::Q4_1, 2, 0, Some(2), 127.0, 1.0),
+        (GgmlType::Q5_0, 2, 0, None, 16.0, 0.0),
+        (GgmlType::Q5_1, 2, 0, Some(2), 31.0, 1.0),
+        (GgmlType::Q4K, 1, 0, Some(2), 63.0 * 15.0, 63.0),
+        (GgmlType::Q5K, 1, 0, Some(2), 63.0 * 31.0, 63.0),
+        (GgmlType::Q6K, 1, 208, None, 128.0 * 32.0, 0.0),
+    ];
     for &d in &halves {
         for &m in &halves {
-            for ty in [GgmlType::Q8_0, GgmlType::Q4_1] {
-                let mut row = Vec::new();
-                for _ in 0..2 {
-                    row.extend(d.to_le_bytes());
-                    if ty == GgmlType::Q4_1 {
-                        row.extend(m.to_le_bytes());
+            for (ty, n_blocks, d_at, m_at, d_weight, m_weight) in layouts {
+                let size = ty.block_bytes() as usize;
+                let mut row: Vec<u8> = (0..n_blocks * size)
+                    .map(|_| (rng.next_u64() % 256) as u8)
+                    .collect();
+                for block in row.chunks_exact_mut(size) {
+                    block[d_at..d_at + 2].copy_from_slice(&d.to_le_bytes());
+                    if let Some(at) = m_at {
+                        block[at..at + 2].copy_from_slice(&m.to_le_bytes());
                     }
-                    let n_quants = if ty == GgmlType::Q4_1 { 16 } else { 32 };
-                    row.extend((0..n_quants).map(|_| (rng.next_u64() % 256) as u8));
                 }
                 let s = scalar_dot(ty, &row, &acts, 0);
-                let f = fast_dot(ty, &row, &acts, 0);
                 // Relative to the size of the terms, which may cancel: a wrong conversion is
                 // off by far more (a factor of 2 or more, or a sign).
-                let x_size: f32 = x.iter().map(|v| v.abs()).sum();
-                let value = |h: u16| half::f16::from_bits(h).to_f32().abs();
-                let size = x_size * (value(d) * 127.0 + value(m));
-                assert!(
-                    (s - f).abs() <= 1e-5 * size,
-                    "{ty} d={d:#06x} m={m:#06x}: scalar {s} vs SIMD {f}"
-                );
+                let size = x_size * (value(d) * d_weight + value(m) * m_weight);
+                for (isa, f) in every_simd_dot(ty, &row, &acts, 0) {
+                    assert!(
+                        (s - f).abs() <= 1e-5 * size,
+                        "{ty} d={d:#06x} m={m:#06x}: scalar {s} vs {isa} {f}"
+                    );
+                }
             }
         }
     }

@@ -82,19 +82,35 @@ fn info(name: &str, ty: GgmlType, rows: usize, cols: usize) -> TensorInfo {
 
 /// Random weights of `ty` with their exact f32 values.
 fn weights(rng: &mut SeededRng, ty: GgmlType, rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>) {
-    let values = rng.vec_f32(rows * cols, 1.0);
-    let bytes = match ty {
-        GgmlType::Q4_1 => blocks::quantize_q4_1(&values),
-        GgmlType::Q4_0 => blocks::quantize_q4_0(&values),
-        GgmlType::Q8_0 => blocks::quantize_q8_0(&values),
-        GgmlType::F16 => values
-            .iter()
-            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
-            .collect(),
-        _ => bytemuck::cast_slice(&values).to_vec(),
-    };
+    let bytes = blocks::quantize(ty, &rng.vec_f32(rows * cols, 1.0));
     let exact = blocks::dequantize_to_vec(ty, &bytes);
     (bytes, exact)
+}
+
+/// Every weight type the GGUF reader accepts.
+const TYPES: [GgmlType; 11] = [
+    GgmlType::Q8_0,
+    GgmlType::Q4_1,
+    GgmlType::Q4_0,
+    GgmlType::F16,
+    GgmlType::F32,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
+    GgmlType::Q4K,
+    GgmlType::Q5K,
+    GgmlType::Q6K,
+    GgmlType::BF16,
+];
+
+/// A number of columns near `cols` that is a whole number of `ty`'s blocks: `cols` itself for
+/// blocks of 32 and the float types, whole super-blocks of 256 for the K-quants.
+fn columns(ty: GgmlType, cols: usize) -> usize {
+    let block = ty.block_len() as usize;
+    if block == 256 {
+        cols.div_ceil(256) * 256
+    } else {
+        cols
+    }
 }
 
 async fn check_elementwise(gpu: &GpuBackend) {
@@ -131,14 +147,8 @@ gpu_test!(elementwise_matches_cpu, check_elementwise);
 
 async fn check_embedding(gpu: &GpuBackend) {
     let mut rng = SeededRng::new(8);
-    for ty in [
-        GgmlType::Q8_0,
-        GgmlType::Q4_1,
-        GgmlType::Q4_0,
-        GgmlType::F16,
-        GgmlType::F32,
-    ] {
-        let (rows, cols) = (37, 96);
+    for ty in TYPES {
+        let (rows, cols) = (37, columns(ty, 96));
         let (bytes, exact) = weights(&mut rng, ty, rows, cols);
         let table = gpu
             .upload_matrix(&info("table", ty, rows, cols), &bytes)
@@ -189,46 +199,58 @@ async fn check_matmul(gpu: &GpuBackend) {
 }
 
 async fn check_matmul_shapes(gpu: &GpuBackend, rng: &mut SeededRng) {
-    for ty in [
-        GgmlType::Q4_1,
-        GgmlType::Q4_0,
-        GgmlType::Q8_0,
-        GgmlType::F16,
-        GgmlType::F32,
-    ] {
+    for ty in TYPES {
         // Rows not a multiple of 8 or 32; 1 and 2 tokens take the matrix × vector kernel, the
         // others the tiled one (tokens not a multiple of 32 either).
         for (rows, cols, tokens) in [(37, 96, 1), (70, 576, 2), (45, 160, 5), (33, 64, 40)] {
-            let (bytes, exact) = weights(rng, ty, rows, cols);
-            let w = gpu
-                .upload_matrix(&info("w", ty, rows, cols), &bytes)
-                .unwrap();
-            let x = rng.vec_f32(tokens * cols, 2.0);
-            let got = gpu
-                .read(
-                    &gpu.matmul(&gpu.tensor(&x, tokens, cols).unwrap(), &[&w])
-                        .unwrap()[0],
-                )
-                .await
-                .unwrap();
-            let mut want = vec![0.0f32; tokens * rows];
-            for t in 0..tokens {
-                for r in 0..rows {
-                    want[t * rows + r] = (0..cols)
-                        .map(|c| x[t * cols + c] as f64 * exact[r * cols + c] as f64)
-                        .sum::<f64>() as f32;
-                }
-            }
-            check_close(
-                &format!("{ty} {rows}x{cols} t={tokens}"),
-                &got,
-                &want,
-                1e-4,
-                1e-4,
-            )
-            .unwrap();
+            check_matmul_case(gpu, rng, ty, rows, columns(ty, cols), tokens).await;
         }
     }
+    // Float rows that are not a whole number of the kernels' 8-weight units (odd ones become
+    // F32 on upload).
+    for ty in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
+        for (rows, cols, tokens) in [(29, 77, 1), (29, 78, 2), (11, 77, 6)] {
+            check_matmul_case(gpu, rng, ty, rows, cols, tokens).await;
+        }
+    }
+}
+
+async fn check_matmul_case(
+    gpu: &GpuBackend,
+    rng: &mut SeededRng,
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    tokens: usize,
+) {
+    let (bytes, exact) = weights(rng, ty, rows, cols);
+    let w = gpu
+        .upload_matrix(&info("w", ty, rows, cols), &bytes)
+        .unwrap();
+    let x = rng.vec_f32(tokens * cols, 2.0);
+    let got = gpu
+        .read(
+            &gpu.matmul(&gpu.tensor(&x, tokens, cols).unwrap(), &[&w])
+                .unwrap()[0],
+        )
+        .await
+        .unwrap();
+    let mut want = vec![0.0f32; tokens * rows];
+    for t in 0..tokens {
+        for r in 0..rows {
+            want[t * rows + r] = (0..cols)
+                .map(|c| x[t * cols + c] as f64 * exact[r * cols + c] as f64)
+                .sum::<f64>() as f32;
+        }
+    }
+    check_close(
+        &format!("{ty} {rows}x{cols} t={tokens}"),
+        &got,
+        &want,
+        1e-4,
+        1e-4,
+    )
+    .unwrap();
 }
 gpu_test!(matmul_matches_f32_math_on_dequantized_weights, check_matmul);
 

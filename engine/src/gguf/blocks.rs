@@ -243,6 +243,199 @@ pub fn quantize_q4_0(values: &[f32]) -> Vec<u8> {
     out
 }
 
+/// Quantizes f32 values (a whole number of blocks) to `ty` with the quantizers below, for tests
+/// and benchmarks of every type. F32, F16 and BF16 round each value (BF16 to nearest even).
+pub fn quantize(ty: GgmlType, values: &[f32]) -> Vec<u8> {
+    match ty {
+        GgmlType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        GgmlType::F16 => values
+            .iter()
+            .flat_map(|&v| f16::from_f32(v).to_le_bytes())
+            .collect(),
+        GgmlType::BF16 => values
+            .iter()
+            .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+            .collect(),
+        GgmlType::Q4_0 => quantize_q4_0(values),
+        GgmlType::Q4_1 => quantize_q4_1(values),
+        GgmlType::Q5_0 => quantize_q5_0(values),
+        GgmlType::Q5_1 => quantize_q5_1(values),
+        GgmlType::Q8_0 => quantize_q8_0(values),
+        GgmlType::Q4K => quantize_k_min(values, 15),
+        GgmlType::Q5K => quantize_k_min(values, 31),
+        GgmlType::Q6K => quantize_q6_k(values),
+    }
+}
+
+/// The 5-bit values of a block of 32 as ggml packs them: low nibbles as in Q4_0, bit 4 of
+/// weight j in bit j of a little-endian u32.
+fn pack_5bit(q: &[u8; 32], out: &mut Vec<u8>) {
+    let qh = q
+        .iter()
+        .enumerate()
+        .fold(0u32, |qh, (j, &v)| qh | (((v >> 4) & 1) as u32) << j);
+    out.extend_from_slice(&qh.to_le_bytes());
+    out.extend((0..16).map(|j| (q[j] & 0x0F) | (q[j + 16] & 0x0F) << 4));
+}
+
+/// Quantizes to Q5_0 like ggml (`quantize_row_q5_0_ref`); for tests.
+pub fn quantize_q5_0(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() / 32 * 22);
+    for block in values.chunks_exact(32) {
+        let max = block
+            .iter()
+            .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+        let d = max / -16.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+        let q = std::array::from_fn(|j| ((block[j] * id + 16.5) as i8).min(31) as u8);
+        pack_5bit(&q, &mut out);
+    }
+    out
+}
+
+/// Quantizes to Q5_1 like ggml (`quantize_row_q5_1_ref`); for tests.
+pub fn quantize_q5_1(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() / 32 * 24);
+    for block in values.chunks_exact(32) {
+        let min = block.iter().fold(f32::INFINITY, |m, &v| m.min(v));
+        let max = block.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let d = (max - min) / 31.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+        out.extend_from_slice(&f16::from_f32(min).to_le_bytes());
+        let q = std::array::from_fn(|j| (((block[j] - min) * id + 0.5) as u8).min(31));
+        pack_5bit(&q, &mut out);
+    }
+    out
+}
+
+/// Quantizes to Q4_K (`levels` 15) or Q5_K (31), simply: each sub-block of 32 gets the scale
+/// and min of its own range, then both are rounded to 6 bits against the block's largest.
+/// ggml searches for better scales (`make_qkx2_quants`); the layout is the same, which is
+/// what tests of the kernels need.
+fn quantize_k_min(values: &[f32], levels: u8) -> Vec<u8> {
+    let five = levels == 31;
+    let mut out = Vec::with_capacity(values.len() / 256 * if five { 176 } else { 144 });
+    for block in values.chunks_exact(256) {
+        let ranges: Vec<(f32, f32)> = block
+            .chunks_exact(32)
+            .map(|s| {
+                let min = s.iter().fold(0f32, |m, &v| m.min(v));
+                let max = s.iter().fold(0f32, |m, &v| m.max(v));
+                ((max - min) / levels as f32, -min)
+            })
+            .collect();
+        let d = ranges.iter().fold(0f32, |m, r| m.max(r.0)) / 63.0;
+        let dmin = ranges.iter().fold(0f32, |m, r| m.max(r.1)) / 63.0;
+        let (d, dmin) = (f16::from_f32(d), f16::from_f32(dmin));
+        let six = |v: f32, unit: f32| {
+            if unit > 0.0 {
+                (v / unit).round().min(63.0) as u8
+            } else {
+                0
+            }
+        };
+        let mut scales = [0u8; 12];
+        let mut q = [0u8; 256];
+        for (j, &(scale, min)) in ranges.iter().enumerate() {
+            let (ls, lm) = (six(scale, d.to_f32()), six(min, dmin.to_f32()));
+            if j < 4 {
+                scales[j] = ls;
+                scales[j + 4] = lm;
+            } else {
+                scales[j + 4] = (ls & 0x0F) | (lm & 0x0F) << 4;
+                scales[j - 4] |= (ls >> 4) << 6;
+                scales[j] |= (lm >> 4) << 6;
+            }
+            let (step, offset) = (d.to_f32() * ls as f32, dmin.to_f32() * lm as f32);
+            for l in 0..32 {
+                let v = if step > 0.0 {
+                    ((block[32 * j + l] + offset) / step).round()
+                } else {
+                    0.0
+                };
+                q[32 * j + l] = v.clamp(0.0, levels as f32) as u8;
+            }
+        }
+        out.extend_from_slice(&d.to_le_bytes());
+        out.extend_from_slice(&dmin.to_le_bytes());
+        out.extend_from_slice(&scales);
+        if five {
+            // Bit 2c of qh[l]: weight l of chunk c's first sub-block; bit 2c + 1: its second.
+            out.extend(
+                (0..32).map(|l| (0..8).fold(0u8, |h, s| h | ((q[32 * s + l] >> 4) & 1) << s)),
+            );
+        }
+        for c in 0..4 {
+            out.extend((0..32).map(|l| (q[64 * c + l] & 0x0F) | (q[64 * c + 32 + l] & 0x0F) << 4));
+        }
+    }
+    out
+}
+
+/// Quantizes to Q6_K like ggml's reference in its choice of scales (each sub-block of 16 from
+/// its largest magnitude, the 8-bit scales against the block's largest); for tests.
+fn quantize_q6_k(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() / 256 * 210);
+    for block in values.chunks_exact(256) {
+        let scales: Vec<f32> = block
+            .chunks_exact(16)
+            .map(|s| {
+                s.iter()
+                    .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m })
+                    / -32.0
+            })
+            .collect();
+        let max_scale = scales
+            .iter()
+            .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+        let d = f16::from_f32(if max_scale != 0.0 {
+            max_scale / -128.0
+        } else {
+            0.0
+        });
+        let sc: Vec<i8> = scales
+            .iter()
+            .map(|&s| {
+                if d.to_f32() != 0.0 {
+                    (s / d.to_f32()).round().clamp(-128.0, 127.0) as i8
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let q: Vec<u8> = (0..256)
+            .map(|i| {
+                let step = d.to_f32() * sc[i / 16] as f32;
+                let v = if step != 0.0 {
+                    (block[i] / step).round()
+                } else {
+                    0.0
+                };
+                (v.clamp(-32.0, 31.0) as i32 + 32) as u8
+            })
+            .collect();
+        let (mut ql, mut qh) = ([0u8; 128], [0u8; 64]);
+        for half in 0..2 {
+            let q = &q[128 * half..];
+            for l in 0..32 {
+                ql[64 * half + l] = (q[l] & 0x0F) | (q[l + 64] & 0x0F) << 4;
+                ql[64 * half + l + 32] = (q[l + 32] & 0x0F) | (q[l + 96] & 0x0F) << 4;
+                qh[32 * half + l] = (q[l] >> 4)
+                    | (q[l + 32] >> 4) << 2
+                    | (q[l + 64] >> 4) << 4
+                    | (q[l + 96] >> 4) << 6;
+            }
+        }
+        out.extend_from_slice(&ql);
+        out.extend_from_slice(&qh);
+        out.extend(sc.iter().map(|&s| s as u8));
+        out.extend_from_slice(&d.to_le_bytes());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,6 +452,82 @@ mod tests {
         ] {
             let y = dequantize_to_vec(ty, &bytes);
             check_close(ty.name(), &y, &x, tol, 0.0).unwrap();
+        }
+    }
+
+    #[test]
+    fn every_quantizer_round_trips_closely() {
+        let mut rng = SeededRng::new(2);
+        let x = rng.vec_f32(256 * 3, 1.0);
+        // Tolerances: half a step of each type's grid for values in [-1, 1] (a whole step for
+        // Q5_0, whose grid of -16..15 clips the largest value of one sign), with room for the
+        // K-quants' 6-bit scales.
+        for (ty, tol) in [
+            (GgmlType::F32, 0.0),
+            (GgmlType::F16, 1e-3),
+            (GgmlType::BF16, 4e-3),
+            (GgmlType::Q5_0, 0.07),
+            (GgmlType::Q5_1, 0.04),
+            (GgmlType::Q4K, 0.12),
+            (GgmlType::Q5K, 0.07),
+            (GgmlType::Q6K, 0.04),
+        ] {
+            let bytes = quantize(ty, &x);
+            assert_eq!(bytes.len() as u64, ty.bytes_for(x.len() as u64).unwrap());
+            check_close(ty.name(), &dequantize_to_vec(ty, &bytes), &x, tol, 0.0).unwrap();
+        }
+    }
+
+    #[test]
+    fn q5_known_blocks() {
+        // Q5_0: d = 0.5; qh = 0xAAAA_5555 sets the fifth bit of the even weights below 16 and
+        // of the odd ones above; nibbles j (low) and 15 - j (high).
+        let mut block = f16::from_f32(0.5).to_le_bytes().to_vec();
+        block.extend(0xAAAA_5555u32.to_le_bytes());
+        block.extend((0..16u8).map(|j| j | (15 - j) << 4));
+        let y = dequantize_to_vec(GgmlType::Q5_0, &block);
+        for j in 0..16 {
+            let lo = j as f32 + if j % 2 == 0 { 16.0 } else { 0.0 };
+            let hi = (15 - j) as f32 + if j % 2 == 1 { 16.0 } else { 0.0 };
+            assert_eq!(y[j], (lo - 16.0) * 0.5, "Q5_0 weight {j}");
+            assert_eq!(y[j + 16], (hi - 16.0) * 0.5, "Q5_0 weight {}", j + 16);
+        }
+        // Q5_1: d = 0.25, m = -1; fifth bits on weights 0 and 31 only; low nibbles 0, high 15.
+        let mut block = f16::from_f32(0.25).to_le_bytes().to_vec();
+        block.extend(f16::from_f32(-1.0).to_le_bytes());
+        block.extend(0x8000_0001u32.to_le_bytes());
+        block.extend([0xF0u8; 16]);
+        let y = dequantize_to_vec(GgmlType::Q5_1, &block);
+        let mut want = vec![-1.0; 16];
+        want.extend([2.75; 16]);
+        want[0] = 3.0; // 16·0.25 - 1
+        want[31] = 6.75; // 31·0.25 - 1
+        assert_eq!(y, want);
+        // Q5_K: d = 1, dmin = 0.5, every scale 1 and min 3 (both scale layouts); qh[l] = 1 << (l % 8)
+        // sets the fifth bit of weight l of sub-block l % 8; nibbles 1 (low) and 2 (high).
+        let mut block = vec![0u8; 176];
+        block[0..2].copy_from_slice(&f16::from_f32(1.0).to_le_bytes());
+        block[2..4].copy_from_slice(&f16::from_f32(0.5).to_le_bytes());
+        for j in 0..4 {
+            block[4 + j] = 1;
+            block[8 + j] = 3;
+            block[12 + j] = 1 | (3 << 4);
+        }
+        for l in 0..32 {
+            block[16 + l] = 1 << (l % 8);
+        }
+        block[48..].fill(0x21);
+        let y = dequantize_to_vec(GgmlType::Q5K, &block);
+        for s in 0..8 {
+            for l in 0..32 {
+                let nibble = if s % 2 == 0 { 1.0 } else { 2.0 };
+                let high = if l % 8 == s { 16.0 } else { 0.0 };
+                assert_eq!(
+                    y[32 * s + l],
+                    nibble + high - 1.5,
+                    "Q5_K sub-block {s} weight {l}"
+                );
+            }
         }
     }
 

@@ -135,24 +135,32 @@ impl GpuCache {
     }
 }
 
-/// Repacks GGUF blocks so every block starts on a 4-byte boundary (see quant_blocks.wgsl).
-/// K-quants have no kernel here and become f32.
+/// Repacks GGUF blocks so every block starts on a 4-byte boundary (the layouts are documented
+/// in `quant_blocks.wgsl`): Q4_0, Q5_0 and Q8_0 get two zero bytes after their f16 scale, Q6_K
+/// two after the block; the other block types are aligned as stored. F16 and BF16 rows of odd
+/// length would split a word between rows: they become F32.
 pub(super) fn repack(info: &TensorInfo, bytes: &[u8]) -> (GgmlType, Vec<u8>) {
-    let aligned = |block: usize, scale: usize| -> Vec<u8> {
+    // Blocks of `block` bytes with two zero bytes inserted at `at`.
+    let padded = |block: usize, at: usize| -> Vec<u8> {
         let mut out = Vec::with_capacity(bytes.len() / block * (block + 2));
         for b in bytes.chunks_exact(block) {
-            out.extend_from_slice(&b[..scale]);
+            out.extend_from_slice(&b[..at]);
             out.extend_from_slice(&[0, 0]);
-            out.extend_from_slice(&b[scale..]);
+            out.extend_from_slice(&b[at..]);
         }
         out
     };
-    match info.ggml_type {
-        GgmlType::Q4_1 | GgmlType::F32 => (info.ggml_type, bytes.to_vec()),
-        GgmlType::Q4_0 => (GgmlType::Q4_0, aligned(18, 2)),
-        GgmlType::Q8_0 => (GgmlType::Q8_0, aligned(34, 2)),
-        GgmlType::F16 if info.dims[0].is_multiple_of(2) => (GgmlType::F16, bytes.to_vec()),
-        ty => {
+    let ty = info.ggml_type;
+    match ty {
+        GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4K | GgmlType::Q5K | GgmlType::F32 => {
+            (ty, bytes.to_vec())
+        }
+        GgmlType::Q4_0 => (ty, padded(18, 2)),
+        GgmlType::Q5_0 => (ty, padded(22, 2)),
+        GgmlType::Q8_0 => (ty, padded(34, 2)),
+        GgmlType::Q6K => (ty, padded(210, 210)),
+        GgmlType::F16 | GgmlType::BF16 if info.dims[0].is_multiple_of(2) => (ty, bytes.to_vec()),
+        GgmlType::F16 | GgmlType::BF16 => {
             let values = blocks::dequantize_to_vec(ty, bytes);
             (GgmlType::F32, bytemuck::cast_slice(&values).to_vec())
         }

@@ -1,12 +1,17 @@
-//! Quantized matrix multiplication on the CPU: `y = x · Wᵀ` with W stored in ggml blocks
-//! (Q4_0, Q4_1, Q8_0).
+//! Matrix multiplication on the CPU: `y = x · Wᵀ` with W stored as the GGUF stores it, in ggml
+//! blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) or as plain floats (F16, BF16, F32).
 //!
-//! The activations are quantized to **16-bit** integers per block of 32 (scale = max|x| / 32767),
-//! so each block's dot product is integer arithmetic on 16-bit lanes (AVX2 `vpmaddwd` natively,
-//! wasm `i32x4.dot_i16x8` in the browser, plain Rust elsewhere) followed by one scale:
-//! - Q4_1 (w = q·d + m): Σ w·x = d·dₓ·Σ q·qₓ + m·Σ x, so each activation block keeps its sum;
-//! - Q4_0 (w = (q-8)·d): Σ w·x = d·dₓ·(Σ q·qₓ - 8·Σ qₓ);
-//! - Q8_0 (w = q·d): Σ w·x = d·dₓ·Σ q·qₓ.
+//! For the block types the activations are quantized to **16-bit** integers per block of 32
+//! (scale = max|x| / 32767), so each block's dot product is integer arithmetic on 16-bit lanes
+//! (AVX2 `vpmaddwd` natively, wasm `i32x4.dot_i16x8` in the browser, plain Rust elsewhere)
+//! followed by one scale:
+//! - Q4_1, Q5_1 (w = q·d + m): Σ w·x = d·dₓ·Σ q·qₓ + m·Σ x, so each activation block keeps its sum;
+//! - Q4_0, Q5_0 (w = (q-8)·d, (q-16)·d): Σ w·x = d·dₓ·(Σ q·qₓ - 8·Σ qₓ), or 16·Σ qₓ;
+//! - Q8_0 (w = q·d): Σ w·x = d·dₓ·Σ q·qₓ;
+//! - Q4_K, Q5_K: super-blocks of 256 whose 8 sub-blocks of 32 (w = d·scᵢ·q - dmin·mᵢ, 6-bit
+//!   scᵢ and mᵢ) line up with the activations' blocks: d·scᵢ·dₓ·Σ q·qₓ - dmin·mᵢ·Σ x;
+//! - Q6_K: 16 sub-blocks of 16 (w = d·scᵢ·(q-32), 8-bit scᵢ), two per activation block: the
+//!   scales multiply the 16-bit weights before the dot product, d·dₓ·Σ scᵢ·(q-32)·qₓ.
 //!
 //! Why 16 bits where llama.cpp uses 8: on this model, 8-bit activations make the output
 //! chaotic — a change in the last bit of one float upstream moves next-token log-probs by up to
@@ -15,14 +20,20 @@
 //! WebGPU agree, and Set-Based Prompting's order-invariance holds to the last digits. The cost
 //! is small: the kernels widen the 4-bit weights to 16 bits either way.
 //!
-//! candle has no SIMD kernel for Q4_1, the bundled model's type; that is why these exist.
+//! F16, BF16 and F32 weights meet the activations as they are, in f32 (F16C natively). No
+//! library's kernels are used: candle has no SIMD kernel for Q4_1, the bundled model's type,
+//! nor one with 16-bit activations for any type.
 //! Rows are split across threads natively ([`crate::cpu::pool`]); wasm runs on the worker's one
-//! thread.
+//! thread. Where four or more tokens are multiplied (prefill), most types have a kernel that
+//! unpacks each weight block once for four tokens, summing each token in the one-token
+//! kernel's order, so prefill and decode agree to the bit.
 //!
-//! One file per instruction set, each with the same block-by-block arithmetic: `scalar.rs` (the
-//! reference), `avx2.rs` and `avx512.rs` (picked at run time from what the CPU reports) and
-//! `simd128.rs` (wasm, picked at build time). This module holds what they share: the weight and
-//! activation layouts, the dispatch, and the split of rows into parallel jobs.
+//! One file per instruction set (and, for AVX2 and wasm, per family of types), each with the
+//! same block-by-block arithmetic: `scalar.rs` (the reference), `avx2.rs`, `avx2_k.rs`,
+//! `avx2_float.rs` and `avx512.rs` (picked at run time from what the CPU reports) and
+//! `simd128.rs`, `simd128_k.rs`, `simd128_float.rs` (wasm, picked at build time). This module
+//! holds what they share: the weight and activation layouts and the dispatch; `rows.rs` splits
+//! the rows into parallel jobs.
 
 use crate::gguf::GgmlType;
 use half::f16;
@@ -30,10 +41,21 @@ use half::f16;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
+mod avx2_float;
+#[cfg(target_arch = "x86_64")]
+mod avx2_k;
+#[cfg(target_arch = "x86_64")]
 mod avx512;
+mod rows;
 mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128_float;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128_k;
+
+use rows::for_each_row;
 
 /// A weight matrix in ggml blocks: `rows` outputs, each a row of `cols` inputs.
 #[derive(Debug, Clone)]
@@ -46,9 +68,6 @@ pub struct QMatrix {
 
 impl QMatrix {
     pub fn new(ty: GgmlType, rows: usize, cols: usize, data: Vec<u8>) -> Result<Self, String> {
-        if !is_supported(ty) {
-            return Err(format!("no CPU integer kernel for {ty}"));
-        }
         let row_bytes = ty
             .bytes_for(cols as u64)
             .ok_or_else(|| format!("{cols} columns is not a whole number of {ty} blocks"))?;
@@ -75,11 +94,6 @@ impl QMatrix {
         let n = self.row_bytes();
         &self.data[r * n..(r + 1) * n]
     }
-}
-
-/// The types with an integer kernel here.
-pub fn is_supported(ty: GgmlType) -> bool {
-    matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
 }
 
 /// Activations quantized to 16 bits per block of 32, for `tokens` rows.
@@ -147,74 +161,207 @@ struct ActivationRow<'a> {
 
 type DotFn = fn(&[u8], ActivationRow<'_>) -> f32;
 /// One weight row against four tokens at once (prefill): the row's blocks are unpacked once.
+/// Each token's sums run in the one-token kernel's order, so prefill equals decode to the bit.
 type Dot4Fn = fn(&[u8], [ActivationRow<'_>; 4]) -> [f32; 4];
+type FloatDotFn = fn(&[u8], &[f32]) -> f32;
+/// A four-token kernel over activations of type `A`.
+type Four<A> = fn(&[u8], [A; 4]) -> [f32; 4];
+type FloatDot4Fn = fn(&[u8], [&[f32]; 4]) -> [f32; 4];
 
-/// The fastest dot product this machine has for `ty`.
-fn dot_kernel(ty: GgmlType) -> DotFn {
+/// The kernels one weight type gets on this machine.
+#[derive(Clone, Copy)]
+enum Kernels {
+    /// Integer dot products with the 16-bit activations, and a four-token one where it exists.
+    Q16(DotFn, Option<Dot4Fn>),
+    /// f32 dot products with the activations as they are (F32, F16, BF16).
+    F32(FloatDotFn, Option<FloatDot4Fn>),
+}
+
+/// The fastest kernels this machine has for `ty`.
+fn kernels(ty: GgmlType) -> Kernels {
     #[cfg(target_arch = "x86_64")]
-    {
-        if ty == GgmlType::Q4_1 && avx512::available() {
-            return avx512::dot_q4_1;
-        }
-        if avx2::available() {
-            return match ty {
-                GgmlType::Q4_1 => avx2::dot_q4_1,
-                GgmlType::Q4_0 => avx2::dot_q4_0,
-                _ => avx2::dot_q8_0,
-            };
-        }
+    if let Some(k) = x86_kernels(ty) {
+        return k;
     }
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        return match ty {
-            GgmlType::Q4_1 => simd128::dot_q4_1,
-            GgmlType::Q4_0 => simd128::dot_q4_0,
-            _ => simd128::dot_q8_0,
-        };
-    }
+    return simd128_kernels(ty);
     #[allow(unreachable_code)]
-    scalar_kernel(ty)
+    scalar_kernels(ty)
 }
 
-fn scalar_kernel(ty: GgmlType) -> DotFn {
-    match ty {
-        GgmlType::Q4_1 => scalar::dot_q4_1,
-        GgmlType::Q4_0 => scalar::dot_q4_0,
-        _ => scalar::dot_q8_0,
+#[cfg(target_arch = "x86_64")]
+fn x86_kernels(ty: GgmlType) -> Option<Kernels> {
+    avx512_kernels(ty).or_else(|| avx2_kernels(ty))
+}
+
+/// The AVX-512 kernels, where the CPU has AVX-512 and they pay: Q4_1, whose block of 32 fills
+/// one register of 16-bit lanes. (K-quant kernels shaped the same way measured no faster in
+/// prefill and slower in decode than the AVX2 ones on an AMD EPYC with AVX-512.)
+#[cfg(target_arch = "x86_64")]
+fn avx512_kernels(ty: GgmlType) -> Option<Kernels> {
+    (ty == GgmlType::Q4_1 && avx512::available())
+        .then_some(Kernels::Q16(avx512::dot_q4_1, Some(avx512::dot4_q4_1)))
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2_kernels(ty: GgmlType) -> Option<Kernels> {
+    use GgmlType::*;
+    use Kernels::{F32 as F, Q16};
+    if !avx2::available() {
+        return None;
     }
+    Some(match ty {
+        Q4_1 => Q16(avx2::dot_q4_1, Some(avx2::dot4_q4_1)),
+        Q4_0 => Q16(avx2::dot_q4_0, None),
+        Q8_0 => Q16(avx2::dot_q8_0, None),
+        Q5_0 => Q16(avx2::dot_q5_0, Some(avx2::dot4_q5_0)),
+        Q5_1 => Q16(avx2::dot_q5_1, Some(avx2::dot4_q5_1)),
+        Q4K => Q16(avx2_k::dot_q4_k, Some(avx2_k::dot4_q4_k)),
+        Q5K => Q16(avx2_k::dot_q5_k, Some(avx2_k::dot4_q5_k)),
+        Q6K => Q16(avx2_k::dot_q6_k, Some(avx2_k::dot4_q6_k)),
+        F32 => F(avx2_float::dot_f32, Some(avx2_float::dot4_f32)),
+        F16 => F(avx2_float::dot_f16, Some(avx2_float::dot4_f16)),
+        BF16 => F(avx2_float::dot_bf16, Some(avx2_float::dot4_bf16)),
+    })
 }
 
-/// A four-token kernel for `ty`, where one exists.
-fn dot4_kernel(ty: GgmlType) -> Option<Dot4Fn> {
+/// Every SIMD kernel set this machine can run for `ty`, by instruction set: the fastest
+/// (which the matmul takes) and the ones it shadows, which the tests check all the same.
+fn simd_kernels(ty: GgmlType) -> Vec<(&'static str, Kernels)> {
     #[cfg(target_arch = "x86_64")]
-    {
-        if ty == GgmlType::Q4_1 && avx512::available() {
-            return Some(avx512::dot4_q4_1);
-        }
-        if ty == GgmlType::Q4_1 && avx2::available() {
-            return Some(avx2::dot4_q4_1);
-        }
-    }
+    return [
+        avx512_kernels(ty).map(|k| ("AVX-512", k)),
+        avx2_kernels(ty).map(|k| ("AVX2", k)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if ty == GgmlType::Q4_1 {
-        return Some(simd128::dot4_q4_1);
+    return vec![("simd128", simd128_kernels(ty))];
+    #[allow(unreachable_code)]
+    {
+        let _ = ty;
+        Vec::new()
     }
-    let _ = ty;
-    None
 }
 
-/// The plain-Rust kernel for `ty`, whatever the machine: the reference for the SIMD ones.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn simd128_kernels(ty: GgmlType) -> Kernels {
+    use GgmlType::*;
+    use Kernels::{F32 as F, Q16};
+    match ty {
+        Q4_1 => Q16(simd128::dot_q4_1, Some(simd128::dot4_q4_1)),
+        Q4_0 => Q16(simd128::dot_q4_0, None),
+        Q8_0 => Q16(simd128::dot_q8_0, None),
+        Q5_0 => Q16(simd128::dot_q5_0, Some(simd128::dot4_q5_0)),
+        Q5_1 => Q16(simd128::dot_q5_1, Some(simd128::dot4_q5_1)),
+        Q4K => Q16(simd128_k::dot_q4_k, Some(simd128_k::dot4_q4_k)),
+        Q5K => Q16(simd128_k::dot_q5_k, Some(simd128_k::dot4_q5_k)),
+        Q6K => Q16(simd128_k::dot_q6_k, Some(simd128_k::dot4_q6_k)),
+        F32 => F(simd128_float::dot_f32, Some(simd128_float::dot4_f32)),
+        F16 => F(simd128_float::dot_f16, Some(simd128_float::dot4_f16)),
+        BF16 => F(simd128_float::dot_bf16, Some(simd128_float::dot4_bf16)),
+    }
+}
+
+/// The plain-Rust kernels: one token at a time.
+fn scalar_kernels(ty: GgmlType) -> Kernels {
+    use GgmlType::*;
+    use Kernels::{F32 as F, Q16};
+    match ty {
+        Q4_1 => Q16(scalar::dot_q4_1, None),
+        Q4_0 => Q16(scalar::dot_q4_0, None),
+        Q8_0 => Q16(scalar::dot_q8_0, None),
+        Q5_0 => Q16(scalar::dot_q5_0, None),
+        Q5_1 => Q16(scalar::dot_q5_1, None),
+        Q4K => Q16(scalar::dot_q4_k, None),
+        Q5K => Q16(scalar::dot_q5_k, None),
+        Q6K => Q16(scalar::dot_q6_k, None),
+        F32 => F(scalar::dot_f32, None),
+        F16 => F(scalar::dot_f16, None),
+        BF16 => F(scalar::dot_bf16, None),
+    }
+}
+
+/// Whether `ty` is multiplied with f32 activations (F32, F16, BF16) rather than 16-bit ones.
+pub fn takes_f32_activations(ty: GgmlType) -> bool {
+    matches!(scalar_kernels(ty), Kernels::F32(..))
+}
+
+fn q16_kernel(kernels: Kernels, ty: GgmlType) -> DotFn {
+    match kernels {
+        Kernels::Q16(dot, _) => dot,
+        Kernels::F32(..) => panic!("{ty} takes f32 activations: use the *_f32 functions"),
+    }
+}
+
+fn f32_kernel(kernels: Kernels, ty: GgmlType) -> FloatDotFn {
+    match kernels {
+        Kernels::F32(dot, _) => dot,
+        Kernels::Q16(..) => panic!("{ty} takes 16-bit activations: use scalar_dot / fast_dot"),
+    }
+}
+
+/// The plain-Rust kernel for a quantized `ty`, whatever the machine: the reference for the
+/// SIMD ones.
 pub fn scalar_dot(ty: GgmlType, row: &[u8], x: &Q16Activations, token: usize) -> f32 {
-    scalar_kernel(ty)(row, x.row(token))
+    q16_kernel(scalar_kernels(ty), ty)(row, x.row(token))
 }
 
-/// The dispatched (SIMD where available) kernel for one row and one token.
+/// The dispatched (SIMD where available) kernel for one row of a quantized `ty` and one token.
 pub fn fast_dot(ty: GgmlType, row: &[u8], x: &Q16Activations, token: usize) -> f32 {
-    dot_kernel(ty)(row, x.row(token))
+    q16_kernel(kernels(ty), ty)(row, x.row(token))
+}
+
+/// [`scalar_dot`] for F32, F16 and BF16 rows, with f32 activations.
+pub fn scalar_dot_f32(ty: GgmlType, row: &[u8], x: &[f32]) -> f32 {
+    f32_kernel(scalar_kernels(ty), ty)(row, x)
+}
+
+/// [`fast_dot`] for F32, F16 and BF16 rows, with f32 activations.
+pub fn fast_dot_f32(ty: GgmlType, row: &[u8], x: &[f32]) -> f32 {
+    f32_kernel(kernels(ty), ty)(row, x)
+}
+
+/// Every SIMD kernel this machine has for a quantized `ty` (one-token, and four-token with
+/// `token` in every place), by name, on one row and one token: the tests hold each to
+/// [`scalar_dot`], including those that a faster instruction set shadows here.
+pub fn every_simd_dot(
+    ty: GgmlType,
+    row: &[u8],
+    x: &Q16Activations,
+    token: usize,
+) -> Vec<(String, f32)> {
+    let a = x.row(token);
+    let mut out = Vec::new();
+    for (isa, kernels) in simd_kernels(ty) {
+        if let Kernels::Q16(dot, dot4) = kernels {
+            out.push((isa.to_string(), dot(row, a)));
+            if let Some(dot4) = dot4 {
+                out.extend((0..4).map(|i| (format!("{isa} ×4 [{i}]"), dot4(row, [a; 4])[i])));
+            }
+        }
+    }
+    out
+}
+
+/// [`every_simd_dot`] for F32, F16 and BF16 rows, with f32 activations.
+pub fn every_simd_dot_f32(ty: GgmlType, row: &[u8], x: &[f32]) -> Vec<(String, f32)> {
+    let mut out = Vec::new();
+    for (isa, kernels) in simd_kernels(ty) {
+        if let Kernels::F32(dot, dot4) = kernels {
+            out.push((isa.to_string(), dot(row, x)));
+            if let Some(dot4) = dot4 {
+                out.extend((0..4).map(|i| (format!("{isa} ×4 [{i}]"), dot4(row, [x; 4])[i])));
+            }
+        }
+    }
+    out
 }
 
 /// `y (tokens × rows) = x (tokens × cols) · Wᵀ` for several matrices sharing one input, in one
-/// parallel region (q/k/v, gate/up): the activations are quantized once.
+/// parallel region (q/k/v, gate/up): the activations are quantized once, if any matrix is of a
+/// quantized type.
 pub fn matmul_many(x: &[f32], tokens: usize, weights: &[&QMatrix]) -> Vec<Vec<f32>> {
     let Some(first) = weights.first() else {
         return Vec::new();
@@ -222,28 +369,50 @@ pub fn matmul_many(x: &[f32], tokens: usize, weights: &[&QMatrix]) -> Vec<Vec<f3
     let cols = first.cols;
     debug_assert!(weights.iter().all(|w| w.cols == cols));
     debug_assert_eq!(x.len(), tokens * cols);
-    let acts = Q16Activations::quantize(x, cols);
-    let acts = &acts;
+    let acts = weights
+        .iter()
+        .any(|w| !takes_f32_activations(w.ty))
+        .then(|| Q16Activations::quantize(x, cols));
+    let acts = acts.as_ref();
     for_each_row(weights, tokens, |w, r, row_out| {
         let row = w.row(r);
-        let dot = dot_kernel(w.ty);
-        let mut t = 0;
-        if let Some(dot4) = dot4_kernel(w.ty).filter(|_| tokens >= 4) {
-            while t + 4 <= tokens {
-                let four = [
-                    acts.row(t),
-                    acts.row(t + 1),
-                    acts.row(t + 2),
-                    acts.row(t + 3),
-                ];
-                row_out[t..t + 4].copy_from_slice(&dot4(row, four));
-                t += 4;
+        match (kernels(w.ty), acts) {
+            (Kernels::Q16(dot, dot4), Some(acts)) => {
+                each_token(row, row_out, |t| acts.row(t), dot, dot4)
             }
-        }
-        for (y, t) in row_out[t..].iter_mut().zip(t..) {
-            *y = dot(row, acts.row(t));
+            (Kernels::F32(dot, dot4), _) => {
+                each_token(row, row_out, |t| &x[t * cols..][..cols], dot, dot4)
+            }
+            (Kernels::Q16(..), None) => unreachable!("quantized above when any type needs it"),
         }
     })
+}
+
+/// One weight row against every token: four at a time where a four-token kernel exists, then
+/// the one-token kernel. Two or three tokens left over go through the four-token kernel too,
+/// the last one repeated: it gives each token what the one-token kernel would, to the bit, and
+/// unpacks the row once instead of two or three times.
+fn each_token<A>(
+    row: &[u8],
+    out: &mut [f32],
+    token: impl Fn(usize) -> A,
+    dot: fn(&[u8], A) -> f32,
+    dot4: Option<Four<A>>,
+) {
+    let n = out.len();
+    let mut t = 0;
+    if let Some(dot4) = dot4 {
+        while t + 2 <= n {
+            let four = [0, 1, 2, 3].map(|i| token((t + i).min(n - 1)));
+            let y = dot4(row, four);
+            let here = (n - t).min(4);
+            out[t..t + here].copy_from_slice(&y[..here]);
+            t += here;
+        }
+    }
+    for (y, t) in out[t..].iter_mut().zip(t..) {
+        *y = dot(row, token(t));
+    }
 }
 
 /// [`matmul_many`] with the activations kept in f32: each weight row is dequantized and dotted
@@ -283,87 +452,6 @@ fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// Runs `row_kernel(matrix, row, out)` for every row of every matrix, where `out` receives that
-/// row's output for each token; splits the rows into parallel jobs natively and returns each
-/// matrix's `(tokens × rows)` output.
-fn for_each_row(
-    weights: &[&QMatrix],
-    tokens: usize,
-    row_kernel: impl Fn(&QMatrix, usize, &mut [f32]) + Sync,
-) -> Vec<Vec<f32>> {
-    // Work items: chunks of rows of one matrix. Rows are written transposed (rows × tokens) so
-    // each chunk owns a contiguous slice, then transposed back.
-    let total_rows: usize = weights.iter().map(|w| w.rows).sum();
-    let chunk_rows = chunk_rows(total_rows, tokens);
-    let mut transposed: Vec<Vec<f32>> =
-        weights.iter().map(|w| vec![0.0; w.rows * tokens]).collect();
-    let mut jobs: Vec<(&QMatrix, usize, OutputSlice)> = Vec::new();
-    for (w, out) in weights.iter().zip(transposed.iter_mut()) {
-        for (i, chunk) in out.chunks_mut(chunk_rows * tokens).enumerate() {
-            jobs.push((
-                w,
-                i * chunk_rows,
-                OutputSlice(chunk.as_mut_ptr(), chunk.len()),
-            ));
-        }
-    }
-    let run = |job: usize| {
-        let (w, first_row, ref out) = jobs[job];
-        // SAFETY: every job owns a disjoint chunk of `transposed`, which outlives the run.
-        let out = unsafe { std::slice::from_raw_parts_mut(out.0, out.1) };
-        for (i, row_out) in out.chunks_mut(tokens).enumerate() {
-            row_kernel(w, first_row + i, row_out);
-        }
-    };
-    #[cfg(not(target_arch = "wasm32"))]
-    crate::cpu::pool::global().run(jobs.len(), &run);
-    #[cfg(target_arch = "wasm32")]
-    (0..jobs.len()).for_each(run);
-
-    if tokens == 1 {
-        return transposed;
-    }
-    weights
-        .iter()
-        .zip(transposed)
-        .map(|(w, t)| {
-            let mut y = vec![0.0; tokens * w.rows];
-            for r in 0..w.rows {
-                for j in 0..tokens {
-                    y[j * w.rows + r] = t[r * tokens + j];
-                }
-            }
-            y
-        })
-        .collect()
-}
-
-/// One job's part of an output buffer.
-struct OutputSlice(*mut f32, usize);
-// SAFETY: each job writes only its own slice; the buffers outlive the parallel run.
-unsafe impl Sync for OutputSlice {}
-
-/// Rows per parallel job: enough jobs to balance threads, few enough to keep overhead low.
-fn chunk_rows(total_rows: usize, tokens: usize) -> usize {
-    let threads = worker_threads();
-    let jobs = if tokens == 1 {
-        threads * 4
-    } else {
-        threads * 8
-    };
-    total_rows.div_ceil(jobs).clamp(16, 4096)
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn worker_threads() -> usize {
-    crate::cpu::pool::global().threads()
-}
-
-#[cfg(target_arch = "wasm32")]
-fn worker_threads() -> usize {
-    1
-}
-
 /// `y = x · Wᵀ` for one matrix.
 pub fn matmul(x: &[f32], tokens: usize, w: &QMatrix) -> Vec<f32> {
     matmul_many(x, tokens, &[w]).pop().unwrap_or_default()
@@ -374,6 +462,23 @@ pub fn matmul(x: &[f32], tokens: usize, w: &QMatrix) -> Vec<f32> {
 fn round_ties_even(v: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0;
     (v + MAGIC) - MAGIC
+}
+
+/// The 6-bit scales and mins of a Q4_K or Q5_K block's 8 sub-blocks, from its 12 packed bytes
+/// (ggml `get_scale_min_k4`): sub-blocks 0..4 in the low 6 bits of bytes 0..4 (scales) and
+/// 4..8 (mins); sub-blocks 4..8 in the nibbles of bytes 8..12, their top 2 bits in the top
+/// bits of bytes 0..8.
+#[inline(always)]
+fn k_scales(packed: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+    let mut scales = [0u8; 8];
+    let mut mins = [0u8; 8];
+    for j in 0..4 {
+        scales[j] = packed[j] & 63;
+        mins[j] = packed[j + 4] & 63;
+        scales[j + 4] = (packed[j + 8] & 0x0F) | ((packed[j] >> 6) << 4);
+        mins[j + 4] = (packed[j + 8] >> 4) | ((packed[j + 4] >> 6) << 4);
+    }
+    (scales, mins)
 }
 
 fn f16_le(bytes: &[u8], at: usize) -> f32 {

@@ -1,5 +1,6 @@
-//! wasm SIMD kernels: what the browser's CPU tier runs. Weights widen to 16-bit lanes and
-//! `i32x4.dot_i16x8` multiplies them with the 16-bit activations.
+//! wasm SIMD kernels for the blocks of 32 (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): what the browser's
+//! CPU tier runs. Weights widen to 16-bit lanes and `i32x4.dot_i16x8` multiplies them with the
+//! 16-bit activations. The helpers here serve the K-quant kernels (`simd128_k.rs`) too.
 //!
 //! Shaped like the AVX2 kernels, because V8 turns each wasm instruction into about one x86
 //! instruction and the kernel is bound by their count: a block's i32 sums are scaled in
@@ -14,7 +15,7 @@ use std::arch::wasm32::*;
 /// 2¹¹² (the difference of the two exponent biases), sign restored. Exact for every finite
 /// half, subnormals included; scales in a model file are finite.
 #[inline(always)]
-unsafe fn f16_at(p: *const u8) -> f32 {
+pub(super) unsafe fn f16_at(p: *const u8) -> f32 {
     let h = (p as *const u16).read_unaligned() as u32;
     let magnitude = f32::from_bits((h & 0x7fff) << 13) * f32::from_bits(0x7780_0000);
     f32::from_bits(magnitude.to_bits() | ((h & 0x8000) << 16))
@@ -22,7 +23,7 @@ unsafe fn f16_at(p: *const u8) -> f32 {
 
 /// Σ w·a over 32 pairs, `w` as four vectors of eight 16-bit weights: four i32 lanes.
 #[inline(always)]
-unsafe fn dot32(w: [v128; 4], a: *const i16) -> v128 {
+pub(super) unsafe fn dot32(w: [v128; 4], a: *const i16) -> v128 {
     let a = a as *const v128;
     let s = i32x4_add(
         i32x4_dot_i16x8(w[0], v128_load(a)),
@@ -97,7 +98,7 @@ unsafe fn two_chains(n: usize, mut block: impl FnMut(usize) -> (v128, f32, f32))
 
 /// The two chains' lanes and extras summed, in one fixed order.
 #[inline(always)]
-fn finish(acc: [v128; 2], extra: [f32; 2]) -> f32 {
+pub(super) fn finish(acc: [v128; 2], extra: [f32; 2]) -> f32 {
     let s = f32x4_add(acc[0], acc[1]);
     (f32x4_extract_lane::<0>(s) + f32x4_extract_lane::<1>(s))
         + (f32x4_extract_lane::<2>(s) + f32x4_extract_lane::<3>(s))
@@ -200,4 +201,174 @@ pub fn dot_q8_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
             )
         })
     }
+}
+
+/// Per-token sums of a row's blocks in two chains (even and odd activation blocks), in
+/// [`two_chains`]'s arithmetic and [`finish`]'s order, the same for one token as for four.
+/// Blocks reach it through [`by_pairs`], so each chain is a constant and stays in a register.
+pub(super) struct Chains<const T: usize> {
+    acc: [[v128; 2]; T],
+    extra: [[f32; 2]; T],
+}
+
+impl<const T: usize> Chains<T> {
+    #[inline(always)]
+    pub(super) fn new() -> Self {
+        Chains {
+            acc: [[f32x4_splat(0.0); 2]; T],
+            extra: [[0.0; 2]; T],
+        }
+    }
+
+    /// Adds `scale · sums` (four lanes of i32) and `extra` to chain `chain` of token `t`.
+    #[inline(always)]
+    pub(super) fn add(&mut self, t: usize, chain: usize, sums: v128, scale: f32, extra: f32) {
+        let scaled = f32x4_mul(f32x4_convert_i32x4(sums), f32x4_splat(scale));
+        self.acc[t][chain] = f32x4_add(self.acc[t][chain], scaled);
+        self.extra[t][chain] += extra;
+    }
+
+    #[inline(always)]
+    pub(super) fn finish(&self) -> [f32; T] {
+        std::array::from_fn(|t| finish(self.acc[t], self.extra[t]))
+    }
+}
+
+/// Calls `block(i, chain)` for blocks 0..n, even blocks on chain 0 and odd ones on chain 1.
+#[inline(always)]
+pub(super) fn by_pairs(n: usize, mut block: impl FnMut(usize, usize)) {
+    let mut i = 0;
+    while i + 2 <= n {
+        block(i, 0);
+        block(i + 1, 1);
+        i += 2;
+    }
+    if i < n {
+        block(i, 0);
+    }
+}
+
+/// The number of blocks of `block_bytes` that `row` and every activation row hold.
+#[inline(always)]
+fn whole_blocks<const T: usize>(
+    row: &[u8],
+    block_bytes: usize,
+    x: &[ActivationRow<'_>; T],
+) -> usize {
+    x.iter().fold(row.len() / block_bytes, |n, t| {
+        n.min(t.info.len()).min(t.qs.len() / 32)
+    })
+}
+
+/// A Q5_0 / Q5_1 block's 32 5-bit weights as 16-bit lanes: the nibbles as Q4_0's, and bit j
+/// of `qh` (the u32 at `qh`) adds 16 to weight j.
+#[inline(always)]
+unsafe fn five_bits(qh: *const u8, nibbles: *const u8) -> [v128; 4] {
+    let qh = u32x4_splat((qh as *const u32).read_unaligned());
+    // Byte j of each half gets the byte of qh that holds its bit, then tests bit j % 8.
+    let bit = u64x2_splat(0x8040_2010_0804_0201);
+    let sixteen = u8x16_splat(16);
+    let high = |spread: v128| v128_and(i8x16_eq(v128_and(spread, bit), bit), sixteen);
+    let low_high = high(u8x16_shuffle::<
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        1,
+        1,
+        1,
+        1,
+        1,
+        1,
+        1,
+        1,
+    >(qh, qh));
+    let high_high = high(u8x16_shuffle::<
+        2,
+        2,
+        2,
+        2,
+        2,
+        2,
+        2,
+        2,
+        3,
+        3,
+        3,
+        3,
+        3,
+        3,
+        3,
+        3,
+    >(qh, qh));
+    let q = v128_load(nibbles as *const v128);
+    let lo = v128_or(v128_and(q, u8x16_splat(0x0F)), low_high);
+    let hi = v128_or(u8x16_shr(q, 4), high_high);
+    [
+        u16x8_extend_low_u8x16(lo),
+        u16x8_extend_high_u8x16(lo),
+        u16x8_extend_low_u8x16(hi),
+        u16x8_extend_high_u8x16(hi),
+    ]
+}
+
+/// Q5_0 (22 bytes: d, qh, qs): Σ (q-16)·qₓ = Σ q·qₓ - 16·Σ qₓ, the correction in lane 0.
+#[inline(always)]
+unsafe fn q5_0<const T: usize>(row: &[u8], x: [ActivationRow<'_>; T]) -> [f32; T] {
+    let n = whole_blocks(row, 22, &x);
+    let mut chains = Chains::<T>::new();
+    by_pairs(n, |i, chain| {
+        let b = row.as_ptr().add(i * 22);
+        let d = f16_at(b);
+        let weights = five_bits(b.add(2), b.add(6));
+        for (t, x) in x.iter().enumerate() {
+            let info = x.info.get_unchecked(i);
+            let sums = i32x4_sub(
+                dot32(weights, x.qs.as_ptr().add(i * 32)),
+                i32x4(16 * info.q_sum, 0, 0, 0),
+            );
+            chains.add(t, chain, sums, d * info.scale, 0.0);
+        }
+    });
+    chains.finish()
+}
+
+/// Q5_1 (24 bytes: d, m, qh, qs).
+#[inline(always)]
+unsafe fn q5_1<const T: usize>(row: &[u8], x: [ActivationRow<'_>; T]) -> [f32; T] {
+    let n = whole_blocks(row, 24, &x);
+    let mut chains = Chains::<T>::new();
+    by_pairs(n, |i, chain| {
+        let b = row.as_ptr().add(i * 24);
+        let (d, m) = (f16_at(b), f16_at(b.add(2)));
+        let weights = five_bits(b.add(4), b.add(8));
+        for (t, x) in x.iter().enumerate() {
+            let info = x.info.get_unchecked(i);
+            let sums = dot32(weights, x.qs.as_ptr().add(i * 32));
+            chains.add(t, chain, sums, d * info.scale, m * info.sum);
+        }
+    });
+    chains.finish()
+}
+
+// SAFETY (the four below): `whole_blocks` bounds the blocks by `row` (22 or 24 bytes each)
+// and by every activation row; every load stays inside its block.
+pub fn dot_q5_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
+    unsafe { q5_0(row, [x])[0] }
+}
+
+pub fn dot4_q5_0(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
+    unsafe { q5_0(row, x) }
+}
+
+pub fn dot_q5_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
+    unsafe { q5_1(row, [x])[0] }
+}
+
+pub fn dot4_q5_1(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
+    unsafe { q5_1(row, x) }
 }

@@ -32,6 +32,11 @@ fn matvec(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
         for (var unit = lane; unit < units; unit += LANES) {
             acc += unit_dot(row, unit, t * params.cols);
         }
+        // Float rows whose length is not a multiple of a unit: the last columns one by one.
+        let tail = units / UNITS_PER_BLOCK * COLS_PER_UNIT_BLOCK;
+        for (var col = tail + lane; col < params.cols; col += LANES) {
+            acc += weight(row, col) * x[t * params.cols + col];
+        }
     }
     partial[local] = acc;
     workgroupBarrier();
@@ -60,6 +65,9 @@ fn matvec_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc = 0.0;
     for (var unit = 0u; unit < units; unit++) {
         acc += unit_dot(row, unit, t * params.cols);
+    }
+    for (var col = units / UNITS_PER_BLOCK * COLS_PER_UNIT_BLOCK; col < params.cols; col++) {
+        acc += weight(row, col) * x[t * params.cols + col];
     }
     y[t * params.rows + row] = acc;
 }

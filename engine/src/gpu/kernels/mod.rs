@@ -221,15 +221,17 @@ impl KernelId {
 }
 
 /// The sections of `quant_blocks.wgsl` for one block format (with the `*_dot` helpers for the
-/// matmul kernels).
+/// matmul kernels). A section may name several formats (`//#if Q4_K Q5_K`).
 pub fn quant_sections(ty: GgmlType, with_dot: bool) -> String {
     let tag = ty.name();
     let dot_tag = format!("{tag}_dot");
     let mut out = String::new();
     let mut keep = true; // the file's preamble
     for line in QUANT_BLOCKS.lines() {
-        if let Some(section) = line.strip_prefix("//#if ") {
-            keep = section == tag || (with_dot && section == dot_tag);
+        if let Some(sections) = line.strip_prefix("//#if ") {
+            keep = sections
+                .split_whitespace()
+                .any(|section| section == tag || (with_dot && section == dot_tag));
             continue;
         }
         if line == "//#endif" {
@@ -335,7 +337,22 @@ pub fn grid_1d(ctx: &GpuContext, n: u32, per_group: u32) -> (u32, u32, u32) {
 mod tests {
     use super::*;
 
-    /// Every kernel, weight-reading ones once per block format that has WGSL.
+    /// Every weight type the GGUF reader accepts: each has WGSL.
+    const WEIGHT_TYPES: [GgmlType; 11] = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+        GgmlType::Q8_0,
+        GgmlType::Q4K,
+        GgmlType::Q5K,
+        GgmlType::Q6K,
+    ];
+
+    /// Every kernel, weight-reading ones once per block format.
     fn all_kernels() -> Vec<KernelId> {
         let mut all = vec![
             KernelId::Add,
@@ -357,13 +374,7 @@ mod tests {
             KernelId::RetentionRecurrent,
             KernelId::RetentionChunkwise,
         ];
-        for ty in [
-            GgmlType::F32,
-            GgmlType::F16,
-            GgmlType::Q4_0,
-            GgmlType::Q4_1,
-            GgmlType::Q8_0,
-        ] {
+        for ty in WEIGHT_TYPES {
             all.extend([
                 KernelId::Gather(ty),
                 KernelId::Matvec(ty),
@@ -416,6 +427,32 @@ mod tests {
                 "{kernel:?}: no `{signature}` in {}.wgsl",
                 kernel.family().name()
             );
+        }
+    }
+
+    /// Each format's sections define what the kernels call, once: `weight` (and, with the
+    /// `*_dot` sections, `unit_dot` and its two constants), whatever the order of the file.
+    #[test]
+    fn every_weight_type_has_its_sections_once() {
+        for ty in WEIGHT_TYPES {
+            for (with_dot, names) in [
+                (false, &["fn weight("][..]),
+                (
+                    true,
+                    &[
+                        "fn weight(",
+                        "fn unit_dot(",
+                        "const UNITS_PER_BLOCK:",
+                        "const COLS_PER_UNIT_BLOCK:",
+                    ][..],
+                ),
+            ] {
+                let source = quant_sections(ty, with_dot);
+                for name in names {
+                    let count = source.lines().filter(|l| l.starts_with(name)).count();
+                    assert_eq!(count, 1, "{ty} (dot: {with_dot}): {count} × `{name}`");
+                }
+            }
         }
     }
 
