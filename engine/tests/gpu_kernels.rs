@@ -147,7 +147,12 @@ gpu_test!(elementwise_matches_cpu, check_elementwise);
 
 async fn check_embedding(gpu: &GpuBackend) {
     let mut rng = SeededRng::new(8);
-    for ty in TYPES {
+    // Whole tables, and tables split into parts of a few rows (as a large vocabulary's is).
+    for (ty, max_part) in TYPES
+        .into_iter()
+        .flat_map(|ty| [(ty, None), (ty, Some(1000))])
+    {
+        gpu.set_max_part_bytes(max_part);
         let (rows, cols) = (37, columns(ty, 96));
         let (bytes, exact) = weights(&mut rng, ty, rows, cols);
         let table = gpu
@@ -160,8 +165,16 @@ async fn check_embedding(gpu: &GpuBackend) {
             .flat_map(|&id| exact[id as usize * cols..][..cols].to_vec())
             .collect();
         // Dequantization must be exact.
-        check_close(&format!("embedding {ty}"), &got, &want, 0.0, 0.0).unwrap();
+        check_close(
+            &format!("embedding {ty} parts ≤ {max_part:?} B"),
+            &got,
+            &want,
+            0.0,
+            0.0,
+        )
+        .unwrap();
     }
+    gpu.set_max_part_bytes(None);
 }
 gpu_test!(embedding_dequantizes_exactly, check_embedding);
 
@@ -197,6 +210,24 @@ async fn check_matmul(gpu: &GpuBackend) {
     }
     gpu.set_cpu_shapes(None);
 }
+
+async fn check_matmul_parts(gpu: &GpuBackend) {
+    let mut rng = SeededRng::new(11);
+    // Matrices split into parts of a few rows (as a large vocabulary's output matrix is): each
+    // part's rows land at their offset, in every kernel shape.
+    gpu.set_max_part_bytes(Some(1000));
+    for cpu_shapes in [false, true] {
+        gpu.set_cpu_shapes(Some(cpu_shapes));
+        for ty in [GgmlType::Q8_0, GgmlType::Q4K, GgmlType::F16] {
+            for (rows, cols, tokens) in [(37, 96, 1), (45, 256, 5), (70, 64, 40)] {
+                check_matmul_case(gpu, &mut rng, ty, rows, columns(ty, cols), tokens).await;
+            }
+        }
+    }
+    gpu.set_cpu_shapes(None);
+    gpu.set_max_part_bytes(None);
+}
+gpu_test!(matmul_of_split_matrices_matches_cpu, check_matmul_parts);
 
 async fn check_matmul_shapes(gpu: &GpuBackend, rng: &mut SeededRng) {
     for ty in TYPES {

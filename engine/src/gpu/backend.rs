@@ -7,7 +7,9 @@
 //! arena. Weights are uploaded as the GGUF stream hands them out, in a 4-byte-aligned
 //! repacking of their blocks (`kernels/quant_blocks.wgsl`); all arithmetic is f32.
 
-use super::buffers::{repack, BufferPool, GpuCache, GpuMatrix, GpuTensor};
+use super::buffers::{
+    repack, rows_per_part, BufferPool, GpuCache, GpuMatrix, GpuTensor, MatrixPart,
+};
 use super::context::{GpuContext, GpuError};
 use super::kernels::KernelId;
 use super::recording::Recorder;
@@ -23,6 +25,7 @@ pub struct GpuBackend {
     weight_bytes: Cell<u64>,
     cache_bytes: Cell<u64>,
     force_cpu_shapes: Cell<Option<bool>>,
+    max_part_bytes: Cell<Option<u64>>,
 }
 
 impl GpuBackend {
@@ -33,6 +36,7 @@ impl GpuBackend {
             weight_bytes: Cell::new(0),
             cache_bytes: Cell::new(0),
             force_cpu_shapes: Cell::new(None),
+            max_part_bytes: Cell::new(None),
         }
     }
 
@@ -64,6 +68,12 @@ impl GpuBackend {
         self.force_cpu_shapes.set(cpu);
     }
 
+    /// Caps the parts weight matrices are split into below the adapter's limit (tests split
+    /// small matrices to check the parts add up); applies to matrices uploaded afterwards.
+    pub fn set_max_part_bytes(&self, bytes: Option<u64>) {
+        self.max_part_bytes.set(bytes);
+    }
+
     /// GPU memory held by weights and KV caches, in bytes.
     pub fn memory_bytes(&self) -> (u64, u64) {
         (self.weight_bytes.get(), self.cache_bytes.get())
@@ -92,17 +102,34 @@ impl Backend for GpuBackend {
     fn upload_matrix(&self, info: &TensorInfo, bytes: &[u8]) -> Result<GpuMatrix> {
         let (rows, cols) = info.rows_cols();
         let (ty, data) = repack(info, bytes);
-        self.context()
-            .check_binding_size(&info.name, data.len() as u64)?;
-        let buffer = self.context().storage_buffer(&info.name, &data);
-        self.weight_bytes
-            .set(self.weight_bytes.get() + buffer.size());
+        let row_bytes = data.len() / rows.max(1);
+        let context = self.context();
+        context.check_binding_size(&info.name, row_bytes as u64)?;
+        let limit = context.max_part_bytes();
+        let max_part = self
+            .max_part_bytes
+            .get()
+            .map_or(limit, |cap| cap.min(limit));
+        let part_rows = rows_per_part(row_bytes, max_part);
+        let mut parts = Vec::with_capacity(rows.div_ceil(part_rows));
+        for first_row in (0..rows).step_by(part_rows) {
+            let part = part_rows.min(rows - first_row);
+            let slice = &data[first_row * row_bytes..(first_row + part) * row_bytes];
+            let buffer = context.storage_buffer(&info.name, slice);
+            self.weight_bytes
+                .set(self.weight_bytes.get() + buffer.size());
+            parts.push(MatrixPart {
+                buffer,
+                first_row,
+                rows: part,
+            });
+        }
         Ok(GpuMatrix {
-            buffer,
+            parts,
             ty,
             rows,
             cols,
-            row_words: data.len() / 4 / rows.max(1),
+            row_words: row_bytes / 4,
         })
     }
 

@@ -107,12 +107,29 @@ impl GpuTensor {
 }
 
 /// A weight matrix on the GPU, in its block format (see `quant_blocks.wgsl`).
+///
+/// Stored as one or more parts of whole rows: an adapter binds at most
+/// `max_storage_buffer_binding_size` bytes of one buffer (128 MiB on many), and a large
+/// vocabulary's embedding table (Gemma 3: 262,144 × 640 in Q6_K, 189 MB) is bigger than that.
+/// Kernels run once per part and write their rows at the part's offset.
 pub struct GpuMatrix {
-    pub(super) buffer: wgpu::Buffer,
+    pub(super) parts: Vec<MatrixPart>,
     pub(super) ty: GgmlType,
     pub rows: usize,
     pub cols: usize,
     pub(super) row_words: usize,
+}
+
+/// Rows `first_row .. first_row + rows` of a [`GpuMatrix`], in one buffer.
+pub(super) struct MatrixPart {
+    pub(super) buffer: wgpu::Buffer,
+    pub(super) first_row: usize,
+    pub(super) rows: usize,
+}
+
+/// How many whole rows of `row_bytes` bytes fit in one part of at most `max_part_bytes` bytes.
+pub(super) fn rows_per_part(row_bytes: usize, max_part_bytes: u64) -> usize {
+    ((max_part_bytes / row_bytes.max(1) as u64) as usize).max(1)
 }
 
 /// One layer's keys and values: `(kv_heads, capacity, head_dim)` f32 each.

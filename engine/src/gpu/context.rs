@@ -124,6 +124,14 @@ impl GpuContext {
         Ok(())
     }
 
+    /// The largest buffer the adapter both makes and binds whole: the size of a weight
+    /// matrix's parts.
+    pub(super) fn max_part_bytes(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+
     /// A storage buffer initialised from `data`.
     pub fn storage_buffer(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {

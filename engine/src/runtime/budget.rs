@@ -147,7 +147,9 @@ pub struct Plan {
 }
 
 /// Bytes the weights take on `tier`: the file's blocks as they are (on WebGPU, repacked so each
-/// block starts on 4 bytes), 1-D tensors widened to f32.
+/// block starts on 4 bytes), 1-D tensors widened to f32. Also the largest piece that must sit
+/// in one buffer: a 1-D tensor whole, a matrix one row (the WebGPU backend splits matrices into
+/// parts of whole rows that each fit a binding).
 fn weight_bytes(header: &GgufHeader, tier: Tier) -> (u64, u64) {
     let mut total = 0;
     let mut largest = 0;
@@ -165,7 +167,8 @@ fn weight_bytes(header: &GgufHeader, tier: Tier) -> (u64, u64) {
             }
         };
         total += bytes;
-        largest = largest.max(bytes);
+        let rows: u64 = t.dims.iter().skip(1).product();
+        largest = largest.max(bytes / rows.max(1));
     }
     (total, largest)
 }

@@ -1,18 +1,23 @@
 // Quantized matrix products y = x · Wᵀ: W (rows, cols) in a block format (quant_blocks.wgsl),
 // x (tokens, cols) f32, y (tokens, rows) f32. Weights are dequantized on the fly and all
-// arithmetic is f32: the activations are never quantized.
+// arithmetic is f32: the activations are never quantized. A large matrix comes in parts of
+// whole rows (one dispatch each): `w` holds the part's rows, written to y at `row_offset`.
 
 struct Meta {
-    rows: u32,
+    rows: u32,       // rows of this part of W
     cols: u32,
     tokens: u32,
-    row_words: u32, // u32 words per weight row
+    row_words: u32,  // u32 words per weight row
+    out_rows: u32,   // rows of the whole W: the width of y
+    row_offset: u32, // where this part's first row goes in y
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Meta;
 @group(0) @binding(1) var<storage, read> w: array<u32>;          // (rows, row_words)
 @group(0) @binding(2) var<storage, read> x: array<f32>;          // (tokens, cols)
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;    // (tokens, rows)
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;    // (tokens, out_rows)
 
 const ROWS_PER_GROUP: u32 = 8u;
 const LANES: u32 = 32u;
@@ -47,7 +52,7 @@ fn matvec(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_ind
         workgroupBarrier();
     }
     if (lane == 0u && row < params.rows) {
-        y[t * params.rows + row] = partial[local];
+        y[t * params.out_rows + params.row_offset + row] = partial[local];
     }
 }
 
@@ -69,7 +74,7 @@ fn matvec_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var col = units / UNITS_PER_BLOCK * COLS_PER_UNIT_BLOCK; col < params.cols; col++) {
         acc += weight(row, col) * x[t * params.cols + col];
     }
-    y[t * params.rows + row] = acc;
+    y[t * params.out_rows + params.row_offset + row] = acc;
 }
 
 // Matrix × matrix (prefill): a 32 × 32 tile of y per workgroup, each invocation computing
@@ -119,7 +124,7 @@ fn matmul_tiled(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocati
         let r = row0 + lid.x * 2u + i % 2u;
         let t = tok0 + lid.y * 2u + i / 2u;
         if (r < params.rows && t < params.tokens) {
-            y[t * params.rows + r] = acc[i];
+            y[t * params.out_rows + params.row_offset + r] = acc[i];
         }
     }
 }

@@ -62,18 +62,30 @@ wgsl_meta! {
         cols: u32,
         /// u32 words per table row.
         row_words: u32,
-        _pad: u32,
+        /// The table part bound: rows `first_row .. first_row + part_rows`.
+        first_row: u32,
+        part_rows: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
     }
 }
 
 wgsl_meta! {
     /// `matvec`, `matvec_rows`, `matmul_tiled`.
     MatmulMeta mirrors [Matmul] {
+        /// Rows of the weight part bound.
         rows: u32,
         cols: u32,
         tokens: u32,
         /// u32 words per weight row.
         row_words: u32,
+        /// Rows of the whole matrix: the width of `y`.
+        out_rows: u32,
+        /// Where the part's first row goes in `y`.
+        row_offset: u32,
+        _pad0: u32,
+        _pad1: u32,
     }
 }
 
