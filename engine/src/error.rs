@@ -18,6 +18,9 @@ pub enum Error {
     ContextOverflow { prompt: usize, context: usize },
     #[error("{0}")]
     InvalidRequest(String),
+    /// The caller asked a long computation to stop.
+    #[error("stopped")]
+    Cancelled,
     #[error(transparent)]
     Gpu(#[from] GpuError),
     #[error("{0}")]

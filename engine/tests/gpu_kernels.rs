@@ -11,6 +11,7 @@ use engine::backend::{
 };
 use engine::cpu::{
     attention, gelu, group_norm_rows, retention, rms_norm_rows, rope_halves, rope_interleaved,
+    CpuBackend,
 };
 use engine::gguf::blocks;
 use engine::gguf::{GgmlType, TensorInfo};
@@ -144,6 +145,77 @@ async fn check_elementwise(gpu: &GpuBackend) {
     assert!(gpu.reshape(&reshaped, 5, 4).is_err());
 }
 gpu_test!(elementwise_matches_cpu, check_elementwise);
+
+async fn check_interventions_ops(gpu: &GpuBackend) {
+    let cpu = CpuBackend::new();
+    let mut rng = SeededRng::new(12);
+    // Widths around the workgroup size; scales 0 and 1 (ablation, steering) and others.
+    for (rows, cols) in [(3usize, 7usize), (5, 256), (2, 577)] {
+        let x = rng.vec_f32(rows * cols, 4.0);
+        let mut coefficients = rng.vec_f32(2 * cols, 2.0);
+        coefficients[0] = 0.0;
+        coefficients[cols - 1] = 1.0;
+        let want = cpu
+            .column_affine(
+                &cpu.tensor(&x, rows, cols).unwrap(),
+                &cpu.tensor(&coefficients, 2, cols).unwrap(),
+            )
+            .unwrap();
+        let got = gpu
+            .column_affine(
+                &gpu.tensor(&x, rows, cols).unwrap(),
+                &gpu.tensor(&coefficients, 2, cols).unwrap(),
+            )
+            .unwrap();
+        let got = gpu.read(&got).await.unwrap();
+        check_close(
+            &format!("column_affine {rows}x{cols}"),
+            &got,
+            want.data(),
+            1e-6,
+            1e-6,
+        )
+        .unwrap();
+        for r in 0..rows {
+            assert_eq!(got[r * cols], coefficients[cols], "scale 0 gives the shift");
+        }
+        // Rows spliced in at the start, the middle and the end.
+        for (first, n) in [(0, 1), (1, rows - 2), (rows - 1, 1)] {
+            let patch = rng.vec_f32(n * cols, 1.0);
+            let got = gpu
+                .splice_rows(
+                    &gpu.tensor(&x, rows, cols).unwrap(),
+                    first,
+                    &gpu.tensor(&patch, n, cols).unwrap(),
+                )
+                .unwrap();
+            let mut want = x.clone();
+            want[first * cols..(first + n) * cols].copy_from_slice(&patch);
+            assert_eq!(
+                gpu.read(&got).await.unwrap(),
+                want,
+                "splice_rows at {first}"
+            );
+            let cpu_got = cpu
+                .splice_rows(
+                    &cpu.tensor(&x, rows, cols).unwrap(),
+                    first,
+                    &cpu.tensor(&patch, n, cols).unwrap(),
+                )
+                .unwrap();
+            assert_eq!(cpu_got.data(), &want[..]);
+        }
+    }
+    // Shapes that do not fit are refused by both.
+    let x = gpu.tensor(&[0.0; 6], 2, 3).unwrap();
+    assert!(gpu
+        .splice_rows(&x, 2, &gpu.tensor(&[0.0; 3], 1, 3).unwrap())
+        .is_err());
+    assert!(gpu
+        .column_affine(&x, &gpu.tensor(&[0.0; 3], 1, 3).unwrap())
+        .is_err());
+}
+gpu_test!(intervention_ops_match_cpu, check_interventions_ops);
 
 async fn check_embedding(gpu: &GpuBackend) {
     let mut rng = SeededRng::new(8);

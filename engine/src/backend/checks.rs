@@ -152,6 +152,28 @@ pub fn reshape(x: Dims, rows: usize, cols: usize) -> Result<()> {
     Ok(())
 }
 
+/// `column_affine` takes a row of scales and a row of shifts, one per column of `x`.
+pub fn column_affine(x: Dims, coefficients: Dims) -> Result<()> {
+    if coefficients != (2, x.1) {
+        return Err(invalid(format!(
+            "column_affine: coefficients of {}x{} for {} columns (want 2x{})",
+            coefficients.0, coefficients.1, x.1, x.1
+        )));
+    }
+    Ok(())
+}
+
+/// `splice_rows` puts whole rows of `x`'s width inside `x`.
+pub fn splice_rows(x: Dims, first_row: usize, rows: Dims) -> Result<()> {
+    if rows.1 != x.1 || first_row.checked_add(rows.0).is_none_or(|end| end > x.0) {
+        return Err(invalid(format!(
+            "splice_rows: {}x{} at row {first_row} does not fit in {}x{}",
+            rows.0, rows.1, x.0, x.1
+        )));
+    }
+    Ok(())
+}
+
 /// Element-wise ops take two tensors of one shape.
 pub fn same_shape(op: &str, a: Dims, b: Dims) -> Result<()> {
     if a != b {

@@ -194,6 +194,17 @@ pub trait Backend {
     fn scale(&self, x: &Self::Tensor, factor: f32) -> Result<Self::Tensor>;
     /// The same values read as `(rows, cols)` (row-major, so rows of `x` split or join).
     fn reshape(&self, x: &Self::Tensor, rows: usize, cols: usize) -> Result<Self::Tensor>;
+    /// `x · coefficients[0] + coefficients[1]`, per column: `coefficients` is `(2, cols)`, a
+    /// row of scales then a row of shifts. Interventions use it to ablate heads (scale 0, shift
+    /// the replacement) and to steer (scale 1, shift the vector).
+    fn column_affine(&self, x: &Self::Tensor, coefficients: &Self::Tensor) -> Result<Self::Tensor>;
+    /// `x` with rows `first_row ..` replaced by `rows` (activation patching).
+    fn splice_rows(
+        &self,
+        x: &Self::Tensor,
+        first_row: usize,
+        rows: &Self::Tensor,
+    ) -> Result<Self::Tensor>;
     /// The last `n` rows.
     fn last_rows(&self, x: &Self::Tensor, n: usize) -> Result<Self::Tensor>;
     /// `(rows, cols)`.

@@ -209,6 +209,26 @@ impl Backend for CpuBackend {
         Tensor::new(x.data().to_vec(), rows, cols)
     }
 
+    fn column_affine(&self, x: &Tensor, coefficients: &Tensor) -> Result<Tensor> {
+        checks::column_affine(x.dims(), coefficients.dims())?;
+        let (scale, shift) = coefficients.data().split_at(x.cols());
+        let mut out = x.data().to_vec();
+        for row in out.chunks_exact_mut(x.cols().max(1)) {
+            for ((v, a), b) in row.iter_mut().zip(scale).zip(shift) {
+                *v = *v * a + b;
+            }
+        }
+        Tensor::new(out, x.rows(), x.cols())
+    }
+
+    fn splice_rows(&self, x: &Tensor, first_row: usize, rows: &Tensor) -> Result<Tensor> {
+        checks::splice_rows(x.dims(), first_row, rows.dims())?;
+        let mut out = x.data().to_vec();
+        let start = first_row * x.cols();
+        out[start..start + rows.data().len()].copy_from_slice(rows.data());
+        Tensor::new(out, x.rows(), x.cols())
+    }
+
     fn last_rows(&self, x: &Tensor, n: usize) -> Result<Tensor> {
         Ok(x.last_rows(n))
     }

@@ -271,6 +271,27 @@ impl Backend for GpuBackend {
         self.record_elementwise(KernelId::Add, a, b, 0.0)
     }
 
+    fn column_affine(&self, x: &GpuTensor, coefficients: &GpuTensor) -> Result<GpuTensor> {
+        checks::column_affine(x.dims(), coefficients.dims())?;
+        self.record_elementwise(KernelId::ColumnAffine, x, coefficients, 0.0)
+    }
+
+    fn splice_rows(&self, x: &GpuTensor, first_row: usize, rows: &GpuTensor) -> Result<GpuTensor> {
+        checks::splice_rows(x.dims(), first_row, rows.dims())?;
+        let out = self.pool.tensor(x.rows, x.cols);
+        let row_bytes = (x.cols * 4) as u64;
+        self.recorder
+            .copy(x.buffer(), 0, out.buffer(), 0, x.rows as u64 * row_bytes);
+        self.recorder.copy(
+            rows.buffer(),
+            0,
+            out.buffer(),
+            first_row as u64 * row_bytes,
+            rows.rows as u64 * row_bytes,
+        );
+        Ok(out)
+    }
+
     fn last_rows(&self, x: &GpuTensor, n: usize) -> Result<GpuTensor> {
         let n = n.min(x.rows);
         if n == x.rows {

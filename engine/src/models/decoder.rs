@@ -3,8 +3,9 @@
 
 use super::gemma3::{Gemma3, Gemma3Loader};
 use super::llama::{Llama, LlamaLoader};
+use super::pass::Pass;
 use super::shape::{Architecture, ModelConfig, Step};
-use super::taps::{Captures, Taps};
+use super::taps::Captures;
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::gguf::{GgufHeader, TensorData};
@@ -32,19 +33,20 @@ impl<B: Backend> Decoder<B> {
         }
     }
 
-    /// Runs `step` through the model, appending to `caches`, and returns the logits of the
-    /// last `logit_rows` tokens, `(logit_rows, vocab)`, and what `taps` asked for.
+    /// Runs `step` through the model as `pass` says (captures, interventions, precision),
+    /// appending to `caches`, and returns the logits of the last `logit_rows` tokens,
+    /// `(logit_rows, vocab)`, and what the taps captured.
     pub fn forward(
         &self,
         backend: &B,
         step: &Step,
         caches: &mut [B::Cache],
         logit_rows: usize,
-        taps: Taps,
+        pass: Pass,
     ) -> Result<(B::Tensor, Captures<B>)> {
         match self {
-            Decoder::Llama(m) => m.forward(backend, step, caches, logit_rows, taps),
-            Decoder::Gemma3(m) => m.forward(backend, step, caches, logit_rows, taps),
+            Decoder::Llama(m) => m.forward(backend, step, caches, logit_rows, pass),
+            Decoder::Gemma3(m) => m.forward(backend, step, caches, logit_rows, pass),
         }
     }
 

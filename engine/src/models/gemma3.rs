@@ -16,8 +16,9 @@
 //! the KV cache of a local layer keeps every position (llama.cpp keeps only the window); the
 //! window is applied as a mask, so the arithmetic is the same.
 
+use super::pass::Pass;
 use super::shape::{validate, Architecture, ModelConfig, Step};
-use super::taps::{Captures, Taps};
+use super::taps::Captures;
 use crate::backend::{AttentionShape, Backend, RopeStyle};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufHeader, TensorData};
@@ -217,23 +218,24 @@ pub struct Gemma3<B: Backend> {
 }
 
 impl<B: Backend> Gemma3<B> {
-    /// Runs `step` through the model, appending to `caches`, and returns the logits of the last
-    /// `logit_rows` tokens: `(logit_rows, vocab)`.
+    /// Runs `step` through the model as `pass` says, appending to `caches`, and returns
+    /// the logits of the last `logit_rows` tokens: `(logit_rows, vocab)`.
     pub fn forward(
         &self,
         backend: &B,
         step: &Step,
         caches: &mut [B::Cache],
         logit_rows: usize,
-        taps: Taps,
+        pass: Pass,
     ) -> Result<(B::Tensor, Captures<B>)> {
+        let (taps, interventions) = (pass.taps, pass.interventions);
         let c = &self.config;
         let (t, hd) = (step.ids.len(), c.head_dim);
         let shape = c.attention_shape();
         let mut captures = Captures::default();
         // Captured values are shown and compared across backends: keep activations in f32.
         let matmul = |x: &B::Tensor, weights: &[&B::Matrix]| {
-            if taps.any() {
+            if pass.exact() {
                 backend.matmul_exact(x, weights)
             } else {
                 backend.matmul(x, weights)
@@ -279,9 +281,14 @@ impl<B: Backend> Gemma3<B> {
                 captures.queries.push(q.clone());
                 captures.keys.push(k.clone());
             }
+            let mask = interventions.mask(step, i, mask)?;
             let (attended, probs) =
-                backend.attention(&q, &k, &v, cache, shape, mask, taps.attention_at(i))?; // (t, heads·hd)
+                backend.attention(&q, &k, &v, cache, shape, &mask, taps.attention_at(i))?; // (t, heads·hd)
             captures.attention.extend(probs);
+            let attended = interventions.head_outputs(backend, i, hd, attended)?;
+            if taps.head_outputs {
+                captures.head_outputs.push(attended.clone());
+            }
             let projected = matmul(&attended, &[&a.output])?.remove(0); // (t, d)
             let projected = backend.rms_norm(&projected, &block.post_attention_norm, c.rms_eps)?;
             x = backend.add(&x, &projected)?;
@@ -295,6 +302,7 @@ impl<B: Backend> Gemma3<B> {
             let down = matmul(&hidden, &[&m.down])?.remove(0); // (t, d)
             let down = backend.rms_norm(&down, &block.post_mlp_norm, c.rms_eps)?;
             x = backend.add(&x, &down)?;
+            x = interventions.residual(backend, step, i, x)?;
             if taps.residual {
                 captures.residual.push(x.clone());
             }

@@ -7,8 +7,9 @@
 //! (causal and 0, 1, 2… by default) so Set-Based Prompting can change them, and attention
 //! probabilities, queries, keys and the residual stream can be captured per layer ([`Taps`]).
 
+use super::pass::Pass;
 use super::shape::{validate, Architecture, ModelConfig, Step};
-use super::taps::{Captures, Taps};
+use super::taps::Captures;
 use crate::backend::{AttentionShape, Backend, RopeStyle};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufHeader, TensorData};
@@ -181,23 +182,24 @@ pub struct Llama<B: Backend> {
 }
 
 impl<B: Backend> Llama<B> {
-    /// Runs `step` (new tokens at their positions, under its mask) through the model,
-    /// appending to `caches`, and returns the logits of the last `logit_rows` tokens:
-    /// `(logit_rows, vocab)`.
+    /// Runs `step` (new tokens at their positions, under its mask) through the model as `pass`
+    /// says, appending to `caches`, and returns the logits of the last `logit_rows`
+    /// tokens: `(logit_rows, vocab)`.
     pub fn forward(
         &self,
         backend: &B,
         step: &Step,
         caches: &mut [B::Cache],
         logit_rows: usize,
-        taps: Taps,
+        pass: Pass,
     ) -> Result<(B::Tensor, Captures<B>)> {
+        let (taps, interventions) = (pass.taps, pass.interventions);
         let c = &self.config;
         let shape = c.attention_shape();
         let mut captures = Captures::default();
         // Captured values are shown and compared across backends: keep activations in f32.
         let matmul = |x: &B::Tensor, weights: &[&B::Matrix]| {
-            if taps.any() {
+            if pass.exact() {
                 backend.matmul_exact(x, weights)
             } else {
                 backend.matmul(x, weights)
@@ -226,9 +228,14 @@ impl<B: Backend> Llama<B> {
                 captures.queries.push(q.clone());
                 captures.keys.push(k.clone());
             }
+            let mask = interventions.mask(step, i, step.mask)?;
             let (attended, probs) =
-                backend.attention(&q, &k, &v, cache, shape, step.mask, taps.attention_at(i))?; // (t, d)
+                backend.attention(&q, &k, &v, cache, shape, &mask, taps.attention_at(i))?; // (t, d)
             captures.attention.extend(probs);
+            let attended = interventions.head_outputs(backend, i, c.head_dim, attended)?;
+            if taps.head_outputs {
+                captures.head_outputs.push(attended.clone());
+            }
             let projected = matmul(&attended, &[&a.output])?.remove(0);
             x = backend.add(&x, &projected)?;
 
@@ -240,6 +247,7 @@ impl<B: Backend> Llama<B> {
             let hidden = backend.silu_mul(&gate, &up)?; // (t, ffn)
             let down = matmul(&hidden, &[&m.down])?.remove(0); // (t, d)
             x = backend.add(&x, &down)?;
+            x = interventions.residual(backend, step, i, x)?;
             if taps.residual {
                 captures.residual.push(x.clone());
             }

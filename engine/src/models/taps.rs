@@ -12,6 +12,9 @@ pub struct Taps {
     pub residual: bool,
     /// Queries and keys after RoPE, from which the pre-softmax scores follow.
     pub queries_keys: bool,
+    /// Each layer's head outputs, before the attention output projection (mean ablation and
+    /// logit attribution start from them).
+    pub head_outputs: bool,
     /// Attention, queries and keys of this layer only (their memory grows with the square of
     /// the tokens); `None`: of every layer.
     pub only_layer: Option<usize>,
@@ -19,7 +22,7 @@ pub struct Taps {
 
 impl Taps {
     pub fn any(&self) -> bool {
-        self.attention || self.residual || self.queries_keys
+        self.attention || self.residual || self.queries_keys || self.head_outputs
     }
 
     /// Everything the attention explorer shows.
@@ -28,6 +31,7 @@ impl Taps {
             attention: true,
             residual: true,
             queries_keys: true,
+            head_outputs: false,
             only_layer: None,
         }
     }
@@ -52,6 +56,8 @@ pub struct Captures<B: Backend> {
     pub queries: Vec<B::Tensor>,
     /// Per layer: `(tokens, n_kv_heads·head_dim)` after RoPE (the new tokens' keys only).
     pub keys: Vec<B::Tensor>,
+    /// Per layer: `(tokens, n_heads·head_dim)`, the heads' outputs (after any ablation).
+    pub head_outputs: Vec<B::Tensor>,
 }
 
 impl<B: Backend> Default for Captures<B> {
@@ -61,6 +67,7 @@ impl<B: Backend> Default for Captures<B> {
             residual: Vec::new(),
             queries: Vec::new(),
             keys: Vec::new(),
+            head_outputs: Vec::new(),
         }
     }
 }
@@ -72,5 +79,6 @@ impl<B: Backend> Captures<B> {
         self.residual.extend(other.residual);
         self.queries.extend(other.queries);
         self.keys.extend(other.keys);
+        self.head_outputs.extend(other.head_outputs);
     }
 }

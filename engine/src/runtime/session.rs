@@ -9,6 +9,8 @@
 use super::language_model::LanguageModel;
 use crate::backend::{Backend, Mask, Selection};
 use crate::error::{Error, Result};
+use crate::models::interventions::Interventions;
+use crate::models::pass::Pass;
 use crate::models::shape::Step;
 use crate::models::taps::{Captures, Taps};
 
@@ -51,6 +53,11 @@ pub struct Feed<'a> {
     pub input: Input<'a>,
     pub output: Output,
     pub taps: Taps,
+    /// What to change in the forward pass; `None`: nothing.
+    pub interventions: Option<&'a Interventions>,
+    /// Activations in f32 through every matrix product, as taps and interventions always
+    /// have (see [`Pass`]): runs compared with intervened ones ask for it.
+    pub f32_activations: bool,
 }
 
 impl<'a> Feed<'a> {
@@ -59,6 +66,8 @@ impl<'a> Feed<'a> {
             input,
             output: Output::Logits,
             taps: Taps::default(),
+            interventions: None,
+            f32_activations: false,
         }
     }
 
@@ -88,6 +97,18 @@ impl<'a> Feed<'a> {
         self.taps = taps;
         self
     }
+
+    /// Keeps activations in f32 through every matrix product.
+    pub fn f32_activations(mut self) -> Self {
+        self.f32_activations = true;
+        self
+    }
+
+    /// Runs the forward pass with `interventions`.
+    pub fn interventions(mut self, interventions: &'a Interventions) -> Self {
+        self.interventions = Some(interventions);
+        self
+    }
 }
 
 /// What one [`Session::feed`] returns.
@@ -114,6 +135,8 @@ pub struct Captured {
     pub queries: Vec<Vec<f32>>,
     /// `(tokens, n_kv_heads·head_dim)` after RoPE.
     pub keys: Vec<Vec<f32>>,
+    /// `(tokens, n_heads·head_dim)` before the attention output projection.
+    pub head_outputs: Vec<Vec<f32>>,
 }
 
 /// Prompts longer than this are fed in pieces, to bound the attention scores' memory.
@@ -125,6 +148,9 @@ pub struct Session<B: Backend> {
     tokens: Vec<u32>,
     positions: Vec<u32>,
     capacity: usize,
+    /// The interventions the cache was computed under: feeding every held token under them
+    /// would give the same cache.
+    applied: Interventions,
 }
 
 impl<B: Backend> Session<B> {
@@ -136,6 +162,7 @@ impl<B: Backend> Session<B> {
             tokens: Vec::new(),
             positions: Vec::new(),
             capacity,
+            applied: Interventions::default(),
         })
     }
 
@@ -166,9 +193,16 @@ impl<B: Backend> Session<B> {
         backend: &B,
         feed: Feed<'_>,
     ) -> Result<Fed> {
+        let interventions = feed.interventions.cloned().unwrap_or_default();
+        self.switch_interventions(model, backend, interventions, &feed.input)?;
         let (ids, positions, mask, reused) = self.resolve(backend, feed.input)?;
         let before = self.tokens.len();
-        let (logits, captures) = self.forward(model, backend, ids, &positions, &mask, feed.taps)?;
+        let pass = Pass {
+            taps: feed.taps,
+            interventions: &Interventions::default(), // the session's own, set in `forward`
+            f32_activations: feed.f32_activations,
+        };
+        let (logits, captures) = self.forward(model, backend, ids, &positions, &mask, pass)?;
         let read = async {
             let mut fed = Fed {
                 reused,
@@ -187,6 +221,37 @@ impl<B: Backend> Session<B> {
             self.truncate(backend, before);
         }
         result
+    }
+
+    /// Makes `interventions` the ones the next tokens are fed under. The cache stays valid up
+    /// to the first token either set changes; past it, only an [`Input::Sequence`] (which
+    /// names every token) can feed the rest again, so other inputs are refused there.
+    fn switch_interventions(
+        &mut self,
+        model: &LanguageModel<B>,
+        backend: &B,
+        interventions: Interventions,
+        input: &Input,
+    ) -> Result<()> {
+        if interventions == self.applied {
+            return Ok(());
+        }
+        interventions.check(model.config())?;
+        let valid = self
+            .applied
+            .first_token_changed()
+            .min(interventions.first_token_changed());
+        if valid < self.tokens.len() {
+            if !matches!(input, Input::Sequence(_)) {
+                return Err(Error::InvalidRequest(format!(
+                    "the session's cache from token {valid} on was computed under other \
+                     interventions: feed the whole sequence"
+                )));
+            }
+            self.truncate(backend, valid);
+        }
+        self.applied = interventions;
+        Ok(())
     }
 
     /// The ids to run, their absolute positions, the mask and how many tokens were reused.
@@ -259,8 +324,9 @@ impl<B: Backend> Session<B> {
         ids: &[u32],
         positions: &[u32],
         mask: &Mask,
-        taps: Taps,
+        pass: Pass,
     ) -> Result<(B::Tensor, Captures<B>)> {
+        let taps = pass.taps;
         if ids.is_empty() {
             return Err(Error::InvalidRequest(
                 "nothing to feed: the prompt is empty".into(),
@@ -290,9 +356,13 @@ impl<B: Backend> Session<B> {
                 cached_positions: &self.positions,
                 mask,
             };
+            let pass = Pass {
+                interventions: &self.applied,
+                ..pass
+            };
             let forward = model
                 .decoder
-                .forward(backend, &step, &mut self.caches, 1, taps);
+                .forward(backend, &step, &mut self.caches, 1, pass);
             let (out, caps) = match forward {
                 Ok(result) => result,
                 Err(e) => {
@@ -349,5 +419,6 @@ async fn read_captures<B: Backend>(backend: &B, captures: Captures<B>) -> Result
         residual: read_all(backend, captures.residual).await?,
         queries: read_all(backend, captures.queries).await?,
         keys: read_all(backend, captures.keys).await?,
+        head_outputs: read_all(backend, captures.head_outputs).await?,
     })
 }

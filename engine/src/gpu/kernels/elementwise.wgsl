@@ -1,10 +1,11 @@
-// Element-wise ops on f32 vectors: residual adds, scaling, the SwiGLU and GeGLU gates and GELU.
+// Element-wise ops on f32 vectors: residual adds, scaling, the SwiGLU and GeGLU gates, GELU,
+// and the per-column affine map that interventions use.
 
 struct Meta {
     n: u32,      // number of elements
     factor: f32, // `scale` only
-    _pad1: u32,
-    _pad2: u32,
+    cols: u32,   // `column_affine` only: the row width of a
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: Meta;
@@ -47,6 +48,17 @@ fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
         return;
     }
     out[i] = a[i] * params.factor;
+}
+
+// out = a · b[col] + b[cols + col], per column: b is (2, cols), scales then shifts.
+@compute @workgroup_size(256)
+fn column_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = index(gid, groups);
+    if (i >= params.n) {
+        return;
+    }
+    let col = i % params.cols;
+    out[i] = a[i] * b[col] + b[params.cols + col];
 }
 
 // out = gelu(a), tanh approximation; b is not read. The tanh argument is clamped because some

@@ -42,14 +42,15 @@ macro_rules! wgsl_meta {
 }
 
 wgsl_meta! {
-    /// `add`, `scale`, `silu_mul`, `gelu`, `gelu_mul`.
+    /// `add`, `scale`, `silu_mul`, `gelu`, `gelu_mul`, `column_affine`.
     ElementwiseMeta mirrors [Elementwise] {
         /// Number of elements.
         n: u32,
         /// `scale` only.
         factor: f32,
-        _pad1: u32,
-        _pad2: u32,
+        /// `column_affine` only: the row width.
+        cols: u32,
+        _pad: u32,
     }
 }
 

@@ -105,6 +105,7 @@ pub enum KernelId {
     SiluMul,
     Gelu,
     GeluMul,
+    ColumnAffine,
     Gather(GgmlType),
     RmsNorm,
     GroupNorm,
@@ -131,7 +132,8 @@ impl KernelId {
             | KernelId::Scale
             | KernelId::SiluMul
             | KernelId::Gelu
-            | KernelId::GeluMul => Family::Elementwise,
+            | KernelId::GeluMul
+            | KernelId::ColumnAffine => Family::Elementwise,
             KernelId::Gather(_) => Family::Embedding,
             KernelId::RmsNorm => Family::RmsNorm,
             KernelId::GroupNorm => Family::GroupNorm,
@@ -158,6 +160,7 @@ impl KernelId {
             KernelId::SiluMul => "silu_mul",
             KernelId::Gelu => "gelu",
             KernelId::GeluMul => "gelu_mul",
+            KernelId::ColumnAffine => "column_affine",
             KernelId::Gather(_) => "gather",
             KernelId::RmsNorm => "rms_norm",
             KernelId::GroupNorm => "group_norm",
@@ -360,6 +363,7 @@ mod tests {
             KernelId::SiluMul,
             KernelId::Gelu,
             KernelId::GeluMul,
+            KernelId::ColumnAffine,
             KernelId::RmsNorm,
             KernelId::GroupNorm,
             KernelId::Rope,

@@ -1,4 +1,5 @@
-//! `add`, `scale`, `silu_mul`, `gelu` and `gelu_mul`: one invocation per element.
+//! `add`, `scale`, `silu_mul`, `gelu`, `gelu_mul` and `column_affine`: one invocation per
+//! element.
 
 use crate::error::Result;
 use crate::gpu::backend::GpuBackend;
@@ -22,8 +23,8 @@ impl GpuBackend {
         let meta = self.recorder.upload_meta(&ElementwiseMeta {
             n: n as u32,
             factor,
-            _pad1: 0,
-            _pad2: 0,
+            cols: a.cols as u32,
+            _pad: 0,
         });
         self.recorder.dispatch(
             kernel,
