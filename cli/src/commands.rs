@@ -1,6 +1,7 @@
-//! The data commands: tokenize, logits, generate, chat, attention. Each runs on the engine
+//! The data commands: tokenize, logits, generate, chat, attention (the Lab's are in `lab`). Each runs on the engine
 //! handle, whichever backend `--backend` picked.
 
+use crate::lab::InterventionArgs;
 use crate::{BackendChoice, ModelArgs, PromptArgs, RunArgs, SamplingArgs};
 use engine::analysis::inspect::Inspection;
 use engine::analysis::set_prompt::{PartIds, PromptPart, SetPrompt};
@@ -55,11 +56,11 @@ pub fn load(run: &RunArgs) -> Result<Engine, String> {
     load_on(device(run)?, &run.model)
 }
 
-fn read_text(path: &Path) -> Result<String, String> {
+pub fn read_text(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-fn print_json(value: &serde_json::Value) -> Result<(), String> {
+pub fn print_json(value: &serde_json::Value) -> Result<(), String> {
     let text = serde_json::to_string(value).map_err(|e| e.to_string())?;
     println!("{text}");
     Ok(())
@@ -197,9 +198,15 @@ impl Prompt {
     }
 }
 
-pub fn logits(run: &RunArgs, prompt: &PromptArgs, top: usize) -> Result<(), String> {
+pub fn logits(
+    run: &RunArgs,
+    prompt: &PromptArgs,
+    top: usize,
+    lab: &InterventionArgs,
+) -> Result<(), String> {
     let prompt = Prompt::read(prompt)?;
     let engine = load(run)?;
+    let interventions = lab.interventions(&engine)?;
     let layout = prompt
         .layout(engine.tokenizer())
         .map_err(|e| e.to_string())?;
@@ -207,8 +214,8 @@ pub fn logits(run: &RunArgs, prompt: &PromptArgs, top: usize) -> Result<(), Stri
     let mut session = engine
         .session(layout.ids.len())
         .map_err(|e| e.to_string())?;
-    let fed = pollster::block_on(session.feed(Feed::layout(layout.layout())))
-        .map_err(|e| e.to_string())?;
+    let feed = Feed::layout(layout.layout()).interventions(&interventions);
+    let fed = pollster::block_on(session.feed(feed)).map_err(|e| e.to_string())?;
     let mut value = logits_json(&layout.ids, &fed.logits, top);
     if matches!(prompt, Prompt::Set { .. }) {
         value["positions"] = json!(layout.positions);
@@ -307,9 +314,11 @@ pub fn generate(
     max_tokens: usize,
     sampling: &SamplingArgs,
     json_out: bool,
+    lab: &InterventionArgs,
 ) -> Result<(), String> {
     let prompt = Prompt::read(prompt)?;
     let engine = load(run)?;
+    let interventions = lab.interventions(&engine)?;
     let tokenizer = engine.tokenizer();
     let layout = prompt.layout(tokenizer).map_err(|e| e.to_string())?;
     // The KV cache is sized for the prompt and the reply (at most the model's context).
@@ -321,7 +330,7 @@ pub fn generate(
     let generated = generate_tokens(
         &engine,
         &mut session,
-        Feed::layout(layout.layout()),
+        Feed::layout(layout.layout()).interventions(&interventions),
         &mut sampler,
         max_tokens,
         |id| {
@@ -341,7 +350,8 @@ pub fn generate(
 }
 
 /// Feeds `prompt` and samples up to `max_tokens` tokens, calling `on_token` for each; stops
-/// after an end-of-generation token (included in the result).
+/// after an end-of-generation token (included in the result). Each step runs under the
+/// prompt's interventions.
 pub fn generate_tokens(
     engine: &Engine,
     session: &mut EngineSession,
@@ -354,6 +364,7 @@ pub fn generate_tokens(
     let selection = |session: &EngineSession, sampler: &Sampler| -> Selection {
         sampler.selection(session.tokens(), vocab)
     };
+    let interventions = prompt.interventions;
     let first = prompt.top_k(selection(session, sampler));
     let mut candidates = pollster::block_on(session.feed(first))?.top;
     let mut generated = Vec::new();
@@ -372,7 +383,8 @@ pub fn generate_tokens(
             break;
         }
         let next = [next];
-        let feed = Feed::append(&next).top_k(selection(session, sampler));
+        let mut feed = Feed::append(&next).top_k(selection(session, sampler));
+        feed.interventions = interventions;
         candidates = pollster::block_on(session.feed(feed))?.top;
     }
     Ok(generated)

@@ -6,6 +6,7 @@
 mod bench;
 mod commands;
 mod info;
+mod lab;
 mod order_bench;
 mod vision;
 
@@ -142,6 +143,8 @@ enum Command {
         prompt: PromptArgs,
         #[arg(long, default_value_t = 10)]
         top: usize,
+        #[command(flatten)]
+        lab: lab::InterventionArgs,
     },
     /// Continues a prompt; stops after an end-of-generation token (kept in `ids`).
     Generate {
@@ -154,6 +157,26 @@ enum Command {
         #[command(flatten)]
         sampling: SamplingArgs,
         /// Print `{"ids": [...], "text": "..."}` instead of streaming text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        lab: lab::InterventionArgs,
+    },
+    /// Activation patching (causal tracing): for every (layer, token), the corrupted prompt run
+    /// with its residual stream after that block at that token taken from the clean prompt.
+    /// Prints `{"clean_ids", "corrupt_ids", "target", "clean_logprob", "corrupt_logprob",
+    /// "effect"}`, `effect[layer][token]` being the log-prob of `target` (the clean run's
+    /// top-1) in that patched run.
+    Patch {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The clean prompt (text; special tokens parsed, BOS first where the model wants it).
+        #[arg(long)]
+        clean_file: PathBuf,
+        /// The corrupted prompt: as many tokens as the clean one.
+        #[arg(long)]
+        corrupt_file: PathBuf,
+        /// JSON on stdout (the only output form).
         #[arg(long)]
         json: bool,
     },
@@ -271,14 +294,26 @@ fn main() -> ExitCode {
             json,
         } => info::run(&model, context, json),
         Command::Tokenize { model, json_file } => commands::tokenize(&model, &json_file),
-        Command::Logits { run, prompt, top } => commands::logits(&run, &prompt, top),
+        Command::Logits {
+            run,
+            prompt,
+            top,
+            lab,
+        } => commands::logits(&run, &prompt, top, &lab),
         Command::Generate {
             run,
             prompt,
             max_tokens,
             sampling,
             json,
-        } => commands::generate(&run, &prompt, max_tokens, &sampling, json),
+            lab,
+        } => commands::generate(&run, &prompt, max_tokens, &sampling, json, &lab),
+        Command::Patch {
+            run,
+            clean_file,
+            corrupt_file,
+            json: _,
+        } => lab::patch(&run, &clean_file, &corrupt_file),
         Command::Chat {
             run,
             system,

@@ -17,6 +17,7 @@ use common::{cpu_engine, model_path};
 use engine::analysis::patching::patching_sweep;
 use engine::analysis::probes::{mean_ablation, steering, steering_vector};
 use engine::models::interventions::{Interventions, Knockout, ResidualPatch};
+use engine::models::pass::Activations;
 use engine::models::taps::Taps;
 use engine::numerics::{log_sum_exp, top_k};
 use engine::runtime::{Device, Engine, EngineLoader, Feed, Layout};
@@ -27,12 +28,21 @@ fn ids(engine: &Engine, text: &str) -> Vec<u32> {
 }
 
 /// Next-token logits of `ids` on a fresh session, under `interventions`, activations in f32
-/// (as intervened runs always are, so that runs with and without compare).
+/// (as intervened runs are by default, so that runs with and without compare).
 fn logits(engine: &Engine, ids: &[u32], interventions: &Interventions) -> Vec<f32> {
+    logits_in(engine, ids, interventions, Activations::F32)
+}
+
+fn logits_in(
+    engine: &Engine,
+    ids: &[u32],
+    interventions: &Interventions,
+    activations: Activations,
+) -> Vec<f32> {
     let mut session = engine.session(ids.len()).unwrap();
     let feed = Feed::sequence(ids)
         .interventions(interventions)
-        .f32_activations();
+        .activations(activations);
     block_on(session.feed(feed)).unwrap().logits
 }
 
@@ -117,7 +127,7 @@ fn a_knockout_in_every_layer_equals_a_mask_without_that_edge() {
         positions: &positions,
         visible: Some(visible),
     };
-    let masked = block_on(session.feed(Feed::layout(layout).f32_activations()))
+    let masked = block_on(session.feed(Feed::layout(layout).activations(Activations::F32)))
         .unwrap()
         .logits;
     assert_eq!(knocked, masked);
@@ -284,17 +294,18 @@ fn patching_sweep_checks_itself() {
             );
         }
     }
-    // A few cells again, each on a fresh session (no reuse), from the clean residual.
+    // A few cells again, each on a fresh session (no reuse), from the clean residual, in the
+    // sweep's precision.
     let d = engine.config().d_model;
     let mut session = engine.session(n).unwrap();
     let taps = Taps {
         residual: true,
         ..Taps::default()
     };
-    let residual = block_on(session.feed(Feed::sequence(&clean).taps(taps)))
-        .unwrap()
-        .captured
-        .residual;
+    let feed = Feed::sequence(&clean)
+        .taps(taps)
+        .activations(Activations::Fastest);
+    let residual = block_on(session.feed(feed)).unwrap().captured.residual;
     for (layer, token) in [(0, first_difference), (10, first_difference), (20, n - 1)] {
         let patch = Interventions {
             patches: vec![ResidualPatch {
@@ -304,7 +315,7 @@ fn patching_sweep_checks_itself() {
             }],
             ..Interventions::default()
         };
-        let fresh = logits(&engine, &corrupt, &patch);
+        let fresh = logits_in(&engine, &corrupt, &patch, Activations::Fastest);
         let want = fresh[sweep.target as usize] - log_sum_exp(&fresh);
         let got = sweep.effect[layer][token];
         assert!(

@@ -8,6 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::models::interventions::{Interventions, ResidualPatch};
+use crate::models::pass::Activations;
 use crate::models::taps::Taps;
 use crate::numerics::{log_sum_exp, top_k};
 use crate::runtime::{Engine, Feed};
@@ -33,7 +34,8 @@ pub struct SweepProgress {
     pub total: usize,
 }
 
-/// Runs the sweep. `progress` hears after each patched run and returns false to stop (the
+/// Runs the sweep, every run with the backend's fastest matrix products
+/// ([`Activations::Fastest`]). `progress` hears after each patched run and returns false to stop (the
 /// sweep then ends with [`Error::Cancelled`]).
 pub async fn patching_sweep(
     engine: &Engine,
@@ -52,6 +54,9 @@ pub async fn patching_sweep(
     let layers = engine.config().n_layers;
     let d = engine.config().d_model;
     let mut session = engine.session(n)?;
+    // Every run in one precision, so that a patch that changes nothing gives the corrupted
+    // run's numbers to the bit; the fastest, as a sweep is `layers · n` runs.
+    let precision = Activations::Fastest;
 
     // The clean run: its answer, and its residual stream after every block.
     let residual_taps = Taps {
@@ -59,17 +64,19 @@ pub async fn patching_sweep(
         ..Taps::default()
     };
     let clean = session
-        .feed(Feed::sequence(clean_ids).taps(residual_taps))
+        .feed(
+            Feed::sequence(clean_ids)
+                .taps(residual_taps)
+                .activations(precision),
+        )
         .await?;
     let target = top_k(&clean.logits, 1)[0].0;
     let logprob = |logits: &[f32]| logits[target as usize] - log_sum_exp(logits);
     let clean_logprob = logprob(&clean.logits);
     let clean_residual = clean.captured.residual; // layers × (n, d)
 
-    // In f32 like every other run here (taps and interventions imply it), so that a patch
-    // that changes nothing gives this run's numbers to the bit.
     let corrupt = session
-        .feed(Feed::sequence(corrupt_ids).f32_activations())
+        .feed(Feed::sequence(corrupt_ids).activations(precision))
         .await?;
     let corrupt_logprob = logprob(&corrupt.logits);
 
@@ -85,9 +92,10 @@ pub async fn patching_sweep(
                 }],
                 ..Interventions::default()
             };
-            let fed = session
-                .feed(Feed::sequence(corrupt_ids).interventions(&patch))
-                .await?;
+            let feed = Feed::sequence(corrupt_ids)
+                .interventions(&patch)
+                .activations(precision);
+            let fed = session.feed(feed).await?;
             row[token] = logprob(&fed.logits);
             let done = token * layers + layer + 1;
             if !progress(SweepProgress { done, total }) {

@@ -8,6 +8,69 @@ use crate::models::interventions::{HeadAblation, Interventions, Steering};
 use crate::models::taps::Taps;
 use crate::runtime::{Engine, Feed};
 
+/// Two sets of prompts that differ in one quality: their difference is a steering direction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SteeringPair {
+    /// What `glassbox generate --steer` and the page call it: "positive-negative".
+    pub name: &'static str,
+    pub positive: &'static [&'static str],
+    pub negative: &'static [&'static str],
+}
+
+/// Ready pairs, each a handful of sentences that differ in the named quality and little else.
+pub const STEERING_PAIRS: &[SteeringPair] = &[
+    SteeringPair {
+        name: "happy-sad",
+        positive: &[
+            "I feel so happy and full of joy today.",
+            "What a wonderful, delightful surprise!",
+            "We laughed and celebrated all evening.",
+            "Everything is going great and I love it.",
+        ],
+        negative: &[
+            "I feel so sad and full of sorrow today.",
+            "What a terrible, heartbreaking loss.",
+            "We cried and grieved all evening.",
+            "Everything is going wrong and I hate it.",
+        ],
+    },
+    SteeringPair {
+        name: "formal-casual",
+        positive: &[
+            "Dear Sir or Madam, I am writing to inquire about your services.",
+            "We kindly request that you submit the documents at your earliest convenience.",
+            "Please accept my sincere apologies for the inconvenience.",
+            "I would be grateful for your assistance in this matter.",
+        ],
+        negative: &[
+            "hey dude, what's up with your stuff?",
+            "just send the docs whenever lol",
+            "oops my bad, sorry!!",
+            "can u help me out real quick?",
+        ],
+    },
+    SteeringPair {
+        name: "polite-rude",
+        positive: &[
+            "Thank you so much, I really appreciate your help.",
+            "Could you please tell me the way to the station?",
+            "Excuse me, would you mind moving a little?",
+            "It was kind of you to wait for me.",
+        ],
+        negative: &[
+            "Whatever, your help was useless.",
+            "Tell me the way to the station, now.",
+            "Move, you're in my way.",
+            "You made me wait, idiot.",
+        ],
+    },
+];
+
+/// The ready pair called `name`.
+pub fn steering_pair(name: &str) -> Option<&'static SteeringPair> {
+    STEERING_PAIRS.iter().find(|p| p.name == name)
+}
+
 /// The residual stream after block `layer` at each prompt's last token, averaged over prompts.
 async fn mean_last_residual(
     engine: &Engine,

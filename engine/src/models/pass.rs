@@ -4,29 +4,35 @@
 use super::interventions::Interventions;
 use super::taps::Taps;
 
+/// The precision of the activations in the matrix products.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Activations {
+    /// f32 when the pass taps or intervenes (captured and intervened values are compared with
+    /// each other and across backends), else the backend's fastest.
+    #[default]
+    Auto,
+    /// f32 throughout (see [`crate::backend::Backend::matmul_exact`]).
+    F32,
+    /// The backend's fastest products, taps and interventions or not (the CPU's quantize
+    /// activations to 16 bits: within 0.002 log-prob of f32). Long sweeps of many runs that
+    /// compare only with each other use this.
+    Fastest,
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Pass<'a> {
     pub taps: Taps,
     pub interventions: &'a Interventions,
-    /// Keep activations in f32 through every matrix product (see
-    /// [`crate::backend::Backend::matmul_exact`]). Captured values and intervened runs are
-    /// compared with each other and across backends, so any pass that taps or intervenes runs
-    /// this way whatever this says.
-    pub f32_activations: bool,
+    pub activations: Activations,
 }
 
-impl<'a> Pass<'a> {
-    /// Nothing captured, nothing changed, the backend's fastest products.
-    pub fn plain(interventions: &'a Interventions) -> Self {
-        Pass {
-            taps: Taps::default(),
-            interventions,
-            f32_activations: false,
-        }
-    }
-
+impl Pass<'_> {
     /// Whether the matrix products keep activations in f32.
     pub fn exact(&self) -> bool {
-        self.f32_activations || self.taps.any() || !self.interventions.is_empty()
+        match self.activations {
+            Activations::Auto => self.taps.any() || !self.interventions.is_empty(),
+            Activations::F32 => true,
+            Activations::Fastest => false,
+        }
     }
 }

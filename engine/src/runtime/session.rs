@@ -10,7 +10,7 @@ use super::language_model::LanguageModel;
 use crate::backend::{Backend, Mask, Selection};
 use crate::error::{Error, Result};
 use crate::models::interventions::Interventions;
-use crate::models::pass::Pass;
+use crate::models::pass::{Activations, Pass};
 use crate::models::shape::Step;
 use crate::models::taps::{Captures, Taps};
 
@@ -55,9 +55,8 @@ pub struct Feed<'a> {
     pub taps: Taps,
     /// What to change in the forward pass; `None`: nothing.
     pub interventions: Option<&'a Interventions>,
-    /// Activations in f32 through every matrix product, as taps and interventions always
-    /// have (see [`Pass`]): runs compared with intervened ones ask for it.
-    pub f32_activations: bool,
+    /// The precision of the activations in the matrix products (see [`Activations`]).
+    pub activations: Activations,
 }
 
 impl<'a> Feed<'a> {
@@ -67,7 +66,7 @@ impl<'a> Feed<'a> {
             output: Output::Logits,
             taps: Taps::default(),
             interventions: None,
-            f32_activations: false,
+            activations: Activations::Auto,
         }
     }
 
@@ -98,9 +97,9 @@ impl<'a> Feed<'a> {
         self
     }
 
-    /// Keeps activations in f32 through every matrix product.
-    pub fn f32_activations(mut self) -> Self {
-        self.f32_activations = true;
+    /// Runs the matrix products with activations in this precision.
+    pub fn activations(mut self, activations: Activations) -> Self {
+        self.activations = activations;
         self
     }
 
@@ -200,7 +199,7 @@ impl<B: Backend> Session<B> {
         let pass = Pass {
             taps: feed.taps,
             interventions: &Interventions::default(), // the session's own, set in `forward`
-            f32_activations: feed.f32_activations,
+            activations: feed.activations,
         };
         let (logits, captures) = self.forward(model, backend, ids, &positions, &mask, pass)?;
         let read = async {

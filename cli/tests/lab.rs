@@ -1,0 +1,167 @@
+//! The Lab's command-line forms (`patch --json`, `logits --ablate`, `generate --steer`), run
+//! as a user would against the bundled model. The numbers themselves are checked against
+//! independent computations in `engine/tests/interventions.rs`.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn glassbox(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_glassbox"))
+        .args(args)
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .expect("run glassbox");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn temp_file(name: &str, contents: &str) -> String {
+    let path =
+        std::env::temp_dir().join(format!("glassbox-lab-test-{}-{name}", std::process::id()));
+    std::fs::write(&path, contents).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn patch_prints_the_sweep_as_json() {
+    let clean = temp_file("clean.txt", "The capital of France is");
+    let corrupt = temp_file("corrupt.txt", "The capital of Italy is");
+    let (ok, stdout, stderr) = glassbox(&[
+        "patch",
+        "--clean-file",
+        &clean,
+        "--corrupt-file",
+        &corrupt,
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    let mut keys: Vec<&str> = out
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "clean_ids",
+            "clean_logprob",
+            "corrupt_ids",
+            "corrupt_logprob",
+            "effect",
+            "target"
+        ]
+    );
+    let ids = |key: &str| -> Vec<u64> {
+        out[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect()
+    };
+    let (clean_ids, corrupt_ids) = (ids("clean_ids"), ids("corrupt_ids"));
+    assert_eq!(clean_ids.len(), corrupt_ids.len());
+    assert!(out["target"].is_u64());
+    let effect = out["effect"].as_array().unwrap();
+    assert_eq!(effect.len(), 30, "one row per layer of SmolLM2");
+    let clean_lp = out["clean_logprob"].as_f64().unwrap();
+    let corrupt_lp = out["corrupt_logprob"].as_f64().unwrap();
+    let cell = |l: usize, t: usize| effect[l].as_array().unwrap()[t].as_f64().unwrap();
+    assert!(effect
+        .iter()
+        .all(|row| row.as_array().unwrap().len() == clean_ids.len()));
+    let n = clean_ids.len();
+    assert!((cell(29, n - 1) - clean_lp).abs() < 1e-5);
+    let first_difference = clean_ids
+        .iter()
+        .zip(&corrupt_ids)
+        .position(|(a, b)| a != b)
+        .unwrap();
+    for l in 0..30 {
+        for t in 0..first_difference {
+            assert!((cell(l, t) - corrupt_lp).abs() < 1e-5, "({l}, {t})");
+        }
+    }
+    assert!(
+        stderr.contains("patched runs"),
+        "the sweep's time goes to stderr: {stderr}"
+    );
+
+    let longer = temp_file("longer.txt", "The capital of the United Kingdom is");
+    let (ok, _, stderr) = glassbox(&[
+        "patch",
+        "--clean-file",
+        &clean,
+        "--corrupt-file",
+        &longer,
+        "--json",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("tokens") && stderr.contains("same number"),
+        "{stderr}"
+    );
+}
+
+fn top_logprob(args: &[&str]) -> Result<f64, String> {
+    let (ok, stdout, stderr) = glassbox(args);
+    if !ok {
+        return Err(stderr);
+    }
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    Ok(out["top"][0]["logprob"].as_f64().unwrap())
+}
+
+#[test]
+fn logits_ablate_heads_and_refuse_ones_that_do_not_exist() {
+    let prompt = temp_file("prompt.txt", "The Eiffel Tower is in the city of");
+    let base = ["logits", "--prompt-file", prompt.as_str(), "--top", "3"];
+    let plain = top_logprob(&base).unwrap();
+    let ablated = top_logprob(&[&base[..], &["--ablate", "3:5,0:0"]].concat()).unwrap();
+    assert!((plain - ablated).abs() > 1e-3, "{plain} vs {ablated}");
+    let err = top_logprob(&[&base[..], &["--ablate", "30:0"]].concat()).unwrap_err();
+    assert!(err.contains("layer 30") && err.contains("0 to 29"), "{err}");
+    let err = top_logprob(&[&base[..], &["--ablate", "3"]].concat()).unwrap_err();
+    assert!(err.contains("LAYER:HEAD"), "{err}");
+}
+
+#[test]
+fn generate_steers_with_a_ready_pair_and_names_them_otherwise() {
+    let prompt = temp_file("steer.txt", "I think that my day was");
+    let run = |alpha: &str| {
+        let (ok, stdout, stderr) = glassbox(&[
+            "generate",
+            "--prompt-file",
+            &prompt,
+            "--greedy",
+            "--max-tokens",
+            "8",
+            "--json",
+            "--steer",
+            "happy-sad",
+            "--steer-layer",
+            "6",
+            &format!("--steer-alpha={alpha}"),
+        ]);
+        assert!(ok, "{stderr}");
+        serde_json::from_str::<Value>(&stdout).unwrap()["ids"].clone()
+    };
+    assert_ne!(
+        run("0"),
+        run("6"),
+        "a strong steering vector changes the continuation"
+    );
+    let (ok, _, stderr) = glassbox(&["generate", "--prompt-file", &prompt, "--steer", "nope"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("happy-sad") && stderr.contains("formal-casual"),
+        "{stderr}"
+    );
+}
