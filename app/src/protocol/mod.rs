@@ -43,6 +43,9 @@ pub enum EngineRequest {
     Load {
         tier: TierChoice,
         source: Option<ModelSource>,
+        /// Keep nothing in the browser's storage (the user chose this after it was full).
+        #[serde(default)]
+        memory_only: bool,
     },
     /// Report what is cached of the model loaded (or being loaded) and how much storage the
     /// origin uses.
@@ -156,11 +159,16 @@ pub enum EngineEvent {
     Progress(LoadProgress),
     /// The model is loaded and warmed up.
     Loaded(Box<ModelInfo>),
-    /// Loading failed; `retry` says whether trying again may help (a cut download resumes).
+    /// Loading failed; `retry` says whether trying again may help (a cut download resumes);
+    /// `offer_memory`, that the storage is full and the model could run from memory instead.
     LoadFailed {
         message: String,
         retry: bool,
+        #[serde(default)]
+        offer_memory: bool,
     },
+    /// The load waits for another tab (which holds the store's Web Lock); the text says so.
+    Waiting(String),
     Cache(CacheInfo),
 }
 
@@ -402,6 +410,9 @@ pub struct CacheInfo {
     pub unavailable: Option<String>,
     /// What holds the cache: "Origin Private File System" or "Cache API".
     pub storage: String,
+    /// Why a better store is not used, or why the stored copy cannot be read now.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// One model's answer for one image, and what the Vision view draws of its insides.
