@@ -182,6 +182,16 @@ pub enum ChatReply {
     Restarted { request: u32 },
     /// Generation failed; the conversation is unchanged.
     Failed { request: u32, message: String },
+    /// Nothing was generated: the conversation and room for the reply do not fit the
+    /// `context`; leaving out its `dropped` oldest messages (after the system prompt) would.
+    TooLong {
+        request: u32,
+        dropped: usize,
+        context: usize,
+    },
+    /// Nothing was generated: the last message alone does not fit the context (with room for
+    /// a reply); it should not stay in the conversation.
+    Refused { request: u32, message: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -310,6 +320,9 @@ pub struct ModelInfo {
     pub sha256_checked: bool,
     /// Something worth saying about the load (why it runs on the CPU, why the context is short).
     pub note: Option<String>,
+    /// Why the model's own chat template cannot be used (the chat uses a plain format).
+    #[serde(default)]
+    pub template_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -322,6 +335,9 @@ pub struct ReplyStats {
     pub stopped: bool,
     /// Milliseconds until the first token of the reply.
     pub first_token_ms: f64,
+    /// The reply was cut where the context ends.
+    #[serde(default)]
+    pub cut: bool,
 }
 
 /// What the Order view draws: each token with its position id and origin, and the mask.

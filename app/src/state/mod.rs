@@ -145,6 +145,13 @@ impl AppState {
         }
     }
 
+    /// Drops the oldest turns the worker said must go, and answers the rest.
+    pub fn drop_oldest_and_answer(self) {
+        if let (true, Some((count, _))) = (self.can_send(), self.chat.too_long.get_untracked()) {
+            self.chat.drop_oldest_and_answer(count);
+        }
+    }
+
     /// Replaces the last reply with a new one.
     pub fn regenerate(self) {
         if self.can_send() {

@@ -360,7 +360,8 @@ impl Worker {
             licence_url: bundled
                 .and_then(|m| m.licence_url())
                 .or_else(|| target.licence_url.clone()),
-            completion: engine.template().is_none(),
+            completion: engine.template().is_none() && engine.template_error().is_none(),
+            template_error: engine.template_error().map(str::to_string),
             sha256_checked: checked,
             note: None,
         }
