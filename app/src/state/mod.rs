@@ -30,7 +30,7 @@ pub use explore::ExplorerState;
 use leptos::prelude::*;
 pub use models::{is_sha256, ModelsState};
 pub use order::OrderState;
-pub use vision::{VisionState, VitMap};
+pub use vision::{report_dims, VisionState, VitMap};
 
 #[derive(Clone, Copy)]
 pub struct AppState {
