@@ -2,6 +2,14 @@ use crate::protocol::InspectSource;
 use crate::state::{use_app_state, Role};
 use leptos::prelude::*;
 
+/// "the oldest message", "the 3 oldest messages".
+fn oldest(count: usize) -> String {
+    match count {
+        1 => "the oldest message".to_string(),
+        n => format!("the {n} oldest messages"),
+    }
+}
+
 /// The conversation, the message box and the chat's buttons.
 ///
 /// Replies are inserted as text nodes, never as HTML: whatever the model writes stays text. A
@@ -111,16 +119,16 @@ pub fn ChatPanel() -> impl IntoView {
                 <p>
                     {format!(
                         "The conversation no longer fits the model's {context}-token context with \
-                         room for a reply, so nothing was sent. Drop the {dropped} oldest \
-                         message{} (the system prompt stays) and answer, or start a New chat.",
-                        if dropped == 1 { "" } else { "s" }
+                         room for a reply, so it was not answered. Drop {} (the system prompt \
+                         stays) and answer, or start a New chat.",
+                        oldest(dropped)
                     )}
                 </p>
                 <button
                     type="button"
                     disabled=move || !state.can_send()
                     on:click=move |_| state.drop_oldest_and_answer()
-                >{format!("Drop the {dropped} oldest and answer")}</button>
+                >{format!("Drop {} and answer", oldest(dropped))}</button>
             </div>
         })}
         {move || state.engine.notice.get().map(|notice| view! {

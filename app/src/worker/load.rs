@@ -154,8 +154,8 @@ impl Worker {
         }
     }
 
-    /// Takes the store's Web Lock, waiting while another tab holds it (saying so, with
-    /// `announce`); Stop ends the wait. `None` where the browser has no Web Locks.
+    /// Takes the store's Web Lock, waiting while another tab holds it; a load (`announce`)
+    /// says so, and Stop ends its wait. `None` where the browser has no Web Locks.
     pub(super) async fn lock_store(&self, announce: bool) -> Result<Option<LockGuard>, LoadError> {
         match js::try_lock(STORE_LOCK).await {
             Err(why) => {
@@ -174,7 +174,7 @@ impl Worker {
         }
         loop {
             js::sleep(250).await;
-            if self.stop.get() {
+            if announce && self.stop.get() {
                 return Err(LoadError::new(
                     "cancelled while another Glassbox tab was loading the model; Retry goes on",
                     true,

@@ -144,12 +144,14 @@ impl LoadError {
             ),
             None => "the browser does not say how much is free".to_string(),
         };
-        let why = why.map(|w| format!(" ({w})")).unwrap_or_default();
+        let refused = why
+            .map(|w| format!("the browser refused to store more ({w}). "))
+            .unwrap_or_default();
         LoadError {
             offer_memory: true,
             ..LoadError::new(
                 format!(
-                    "there is not enough storage to keep the model{why}: it needs {} more, and \
+                    "there is not enough storage to keep the model: {refused}It needs {} more; \
                      {free}. Free some space (Remove cached model, or this site's data in the \
                      browser's settings) and Retry, or run it from memory for this session: it \
                      is not kept, and is downloaded again on the next visit.",

@@ -3,9 +3,13 @@
 // the models do not have, and the engine worker's Content-Security-Policy, which must hold
 // fetches of any mode to the page's origin before and after the service worker controls it.
 import { test, expect } from '@playwright/test';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
-  ask, BASE_URL, profilePage, serverHook, sharedProfilePage, useGreedy, waitReady,
+  ask, BASE_URL, MODEL_PATH, profilePage, serverHook, sharedProfilePage, useGreedy, waitReady,
 } from '../chromium.js';
+import { ROOT } from '../native.js';
 
 
 test.describe.serial('a conversation longer than the context (CPU tier)', () => {
@@ -35,8 +39,8 @@ test.describe.serial('a conversation longer than the context (CPU tier)', () => 
     // Nothing was generated; the question waits at the end of the conversation.
     await expect(page.locator('.turn')).toHaveCount(17);
     await expect(page.locator('.turn').last()).toContainText('What is the capital of France?');
-    const drop = offer.getByRole('button', { name: /^Drop the \d+ oldest and answer$/ });
-    const dropped = Number((await drop.textContent()).match(/\d+/)[0]);
+    const drop = offer.getByRole('button', { name: /^Drop the (\d+ )?oldest messages? and answer$/ });
+    const dropped = Number((await drop.textContent()).match(/\d+/)?.[0] ?? 1);
     expect(dropped).toBeGreaterThan(0);
     await drop.focus();
     await page.keyboard.press('Enter');
@@ -65,6 +69,61 @@ test.describe.serial('a conversation longer than the context (CPU tier)', () => 
     const reply = await ask(page, 'What is the capital of France?');
     expect(reply, logs.join('\n')).toContain('Paris');
     await expect(page.locator('.turn')).toHaveCount(2);
+  });
+
+  test('a reply that reaches the end of the context is marked as cut', async () => {
+    const { page, logs } = shared;
+    await page.getByRole('button', { name: 'New chat' }).click();
+    // Greedy, no repetition penalty, more new tokens than the context leaves: a reply that
+    // repeats a word runs into the end of the context.
+    await useGreedy(page, 2048);
+    await page.getByLabel('Repetition penalty').fill('1');
+    await page.getByLabel('Repetition penalty').press('Tab');
+    const apples = Array(200).fill('apple').join(' ');
+    await page.evaluate((text) => {
+      const saved = JSON.parse(localStorage.getItem('glassbox.chat.v1'));
+      saved.turns = Array.from({ length: 6 }, (_, i) => ({
+        id: i + 1, role: i % 2 === 0 ? 'User' : 'Assistant', text: i % 2 === 0 ? 'Say apple, many times.' : text,
+      }));
+      localStorage.setItem('glassbox.chat.v1', JSON.stringify(saved));
+    }, apples);
+    await page.reload();
+    await waitReady(page, logs);
+    await ask(page, 'Say apple, many times.');
+    await expect(page.locator('.stats'), logs.join('\n')).toContainText(/context 204\d of 2048 tokens · cut: the context is full/);
+    await expect(page.locator('.turn.assistant').last().locator('.cut-note'))
+      .toHaveText('[Cut: the reply reached the end of the model\'s context.]');
+    // The mark survives a reload (it is part of the saved conversation).
+    await page.reload();
+    await waitReady(page, logs);
+    await expect(page.locator('.turn.assistant').last().locator('.cut-note')).toBeVisible();
+    await page.getByRole('button', { name: 'Reset sampling' }).click();
+  });
+
+  test('a model whose chat template fails chats in a plain format, and the page says so', async () => {
+    const { page, logs } = shared;
+    // SmolLM2 with the first statement of its template made unknown (same length).
+    const bytes = readFileSync(join(ROOT, 'www', MODEL_PATH));
+    const from = Buffer.from('{% for message in messages %}');
+    const to = Buffer.from(`{% ${'x'.repeat(from.length - 6)} %}`);
+    to.copy(bytes, bytes.indexOf(from));
+    const dir = mkdtempSync(join(tmpdir(), 'glassbox-template-'));
+    try {
+      const path = join(dir, 'broken-template.gguf');
+      writeFileSync(path, bytes);
+      await page.getByRole('button', { name: 'New chat' }).click();
+      await page.getByLabel('Open a GGUF file').setInputFiles(path);
+      const check = page.getByRole('region', { name: 'Model check' });
+      await check.getByRole('button', { name: 'Load this model' }).click();
+      await waitReady(page, logs);
+      await expect(page.locator('.mode-note')).toContainText('The model\'s chat template fails (');
+      await expect(page.locator('.mode-note')).toContainText('using a plain format');
+      await expect(page.locator('.mode-note')).not.toContainText('Completion mode');
+      const reply = await ask(page, 'What is the capital of France?');
+      expect(reply.trim().length, logs.join('\n')).toBeGreaterThan(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -64,7 +64,7 @@ test('a full quota says what is needed and free, runs from memory on request, le
     await page.goto('/');
     const alert = page.getByRole('alert');
     await expect(alert, logs.join('\n')).toContainText('not enough storage to keep the model', { timeout: 5 * 60 * 1000 });
-    await expect(alert).toContainText(/needs \d+\.\d MB more, and \d+\.\d MB are free/);
+    await expect(alert).toContainText(/needs \d+\.\d MB more; \d+\.\d MB are free/);
     await expect(page.getByRole('button', { name: 'Retry' })).toBeVisible();
     await page.getByRole('button', { name: 'Run from memory (not kept)' }).click();
     await waitReady(page, logs);
