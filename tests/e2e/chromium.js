@@ -34,15 +34,17 @@ export async function launch({ webgpu }) {
 
 /**
  * A browser profile that persists between pages (the model cache, the service worker), in a
- * fresh temporary directory. Returns the context and a cleanup function.
+ * fresh temporary directory; `serviceWorkers: 'block'` keeps the service worker out, as on a
+ * first visit before it controls the page. Returns the context and a cleanup function.
  */
-export async function persistentProfile({ webgpu }) {
+export async function persistentProfile({ webgpu, serviceWorkers = 'allow' }) {
   const dir = mkdtempSync(join(tmpdir(), 'glassbox-e2e-'));
   const context = await chromium.launchPersistentContext(dir, {
     executablePath: '/usr/bin/chromium',
     headless: true,
     args: args(webgpu),
     baseURL: BASE_URL,
+    serviceWorkers,
   });
   return {
     context,
@@ -57,8 +59,8 @@ export async function persistentProfile({ webgpu }) {
  * A page in a fresh persistent profile, with its console collected; with `ready`, already on
  * the app with the model loaded. For a `describe.serial` block's `beforeAll`.
  */
-export async function profilePage({ webgpu, ready = false }) {
-  const profile = await persistentProfile({ webgpu });
+export async function profilePage({ webgpu, ready = false, serviceWorkers }) {
+  const profile = await persistentProfile({ webgpu, serviceWorkers });
   const page = await profile.context.newPage();
   const logs = collectLogs(page);
   if (ready) {

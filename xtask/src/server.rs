@@ -30,8 +30,9 @@ pub struct Options {
     /// Sends COOP/COEP so the page is cross-origin isolated (needed by wasm threads).
     pub cross_origin_isolation: bool,
     /// Enables `/__test/…` endpoints: a request log, one-shot download cuts and slow downloads,
-    /// a network that is gone, and a worker that runs as if the browser had no Origin Private
-    /// File System.
+    /// files served as by a server without Range support, a network that is gone, and a worker
+    /// that runs as if the browser had no Origin Private File System, or one that refuses
+    /// synchronous handles or writes.
     pub test_hooks: bool,
 }
 
@@ -55,9 +56,34 @@ struct TestState {
     cuts: Vec<Cut>,
     slow: Vec<Slow>,
     offline: bool,
-    /// Serve the engine worker as a browser without the Origin Private File System would run it.
-    no_opfs: bool,
+    /// Paths whose GETs ignore Range headers (the whole file, 200), like a server without
+    /// Range support.
+    no_range: Vec<String>,
+    /// A script run in the engine worker before the engine starts (see [`WORKER_PATCHES`]).
+    worker_patch: Option<&'static str>,
 }
+
+/// What the `worker-patch` hook can put before the engine worker's loader, by name: browsers
+/// that lack or refuse what the store uses.
+const WORKER_PATCHES: &[(&str, &str)] = &[
+    // No Origin Private File System at all (the Cache API holds the model).
+    ("no-opfs", "delete StorageManager.prototype.getDirectory;"),
+    // The methods are there, the handles are refused (WebKit with its file-system features on).
+    (
+        "refuse-sync",
+        "FileSystemFileHandle.prototype.createSyncAccessHandle = function () { \
+         return Promise.reject(new DOMException('The operation is not supported.', 'NotSupportedError')); };",
+    ),
+    // Handles open, and writes fail once 8 MB were written (a store that breaks mid-way).
+    (
+        "failing-writes",
+        "(() => { const write = FileSystemSyncAccessHandle.prototype.write; let total = 0; \
+         FileSystemSyncAccessHandle.prototype.write = function (buffer, options) { \
+         total += buffer.byteLength; \
+         if (total > 8e6) throw new DOMException('The file could not be written.', 'InvalidStateError'); \
+         return write.call(this, buffer, options); }; })();",
+    ),
+];
 
 pub struct Server {
     listener: TcpListener,
@@ -162,9 +188,9 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             // Like a network that is gone: the connection closes without an answer.
             return Ok(());
         }
-        if test.no_opfs && request.path == "/worker_loader.js" {
+        if let (Some(patch), "/worker_loader.js") = (test.worker_patch, request.path.as_str()) {
             drop(test);
-            return serve_worker_without_opfs(&mut stream, shared);
+            return serve_patched_worker(&mut stream, shared, patch);
         }
     }
     if request.method == "OPTIONS" && request.path.ends_with(".gguf") {
@@ -185,7 +211,11 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     };
     let mut file = File::open(&file_path)?;
     let size = file.metadata()?.len();
-    let (status, start, end) = match request.range.as_deref().map(|r| parse_range(r, size)) {
+    let mut range = request.range.as_deref();
+    if shared.options.test_hooks && lock(&shared.test).no_range.contains(&request.path) {
+        range = None;
+    }
+    let (status, start, end) = match range.map(|r| parse_range(r, size)) {
         None => (200, 0, size),
         Some(Some((start, end))) => (206, start, end),
         Some(None) => {
@@ -196,11 +226,14 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         }
     };
     let mut head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nAccept-Ranges: bytes\r\nCache-Control: no-cache\r\nConnection: close\r\n",
+        "HTTP/1.1 {status} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache\r\nConnection: close\r\n",
         if status == 206 { "Partial Content" } else { "OK" },
         mime_type(&file_path),
         end - start
     );
+    if range.is_some() || request.range.is_none() {
+        head.push_str("Accept-Ranges: bytes\r\n");
+    }
     if status == 206 {
         head.push_str(&format!(
             "Content-Range: bytes {start}-{}/{size}\r\n",
@@ -296,20 +329,49 @@ fn test_hook(
             "ok".into()
         }
         "no-opfs" => {
-            test.no_opfs = param("on").as_deref() == Some("1");
+            test.worker_patch =
+                (param("on").as_deref() == Some("1")).then_some(WORKER_PATCHES[0].1);
             "ok".into()
         }
+        "worker-patch" => match param("name").as_deref() {
+            None | Some("") => {
+                test.worker_patch = None;
+                "ok".into()
+            }
+            Some(name) => match WORKER_PATCHES.iter().find(|(n, _)| *n == name) {
+                Some((_, patch)) => {
+                    test.worker_patch = Some(patch);
+                    "ok".into()
+                }
+                None => format!("no worker patch {name:?}"),
+            },
+        },
+        "no-range" => match (param("path"), param("on").as_deref() == Some("1")) {
+            (Some(path), on) => {
+                test.no_range.retain(|p| *p != path);
+                if on {
+                    test.no_range.push(path);
+                }
+                "ok".into()
+            }
+            (None, _) => "no-range needs path= (and on=1 to switch it on)".into(),
+        },
         _ => "unknown hook".into(),
     };
     drop(test);
     respond_plain(stream, 200, "OK", &body)
 }
 
-/// The worker's loader with the Origin Private File System taken away before the engine starts,
-/// so the e2e tests can check the Cache API fallback in a Chromium that has both.
-fn serve_worker_without_opfs(stream: &mut TcpStream, shared: &Shared) -> std::io::Result<()> {
+/// The worker's loader with a patch run before the engine starts (the Origin Private File
+/// System taken away, or its handles or writes refused), so the e2e tests can check the
+/// fallbacks in a Chromium that has it all.
+fn serve_patched_worker(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    patch: &str,
+) -> std::io::Result<()> {
     let loader = std::fs::read_to_string(shared.dist.join("worker_loader.js"))?;
-    let body = format!("delete StorageManager.prototype.getDirectory;\n{loader}");
+    let body = format!("{patch}\n{loader}");
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: text/javascript\r\nContent-Length: {}\r\nCache-Control: no-store\r\nContent-Security-Policy: {WORKER_CSP}\r\nConnection: close\r\n\r\n",
         body.len()

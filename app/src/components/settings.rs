@@ -169,6 +169,9 @@ fn CachePanel() -> impl IntoView {
         <section class="cache" aria-label="Model cache">
             <p class="model-name">{model_name}</p>
             <p>{summary}</p>
+            {move || state.engine.cache.get().and_then(|c| c.note).map(|note| view! {
+                <p class="cache-note">{note}</p>
+            })}
             <button
                 type="button"
                 on:click=move |_| state.engine.clear_cache()

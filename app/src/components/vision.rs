@@ -342,11 +342,9 @@ fn class_weights(out: &VisionOutput, layer: usize, head: usize, rollout: bool) -
 }
 
 fn dims(vision: VisionState) -> (usize, usize) {
-    vision.report.with(|r| {
-        r.as_ref().map_or((1, 1), |r| {
-            (r.vit.class_rows.len().max(1), r.vit.n_heads.max(1))
-        })
-    })
+    vision
+        .report
+        .with(|r| r.as_ref().map_or((1, 1), crate::state::report_dims))
 }
 
 #[component]

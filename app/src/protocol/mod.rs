@@ -43,6 +43,9 @@ pub enum EngineRequest {
     Load {
         tier: TierChoice,
         source: Option<ModelSource>,
+        /// Keep nothing in the browser's storage (the user chose this after it was full).
+        #[serde(default)]
+        memory_only: bool,
     },
     /// Report what is cached of the model loaded (or being loaded) and how much storage the
     /// origin uses.
@@ -156,11 +159,16 @@ pub enum EngineEvent {
     Progress(LoadProgress),
     /// The model is loaded and warmed up.
     Loaded(Box<ModelInfo>),
-    /// Loading failed; `retry` says whether trying again may help (a cut download resumes).
+    /// Loading failed; `retry` says whether trying again may help (a cut download resumes);
+    /// `offer_memory`, that the storage is full and the model could run from memory instead.
     LoadFailed {
         message: String,
         retry: bool,
+        #[serde(default)]
+        offer_memory: bool,
     },
+    /// The load waits for another tab (which holds the store's Web Lock); the text says so.
+    Waiting(String),
     Cache(CacheInfo),
 }
 
@@ -174,6 +182,16 @@ pub enum ChatReply {
     Restarted { request: u32 },
     /// Generation failed; the conversation is unchanged.
     Failed { request: u32, message: String },
+    /// Nothing was generated: the conversation and room for the reply do not fit the
+    /// `context`; leaving out its `dropped` oldest messages (after the system prompt) would.
+    TooLong {
+        request: u32,
+        dropped: usize,
+        context: usize,
+    },
+    /// Nothing was generated: the last message alone does not fit the context (with room for
+    /// a reply); it should not stay in the conversation.
+    Refused { request: u32, message: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -302,6 +320,9 @@ pub struct ModelInfo {
     pub sha256_checked: bool,
     /// Something worth saying about the load (why it runs on the CPU, why the context is short).
     pub note: Option<String>,
+    /// Why the model's own chat template cannot be used (the chat uses a plain format).
+    #[serde(default)]
+    pub template_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -314,6 +335,9 @@ pub struct ReplyStats {
     pub stopped: bool,
     /// Milliseconds until the first token of the reply.
     pub first_token_ms: f64,
+    /// The reply was cut where the context ends.
+    #[serde(default)]
+    pub cut: bool,
 }
 
 /// What the Order view draws: each token with its position id and origin, and the mask.
@@ -402,6 +426,9 @@ pub struct CacheInfo {
     pub unavailable: Option<String>,
     /// What holds the cache: "Origin Private File System" or "Cache API".
     pub storage: String,
+    /// Why a better store is not used, or why the stored copy cannot be read now.
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// One model's answer for one image, and what the Vision view draws of its insides.

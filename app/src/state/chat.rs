@@ -1,6 +1,11 @@
 //! The Chat view's state: the conversation, the reply under way and its statistics, and the
 //! sampling settings. The conversation and the settings survive a reload (localStorage, under
 //! [`STORAGE_KEY`]).
+//!
+//! A conversation that outgrows the context is not sent as it is: the worker says how many of
+//! the oldest messages would have to go, and the page offers to drop them ([`ChatState::
+//! too_long`]); a message too long on its own is taken out again and handed back to the
+//! message box; a reply that reached the end of the context is marked as cut.
 
 use super::engine::EngineState;
 use crate::protocol::{ChatReply, ChatRequest, ReplyStats, ToWorker};
@@ -20,6 +25,9 @@ pub struct Turn {
     pub id: u64,
     pub role: Role,
     pub text: String,
+    /// A reply cut where the context ends.
+    #[serde(default)]
+    pub cut: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +64,11 @@ pub struct ChatState {
     pub generating: RwSignal<Option<u32>>,
     pub stats: RwSignal<Option<ReplyStats>>,
     pub settings: RwSignal<Settings>,
+    /// The message being written.
+    pub draft: RwSignal<String>,
+    /// The conversation does not fit the context: (the oldest messages to drop so that it
+    /// does, the context), offered to the user.
+    pub too_long: RwSignal<Option<(usize, usize)>>,
     /// The id of the next turn (after those a reload brought back).
     next_turn: StoredValue<u64>,
     engine: EngineState,
@@ -74,6 +87,8 @@ impl ChatState {
             generating: RwSignal::new(None),
             stats: RwSignal::new(None),
             settings: RwSignal::new(saved.settings),
+            draft: RwSignal::new(String::new()),
+            too_long: RwSignal::new(None),
             next_turn: StoredValue::new(next_turn),
             engine,
         };
@@ -128,6 +143,7 @@ impl ChatState {
                 id,
                 role: Role::User,
                 text: text.to_string(),
+                cut: false,
             })
         });
         self.reply();
@@ -153,6 +169,21 @@ impl ChatState {
         self.reply();
     }
 
+    /// Leaves out the oldest `count` turns (the system prompt stays) and answers the rest. The
+    /// caller checked that the engine is free.
+    pub(super) fn drop_oldest_and_answer(self, count: usize) {
+        self.too_long.set(None);
+        self.turns.update(|turns| {
+            turns.drain(..count.min(turns.len()));
+        });
+        if self
+            .turns
+            .with_untracked(|t| t.last().is_some_and(|t| t.role == Role::User))
+        {
+            self.reply();
+        }
+    }
+
     /// Asks the worker to answer the conversation as it stands.
     fn reply(self) {
         let id = self.new_turn_id();
@@ -164,9 +195,11 @@ impl ChatState {
                 id,
                 role: Role::Assistant,
                 text: String::new(),
+                cut: false,
             })
         });
         self.engine.notice.set(None);
+        self.too_long.set(None);
         self.generating.set(Some(request));
         self.engine.send(ChatRequest::Generate {
             request,
@@ -187,6 +220,7 @@ impl ChatState {
         self.generating.set(None);
         self.turns.set(Vec::new());
         self.stats.set(None);
+        self.too_long.set(None);
         self.engine.notice.set(None);
     }
 
@@ -214,24 +248,68 @@ impl ChatState {
             ChatReply::Done { request, stats } => {
                 if self.generating.get_untracked() == Some(request) {
                     self.generating.set(None);
+                    if stats.cut {
+                        self.turns.update(|turns| {
+                            if let Some(last) =
+                                turns.last_mut().filter(|t| t.role == Role::Assistant)
+                            {
+                                last.cut = true;
+                            }
+                        });
+                    }
                     self.stats.set(Some(stats));
+                }
+            }
+            ChatReply::TooLong {
+                request,
+                dropped,
+                context,
+            } => {
+                if self.generating.get_untracked() == Some(request) {
+                    self.generating.set(None);
+                    self.pop_empty_reply();
+                    self.too_long.set(Some((dropped, context)));
+                }
+            }
+            ChatReply::Refused { request, message } => {
+                if self.generating.get_untracked() == Some(request) {
+                    self.generating.set(None);
+                    self.pop_empty_reply();
+                    // The message leaves the conversation and goes back to the message box.
+                    let text = self.turns.try_update(|turns| {
+                        match turns.last().filter(|t| t.role == Role::User) {
+                            Some(_) => turns.pop().map(|t| t.text),
+                            None => None,
+                        }
+                    });
+                    if let Some(Some(text)) = text {
+                        if self.draft.get_untracked().trim().is_empty() {
+                            self.draft.set(text);
+                        }
+                    }
+                    self.engine.notice.set(Some(message));
                 }
             }
             ChatReply::Failed { request, message } => {
                 if self.generating.get_untracked() == Some(request) {
                     self.generating.set(None);
-                    self.turns.update(|turns| {
-                        if turns
-                            .last()
-                            .is_some_and(|t| t.role == Role::Assistant && t.text.is_empty())
-                        {
-                            turns.pop();
-                        }
-                    });
+                    self.pop_empty_reply();
                     self.engine.notice.set(Some(message));
                 }
             }
         }
+    }
+
+    /// Takes out the reply that was opened for a request that generated nothing.
+    fn pop_empty_reply(self) {
+        self.turns.update(|turns| {
+            if turns
+                .last()
+                .is_some_and(|t| t.role == Role::Assistant && t.text.is_empty())
+            {
+                turns.pop();
+            }
+        });
     }
 }
 

@@ -20,7 +20,12 @@ pub enum EngineStatus {
     Starting,
     Loading,
     Ready,
-    Failed { message: String, retry: bool },
+    Failed {
+        message: String,
+        retry: bool,
+        /// The storage is full: offer to run the model from memory.
+        offer_memory: bool,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -38,6 +43,10 @@ pub struct EngineState {
     pub wanted: RwSignal<Option<(String, Option<String>)>>,
     /// The source of the last load asked for (and the file that went with it).
     pub source: RwSignal<ModelSource>,
+    /// Why the load waits (another tab is loading the model), while it does.
+    pub waiting: RwSignal<Option<String>>,
+    /// The user chose to run the model from memory, keeping nothing (this page's life).
+    pub memory_only: RwSignal<bool>,
     file: StoredValue<Option<SendWrapper<web_sys::File>>>,
     client: StoredValue<Option<SendWrapper<EngineClient>>>,
     handler: StoredValue<Option<SendWrapper<Handler>>>,
@@ -57,6 +66,8 @@ impl EngineState {
             notice: RwSignal::new(None),
             wanted: RwSignal::new(None),
             source: RwSignal::new(ModelSource::Default),
+            waiting: RwSignal::new(None),
+            memory_only: RwSignal::new(false),
             file: StoredValue::new(None),
             client: StoredValue::new(None),
             handler: StoredValue::new(None),
@@ -83,6 +94,7 @@ impl EngineState {
                 self.status.set(EngineStatus::Failed {
                     message,
                     retry: false,
+                    offer_memory: false,
                 });
                 false
             }
@@ -146,7 +158,18 @@ impl EngineState {
     pub fn load(self, tier: TierChoice) {
         self.status.set(EngineStatus::Loading);
         self.progress.set(None);
-        self.send(EngineRequest::Load { tier, source: None });
+        self.send(EngineRequest::Load {
+            tier,
+            source: None,
+            memory_only: self.memory_only.get_untracked(),
+        });
+    }
+
+    /// Loads the model again without keeping it in the browser's storage (it was full), and
+    /// every later load of this page too.
+    pub fn load_into_memory(self) {
+        self.memory_only.set(true);
+        self.load(TierChoice::Auto);
     }
 
     /// Loads another model (a file the user opened comes as `file`).
@@ -163,6 +186,7 @@ impl EngineState {
         let message = EngineRequest::Load {
             tier,
             source: Some(source),
+            memory_only: self.memory_only.get_untracked(),
         };
         match file {
             Some(file) => self.send_with_file(message, &file),
@@ -173,6 +197,7 @@ impl EngineState {
     /// Stops the load under way (a partial download stays, for Retry to resume).
     pub fn cancel_load(self) {
         if self.status.get_untracked() == EngineStatus::Loading {
+            self.waiting.set(None);
             self.send(ToWorker::Stop);
         }
     }
@@ -193,8 +218,13 @@ impl EngineState {
         match event {
             EngineEvent::Tier(tier) => self.tier.set(Some(tier)),
             EngineEvent::WebGpuAvailable(available) => self.webgpu_available.set(available),
-            EngineEvent::Progress(p) => self.progress.set(Some(p)),
+            EngineEvent::Progress(p) => {
+                self.waiting.set(None);
+                self.progress.set(Some(p));
+            }
+            EngineEvent::Waiting(why) => self.waiting.set(Some(why)),
             EngineEvent::Loaded(info) => {
+                self.waiting.set(None);
                 if let ModelSource::Sha { sha256, url } = &info.source {
                     self.wanted.set(Some((sha256.clone(), url.clone())));
                 }
@@ -202,8 +232,17 @@ impl EngineState {
                 self.status.set(EngineStatus::Ready);
                 self.refresh_cache_info();
             }
-            EngineEvent::LoadFailed { message, retry } => {
-                self.status.set(EngineStatus::Failed { message, retry });
+            EngineEvent::LoadFailed {
+                message,
+                retry,
+                offer_memory,
+            } => {
+                self.waiting.set(None);
+                self.status.set(EngineStatus::Failed {
+                    message,
+                    retry,
+                    offer_memory,
+                });
                 self.refresh_cache_info();
             }
             EngineEvent::Cache(info) => self.cache.set(Some(info)),

@@ -30,7 +30,7 @@ pub use explore::ExplorerState;
 use leptos::prelude::*;
 pub use models::{is_sha256, ModelsState};
 pub use order::OrderState;
-pub use vision::{VisionState, VitMap};
+pub use vision::{report_dims, VisionState, VitMap};
 
 #[derive(Clone, Copy)]
 pub struct AppState {
@@ -142,6 +142,13 @@ impl AppState {
     pub fn send_message(self, text: &str) {
         if self.can_send() {
             self.chat.send_message(text);
+        }
+    }
+
+    /// Drops the oldest turns the worker said must go, and answers the rest.
+    pub fn drop_oldest_and_answer(self) {
+        if let (true, Some((count, _))) = (self.can_send(), self.chat.too_long.get_untracked()) {
+            self.chat.drop_oldest_and_answer(count);
         }
     }
 

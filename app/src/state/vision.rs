@@ -126,6 +126,14 @@ impl VisionState {
                     match result {
                         Ok(report) => {
                             self.error.set(None);
+                            // A deep link's layer and head, within what the models have.
+                            let (layers, heads) = report_dims(&report);
+                            if self.layer.get_untracked() >= layers {
+                                self.layer.set(layers - 1);
+                            }
+                            if self.head.get_untracked() >= heads {
+                                self.head.set(heads - 1);
+                            }
                             self.report.set(Some(report));
                         }
                         Err(message) => self.error.set(Some(message)),
@@ -170,6 +178,24 @@ impl VisionState {
             link.rollout = self.vit_map.get() == VitMap::Rollout;
         }
     }
+}
+
+/// The layers and heads both models have (at least one of each): a selection beyond them
+/// would show nothing, or a decay of 0.
+pub fn report_dims(report: &VisionReport) -> (usize, usize) {
+    let layers = report
+        .vit
+        .class_rows
+        .len()
+        .min(report.vir.class_rows.len())
+        .max(1);
+    let heads = report
+        .vit
+        .n_heads
+        .min(report.vir.n_heads)
+        .min(report.decays.len())
+        .max(1);
+    (layers, heads)
 }
 
 /// GET `url` whole, on the page (a data file, no model code).

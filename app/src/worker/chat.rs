@@ -3,13 +3,20 @@
 //! in the middle of a reply reloads the model on the CPU and starts the reply over.
 //!
 //! A model without a chat template (a base model such as Gemma 3 270M) is in completion mode:
-//! the conversation is one text, which the model continues (BOS first where it asks for it).
+//! the conversation is one text, which the model continues (BOS first where it asks for it). A
+//! model whose template fails chats in a plain `role: text` format instead.
+//!
+//! Before a reply, the conversation is fitted to the context with room for the reply
+//! (`fit_conversation`): if its oldest turns would have to go, nothing is generated and the
+//! page is told how many (it offers to drop them; the system prompt stays); a last message
+//! that does not fit even alone is refused, so that it never stays in the conversation. A
+//! reply that reaches the end of the context is marked as cut.
 
 use super::{js, post, Worker};
 use crate::protocol::{ChatReply, ChatRequest, EngineEvent, ReplyStats};
 use engine::runtime::sampling::{Sampler, SamplingParams};
 use engine::runtime::{Engine, EngineSession, Feed};
-use engine::text::chat::ChatMessage;
+use engine::text::chat::{fit_conversation, ChatMessage, ChatTemplate, FittedPrompt};
 use engine::text::tokenizer::TokenStream;
 use std::cell::Cell;
 
@@ -35,12 +42,45 @@ impl Worker {
         self.stop.set(false);
         let result = match &self.engine {
             Some(engine) => {
+                let context = self.context.min(engine.config().context_len);
+                // Room for the reply: what was asked for, within a quarter of the context.
+                let reserve = max_tokens.clamp(1, (context / 4).max(1));
+                let ids = match fit(engine, &messages, context, reserve) {
+                    Ok(FittedPrompt { ids, dropped: 0 }) => ids,
+                    Ok(FittedPrompt { dropped, .. }) => {
+                        post(ChatReply::TooLong {
+                            request,
+                            dropped,
+                            context,
+                        });
+                        return;
+                    }
+                    Err(engine::Error::ContextOverflow { prompt, .. }) => {
+                        post(ChatReply::Refused {
+                            request,
+                            message: format!(
+                                "This message is too long: with the chat's format and room for \
+                                 a {reserve}-token reply it needs {prompt} tokens, and the \
+                                 model's context holds {context}. It was not added to the \
+                                 conversation; send a shorter one."
+                            ),
+                        });
+                        return;
+                    }
+                    Err(e) => {
+                        post(ChatReply::Failed {
+                            request,
+                            message: e.to_string(),
+                        });
+                        return;
+                    }
+                };
                 let chat = Chat {
                     request,
-                    messages: &messages,
+                    ids,
                     params: &params,
                     max_tokens,
-                    context: self.context,
+                    context,
                 };
                 reply(engine, &mut self.chat, &chat, &self.stop).await
             }
@@ -75,17 +115,43 @@ impl Worker {
     }
 }
 
-/// One reply to write: the conversation so far and how to sample.
+/// One reply to write: the conversation so far, fitted, and how to sample.
 struct Chat<'a> {
     request: u32,
-    messages: &'a [ChatMessage],
+    ids: Vec<u32>,
     params: &'a SamplingParams,
     max_tokens: usize,
     /// The most tokens the conversation may hold.
     context: usize,
 }
 
-/// The token ids of a conversation: through the chat template (with the assistant's turn
+/// A chat format: the model's own template, or the plain one where that template fails.
+pub(super) enum Format<'a> {
+    Own(&'a ChatTemplate),
+    Plain(ChatTemplate),
+}
+
+impl std::ops::Deref for Format<'_> {
+    type Target = ChatTemplate;
+
+    fn deref(&self) -> &ChatTemplate {
+        match self {
+            Format::Own(template) => template,
+            Format::Plain(template) => template,
+        }
+    }
+}
+
+/// The chat format; `None` for a model without a template (completion mode).
+pub(super) fn template(engine: &Engine) -> Option<Format<'_>> {
+    match (engine.template(), engine.template_error()) {
+        (Some(template), _) => Some(Format::Own(template)),
+        (None, Some(_)) => Some(Format::Plain(ChatTemplate::fallback(engine.tokenizer()))),
+        (None, None) => None,
+    }
+}
+
+/// The token ids of a conversation: through the chat format (with the assistant's turn
 /// opened when `generation_prompt`), or, for a model without one, its turns as one text to
 /// continue, BOS first where the model asks for it.
 pub(super) fn conversation_ids(
@@ -94,10 +160,45 @@ pub(super) fn conversation_ids(
     generation_prompt: bool,
 ) -> engine::Result<Vec<u32>> {
     let tokenizer = engine.tokenizer();
-    match engine.template() {
+    match template(engine) {
         Some(template) => tokenizer.encode(&template.render(messages, generation_prompt)?),
         None => Ok(tokenizer.with_bos(&tokenizer.encode(&completion_text(messages))?)),
     }
+}
+
+/// The conversation's prompt with `reserve` tokens of room in `context`: the oldest turns after
+/// a system prompt left out until it fits (`dropped` says how many), or `ContextOverflow` when
+/// the last message alone does not.
+fn fit(
+    engine: &Engine,
+    messages: &[ChatMessage],
+    context: usize,
+    reserve: usize,
+) -> engine::Result<FittedPrompt> {
+    let tokenizer = engine.tokenizer();
+    if let Some(template) = template(engine) {
+        return fit_conversation(&template, tokenizer, messages, context, reserve);
+    }
+    // Completion mode: the same rule on the one text.
+    let system = usize::from(messages.first().is_some_and(|m| m.role == "system"));
+    let droppable = messages.len().saturating_sub(system + 1);
+    let mut last = 0;
+    for dropped in 0..=droppable {
+        let kept: Vec<ChatMessage> = messages[..system]
+            .iter()
+            .chain(&messages[system + dropped..])
+            .cloned()
+            .collect();
+        let ids = tokenizer.with_bos(&tokenizer.encode(&completion_text(&kept))?);
+        if ids.len() + reserve <= context {
+            return Ok(FittedPrompt { ids, dropped });
+        }
+        last = ids.len();
+    }
+    Err(engine::Error::ContextOverflow {
+        prompt: last + reserve,
+        context,
+    })
 }
 
 /// The turns of a conversation as one text (completion mode; a system prompt has no place in
@@ -129,8 +230,8 @@ async fn reply(
 ) -> engine::Result<ReplyStats> {
     let request = chat.request;
     let tokenizer = engine.tokenizer();
-    let ids = conversation_ids(engine, chat.messages, true)?;
-    let context = chat.context.min(engine.config().context_len);
+    let ids = &chat.ids;
+    let context = chat.context;
     if ids.len() >= context {
         return Err(engine::Error::ContextOverflow {
             prompt: ids.len(),
@@ -145,13 +246,14 @@ async fn reply(
     let mut sampler = Sampler::new(chat.params.clone());
     let vocab = engine.config().vocab_size;
     // The cache already holds the conversation's common prefix: only the rest is fed.
-    let first = Feed::sequence(&ids).top_k(sampler.selection(session.tokens(), vocab));
+    let first = Feed::sequence(ids).top_k(sampler.selection(session.tokens(), vocab));
     let mut candidates = session.feed(first).await?.top;
     let first_token_ms = js::now_ms() - started;
     let decode_started = js::now_ms();
     let mut printer = TokenStream::new();
     let mut generated = 0;
     let mut stopped = false;
+    let mut cut = false;
     loop {
         let next = sampler.pick(&candidates);
         generated += 1;
@@ -168,7 +270,11 @@ async fn reply(
             stopped = true;
             break;
         }
-        if generated >= chat.max_tokens || session.tokens().len() + 1 >= context {
+        if generated >= chat.max_tokens {
+            break;
+        }
+        if session.tokens().len() + 1 >= context {
+            cut = true;
             break;
         }
         let next = [next];
@@ -190,6 +296,7 @@ async fn reply(
         context,
         stopped,
         first_token_ms,
+        cut,
     })
 }
 

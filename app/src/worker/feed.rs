@@ -3,16 +3,23 @@
 //! (`EngineLoader::push`: weights go to the device as they complete) and to a SHA-256 hasher.
 //! The header is checked (the memory plan, [`Hooks::on_header`]) before the weights arrive, and
 //! Stop ends the stream between chunks. [`load_model`] is the way in.
+//!
+//! What arrives is written to the storage through a [`Sink`]: a server that ignores the Range
+//! of a resume sends the whole file, and the partial copy is dropped and written again from
+//! its first byte; a full quota stops the load with how much is needed and free (the page
+//! offers to run from memory); a store that refuses a write it should take is given up for
+//! this worker (the next load takes the next store) and the load goes on from memory. The
+//! marker that says a copy is verified is written last, once the sha256 matched.
 
 use super::js::{self, yield_now};
-use super::storage::FileWriter;
-use super::store::{hex, marker, LoadError, Origin, Store, Target};
+use super::storage::{FileWriter, StoreError};
+use super::store::{hex, marker, warn, LoadError, Origin, Store, Target};
 use crate::protocol::{LoadProgress, LoadStage};
 use engine::gguf::GgufHeader;
 use engine::runtime::{Device, Engine, EngineLoader};
 use sha2::{Digest, Sha256};
 use std::cell::Cell;
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsCast;
 
 /// A file the user opened is read this many bytes at a time.
 const DISK_CHUNK: u64 = 4 << 20;
@@ -146,10 +153,19 @@ impl<'a> Feed<'a> {
     }
 }
 
-/// What [`load_model`] gives: the model and the sha256 its bytes have.
+/// What [`load_model`] gives: the model, the sha256 its bytes have, and anything worth saying
+/// about where it is kept.
 pub struct LoadedBytes {
     pub engine: Engine,
     pub sha256: String,
+    pub note: Option<String>,
+}
+
+fn stored_state_error(e: String) -> LoadError {
+    LoadError::new(
+        format!("cannot read the stored model ({e}); Retry, or Remove cached model"),
+        true,
+    )
 }
 
 /// Feeds the model's bytes to a loader for `device` and a hasher, from the cache first, then the
@@ -163,25 +179,29 @@ pub async fn load_model(
 ) -> Result<LoadedBytes, LoadError> {
     let mut feed = Feed::new(device, target.bytes, hooks);
     if let Some(storage) = &target.storage {
-        let (verified, _) = store.state(storage, target.bytes).await;
+        let (verified, _) = store
+            .state(storage, target.bytes)
+            .await
+            .map_err(stored_state_error)?;
         if verified.is_some() {
             let expected = match &target.sha256 {
                 Some(sha) => Some(sha.clone()),
-                None => store.verified_sha256(storage).await,
+                None => store
+                    .verified_sha256(storage)
+                    .await
+                    .map_err(stored_state_error)?,
             };
             match read_cached(store, storage, target.bytes, expected.as_deref(), &mut feed).await {
                 Ok(sha256) => {
                     return Ok(LoadedBytes {
                         engine: feed.finish()?,
                         sha256,
+                        note: None,
                     })
                 }
                 Err(e) if e.retry && !e.device && !cancelled(&e) => {
                     // Corrupt or unreadable: never use it, fetch it again below.
-                    web_sys::console::warn_1(&JsValue::from_str(&format!(
-                        "cached model discarded: {}",
-                        e.message
-                    )));
+                    warn(&format!("cached model discarded: {}", e.message));
                     store.clear(storage).await;
                     feed.restart();
                 }
@@ -189,7 +209,7 @@ pub async fn load_model(
             }
         }
     }
-    let sha256 = match &target.origin {
+    let (sha256, kept) = match &target.origin {
         Origin::Url(url) if url.is_empty() => {
             return Err(LoadError::new(
                 "the stored copy of this model is gone, and it came from a file: open the \
@@ -202,10 +222,21 @@ pub async fn load_model(
     };
     match feed.finish() {
         Ok(engine) => {
-            if let Some(storage) = &target.storage {
-                store.write_small(&marker(storage), &sha256).await;
+            let mut note = kept.note;
+            if let (Some(storage), true) = (&target.storage, kept.keeps) {
+                // Last: only now does the stored copy count as verified.
+                if let Err(e) = store.write_small(&marker(storage), &sha256).await {
+                    store.clear(storage).await;
+                    note = Some(format!(
+                        "The model was not kept ({e}): it is downloaded again on the next visit."
+                    ));
+                }
             }
-            Ok(LoadedBytes { engine, sha256 })
+            Ok(LoadedBytes {
+                engine,
+                sha256,
+                note,
+            })
         }
         Err(e) => {
             if let Some(storage) = &target.storage {
@@ -220,6 +251,123 @@ pub async fn load_model(
                 matches!(target.origin, Origin::Url(_)),
             ))
         }
+    }
+}
+
+/// Whether the bytes were kept, and why not where they were meant to be.
+pub struct Kept {
+    pub keeps: bool,
+    pub note: Option<String>,
+}
+
+/// Where the bytes of a load are written: the storage, or nowhere once it refused.
+struct Sink<'a> {
+    store: &'a Store,
+    name: String,
+    writer: FileWriter,
+    /// Where the writer is in the file, and the whole file's length.
+    at: u64,
+    total: u64,
+    note: Option<String>,
+}
+
+impl<'a> Sink<'a> {
+    /// A writer from byte `at` on (`name` None: nothing is kept). A full quota, seen before a
+    /// byte is written (the storage estimate) or at the first write, ends the load; a store
+    /// that refuses is given up.
+    async fn open(
+        store: &'a Store,
+        name: Option<&str>,
+        at: u64,
+        total: u64,
+    ) -> Result<Sink<'a>, LoadError> {
+        let mut sink = Sink {
+            store,
+            name: name.unwrap_or_default().to_string(),
+            writer: FileWriter::Nowhere,
+            at,
+            total,
+            note: None,
+        };
+        if name.is_none() || store.unavailable().is_some() {
+            return Ok(sink);
+        }
+        let needed = total.saturating_sub(at);
+        if let Some((usage, quota)) = js::storage_estimate().await {
+            if quota - usage < needed as f64 {
+                return Err(LoadError::quota(needed, None).await);
+            }
+        }
+        match store.storage.writer(&sink.name, at).await {
+            Ok(writer) => sink.writer = writer,
+            Err(e) => sink.fail(e).await?,
+        }
+        Ok(sink)
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), LoadError> {
+        if let Err(e) = self.writer.write(bytes).await {
+            self.fail(e).await?;
+        }
+        self.at += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Drops everything written, to write the file again from its first byte.
+    async fn rewind(&mut self) -> Result<(), LoadError> {
+        if self.writer.keeps() {
+            let old = std::mem::replace(&mut self.writer, FileWriter::Nowhere);
+            let _ = old.close().await;
+            match self.store.storage.writer(&self.name, 0).await {
+                Ok(writer) => self.writer = writer,
+                Err(e) => self.fail(e).await?,
+            }
+        }
+        self.at = 0;
+        Ok(())
+    }
+
+    /// A full quota ends the load (what was written stays, for a Retry once there is room); any
+    /// other failure gives this store up, and the load goes on from memory.
+    async fn fail(&mut self, e: StoreError) -> Result<(), LoadError> {
+        let old = std::mem::replace(&mut self.writer, FileWriter::Nowhere);
+        let _ = old.close().await;
+        if e.quota {
+            return Err(
+                LoadError::quota(self.total.saturating_sub(self.at), Some(&e.message)).await,
+            );
+        }
+        let store = self.store.describe();
+        self.store.storage.refuse(&e.message);
+        self.store.clear(&self.name).await;
+        warn(&format!(
+            "the {store} refused to store the model: {}",
+            e.message
+        ));
+        self.note = Some(format!(
+            "The browser's {store} refused to store the model ({}): it runs from memory for \
+             this session, and the next load uses the next store.",
+            e.message
+        ));
+        Ok(())
+    }
+
+    /// Stores what is still buffered (on every path out: what was written is what a later
+    /// attempt resumes from).
+    async fn close(mut self) -> Result<Kept, LoadError> {
+        let writer = std::mem::replace(&mut self.writer, FileWriter::Nowhere);
+        let keeps = writer.keeps();
+        if let Err(e) = writer.close().await {
+            self.fail(e).await?;
+            return Ok(Kept {
+                keeps: false,
+                note: self.note,
+            });
+        }
+        Ok(Kept {
+            keeps,
+            note: self.note,
+        })
     }
 }
 
@@ -283,18 +431,9 @@ pub async fn read_disk(
     target: &Target,
     file: &web_sys::File,
     feed: &mut Feed<'_>,
-) -> Result<String, LoadError> {
+) -> Result<(String, Kept), LoadError> {
     feed.stage(LoadStage::Disk);
-    let mut writer = match &target.storage {
-        Some(storage) => Some(
-            store
-                .storage
-                .writer(storage, 0)
-                .await
-                .map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?,
-        ),
-        None => None,
-    };
+    let mut sink = Sink::open(store, target.storage.as_deref(), 0, target.bytes).await?;
     let mut result = Ok(());
     let mut at = 0;
     while at < target.bytes {
@@ -310,11 +449,9 @@ pub async fn read_disk(
                 break;
             }
         };
-        if let Some(writer) = &mut writer {
-            if let Err(e) = writer.write(&chunk).await {
-                result = Err(LoadError::new(format!("cannot store the model: {e}"), true));
-                break;
-            }
+        if let Err(e) = sink.write(&chunk).await {
+            result = Err(e);
+            break;
         }
         if let Err(e) = feed.push(&chunk) {
             result = Err(e);
@@ -322,15 +459,10 @@ pub async fn read_disk(
         }
         at += chunk.len() as u64;
     }
-    let stored = match writer {
-        Some(writer) => writer.close().await,
-        None => Ok(()),
-    };
+    let kept = sink.close().await;
     let result = result
-        .and_then(|()| {
-            stored.map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))
-        })
-        .and_then(|()| feed.verify(target.sha256.as_deref()));
+        .and(kept)
+        .and_then(|kept| Ok((feed.verify(target.sha256.as_deref())?, kept)));
     if result.is_err() {
         // A partial copy of a file is of no use: reading the file again is quick.
         if let Some(storage) = &target.storage {
@@ -347,10 +479,13 @@ pub async fn download(
     target: &Target,
     url: &str,
     feed: &mut Feed<'_>,
-) -> Result<String, LoadError> {
+) -> Result<(String, Kept), LoadError> {
     let storage = target.storage.clone().unwrap_or_default();
     let (_, partial) = match &target.storage {
-        Some(s) => store.state(s, target.bytes).await,
+        Some(s) => store
+            .state(s, target.bytes)
+            .await
+            .map_err(stored_state_error)?,
         None => (None, None),
     };
     let mut have = partial.unwrap_or(0).min(target.bytes);
@@ -366,18 +501,14 @@ pub async fn download(
             have = 0;
         }
     }
-    let mut writer = store
-        .storage
-        .writer(&storage, have)
-        .await
-        .map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?;
-    let result = download_rest(target, url, feed, &mut writer, have).await;
+    let mut sink = Sink::open(store, target.storage.as_deref(), have, target.bytes).await?;
+    let result = download_rest(target, url, feed, &mut sink, have).await;
     // Whatever arrived is kept, so that a retry resumes from there.
-    let stored = writer.close().await;
+    let kept = sink.close().await;
     result?;
-    stored.map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?;
+    let kept = kept?;
     match feed.verify(target.sha256.as_deref()) {
-        Ok(sha) => Ok(sha),
+        Ok(sha) => Ok((sha, kept)),
         Err(e) => {
             store.clear(&storage).await;
             Err(LoadError::new(
@@ -392,7 +523,7 @@ async fn download_rest(
     target: &Target,
     url: &str,
     feed: &mut Feed<'_>,
-    writer: &mut FileWriter,
+    sink: &mut Sink<'_>,
     mut have: u64,
 ) -> Result<(), LoadError> {
     feed.stage(LoadStage::Download);
@@ -411,11 +542,13 @@ async fn download_rest(
         }
         200 => {
             if have > 0 {
-                // The server ignored the Range: start from the first byte.
-                return Err(LoadError::new(
-                    "the server does not resume downloads; retry to start over",
-                    true,
-                ));
+                // The server ignored the Range and sends the whole file: the partial copy
+                // goes, and this response is the download, from its first byte.
+                warn("the server does not resume downloads: starting over");
+                feed.restart();
+                sink.rewind().await?;
+                feed.stage(LoadStage::Download);
+                have = 0;
             }
         }
         status => {
@@ -452,10 +585,10 @@ async fn download_rest(
                 true,
             ));
         }
-        writer
-            .write(&chunk)
-            .await
-            .map_err(|e| LoadError::new(format!("cannot store the model: {e}"), true))?;
+        if let Err(e) = sink.write(&chunk).await {
+            js::cancel(&reader);
+            return Err(e);
+        }
         if let Err(e) = feed.push(&chunk) {
             js::cancel(&reader);
             return Err(e);

@@ -1,5 +1,6 @@
 //! Thin wrappers over the browser APIs the worker uses (fetch, streams, the Origin Private
-//! File System, the Cache API, timers), each turning a JS error into a readable message.
+//! File System, the Cache API, timers, Web Locks), each turning a JS error into a readable
+//! message.
 
 use js_sys::{Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
@@ -21,6 +22,16 @@ pub fn message(value: JsValue) -> String {
         .map(|e| String::from(e.message()))
         .or_else(|| value.as_string())
         .unwrap_or_else(|| format!("{value:?}"))
+}
+
+/// A DOMException's name (`QuotaExceededError`, `NotSupportedError`, …), where it has one.
+pub fn error_name(value: &JsValue) -> Option<String> {
+    Reflect::get(value, &"name".into()).ok()?.as_string()
+}
+
+/// Whether a JS error says the origin's storage quota is used up.
+pub fn is_quota(value: &JsValue) -> bool {
+    error_name(value).as_deref() == Some("QuotaExceededError")
 }
 
 pub fn now_ms() -> f64 {
@@ -204,61 +215,58 @@ pub async fn open_cache(name: &str) -> Result<Cache, String> {
     Ok(cache.unchecked_into())
 }
 
-async fn file_handle(
+/// The file as a `File` (a snapshot: reading it needs no lock, so another tab may hold a
+/// synchronous handle on it meanwhile); `Ok(None)` when there is no such file.
+pub async fn get_file(
     dir: &FileSystemDirectoryHandle,
     name: &str,
-    create: bool,
-) -> Result<FileSystemFileHandle, String> {
+) -> Result<Option<web_sys::File>, String> {
     let options = FileSystemGetFileOptions::new();
-    options.set_create(create);
-    let handle = JsFuture::from(dir.get_file_handle_with_options(name, &options))
-        .await
-        .map_err(message)?;
-    Ok(handle.unchecked_into())
-}
-
-pub async fn file_exists(dir: &FileSystemDirectoryHandle, name: &str) -> bool {
-    file_handle(dir, name, false).await.is_ok()
+    options.set_create(false);
+    let handle = match JsFuture::from(dir.get_file_handle_with_options(name, &options)).await {
+        Ok(handle) => handle.unchecked_into::<FileSystemFileHandle>(),
+        Err(e) if error_name(&e).as_deref() == Some("NotFoundError") => return Ok(None),
+        Err(e) => return Err(message(e)),
+    };
+    let file = JsFuture::from(handle.get_file()).await.map_err(message)?;
+    Ok(Some(file.unchecked_into()))
 }
 
 /// A synchronous access handle (workers only), creating the file if needed. Close it after use.
+/// The error is the browser's own (its name tells a refusal from a file in use).
 pub async fn sync_handle(
     dir: &FileSystemDirectoryHandle,
     name: &str,
-) -> Result<FileSystemSyncAccessHandle, String> {
-    let file = file_handle(dir, name, true).await?;
-    let handle = JsFuture::from(file.create_sync_access_handle())
-        .await
-        .map_err(message)?;
+) -> Result<FileSystemSyncAccessHandle, JsValue> {
+    let options = FileSystemGetFileOptions::new();
+    options.set_create(true);
+    let file: FileSystemFileHandle =
+        JsFuture::from(dir.get_file_handle_with_options(name, &options))
+            .await?
+            .unchecked_into();
+    let handle = JsFuture::from(file.create_sync_access_handle()).await?;
     Ok(handle.unchecked_into())
 }
 
+/// Deletes a file; one that is not there is not an error.
 pub async fn remove(dir: &FileSystemDirectoryHandle, name: &str) -> Result<(), String> {
-    JsFuture::from(dir.remove_entry(name))
-        .await
-        .map_err(message)?;
-    Ok(())
+    match JsFuture::from(dir.remove_entry(name)).await {
+        Ok(_) => Ok(()),
+        Err(e) if error_name(&e).as_deref() == Some("NotFoundError") => Ok(()),
+        Err(e) => Err(message(e)),
+    }
 }
 
-pub fn read_at(
-    handle: &FileSystemSyncAccessHandle,
-    buffer: &mut [u8],
-    at: u64,
-) -> Result<usize, String> {
+/// Writes `bytes` at `at`; a short write (the quota reached) is an error too.
+pub fn write_at(handle: &FileSystemSyncAccessHandle, bytes: &[u8], at: u64) -> Result<(), JsValue> {
     let options = FileSystemReadWriteOptions::new();
     options.set_at(at as f64);
-    let n = handle
-        .read_with_u8_array_and_options(buffer, &options)
-        .map_err(message)?;
-    Ok(n as usize)
-}
-
-pub fn write_at(handle: &FileSystemSyncAccessHandle, bytes: &[u8], at: u64) -> Result<(), String> {
-    let options = FileSystemReadWriteOptions::new();
-    options.set_at(at as f64);
-    handle
-        .write_with_u8_array_and_options(bytes, &options)
-        .map_err(message)?;
+    let written = handle.write_with_u8_array_and_options(bytes, &options)?;
+    if (written as usize) < bytes.len() {
+        let error = js_sys::Error::new("the browser stored only part of the bytes written");
+        error.set_name("QuotaExceededError");
+        return Err(error.into());
+    }
     Ok(())
 }
 
@@ -271,4 +279,69 @@ pub async fn storage_estimate() -> Option<(f64, f64)> {
     let usage = Reflect::get(&estimate, &"usage".into()).ok()?.as_f64()?;
     let quota = Reflect::get(&estimate, &"quota".into()).ok()?.as_f64()?;
     Some((usage, quota))
+}
+
+/// Waits `ms` milliseconds (letting messages in meanwhile).
+pub async fn sleep(ms: i32) {
+    let promise = Promise::new(&mut |resolve, _| {
+        let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+/// A Web Lock held until this is dropped (`navigator.locks`: one holder per origin, across
+/// tabs and workers).
+pub struct LockGuard {
+    release: Option<js_sys::Function>,
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.call0(&JsValue::NULL);
+        }
+    }
+}
+
+/// The lock `name` if it is free now: `Ok(Some)`; `Ok(None)` if another holds it; `Err` if
+/// this browser has no Web Locks (then nothing can be coordinated, and the caller goes on).
+pub async fn try_lock(name: &str) -> Result<Option<LockGuard>, String> {
+    let locks = Reflect::get(&scope().navigator(), &"locks".into())
+        .ok()
+        .filter(|l| l.is_object())
+        .ok_or("no Web Locks")?;
+    let request: js_sys::Function = Reflect::get(&locks, &"request".into())
+        .ok()
+        .and_then(|f| f.dyn_into().ok())
+        .ok_or("no Web Locks")?;
+    // Resolved (with nothing) to let the lock go.
+    let mut release = None;
+    let held = Promise::new(&mut |resolve, _| release = Some(resolve));
+    // Resolved with whether the lock was granted.
+    let mut granted = None;
+    let answer = Promise::new(&mut |resolve, _| granted = Some(resolve));
+    let (release, granted) = match (release, granted) {
+        (Some(r), Some(g)) => (r, g),
+        _ => return Err("no Web Locks".into()),
+    };
+    let callback = wasm_bindgen::closure::Closure::once_into_js(move |lock: JsValue| -> JsValue {
+        let got = !lock.is_null() && !lock.is_undefined();
+        let _ = granted.call1(&JsValue::NULL, &JsValue::from_bool(got));
+        if got {
+            held.into()
+        } else {
+            JsValue::UNDEFINED
+        }
+    });
+    let options = Object::new();
+    let _ = Reflect::set(&options, &"ifAvailable".into(), &JsValue::TRUE);
+    let pending = request
+        .call3(&locks, &JsValue::from_str(name), &options, &callback)
+        .map_err(message)?;
+    // The request's own promise settles when the lock is let go; nothing waits on it.
+    drop(pending);
+    let got = JsFuture::from(answer).await.map_err(message)?;
+    Ok(got.as_bool().unwrap_or(false).then_some(LockGuard {
+        release: Some(release),
+    }))
 }

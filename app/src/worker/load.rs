@@ -2,8 +2,14 @@
 //! URL, a file), on WebGPU or the CPU. The header's memory plan is checked for the tier before
 //! the weights arrive; a model WebGPU cannot hold or run loads on the CPU instead, and the page
 //! is told why. Stop cancels a load between chunks (a partial download stays for a resume).
+//!
+//! One tab at a time downloads or reads the stored model: a load holds the Web Lock
+//! [`STORE_LOCK`] (`navigator.locks`, shared by every tab and worker of the origin); a tab that
+//! finds it taken says so and goes on once it is free (by then, usually, from the verified copy
+//! the other tab stored). A load the user asked to run from memory keeps nothing.
 
 use super::feed::{self, cancelled, Hooks, LoadedBytes};
+use super::js::LockGuard;
 use super::store::{self, LoadError, Origin, Store, Target};
 use super::{js, post, probe, Worker, PAGE_CONTEXT};
 use crate::protocol::{
@@ -17,6 +23,9 @@ use engine::runtime::{Device, Engine, Feed};
 use engine::text::chat::ChatMessage;
 use std::cell::Cell;
 
+/// The Web Lock a load holds while it reads or writes the stored model.
+pub const STORE_LOCK: &str = "glassbox-model-store";
+
 impl Worker {
     /// Loads `source` (`None`: the model loaded now, else the default) on the tier chosen,
     /// falling back to the CPU where WebGPU cannot run it; posts `Loaded` or `LoadFailed`.
@@ -25,11 +34,13 @@ impl Worker {
         choice: TierChoice,
         source: Option<ModelSource>,
         file: Option<web_sys::File>,
+        memory_only: bool,
     ) {
         if self.gpu.is_none() && self.gpu_error.is_none() {
             self.probe().await;
         }
         self.stop.set(false);
+        self.memory_only = memory_only;
         let started = js::now_ms();
         self.engine = None;
         self.chat = None;
@@ -59,6 +70,7 @@ impl Worker {
                 post(EngineEvent::LoadFailed {
                     message: e.message,
                     retry: e.retry,
+                    offer_memory: e.offer_memory,
                 });
             }
         }
@@ -126,15 +138,51 @@ impl Worker {
         }
     }
 
-    /// Deletes an unverified partial copy of the model being loaded.
+    /// Deletes an unverified partial copy of the model being loaded (a copy whose state
+    /// cannot be read stays).
     async fn drop_partial(&self) {
         let Some(target) = &self.target else { return };
         let Some(storage) = &target.storage else {
             return;
         };
+        let Ok(_lock) = self.lock_store(false).await else {
+            return;
+        };
         let store = Store::open().await;
-        if store.state(storage, target.bytes).await.0.is_none() {
+        if matches!(store.state(storage, target.bytes).await, Ok((None, _))) {
             store.clear(storage).await;
+        }
+    }
+
+    /// Takes the store's Web Lock, waiting while another tab holds it; a load (`announce`)
+    /// says so, and Stop ends its wait. `None` where the browser has no Web Locks.
+    pub(super) async fn lock_store(&self, announce: bool) -> Result<Option<LockGuard>, LoadError> {
+        match js::try_lock(STORE_LOCK).await {
+            Err(why) => {
+                store::warn(&format!("tabs are not coordinated: {why}"));
+                return Ok(None);
+            }
+            Ok(Some(guard)) => return Ok(Some(guard)),
+            Ok(None) => {}
+        }
+        if announce {
+            post(EngineEvent::Waiting(
+                "Another Glassbox tab is loading the model; this tab goes on as soon as it is \
+                 done."
+                    .into(),
+            ));
+        }
+        loop {
+            js::sleep(250).await;
+            if announce && self.stop.get() {
+                return Err(LoadError::new(
+                    "cancelled while another Glassbox tab was loading the model; Retry goes on",
+                    true,
+                ));
+            }
+            if let Ok(Some(guard)) = js::try_lock(STORE_LOCK).await {
+                return Ok(Some(guard));
+            }
         }
     }
 
@@ -168,10 +216,20 @@ impl Worker {
 
     /// Loads the chosen model on `device` (cache first), then warms it up.
     async fn load_on(&mut self, device: Device, tier: Tier) -> Result<ModelInfo, LoadError> {
-        let target = self
+        let mut target = self
             .target
             .clone()
             .ok_or_else(|| LoadError::new("no model was chosen", false))?;
+        let mut notes = Vec::new();
+        if self.memory_only {
+            target.storage = None;
+            notes.push(
+                "The model runs from memory: it is not kept in this browser, and is downloaded \
+                 again on the next visit."
+                    .to_string(),
+            );
+        }
+        let lock = self.lock_store(true).await?;
         let store = Store::open().await;
         let limits = probe::device_limits(self.gpu_limits).await;
         let context = Cell::new(PAGE_CONTEXT);
@@ -203,8 +261,14 @@ impl Worker {
             stop: &self.stop,
             on_header: &on_header,
         };
-        let LoadedBytes { engine, sha256 } =
-            feed::load_model(device, &store, &target, &hooks).await?;
+        let LoadedBytes {
+            engine,
+            sha256,
+            note: stored_note,
+        } = feed::load_model(device, &store, &target, &hooks).await?;
+        notes.extend(stored_note);
+        // The stored copy is no longer needed: another tab may read it now.
+        drop(lock);
         post(EngineEvent::Progress(LoadProgress {
             stage: LoadStage::WarmUp,
             bytes: target.bytes,
@@ -227,9 +291,10 @@ impl Worker {
             .await;
         self.context = context.get();
         self.engine = Some(engine);
+        notes.extend(note.take());
         Ok(ModelInfo {
             context: self.context,
-            note: note.take(),
+            note: (!notes.is_empty()).then(|| notes.join(" ")),
             ..info
         })
     }
@@ -256,7 +321,7 @@ impl Worker {
         let url = target.url().filter(|u| !u.is_empty()).map(str::to_string);
         if bundled.is_none() {
             if let Some(storage) = &target.storage {
-                if store.state(storage, target.bytes).await.0.is_some() {
+                if store.has_verified(storage, target.bytes).await {
                     store
                         .remember(store::StoredModel {
                             sha256: sha256.clone(),
@@ -295,7 +360,8 @@ impl Worker {
             licence_url: bundled
                 .and_then(|m| m.licence_url())
                 .or_else(|| target.licence_url.clone()),
-            completion: engine.template().is_none(),
+            completion: engine.template().is_none() && engine.template_error().is_none(),
+            template_error: engine.template_error().map(str::to_string),
             sha256_checked: checked,
             note: None,
         }

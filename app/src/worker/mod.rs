@@ -108,6 +108,8 @@ struct Worker {
     inspection: Option<engine::analysis::inspect::Inspection>,
     /// The Vision view's models, loaded on its first request.
     vision: Option<vision::VisionModels>,
+    /// The user asked to run the model without keeping it (the storage was full).
+    memory_only: bool,
 }
 
 async fn run(mut messages: mpsc::UnboundedReceiver<Incoming>, stop: Rc<Cell<bool>>) {
@@ -125,6 +127,7 @@ async fn run(mut messages: mpsc::UnboundedReceiver<Incoming>, stop: Rc<Cell<bool
         stop,
         inspection: None,
         vision: None,
+        memory_only: false,
     };
     while let Some((message, file)) = messages.next().await {
         worker.handle(message, file).await;
@@ -148,14 +151,20 @@ impl Worker {
     async fn on_engine(&mut self, request: EngineRequest, file: Option<web_sys::File>) {
         match request {
             EngineRequest::Probe => self.probe().await,
-            EngineRequest::Load { tier, source } => self.load(tier, source, file).await,
+            EngineRequest::Load {
+                tier,
+                source,
+                memory_only,
+            } => self.load(tier, source, file, memory_only).await,
             EngineRequest::CacheInfo => post(EngineEvent::Cache(self.cache_info().await)),
             EngineRequest::ClearCache => {
+                let lock = self.lock_store(false).await;
                 let store = Store::open().await;
                 if let Some(storage) = self.storage_name(&store).await {
                     store.clear(&storage).await;
                     store.forget_storage(&storage).await;
                 }
+                drop(lock);
                 post(EngineEvent::Cache(self.cache_info().await));
                 self.list().await;
             }
@@ -240,8 +249,15 @@ impl Worker {
                 .ok()
                 .map(|m| m.chat.bytes),
         };
+        let mut note = store.note();
         let (model_bytes, partial_bytes) = match (self.storage_name(&store).await, bytes) {
-            (Some(storage), Some(bytes)) => store.state(&storage, bytes).await,
+            (Some(storage), Some(bytes)) => match store.state(&storage, bytes).await {
+                Ok(state) => state,
+                Err(e) => {
+                    note = Some(format!("The stored model cannot be read now ({e})."));
+                    (None, None)
+                }
+            },
             _ => (None, None),
         };
         let estimate = js::storage_estimate().await;
@@ -252,6 +268,7 @@ impl Worker {
             quota: estimate.map(|e| e.1),
             unavailable: store.unavailable(),
             storage: store.describe().to_string(),
+            note,
         }
     }
 }

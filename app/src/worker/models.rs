@@ -21,7 +21,9 @@ impl Worker {
                 });
             }
             ModelRequest::Forget { sha256 } => {
+                let lock = self.lock_store(false).await;
                 Store::open().await.forget(&sha256).await;
+                drop(lock);
                 self.list().await;
             }
         }
@@ -38,7 +40,7 @@ impl Worker {
         };
         let mut entries = Vec::new();
         for (i, file) in manifest.all().enumerate() {
-            let stored = store.state(&file.file, file.bytes).await.0.is_some();
+            let stored = store.has_verified(&file.file, file.bytes).await;
             let summary = self
                 .summary_of(
                     &store,
@@ -63,7 +65,7 @@ impl Worker {
             if manifest.find(&model.sha256).is_some() {
                 continue;
             }
-            let stored = store.state(&model.storage, model.bytes).await.0.is_some();
+            let stored = store.has_verified(&model.storage, model.bytes).await;
             entries.push(ModelEntry {
                 summary: model
                     .summary
@@ -109,7 +111,7 @@ impl Worker {
         let manifest = store::fetch_manifest(&store).await?;
         let (target, probed) = self.resolve(&store, &manifest, source, file).await?;
         let stored = match &target.storage {
-            Some(storage) => store.state(storage, target.bytes).await.0.is_some(),
+            Some(storage) => store.has_verified(storage, target.bytes).await,
             None => false,
         };
         let probed = match probed {

@@ -82,7 +82,7 @@ async fn run_orders(engine: &Engine, run: &OrderRun<'_>, stop: &Cell<bool>) -> R
         return Err(Error::InvalidRequest("an option is empty".into()));
     }
     let tokenizer = engine.tokenizer();
-    let completion = engine.template().is_none();
+    let completion = super::chat::template(engine).is_none();
     let (prefix, rest) = prompt_parts(engine, run.question, run.options)?;
     let layout_of = |parts: &[PartIds], order: &[usize]| layout(parts, order, run.set_based);
     let identity: Vec<usize> = (0..run.options.len()).collect();
@@ -204,7 +204,7 @@ pub fn whole_prompt(
 /// The prompt's text before and after the options: the rendered chat template, or, without
 /// one, plain text.
 fn around_options(engine: &Engine, question: &str) -> Result<(String, String)> {
-    let Some(template) = engine.template() else {
+    let Some(template) = super::chat::template(engine) else {
         return Ok((
             format!("Question: {}\nOptions:", question.trim()),
             "\nAnswer:".to_string(),

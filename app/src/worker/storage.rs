@@ -1,6 +1,13 @@
 //! Where the worker keeps files between visits: the Origin Private File System where the
-//! browser offers it (fast, random access), else the Cache API (every browser with service
-//! workers has it), else nowhere.
+//! browser offers it and its synchronous handles really work (tried once with a small file of
+//! its own: WebKit has the methods and refuses them), else the Cache API (every browser with
+//! service workers has it), else nowhere. A store that fails a write it should take (anything
+//! but a full quota) is given up for the rest of the worker's life, and the page is told why.
+//!
+//! Sizes and reads go through `getFile()` snapshots, which need no lock, so a second tab can
+//! read while another writes; only writers take a synchronous handle. A size that cannot be
+//! read is an error, never "no such file". A small file that cannot be written whole is
+//! deleted, never left truncated.
 //!
 //! Both look the same to the model store above: files with a size, read from the start in
 //! chunks, written from an offset on. The Cache API holds whole responses only, so a file there is
@@ -11,7 +18,8 @@
 
 use super::js::{self, message};
 use js_sys::{Array, Uint8Array};
-use wasm_bindgen::JsCast;
+use std::cell::RefCell;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Cache, FileSystemDirectoryHandle, FileSystemSyncAccessHandle, Response};
 
@@ -20,82 +28,232 @@ const CACHE_NAME: &str = "glassbox-models-v1";
 const PART_PREFIX: &str = "glassbox-store/";
 /// The Cache API writer puts a part each time this many bytes have arrived.
 const PART_BYTES: usize = 4 << 20;
-/// How much the OPFS reader reads at a time.
-const READ_CHUNK: usize = 1 << 20;
+/// How much a reader reads at a time.
+const READ_CHUNK: u64 = 4 << 20;
 
-pub enum Storage {
+/// Why a store could not do what was asked: the origin's quota is used up, or anything else
+/// (the store refused what it advertised, a file in use).
+#[derive(Debug, Clone)]
+pub struct StoreError {
+    pub message: String,
+    pub quota: bool,
+}
+
+impl StoreError {
+    fn js(value: JsValue) -> Self {
+        StoreError {
+            quota: js::is_quota(&value),
+            message: named(value),
+        }
+    }
+
+    fn other(message: impl Into<String>) -> Self {
+        StoreError {
+            message: message.into(),
+            quota: false,
+        }
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A JS error as "Name: message" (the name tells a refusal from a file in use).
+fn named(value: JsValue) -> String {
+    let name = js::error_name(&value);
+    let text = message(value);
+    match name {
+        Some(name) if !name.is_empty() && name != "Error" && !text.contains(&name) => {
+            format!("{name}: {text}")
+        }
+        _ => text,
+    }
+}
+
+/// Where files are kept.
+pub enum Backend {
     Opfs(FileSystemDirectoryHandle),
     CacheApi(Cache),
     /// Nothing persists; the reason is shown to the user.
     Nowhere(String),
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Opfs,
+    CacheApi,
+}
+
+thread_local! {
+    /// The stores this worker found wanting (a handle refused, a write that failed), with why:
+    /// every later open skips them.
+    static REFUSED: RefCell<Vec<(Kind, String)>> = const { RefCell::new(Vec::new()) };
+    /// Whether the Origin Private File System's synchronous handles were tried and worked.
+    static OPFS_TRIED: RefCell<bool> = const { RefCell::new(false) };
+}
+
+fn refused(kind: Kind) -> Option<String> {
+    REFUSED.with(|r| {
+        r.borrow()
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, why)| why.clone())
+    })
+}
+
+fn refuse(kind: Kind, why: &str) {
+    REFUSED.with(|r| {
+        let mut r = r.borrow_mut();
+        if !r.iter().any(|(k, _)| *k == kind) {
+            r.push((kind, why.to_string()));
+        }
+    });
+}
+
+/// Opens, writes, reads back and deletes a small file of its own through a synchronous handle:
+/// some browsers have the methods and refuse them (WebKit: `NotSupportedError`). A full quota
+/// is not a refusal.
+async fn try_opfs(dir: &FileSystemDirectoryHandle) -> Result<(), String> {
+    let name = format!(".probe-{:016x}", (js_sys::Math::random() * 1e16) as u64);
+    let result = async {
+        let handle = js::sync_handle(dir, &name).await?;
+        let written = js::write_at(&handle, b"g", 0).and_then(|()| handle.flush());
+        handle.close();
+        match written {
+            Err(e) if !js::is_quota(&e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+    .await;
+    let _ = js::remove(dir, &name).await;
+    result.map_err(named)
+}
+
+pub struct Storage {
+    backend: Backend,
+    /// Why a better store is not used (it refused what it advertised), for the page.
+    pub note: Option<String>,
+}
+
 impl Storage {
-    /// OPFS where the worker can open synchronous handles in it, else the Cache API.
+    /// OPFS where the worker can really open synchronous handles in it, else the Cache API,
+    /// else nowhere; a store that failed before in this worker is skipped.
     pub async fn open() -> Storage {
-        let opfs = match js::opfs_root().await {
-            Ok(dir) => return Storage::Opfs(dir),
-            Err(e) => e,
+        let mut note = None;
+        let opfs = match refused(Kind::Opfs) {
+            Some(why) => Err((why, true)),
+            None => match js::opfs_root().await {
+                Ok(dir) if OPFS_TRIED.with(|t| *t.borrow()) => Ok(dir),
+                Ok(dir) => match try_opfs(&dir).await {
+                    Ok(()) => {
+                        OPFS_TRIED.with(|t| *t.borrow_mut() = true);
+                        Ok(dir)
+                    }
+                    Err(why) => {
+                        let why = format!("it refused a file handle ({why})");
+                        refuse(Kind::Opfs, &why);
+                        Err((why, true))
+                    }
+                },
+                Err(why) => Err((why, false)),
+            },
         };
-        match js::open_cache(CACHE_NAME).await {
-            Ok(cache) => Storage::CacheApi(cache),
-            Err(cache_api) => Storage::Nowhere(format!(
-                "this browser cannot store the model (Origin Private File System: {opfs}; \
-                 Cache API: {cache_api}); it is downloaded on every visit"
-            )),
+        let opfs = match opfs {
+            Ok(dir) => {
+                return Storage {
+                    backend: Backend::Opfs(dir),
+                    note: None,
+                }
+            }
+            Err((why, advertised)) => {
+                if advertised {
+                    note = Some(format!("the Origin Private File System is not used: {why}"));
+                }
+                why
+            }
+        };
+        let cache_api = match refused(Kind::CacheApi) {
+            Some(why) => Err(why),
+            None => js::open_cache(CACHE_NAME).await,
+        };
+        match cache_api {
+            Ok(cache) => Storage {
+                backend: Backend::CacheApi(cache),
+                note,
+            },
+            Err(cache_api) => Storage {
+                backend: Backend::Nowhere(format!(
+                    "this browser cannot store the model (Origin Private File System: {opfs}; \
+                     Cache API: {cache_api}); it is downloaded on every visit"
+                )),
+                note: None,
+            },
+        }
+    }
+
+    /// Marks this store as unusable for the rest of the worker's life (it failed a write it
+    /// should have taken): the next open takes the next store.
+    pub fn refuse(&self, why: &str) {
+        match self.backend {
+            Backend::Opfs(_) => refuse(Kind::Opfs, why),
+            Backend::CacheApi(_) => refuse(Kind::CacheApi, why),
+            Backend::Nowhere(_) => {}
+        }
+    }
+
+    /// Why nothing can be kept, where that is so.
+    pub fn unavailable(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Nowhere(why) => Some(why),
+            _ => None,
         }
     }
 
     /// What holds the files, as the page shows it.
     pub fn describe(&self) -> &'static str {
-        match self {
-            Storage::Opfs(_) => "Origin Private File System",
-            Storage::CacheApi(_) => "Cache API",
-            Storage::Nowhere(_) => "nowhere",
+        match self.backend {
+            Backend::Opfs(_) => "Origin Private File System",
+            Backend::CacheApi(_) => "Cache API",
+            Backend::Nowhere(_) => "nowhere",
         }
     }
 
-    /// The file's size, or None when there is no such file.
-    pub async fn size(&self, name: &str) -> Option<u64> {
-        match self {
-            Storage::Opfs(dir) => {
-                if !js::file_exists(dir, name).await {
-                    return None;
-                }
-                let handle = js::sync_handle(dir, name).await.ok()?;
-                let size = handle.get_size().unwrap_or(0.0) as u64;
-                handle.close();
-                Some(size)
+    /// The file's size: `Ok(None)` when there is no such file, `Err` when the store cannot say
+    /// (never to be taken for "not stored").
+    pub async fn size(&self, name: &str) -> Result<Option<u64>, String> {
+        match &self.backend {
+            Backend::Opfs(dir) => Ok(js::get_file(dir, name).await?.map(|f| f.size() as u64)),
+            Backend::CacheApi(cache) => {
+                let parts = parts(cache, name).await?;
+                Ok((!parts.is_empty()).then(|| contiguous(&parts).1))
             }
-            Storage::CacheApi(cache) => {
-                let parts = parts(cache, name).await;
-                (!parts.is_empty()).then(|| contiguous(&parts).1)
-            }
-            Storage::Nowhere(_) => None,
+            Backend::Nowhere(_) => Ok(None),
         }
     }
 
-    pub async fn remove(&self, name: &str) {
-        match self {
-            Storage::Opfs(dir) => {
-                let _ = js::remove(dir, name).await;
-            }
-            Storage::CacheApi(cache) => remove_parts(cache, name, 0).await,
-            Storage::Nowhere(_) => {}
+    pub async fn remove(&self, name: &str) -> Result<(), String> {
+        match &self.backend {
+            Backend::Opfs(dir) => js::remove(dir, name).await,
+            Backend::CacheApi(cache) => remove_parts(cache, name, 0).await,
+            Backend::Nowhere(_) => Ok(()),
         }
     }
 
-    /// Reads the first `len` bytes of the file, a chunk at a time.
+    /// Reads the first `len` bytes of the file, a chunk at a time (OPFS: from a snapshot of the
+    /// file, which needs no lock).
     pub async fn reader(&self, name: &str, len: u64) -> Result<FileReader, String> {
-        match self {
-            Storage::Opfs(dir) => Ok(FileReader::Opfs {
-                handle: js::sync_handle(dir, name).await?,
-                buffer: vec![0u8; READ_CHUNK],
-                at: 0,
-                len,
-            }),
-            Storage::CacheApi(cache) => {
-                let (parts, _) = contiguous(&parts(cache, name).await);
+        match &self.backend {
+            Backend::Opfs(dir) => {
+                let file = js::get_file(dir, name)
+                    .await?
+                    .ok_or("the stored file is gone")?;
+                Ok(FileReader::Opfs { file, at: 0, len })
+            }
+            Backend::CacheApi(cache) => {
+                let (parts, _) = contiguous(&parts(cache, name).await?);
                 Ok(FileReader::CacheApi {
                     cache: cache.clone(),
                     parts,
@@ -104,20 +262,25 @@ impl Storage {
                     len,
                 })
             }
-            Storage::Nowhere(_) => Ok(FileReader::Empty),
+            Backend::Nowhere(_) => Ok(FileReader::Empty),
         }
     }
 
     /// Writes the file from byte `at` on, dropping whatever it held from there.
-    pub async fn writer(&self, name: &str, at: u64) -> Result<FileWriter, String> {
-        match self {
-            Storage::Opfs(dir) => {
-                let handle = js::sync_handle(dir, name).await?;
-                handle.truncate_with_f64(at as f64).map_err(message)?;
+    pub async fn writer(&self, name: &str, at: u64) -> Result<FileWriter, StoreError> {
+        match &self.backend {
+            Backend::Opfs(dir) => {
+                let handle = js::sync_handle(dir, name).await.map_err(StoreError::js)?;
+                if let Err(e) = handle.truncate_with_f64(at as f64) {
+                    handle.close();
+                    return Err(StoreError::js(e));
+                }
                 Ok(FileWriter::Opfs { handle, at })
             }
-            Storage::CacheApi(cache) => {
-                remove_parts(cache, name, at).await;
+            Backend::CacheApi(cache) => {
+                remove_parts(cache, name, at)
+                    .await
+                    .map_err(StoreError::other)?;
                 Ok(FileWriter::CacheApi {
                     cache: cache.clone(),
                     name: name.to_string(),
@@ -125,32 +288,37 @@ impl Storage {
                     pending: Vec::with_capacity(PART_BYTES),
                 })
             }
-            Storage::Nowhere(_) => Ok(FileWriter::Nowhere),
+            Backend::Nowhere(_) => Ok(FileWriter::Nowhere),
         }
     }
 
-    /// Replaces a small file's contents.
-    pub async fn write_small(&self, name: &str, text: &str) {
-        if let Ok(mut writer) = self.writer(name, 0).await {
-            let _ = writer.write(text.as_bytes()).await;
-            let _ = writer.close().await;
+    /// Replaces a small file's contents; a failed write leaves no file behind (never a
+    /// truncated one).
+    pub async fn write_small(&self, name: &str, text: &str) -> Result<(), StoreError> {
+        let result = async {
+            let mut writer = self.writer(name, 0).await?;
+            let written = writer.write(text.as_bytes()).await;
+            let closed = writer.close().await;
+            written.and(closed)
         }
+        .await;
+        if result.is_err() {
+            let _ = self.remove(name).await;
+        }
+        result
     }
 
-    pub async fn read_small(&self, name: &str) -> Option<String> {
-        let size = self.size(name).await?.min(1 << 20);
-        let mut reader = self.reader(name, size).await.ok()?;
-        let mut bytes = Vec::new();
-        let result = loop {
-            match reader.next_chunk().await {
-                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
-            }
+    /// A small file's text: `Ok(None)` when there is none (or it is not text).
+    pub async fn read_small(&self, name: &str) -> Result<Option<String>, String> {
+        let Some(size) = self.size(name).await? else {
+            return Ok(None);
         };
-        reader.close();
-        result.ok()?;
-        String::from_utf8(bytes).ok()
+        let mut reader = self.reader(name, size.min(1 << 20)).await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = reader.next_chunk().await? {
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(String::from_utf8(bytes).ok())
     }
 }
 
@@ -179,10 +347,8 @@ fn parse_part(url: &str, name: &str) -> Option<Part> {
     })
 }
 
-async fn parts(cache: &Cache, name: &str) -> Vec<Part> {
-    let Ok(keys) = JsFuture::from(cache.keys()).await else {
-        return Vec::new();
-    };
+async fn parts(cache: &Cache, name: &str) -> Result<Vec<Part>, String> {
+    let keys = JsFuture::from(cache.keys()).await.map_err(named)?;
     let mut parts: Vec<Part> = Array::from(&keys)
         .iter()
         .filter_map(|request| {
@@ -191,7 +357,7 @@ async fn parts(cache: &Cache, name: &str) -> Vec<Part> {
         })
         .collect();
     parts.sort_by_key(|p| p.offset);
-    parts
+    Ok(parts)
 }
 
 /// The parts that follow each other from byte 0 without a gap, and the bytes they cover.
@@ -209,18 +375,20 @@ fn contiguous(parts: &[Part]) -> (Vec<Part>, u64) {
 }
 
 /// Deletes the parts of `name` that reach byte `from` or beyond.
-async fn remove_parts(cache: &Cache, name: &str, from: u64) {
-    for part in parts(cache, name).await {
+async fn remove_parts(cache: &Cache, name: &str, from: u64) -> Result<(), String> {
+    for part in parts(cache, name).await? {
         if part.offset + part.len > from || part.len == 0 {
-            let _ = JsFuture::from(cache.delete_with_str(&part.key)).await;
+            JsFuture::from(cache.delete_with_str(&part.key))
+                .await
+                .map_err(named)?;
         }
     }
+    Ok(())
 }
 
 pub enum FileReader {
     Opfs {
-        handle: FileSystemSyncAccessHandle,
-        buffer: Vec<u8>,
+        file: web_sys::File,
         at: u64,
         len: u64,
     },
@@ -238,22 +406,17 @@ impl FileReader {
     /// The next chunk, or None once `len` bytes were read. A file shorter than `len` is an error.
     pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, String> {
         match self {
-            FileReader::Opfs {
-                handle,
-                buffer,
-                at,
-                len,
-            } => {
+            FileReader::Opfs { file, at, len } => {
                 if *at >= *len {
                     return Ok(None);
                 }
-                let want = ((*len - *at) as usize).min(buffer.len());
-                let n = js::read_at(handle, &mut buffer[..want], *at)?;
-                if n == 0 {
+                let end = (*at + READ_CHUNK).min(*len);
+                let bytes = js::read_file(file, *at, end).await?;
+                if bytes.is_empty() {
                     return Err("the stored file is shorter than recorded".into());
                 }
-                *at += n as u64;
-                Ok(Some(buffer[..n].to_vec()))
+                *at += bytes.len() as u64;
+                Ok(Some(bytes))
             }
             FileReader::CacheApi {
                 cache,
@@ -294,11 +457,7 @@ impl FileReader {
         }
     }
 
-    pub fn close(self) {
-        if let FileReader::Opfs { handle, .. } = self {
-            handle.close();
-        }
-    }
+    pub fn close(self) {}
 }
 
 pub enum FileWriter {
@@ -317,10 +476,10 @@ pub enum FileWriter {
 }
 
 impl FileWriter {
-    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         match self {
             FileWriter::Opfs { handle, at } => {
-                js::write_at(handle, bytes, *at)?;
+                js::write_at(handle, bytes, *at).map_err(StoreError::js)?;
                 *at += bytes.len() as u64;
                 Ok(())
             }
@@ -337,10 +496,10 @@ impl FileWriter {
 
     /// Stores what is still buffered. Call it on every path out, an interrupted download too:
     /// what was written is what a later attempt resumes from.
-    pub async fn close(mut self) -> Result<(), String> {
+    pub async fn close(mut self) -> Result<(), StoreError> {
         match &self {
             FileWriter::Opfs { handle, .. } => {
-                let result = handle.flush().map_err(message);
+                let result = handle.flush().map_err(StoreError::js);
                 handle.close();
                 result
             }
@@ -349,7 +508,12 @@ impl FileWriter {
         }
     }
 
-    async fn put_pending(&mut self) -> Result<(), String> {
+    /// Whether this writer keeps anything.
+    pub fn keeps(&self) -> bool {
+        !matches!(self, FileWriter::Nowhere)
+    }
+
+    async fn put_pending(&mut self) -> Result<(), StoreError> {
         let FileWriter::CacheApi {
             cache,
             name,
@@ -363,11 +527,11 @@ impl FileWriter {
             return Ok(());
         }
         let body = Uint8Array::from(pending.as_slice());
-        let response = Response::new_with_opt_buffer_source(Some(&body)).map_err(message)?;
+        let response = Response::new_with_opt_buffer_source(Some(&body)).map_err(StoreError::js)?;
         let key = part_key(name, *start, pending.len() as u64);
         JsFuture::from(cache.put_with_str(&key, &response))
             .await
-            .map_err(message)?;
+            .map_err(StoreError::js)?;
         *start += pending.len() as u64;
         pending.clear();
         Ok(())

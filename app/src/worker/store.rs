@@ -12,7 +12,7 @@
 //! size and date>.gguf`), listed by sha256 in a small index (`user-models.json`) once verified.
 
 use super::js;
-use super::storage::Storage;
+use super::storage::{Storage, StoreError};
 use engine::runtime::budget::ModelSummary;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -110,6 +110,8 @@ pub struct LoadError {
     pub retry: bool,
     /// The device failed (or cannot hold the model), not the bytes: the CPU may still run it.
     pub device: bool,
+    /// The storage is full: the page offers to run the model from memory, without keeping it.
+    pub offer_memory: bool,
 }
 
 impl LoadError {
@@ -118,14 +120,45 @@ impl LoadError {
             message: message.into(),
             retry,
             device: false,
+            offer_memory: false,
         }
     }
 
     pub fn device(message: impl Into<String>) -> Self {
         LoadError {
-            message: message.into(),
-            retry: true,
             device: true,
+            ..LoadError::new(message, true)
+        }
+    }
+
+    /// The origin's storage cannot take the `needed` bytes still to be kept: how much is
+    /// needed and free, and the way on (free space and Retry, or run from memory).
+    pub async fn quota(needed: u64, why: Option<&str>) -> Self {
+        let mb = |b: f64| format!("{:.1} MB", b / 1e6);
+        let free = match js::storage_estimate().await {
+            Some((usage, quota)) => format!(
+                "{} are free ({} of the {} this site may use are taken)",
+                mb((quota - usage).max(0.0)),
+                mb(usage),
+                mb(quota)
+            ),
+            None => "the browser does not say how much is free".to_string(),
+        };
+        let refused = why
+            .map(|w| format!("the browser refused to store more ({w}). "))
+            .unwrap_or_default();
+        LoadError {
+            offer_memory: true,
+            ..LoadError::new(
+                format!(
+                    "there is not enough storage to keep the model: {refused}It needs {} more; \
+                     {free}. Free some space (Remove cached model, or this site's data in the \
+                     browser's settings) and Retry, or run it from memory for this session: it \
+                     is not kept, and is downloaded again on the next visit.",
+                    mb(needed as f64)
+                ),
+                true,
+            )
         }
     }
 }
@@ -143,20 +176,39 @@ impl From<engine::Error> for LoadError {
 const MANIFEST_COPY: &str = "manifest.json";
 const INDEX: &str = "user-models.json";
 
-/// The manifest from the server, or, offline, the copy kept beside the cached model.
+/// The manifest from the server, or, offline, the copy kept beside the cached model (rewritten
+/// only when it changed; a copy that could not be written whole is not kept).
 pub async fn fetch_manifest(store: &Store) -> Result<Manifest, LoadError> {
     let text = match js::fetch_text("models/manifest.json").await {
         Ok(text) => {
-            store.write_small(MANIFEST_COPY, &text).await;
+            if store
+                .read_small(MANIFEST_COPY)
+                .await
+                .ok()
+                .flatten()
+                .as_deref()
+                != Some(&text)
+            {
+                if let Err(e) = store.write_small(MANIFEST_COPY, &text).await {
+                    warn(&format!("the manifest's offline copy was not kept: {e}"));
+                }
+            }
             text
         }
         Err(e) => store
             .read_small(MANIFEST_COPY)
             .await
+            .ok()
+            .flatten()
+            .filter(|t| !t.trim().is_empty())
             .ok_or_else(|| LoadError::new(format!("cannot read the model manifest: {e}"), true))?,
     };
     serde_json::from_str(&text)
         .map_err(|e| LoadError::new(format!("the model manifest is malformed: {e}"), false))
+}
+
+pub fn warn(text: &str) {
+    web_sys::console::warn_1(&wasm_bindgen::JsValue::from_str(text));
 }
 
 /// A model the user added, stored in this browser and verified.
@@ -192,6 +244,9 @@ pub struct Store {
     pub(super) storage: Storage,
 }
 
+/// What is stored of one model: its verified size, or the size of a partial copy.
+pub type Stored = (Option<u64>, Option<u64>);
+
 impl Store {
     pub async fn open() -> Store {
         Store {
@@ -201,10 +256,7 @@ impl Store {
 
     /// Why nothing can be cached, where that is so.
     pub fn unavailable(&self) -> Option<String> {
-        match &self.storage {
-            Storage::Nowhere(why) => Some(why.clone()),
-            _ => None,
-        }
+        self.storage.unavailable().map(str::to_string)
     }
 
     /// What holds the cached model, as the page shows it.
@@ -212,47 +264,72 @@ impl Store {
         self.storage.describe()
     }
 
+    /// Why a better store than this one is not used, where one refused.
+    pub fn note(&self) -> Option<String> {
+        self.storage.note.clone()
+    }
+
     /// (verified size, partial size) of the stored copy named `storage`, `bytes` long whole.
-    pub async fn state(&self, storage: &str, bytes: u64) -> (Option<u64>, Option<u64>) {
-        let Some(size) = self.storage.size(storage).await else {
-            return (None, None);
+    /// Verified: whole, and its marker (written last, after the sha256 matched) holds a
+    /// sha256. An error is an error: it never means "not stored".
+    pub async fn state(&self, storage: &str, bytes: u64) -> Result<Stored, String> {
+        let Some(size) = self.storage.size(storage).await? else {
+            return Ok((None, None));
         };
-        let verified = size == bytes && self.storage.size(&marker(storage)).await.is_some();
-        if verified {
+        let verified = size == bytes && self.verified_sha256(storage).await?.is_some();
+        Ok(if verified {
             (Some(size), None)
         } else {
             (None, (size > 0).then_some(size))
-        }
+        })
+    }
+
+    /// Whether a verified copy is stored (a store that cannot say counts as no).
+    pub async fn has_verified(&self, storage: &str, bytes: u64) -> bool {
+        matches!(self.state(storage, bytes).await, Ok((Some(_), _)))
     }
 
     /// The sha256 the marker of a verified copy holds.
-    pub async fn verified_sha256(&self, storage: &str) -> Option<String> {
-        self.storage.read_small(&marker(storage)).await
+    pub async fn verified_sha256(&self, storage: &str) -> Result<Option<String>, String> {
+        let text = self.storage.read_small(&marker(storage)).await?;
+        Ok(text
+            .map(|t| t.trim().to_string())
+            .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())))
     }
 
-    pub async fn write_small(&self, name: &str, text: &str) {
+    pub async fn write_small(&self, name: &str, text: &str) -> Result<(), StoreError> {
         self.storage.write_small(name, text).await
     }
 
-    pub async fn read_small(&self, name: &str) -> Option<String> {
+    pub async fn read_small(&self, name: &str) -> Result<Option<String>, String> {
         self.storage.read_small(name).await
     }
 
     /// Deletes a copy (marker first: a half-deleted copy is never taken for verified).
     pub async fn clear(&self, storage: &str) {
-        self.storage.remove(&marker(storage)).await;
-        self.storage.remove(storage).await;
+        for name in [marker(storage), storage.to_string()] {
+            if let Err(e) = self.storage.remove(&name).await {
+                warn(&format!("cannot delete {name}: {e}"));
+            }
+        }
     }
 
     /// The models the user added that are stored here.
     pub async fn index(&self) -> Vec<StoredModel> {
-        let text = self.read_small(INDEX).await.unwrap_or_default();
+        let text = self
+            .read_small(INDEX)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         serde_json::from_str(&text).unwrap_or_default()
     }
 
     async fn write_index(&self, index: &[StoredModel]) {
         let text = serde_json::to_string(index).unwrap_or_else(|_| "[]".into());
-        self.write_small(INDEX, &text).await
+        if let Err(e) = self.write_small(INDEX, &text).await {
+            warn(&format!("the list of stored models was not written: {e}"));
+        }
     }
 
     /// Lists a verified model the user added (replacing an entry of the same sha256 or file).
