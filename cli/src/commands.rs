@@ -1,7 +1,7 @@
 //! The data commands: tokenize, logits, generate, chat, attention (the Lab's are in `lab`). Each runs on the engine
 //! handle, whichever backend `--backend` picked.
 
-use crate::lab::InterventionArgs;
+use crate::lab::{InterventionArgs, PolicyArgs};
 use crate::{BackendChoice, ModelArgs, PromptArgs, RunArgs, SamplingArgs};
 use engine::analysis::inspect::Inspection;
 use engine::analysis::set_prompt::{PartIds, PromptPart, SetPrompt};
@@ -112,6 +112,13 @@ enum Prompt {
     Text(String),
     Ids(Vec<u32>),
     Set { parts: Vec<PromptPart>, plain: bool },
+}
+
+impl Prompt {
+    /// Whether the prompt has a set laid out in parallel (not a plain sequence).
+    fn is_set(&self) -> bool {
+        matches!(self, Prompt::Set { plain: false, .. })
+    }
 }
 
 /// The set file's two shapes (see `--set-file`).
@@ -315,6 +322,7 @@ pub fn generate(
     sampling: &SamplingArgs,
     json_out: bool,
     lab: &InterventionArgs,
+    policy: &PolicyArgs,
 ) -> Result<(), String> {
     let prompt = Prompt::read(prompt)?;
     let engine = load(run)?;
@@ -322,15 +330,28 @@ pub fn generate(
     let tokenizer = engine.tokenizer();
     let layout = prompt.layout(tokenizer).map_err(|e| e.to_string())?;
     // The KV cache is sized for the prompt and the reply (at most the model's context).
+    let wanted = layout.ids.len().saturating_add(max_tokens);
     let mut session = engine
-        .session(layout.ids.len().saturating_add(max_tokens))
+        .session(policy.capacity(&engine, wanted))
         .map_err(|e| e.to_string())?;
+    session
+        .set_policy(policy.policy())
+        .map_err(|e| e.to_string())?;
+    let feed = if session.policy().evicts() {
+        // A policy moves tokens in the cache: only a plain sequence can be fed under it.
+        if prompt.is_set() {
+            return Err("a set prompt cannot run under an attention policy".into());
+        }
+        Feed::append(&layout.ids)
+    } else {
+        Feed::layout(layout.layout())
+    };
     let mut sampler = Sampler::new(sampling_params(sampling));
     let mut printer = TokenStream::new();
     let generated = generate_tokens(
         &engine,
         &mut session,
-        Feed::layout(layout.layout()).interventions(&interventions),
+        feed.interventions(&interventions),
         &mut sampler,
         max_tokens,
         |id| {
@@ -375,7 +396,7 @@ pub fn generate_tokens(
         if engine.tokenizer().is_end_of_generation(next) || generated.len() == max_tokens {
             break;
         }
-        if session.tokens().len() >= session.capacity() {
+        if session.tokens().len() >= session.capacity() && !session.policy().evicts() {
             eprintln!(
                 "glassbox: the context is full ({} tokens)",
                 session.capacity()
@@ -395,6 +416,7 @@ pub fn chat(
     system: Option<&str>,
     max_tokens: usize,
     sampling: &SamplingArgs,
+    policy: &PolicyArgs,
 ) -> Result<(), String> {
     // The conversation outlives a backend: if the GPU fails, the chat goes on on the CPU.
     let mut messages: Vec<ChatMessage> = system
@@ -404,7 +426,7 @@ pub fn chat(
     let mut sampler = Sampler::new(sampling_params(sampling));
     if run.backend == BackendChoice::Webgpu {
         let engine = load(run)?;
-        match chat_loop(&engine, &mut messages, &mut sampler, max_tokens) {
+        match chat_loop(&engine, &mut messages, &mut sampler, max_tokens, policy) {
             Err(ChatStop::Gpu(e)) => {
                 eprintln!("\nglassbox: the GPU failed ({e}); the conversation goes on on the CPU.")
             }
@@ -413,7 +435,7 @@ pub fn chat(
     }
     configure_threads(run)?;
     let engine = load_on(Device::Cpu, &run.model)?;
-    chat_loop(&engine, &mut messages, &mut sampler, max_tokens).map_err(|e| e.to_string())
+    chat_loop(&engine, &mut messages, &mut sampler, max_tokens, policy).map_err(|e| e.to_string())
 }
 
 enum ChatStop {
@@ -446,6 +468,7 @@ fn chat_loop(
     messages: &mut Vec<ChatMessage>,
     sampler: &mut Sampler,
     max_tokens: usize,
+    policy: &PolicyArgs,
 ) -> Result<(), ChatStop> {
     let tokenizer = engine.tokenizer();
     let fallback;
@@ -469,7 +492,14 @@ fn chat_loop(
     };
     // A chat rarely needs the model's whole context; the KV cache is sized for this much.
     let context = engine.config().context_len.min(CHAT_CONTEXT);
-    let mut session = engine.session(context)?;
+    let mut session = engine.session(policy.capacity(engine, context))?;
+    session.set_policy(policy.policy())?;
+    // Under a policy that evicts, the conversation may outgrow the cache: it is never cut.
+    let context = if session.policy().evicts() {
+        usize::MAX / 2
+    } else {
+        context
+    };
     eprintln!(
         "Chatting with {} on {} (empty line or Ctrl-D quits).",
         engine.name(),
@@ -531,7 +561,7 @@ fn chat_loop(
         let ended = reply
             .last()
             .is_some_and(|&id| tokenizer.is_end_of_generation(id));
-        if !ended && session.tokens().len() >= session.capacity() {
+        if !ended && session.tokens().len() >= session.capacity() && !session.policy().evicts() {
             eprintln!("glassbox: [the reply was cut: the context is full]");
         }
         let text: Vec<u32> = reply

@@ -7,7 +7,7 @@ use engine::analysis::patching::patching_sweep;
 use engine::analysis::probes::{steering, steering_pair, steering_vector, STEERING_PAIRS};
 use engine::analysis::set_prompt::{PromptPart, SetPrompt};
 use engine::models::interventions::Interventions;
-use engine::runtime::Engine;
+use engine::runtime::{AttentionPolicy, Engine};
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Instant;
@@ -36,6 +36,46 @@ pub struct InterventionArgs {
         allow_negative_numbers = true
     )]
     pub steer_alpha: f32,
+}
+
+/// The attention policy of a generation or a chat.
+#[derive(clap::Args, Clone, Default)]
+pub struct PolicyArgs {
+    /// An attention policy, under which generation goes on past the model's context:
+    /// `lambda:GLOBAL,LOCAL` (LM-Infinite's Λ: every token sees the first GLOBAL tokens and
+    /// the LOCAL most recent; the tokens between are evicted as the cache fills),
+    /// `window:LOCAL` (a plain sliding window), `budget:N[,FIRST,RECENT]` (at most N cached
+    /// tokens: the first, the recent and the most attended, as H2O), or `full` (the default).
+    #[arg(long, value_parser = parse_policy)]
+    pub policy: Option<AttentionPolicy>,
+    /// A KV cache of at most N tokens: `--policy budget:N` (4 start tokens, N/4 recent, the
+    /// rest by the attention they received).
+    #[arg(long, conflicts_with = "policy")]
+    pub kv_budget: Option<usize>,
+}
+
+fn parse_policy(text: &str) -> Result<AttentionPolicy, String> {
+    AttentionPolicy::parse(text).map_err(|e| e.to_string())
+}
+
+impl PolicyArgs {
+    pub fn policy(&self) -> AttentionPolicy {
+        match (self.policy, self.kv_budget) {
+            (Some(policy), _) => policy,
+            (None, Some(budget)) => AttentionPolicy::budget(budget),
+            (None, None) => AttentionPolicy::Full,
+        }
+    }
+
+    /// The KV cache a session under this policy needs: a budget's own size, the model's
+    /// context for Λ (it evicts only when that is full), else `wanted`.
+    pub fn capacity(&self, engine: &Engine, wanted: usize) -> usize {
+        match self.policy() {
+            AttentionPolicy::Full => wanted,
+            AttentionPolicy::Budget { budget, .. } => budget,
+            AttentionPolicy::Lambda { .. } => engine.config().context_len,
+        }
+    }
 }
 
 fn parse_head(text: &str) -> Result<(usize, usize), String> {
@@ -99,7 +139,7 @@ impl InterventionArgs {
 }
 
 /// `text` tokenized as `logits` does: special tokens parsed, BOS first where the model wants it.
-fn encode_from_start(engine: &Engine, text: &str) -> Result<Vec<u32>, String> {
+pub fn encode_from_start(engine: &Engine, text: &str) -> Result<Vec<u32>, String> {
     SetPrompt::encode_from_start(engine.tokenizer(), &[PromptPart::Text(text.to_string())])
         .map(|prompt| prompt.ids)
         .map_err(|e| e.to_string())

@@ -7,6 +7,7 @@ mod bench;
 mod commands;
 mod info;
 mod lab;
+mod long_context;
 mod order_bench;
 mod vision;
 
@@ -161,6 +162,8 @@ enum Command {
         json: bool,
         #[command(flatten)]
         lab: lab::InterventionArgs,
+        #[command(flatten)]
+        policy: lab::PolicyArgs,
     },
     /// Activation patching (causal tracing): for every (layer, token), the corrupted prompt run
     /// with its residual stream after that block at that token taken from the clean prompt.
@@ -180,6 +183,40 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A text's perplexity under an attention policy, per stretch of the model's context
+    /// (`[0, C)`, `[C, 2C)`, `[2C, 4C)`): `{"tokens", "context", "cache", "policy",
+    /// "perplexity", "segments": [{"from", "to", "perplexity"}], "seconds"}`.
+    Perplexity {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The text (BOS first where the model wants it).
+        #[arg(long)]
+        text_file: PathBuf,
+        /// At most this many tokens of it.
+        #[arg(long, default_value_t = 8192)]
+        max_tokens: usize,
+        /// The KV cache's size (default: the policy's own, else the text's, at most the
+        /// model's context).
+        #[arg(long)]
+        cache: Option<usize>,
+        #[command(flatten)]
+        policy: lab::PolicyArgs,
+    },
+    /// How closely KV budgets follow the full cache: the full cache's greedy continuation of a
+    /// prompt, then each budget fed the same tokens; `{"prompt_tokens", "steps", "rows":
+    /// [{"budget", "top1_agreement", "mean_logprob_drift", "max_logprob_drift"}]}`.
+    KvAgreement {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long)]
+        prompt_file: PathBuf,
+        /// Cache budgets in tokens, e.g. 128,256,512.
+        #[arg(long, value_delimiter = ',', required = true)]
+        budgets: Vec<usize>,
+        /// Greedy steps compared.
+        #[arg(long, default_value_t = 256)]
+        steps: usize,
+    },
     /// Interactive chat in the terminal with the model's own chat template.
     Chat {
         #[command(flatten)]
@@ -191,6 +228,8 @@ enum Command {
         max_tokens: usize,
         #[command(flatten)]
         sampling: SamplingArgs,
+        #[command(flatten)]
+        policy: lab::PolicyArgs,
     },
     /// One head's attention probabilities (and the logit lens at a token) for a prompt: the
     /// same numbers the page's attention explorer shows and exports.
@@ -307,19 +346,34 @@ fn main() -> ExitCode {
             sampling,
             json,
             lab,
-        } => commands::generate(&run, &prompt, max_tokens, &sampling, json, &lab),
+            policy,
+        } => commands::generate(&run, &prompt, max_tokens, &sampling, json, &lab, &policy),
         Command::Patch {
             run,
             clean_file,
             corrupt_file,
             json: _,
         } => lab::patch(&run, &clean_file, &corrupt_file),
+        Command::Perplexity {
+            run,
+            text_file,
+            max_tokens,
+            cache,
+            policy,
+        } => long_context::run_perplexity(&run, &text_file, max_tokens, cache, &policy),
+        Command::KvAgreement {
+            run,
+            prompt_file,
+            budgets,
+            steps,
+        } => long_context::run_agreement(&run, &prompt_file, &budgets, steps),
         Command::Chat {
             run,
             system,
             max_tokens,
             sampling,
-        } => commands::chat(&run, system.as_deref(), max_tokens, &sampling),
+            policy,
+        } => commands::chat(&run, system.as_deref(), max_tokens, &sampling, &policy),
         Command::Attention {
             run,
             prompt,

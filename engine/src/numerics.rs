@@ -8,11 +8,25 @@ use std::cmp::Ordering;
 /// (cos, sin) of the RoPE rotation per token and pair, computed as ggml does (θᵢ = pos·base^(-2i/d),
 /// the powers by repeated f32 multiplication). Both backends use exactly these angles.
 pub fn rope_angles(positions: &[u32], head_dim: usize, base: f32) -> Vec<[f32; 2]> {
+    angles_of(positions.iter().map(|&p| p as f32), head_dim, base)
+}
+
+/// [`rope_angles`] for signed position shifts: turning a rotated key through `shift` more
+/// positions (negative: back) multiplies it by these.
+pub fn rope_shift_angles(shifts: &[i32], head_dim: usize, base: f32) -> Vec<[f32; 2]> {
+    angles_of(shifts.iter().map(|&s| s as f32), head_dim, base)
+}
+
+fn angles_of(
+    positions: impl ExactSizeIterator<Item = f32>,
+    head_dim: usize,
+    base: f32,
+) -> Vec<[f32; 2]> {
     let half = head_dim / 2;
     let theta_scale = base.powf(-2.0 / head_dim as f32);
     let mut out = Vec::with_capacity(positions.len() * half);
-    for &pos in positions {
-        let mut theta = pos as f32;
+    for pos in positions {
+        let mut theta = pos;
         for _ in 0..half {
             out.push([theta.cos(), theta.sin()]);
             theta *= theta_scale;

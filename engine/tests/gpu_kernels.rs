@@ -7,7 +7,7 @@
 //! `GLASSBOX_REQUIRE_GPU=1` (set by `cargo xtask test`), where it fails.
 
 use engine::backend::{
-    penalized_top_k, AttentionShape, Backend, Mask, RetentionForm, RopeStyle, Selection,
+    penalized_top_k, AttentionShape, Backend, Mask, RetentionForm, RopeSpec, RopeStyle, Selection,
 };
 use engine::cpu::{
     attention, gelu, group_norm_rows, retention, rms_norm_rows, rope_halves, rope_interleaved,
@@ -450,6 +450,140 @@ async fn check_attention(gpu: &GpuBackend) {
     }
 }
 gpu_test!(attention_matches_cpu, check_attention);
+
+/// An attention policy's eviction: both caches keep the same slots with their keys turned
+/// through the same shifts, then attend one more token alike.
+async fn check_cache_keep(gpu: &GpuBackend) {
+    for style in [RopeStyle::Interleaved, RopeStyle::Halves] {
+        let shape = AttentionShape {
+            n_heads: 9,
+            n_kv_heads: 3,
+            head_dim: 64,
+        };
+        let mut rng = SeededRng::new(21);
+        let kv = shape.n_kv_heads * shape.head_dim;
+        let width = shape.n_heads * shape.head_dim;
+        let mut gpu_cache = gpu.new_cache(shape, 64).unwrap();
+        let mut cpu_cache = attention::KvCache::new(shape, 64).unwrap();
+        let cpu = CpuBackend::new();
+        let attend = |t: usize, rng: &mut SeededRng| {
+            (
+                rng.vec_f32(t * width, 1.0),
+                rng.vec_f32(t * kv, 1.0),
+                rng.vec_f32(t * kv, 1.0),
+            )
+        };
+        let (q, k, v) = attend(40, &mut rng);
+        let upload = |x: &[f32], cols| gpu.tensor(x, x.len() / cols, cols).unwrap();
+        gpu.attention(
+            &upload(&q, width),
+            &upload(&k, kv),
+            &upload(&v, kv),
+            &mut gpu_cache,
+            shape,
+            &Mask::Causal,
+            false,
+        )
+        .unwrap();
+        cpu_cache.append(&k, &v, 40);
+        // Four start tokens stay put; the last 20 move back by the 16 evicted.
+        let keep: Vec<usize> = (0..4).chain(20..40).collect();
+        let shifts: Vec<i32> = keep.iter().map(|&s| if s < 4 { 0 } else { -16 }).collect();
+        let rope = RopeSpec {
+            base: 10_000.0,
+            style,
+        };
+        gpu.cache_keep(&mut gpu_cache, &keep, &shifts, rope)
+            .unwrap();
+        cpu.cache_keep(&mut cpu_cache, &keep, &shifts, rope)
+            .unwrap();
+        assert_eq!(gpu.cache_len(&gpu_cache), 24);
+        let (q, k, v) = attend(1, &mut rng);
+        let (out, probs) = gpu
+            .attention(
+                &upload(&q, width),
+                &upload(&k, kv),
+                &upload(&v, kv),
+                &mut gpu_cache,
+                shape,
+                &Mask::Causal,
+                true,
+            )
+            .unwrap();
+        cpu_cache.append(&k, &v, 1);
+        let (want, want_probs) = attention::attend(&q, 1, &cpu_cache, &Mask::Causal, true);
+        let what = format!("attention after cache_keep ({style:?})");
+        check_close(&what, &gpu.read(&out).await.unwrap(), &want, 1e-5, 1e-4).unwrap();
+        check_close(
+            &format!("{what}: probabilities"),
+            &gpu.read(&probs.unwrap()).await.unwrap(),
+            &want_probs.unwrap(),
+            1e-6,
+            1e-4,
+        )
+        .unwrap();
+    }
+}
+gpu_test!(cache_keep_matches_cpu, check_cache_keep);
+
+/// A key cached at position p and turned back by d equals the key rotated at p − d directly.
+#[test]
+fn cache_keep_turns_keys_to_their_new_positions() {
+    let shape = AttentionShape {
+        n_heads: 2,
+        n_kv_heads: 2,
+        head_dim: 64,
+    };
+    let cpu = CpuBackend::new();
+    let mut rng = SeededRng::new(22);
+    let raw = rng.vec_f32(10 * 128, 1.0);
+    for (style, rotate) in [
+        (
+            RopeStyle::Interleaved,
+            rope_interleaved as fn(&mut [f32], usize, usize, &[u32], f32),
+        ),
+        (RopeStyle::Halves, rope_halves),
+    ] {
+        let rotated_at = |positions: &[u32]| {
+            let mut keys = raw.clone();
+            rotate(&mut keys, 128, 64, positions, 10_000.0);
+            keys
+        };
+        let fed: Vec<u32> = (0..10).map(|i| 1000 + 37 * i).collect();
+        let mut cache = attention::KvCache::new(shape, 10).unwrap();
+        cache.append(&rotated_at(&fed), &raw, 10);
+        let keep = [0usize, 3, 9];
+        let shifts = [-1000i32, -500, 25];
+        let rope = RopeSpec {
+            base: 10_000.0,
+            style,
+        };
+        cpu.cache_keep(&mut cache, &keep, &shifts, rope).unwrap();
+        // Row `slot` of the raw keys rotated at its new position.
+        let mut moved = vec![0u32; 10];
+        for (&slot, shift) in keep.iter().zip(shifts) {
+            moved[slot] = (fed[slot] as i64 + shift as i64) as u32;
+        }
+        let want = rotated_at(&moved);
+        for (i, &slot) in keep.iter().enumerate() {
+            for g in 0..2 {
+                let got = &cache.keys[(g * 10 + i) * 64..(g * 10 + i + 1) * 64];
+                let expected = &want[slot * 128 + g * 64..slot * 128 + (g + 1) * 64];
+                check_close(
+                    &format!("{style:?} key {slot} head {g}"),
+                    got,
+                    expected,
+                    2e-4,
+                    1e-4,
+                )
+                .unwrap();
+                let value = &cache.values[(g * 10 + i) * 64..(g * 10 + i + 1) * 64];
+                assert_eq!(value, &raw[slot * 128 + g * 64..slot * 128 + (g + 1) * 64]);
+            }
+        }
+        assert!(cpu.cache_keep(&mut cache, &[2, 1], &[0, 0], rope).is_err());
+    }
+}
 
 async fn check_top_k(gpu: &GpuBackend) {
     let mut rng = SeededRng::new(13);

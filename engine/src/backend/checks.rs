@@ -174,6 +174,23 @@ pub fn splice_rows(x: Dims, first_row: usize, rows: Dims) -> Result<()> {
     Ok(())
 }
 
+/// `cache_keep` keeps ascending slots the cache holds, one shift each.
+pub fn cache_keep(cached: usize, keep: &[usize], shifts: &[i32]) -> Result<()> {
+    if shifts.len() != keep.len() {
+        return Err(invalid(format!(
+            "cache_keep: {} slots but {} shifts",
+            keep.len(),
+            shifts.len()
+        )));
+    }
+    if keep.windows(2).any(|w| w[0] >= w[1]) || keep.last().is_some_and(|&last| last >= cached) {
+        return Err(invalid(format!(
+            "cache_keep: the slots to keep must ascend and stay below the {cached} cached"
+        )));
+    }
+    Ok(())
+}
+
 /// Element-wise ops take two tensors of one shape.
 pub fn same_shape(op: &str, a: Dims, b: Dims) -> Result<()> {
     if a != b {

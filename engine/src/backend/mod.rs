@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::gguf::TensorInfo;
 use std::future::Future;
 
-pub use crate::numerics::{penalized_top_k, rope_angles};
+pub use crate::numerics::{penalized_top_k, rope_angles, rope_shift_angles};
 
 /// Which keys each new query may attend to.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +63,13 @@ pub enum RopeStyle {
     Interleaved,
     /// Pairs `(x[i], x[i + head_dim/2])` (GPT-NeoX's "rotate half"): Gemma and most others.
     Halves,
+}
+
+/// How a layer's keys were rotated: what [`Backend::cache_keep`] needs to turn them further.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RopeSpec {
+    pub base: f32,
+    pub style: RopeStyle,
 }
 
 /// Attention shape: query heads share key/value heads in groups (GQA).
@@ -115,6 +122,17 @@ pub trait Backend {
     fn cache_len(&self, cache: &Self::Cache) -> usize;
     /// Forgets every cached position from `len` on (regenerate, undo).
     fn cache_truncate(&self, cache: &mut Self::Cache, len: usize);
+    /// Keeps the cached rows `keep` (ascending slots below the cache's length) at the front,
+    /// in order, and forgets the others (attention policies evict tokens this way). Kept key
+    /// `i` is turned by RoPE through `shifts[i]` positions (negative: back), so a key cached
+    /// at position `p` answers as if it had been fed at `p + shifts[i]`; values only move.
+    fn cache_keep(
+        &self,
+        cache: &mut Self::Cache,
+        keep: &[usize],
+        shifts: &[i32],
+        rope: RopeSpec,
+    ) -> Result<()>;
 
     /// Rows `ids` of an embedding table: `(tokens, d)`.
     fn embed(&self, table: &Self::Matrix, ids: &[u32]) -> Result<Self::Tensor>;

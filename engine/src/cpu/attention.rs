@@ -9,7 +9,7 @@
 //! and must get the very same numbers.
 
 use crate::backend::checks::CacheState;
-use crate::backend::{AttentionShape, Mask};
+use crate::backend::{AttentionShape, Mask, RopeStyle};
 use crate::error::{Error, Result};
 
 /// One layer's keys and values: `(kv_heads, capacity, head_dim)` each, row-major.
@@ -68,6 +68,34 @@ impl KvCache {
             }
         }
         self.len += t;
+    }
+
+    /// Moves rows `keep` to the front in order and turns each kept key by its `angles` row
+    /// (`head_dim / 2` pairs of (cos, sin), pairs chosen by `style`); the caller has checked
+    /// that `keep` ascends below the length ([`crate::backend::checks::cache_keep`]). The CPU
+    /// twin of the WebGPU `kv_keep` kernel.
+    pub fn keep(&mut self, keep: &[usize], angles: &[[f32; 2]], style: RopeStyle) {
+        let d = self.shape.head_dim;
+        let half = d / 2;
+        for g in 0..self.shape.n_kv_heads {
+            // Slots ascend, so a row only ever moves down onto one already moved or dropped.
+            for (i, &slot) in keep.iter().enumerate() {
+                let (src, dst) = ((g * self.capacity + slot) * d, (g * self.capacity + i) * d);
+                self.keys.copy_within(src..src + d, dst);
+                self.values.copy_within(src..src + d, dst);
+                let key = &mut self.keys[dst..dst + d];
+                for (p, [cos, sin]) in angles[i * half..(i + 1) * half].iter().enumerate() {
+                    let (first, second) = match style {
+                        RopeStyle::Interleaved => (2 * p, 2 * p + 1),
+                        RopeStyle::Halves => (p, p + half),
+                    };
+                    let (a, b) = (key[first], key[second]);
+                    key[first] = a * cos - b * sin;
+                    key[second] = a * sin + b * cos;
+                }
+            }
+        }
+        self.len = keep.len();
     }
 
     fn key(&self, g: usize, j: usize) -> &[f32] {

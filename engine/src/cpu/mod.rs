@@ -17,7 +17,10 @@ pub mod retention;
 pub use matrix::CpuMatrix;
 pub use ops::{gelu, group_norm_rows, rms_norm_rows, rope_halves, rope_interleaved};
 
-use crate::backend::{checks, AttentionShape, Backend, Mask, RetentionForm, RopeStyle, Selection};
+use crate::backend::{
+    checks, rope_shift_angles, AttentionShape, Backend, Mask, RetentionForm, RopeSpec, RopeStyle,
+    Selection,
+};
 use crate::error::Result;
 use crate::gguf::{blocks, TensorInfo};
 use crate::tensor::Tensor;
@@ -66,6 +69,19 @@ impl Backend for CpuBackend {
 
     fn cache_truncate(&self, cache: &mut KvCache, len: usize) {
         cache.len = cache.len.min(len);
+    }
+
+    fn cache_keep(
+        &self,
+        cache: &mut KvCache,
+        keep: &[usize],
+        shifts: &[i32],
+        rope: RopeSpec,
+    ) -> Result<()> {
+        checks::cache_keep(cache.len, keep, shifts)?;
+        let angles = rope_shift_angles(shifts, cache.shape.head_dim, rope.base);
+        cache.keep(keep, &angles, rope.style);
+        Ok(())
     }
 
     fn embed(&self, table: &CpuMatrix, ids: &[u32]) -> Result<Tensor> {

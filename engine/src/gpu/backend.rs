@@ -13,7 +13,10 @@ use super::buffers::{
 use super::context::{GpuContext, GpuError};
 use super::kernels::KernelId;
 use super::recording::Recorder;
-use crate::backend::{checks, AttentionShape, Backend, Mask, RetentionForm, RopeStyle, Selection};
+use crate::backend::{
+    checks, rope_shift_angles, AttentionShape, Backend, Mask, RetentionForm, RopeSpec, RopeStyle,
+    Selection,
+};
 use crate::error::Result;
 use crate::gguf::blocks;
 use crate::gguf::TensorInfo;
@@ -172,6 +175,19 @@ impl Backend for GpuBackend {
 
     fn cache_truncate(&self, cache: &mut GpuCache, len: usize) {
         cache.len = cache.len.min(len);
+    }
+
+    fn cache_keep(
+        &self,
+        cache: &mut GpuCache,
+        keep: &[usize],
+        shifts: &[i32],
+        rope: RopeSpec,
+    ) -> Result<()> {
+        checks::cache_keep(cache.len, keep, shifts)?;
+        let angles = rope_shift_angles(shifts, cache.shape.head_dim, rope.base);
+        self.record_cache_keep(cache, keep, &angles, rope.style);
+        Ok(())
     }
 
     fn embed(&self, table: &GpuMatrix, ids: &[u32]) -> Result<GpuTensor> {

@@ -6,7 +6,7 @@ use super::llama::{Llama, LlamaLoader};
 use super::pass::Pass;
 use super::shape::{Architecture, ModelConfig, Step};
 use super::taps::Captures;
-use crate::backend::Backend;
+use crate::backend::{Backend, RopeSpec, RopeStyle};
 use crate::error::Result;
 use crate::gguf::{GgufHeader, TensorData};
 
@@ -55,6 +55,24 @@ impl<B: Backend> Decoder<B> {
         match self {
             Decoder::Llama(m) => m.logits(backend, residual),
             Decoder::Gemma3(m) => m.logits(backend, residual),
+        }
+    }
+
+    /// How layer `layer` rotates its keys (what an attention policy needs to move them).
+    pub fn rope_spec(&self, layer: usize) -> RopeSpec {
+        match self {
+            Decoder::Llama(m) => RopeSpec {
+                base: m.config.rope_base,
+                style: RopeStyle::Interleaved,
+            },
+            Decoder::Gemma3(m) => RopeSpec {
+                base: if m.config.is_local(layer) {
+                    m.config.local_rope_base
+                } else {
+                    m.config.rope_base
+                },
+                style: RopeStyle::Halves,
+            },
         }
     }
 

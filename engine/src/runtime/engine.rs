@@ -7,6 +7,7 @@
 //! run on the model it was made from.
 
 use super::language_model::{LanguageModel, LanguageModelLoader, LoadProgress};
+use super::policy::AttentionPolicy;
 use super::session::{Fed, Feed, Session};
 use crate::backend::Backend;
 use crate::cpu::CpuBackend;
@@ -182,6 +183,25 @@ impl EngineSession {
     /// Forgets everything from token `len` on.
     pub fn truncate(&mut self, len: usize) {
         on_backend!(&mut self.0, SessionKind, (l, s) => s.truncate(&l.backend, len))
+    }
+
+    /// See [`Session::set_policy`].
+    pub fn set_policy(&mut self, policy: AttentionPolicy) -> Result<()> {
+        on_backend!(&mut self.0, SessionKind, (l, s) => s.set_policy(&l.backend, policy))
+    }
+
+    pub fn policy(&self) -> AttentionPolicy {
+        on_backend!(&self.0, SessionKind, (_, s) => s.policy())
+    }
+
+    /// See [`Session::evicted`].
+    pub fn evicted(&self) -> usize {
+        on_backend!(&self.0, SessionKind, (_, s) => s.evicted())
+    }
+
+    /// See [`Session::history`].
+    pub fn history(&self) -> &[u32] {
+        on_backend!(&self.0, SessionKind, (_, s) => s.history())
     }
 }
 

@@ -6,11 +6,13 @@
 pub mod budget;
 pub mod engine;
 pub mod language_model;
+pub mod policy;
 pub mod sampling;
 pub mod session;
 pub mod vision;
 
 pub use engine::{Device, Engine, EngineLoader, EngineSession};
 pub use language_model::{LanguageModel, LanguageModelLoader, LoadProgress};
+pub use policy::AttentionPolicy;
 pub use session::{Captured, Fed, Feed, Input, Layout, Output, Session};
 pub use vision::VisionEngine;

@@ -7,6 +7,7 @@
 //! turn costs only that turn.
 
 use super::language_model::LanguageModel;
+use super::policy::AttentionPolicy;
 use crate::backend::{Backend, Mask, Selection};
 use crate::error::{Error, Result};
 use crate::models::interventions::Interventions;
@@ -43,6 +44,9 @@ pub struct Layout<'a> {
 pub enum Output {
     /// Every logit.
     Logits,
+    /// Every logit of every fed token, `(tokens, vocab)` (perplexity; feed a few hundred
+    /// tokens at a time: that is their size).
+    EveryLogits,
     /// Only the candidates a sampler needs (on WebGPU a few bytes are read back).
     TopK(Selection),
 }
@@ -85,6 +89,12 @@ impl<'a> Feed<'a> {
         Self::new(Input::Layout(layout))
     }
 
+    /// Returns every fed token's logits.
+    pub fn every_logits(mut self) -> Self {
+        self.output = Output::EveryLogits;
+        self
+    }
+
     /// Returns only the candidates `selection` asks for instead of the logits.
     pub fn top_k(mut self, selection: Selection) -> Self {
         self.output = Output::TopK(selection);
@@ -113,7 +123,8 @@ impl<'a> Feed<'a> {
 /// What one [`Session::feed`] returns.
 #[derive(Debug, Clone, Default)]
 pub struct Fed {
-    /// The last token's logits, for [`Output::Logits`]; else empty.
+    /// The last token's logits, for [`Output::Logits`]; every fed token's, row-major, for
+    /// [`Output::EveryLogits`]; else empty.
     pub logits: Vec<f32>,
     /// The candidates, best first, for [`Output::TopK`]; else empty.
     pub top: Vec<(u32, f32)>,
@@ -144,12 +155,20 @@ const PREFILL_CHUNK: usize = 512;
 /// One conversation's state: the KV cache, and the tokens and positions it holds.
 pub struct Session<B: Backend> {
     caches: Vec<B::Cache>,
+    /// The tokens the cache holds, one per slot (fewer than were fed once a policy evicted).
     tokens: Vec<u32>,
     positions: Vec<u32>,
     capacity: usize,
     /// The interventions the cache was computed under: feeding every held token under them
     /// would give the same cache.
     applied: Interventions,
+    policy: AttentionPolicy,
+    /// Every token fed since the session was last emptied, evicted ones included.
+    history: Vec<u32>,
+    /// Per slot, the attention the token has received (what a budget keeps by).
+    attention_received: Vec<f32>,
+    /// Per slot, the token's index in `history`.
+    fed_at: Vec<usize>,
 }
 
 impl<B: Backend> Session<B> {
@@ -162,7 +181,36 @@ impl<B: Backend> Session<B> {
             positions: Vec::new(),
             capacity,
             applied: Interventions::default(),
+            policy: AttentionPolicy::Full,
+            history: Vec::new(),
+            attention_received: Vec::new(),
+            fed_at: Vec::new(),
         })
+    }
+
+    /// Feeds the next tokens under `policy`; a change empties the session (its cache was
+    /// computed under the other one).
+    pub fn set_policy(&mut self, backend: &B, policy: AttentionPolicy) -> Result<()> {
+        policy.check(self.capacity)?;
+        if policy != self.policy {
+            self.truncate(backend, 0);
+            self.policy = policy;
+        }
+        Ok(())
+    }
+
+    pub fn policy(&self) -> AttentionPolicy {
+        self.policy
+    }
+
+    /// How many fed tokens the policy has evicted from the cache.
+    pub fn evicted(&self) -> usize {
+        self.history.len() - self.tokens.len()
+    }
+
+    /// Every token fed since the session was last emptied, evicted ones included.
+    pub fn history(&self) -> &[u32] {
+        &self.history
     }
 
     pub fn capacity(&self) -> usize {
@@ -193,6 +241,22 @@ impl<B: Backend> Session<B> {
         feed: Feed<'_>,
     ) -> Result<Fed> {
         let interventions = feed.interventions.cloned().unwrap_or_default();
+        if self.policy.evicts() {
+            if feed.taps.any() || matches!(feed.input, Input::Layout(_)) {
+                return Err(Error::InvalidRequest(
+                    "captures and token layouts name tokens by their place in the cache, which \
+                     an attention policy changes: use them without a policy"
+                        .into(),
+                ));
+            }
+            if !interventions.patches.is_empty() || !interventions.knockouts.is_empty() {
+                return Err(Error::InvalidRequest(
+                    "patches and knockouts name tokens by their place in the cache, which an \
+                     attention policy changes: use them without a policy"
+                        .into(),
+                ));
+            }
+        }
         self.switch_interventions(model, backend, interventions, &feed.input)?;
         let (ids, positions, mask, reused) = self.resolve(backend, feed.input)?;
         let before = self.tokens.len();
@@ -201,15 +265,25 @@ impl<B: Backend> Session<B> {
             interventions: &Interventions::default(), // the session's own, set in `forward`
             activations: feed.activations,
         };
-        let (logits, captures) = self.forward(model, backend, ids, &positions, &mask, pass)?;
+        let every = feed.output == Output::EveryLogits;
+        let (logits, captures) = self
+            .forward(model, backend, ids, &positions, &mask, pass, every)
+            .await?;
         let read = async {
             let mut fed = Fed {
                 reused,
                 ..Fed::default()
             };
             match &feed.output {
-                Output::Logits => fed.logits = backend.read(&logits).await?,
-                Output::TopK(selection) => fed.top = backend.top_k(&logits, selection).await?,
+                Output::Logits | Output::EveryLogits => {
+                    for chunk in &logits {
+                        fed.logits.extend(backend.read(chunk).await?);
+                    }
+                }
+                Output::TopK(selection) => {
+                    let last = logits.last().expect("forward returns at least one chunk");
+                    fed.top = backend.top_k(last, selection).await?
+                }
             }
             fed.captured = read_captures(backend, captures).await?;
             Ok(fed)
@@ -261,6 +335,17 @@ impl<B: Backend> Session<B> {
     ) -> Result<(&'a [u32], Vec<u32>, Mask, usize)> {
         match input {
             Input::Append(ids) => Ok((ids, self.next_positions(ids.len()), Mask::Causal, 0)),
+            Input::Sequence(ids) if self.evicted() > 0 => {
+                // The cache no longer holds every token: go on only from the whole history.
+                let common = if ids.len() > self.history.len() && ids.starts_with(&self.history) {
+                    self.history.len()
+                } else {
+                    self.truncate(backend, 0);
+                    0
+                };
+                let rest = &ids[common..];
+                Ok((rest, self.next_positions(rest.len()), Mask::Causal, common))
+            }
             Input::Sequence(ids) => {
                 let common = self.keep_common_prefix(backend, ids);
                 let rest = &ids[common..];
@@ -315,16 +400,19 @@ impl<B: Backend> Session<B> {
         (0..n as u32).map(|i| start + i).collect()
     }
 
-    /// Runs `ids` through the model in chunks; returns the last token's logits, unread.
-    fn forward(
+    /// Runs `ids` through the model in chunks, evicting as the policy says; returns the last
+    /// token's logits (with `every`, each chunk's logits of every token), unread.
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
         &mut self,
         model: &LanguageModel<B>,
         backend: &B,
         ids: &[u32],
         positions: &[u32],
         mask: &Mask,
-        pass: Pass,
-    ) -> Result<(B::Tensor, Captures<B>)> {
+        pass: Pass<'_>,
+        every: bool,
+    ) -> Result<(Vec<B::Tensor>, Captures<B>)> {
         let taps = pass.taps;
         if ids.is_empty() {
             return Err(Error::InvalidRequest(
@@ -332,52 +420,136 @@ impl<B: Backend> Session<B> {
             ));
         }
         let needed = self.tokens.len() + ids.len();
-        if needed > self.capacity {
+        if needed > self.capacity && !self.policy.evicts() {
             return Err(Error::ContextOverflow {
                 prompt: needed,
                 context: self.capacity,
             });
         }
         let mut captures = Captures::default();
-        let mut logits = None;
+        let mut logits = Vec::new();
         // An explicit mask spans all of `ids`, and captures are one matrix per layer: those
-        // are fed in one piece.
-        let chunk = if matches!(mask, Mask::Causal) && !taps.any() {
+        // are fed in one piece. A policy makes room before each piece.
+        let chunk = if self.policy.evicts() {
+            self.policy.chunk(self.capacity, PREFILL_CHUNK)
+        } else if matches!(mask, Mask::Causal) && !taps.any() {
             PREFILL_CHUNK
         } else {
             ids.len()
         };
         for start in (0..ids.len()).step_by(chunk) {
             let end = (start + chunk).min(ids.len());
+            let t = end - start;
+            self.make_room(model, backend, t)?;
+            let (chunk_positions, chunk_mask) = if self.policy.evicts() {
+                let positions = if self.policy.repositions() {
+                    self.next_positions(t)
+                } else {
+                    positions[start..end].to_vec()
+                };
+                (positions, self.policy.mask(self.tokens.len(), t))
+            } else {
+                (positions[start..end].to_vec(), mask.clone())
+            };
             let step = Step {
                 ids: &ids[start..end],
-                positions: &positions[start..end],
+                positions: &chunk_positions,
                 cached_positions: &self.positions,
-                mask,
+                mask: &chunk_mask,
             };
-            let pass = Pass {
+            let mut pass = Pass {
                 interventions: &self.applied,
                 ..pass
             };
-            let forward = model
-                .decoder
-                .forward(backend, &step, &mut self.caches, 1, pass);
+            if self.policy.scores_attention() {
+                // The budget's scores, read back below; they never leave the session.
+                if pass.activations == Activations::Auto && !pass.exact() {
+                    pass.activations = Activations::Fastest;
+                }
+                pass.taps.attention = true;
+                pass.taps.only_layer = None;
+            }
+            let cached = self.tokens.len();
+            let forward = model.decoder.forward(
+                backend,
+                &step,
+                &mut self.caches,
+                if every { t } else { 1 },
+                pass,
+            );
             let (out, caps) = match forward {
                 Ok(result) => result,
                 Err(e) => {
                     // Some layers may have cached this chunk: undo, so the session stays usable.
-                    let keep = self.tokens.len();
-                    self.truncate(backend, keep);
+                    self.truncate(backend, cached);
                     return Err(e);
                 }
             };
-            captures.extend(caps);
             self.tokens.extend_from_slice(&ids[start..end]);
-            self.positions.extend_from_slice(&positions[start..end]);
-            logits = Some(out);
+            self.positions.extend_from_slice(&chunk_positions);
+            self.fed_at
+                .extend(self.history.len()..self.history.len() + t);
+            self.history.extend_from_slice(&ids[start..end]);
+            self.attention_received.resize(self.tokens.len(), 0.0);
+            if self.policy.scores_attention() {
+                if let Err(e) = self.score_attention(backend, &caps.attention).await {
+                    self.truncate(backend, cached);
+                    return Err(e);
+                }
+            } else {
+                captures.extend(caps);
+            }
+            if !every {
+                logits.clear();
+            }
+            logits.push(out);
         }
-        let logits = logits.ok_or_else(|| Error::InvalidRequest("nothing was fed".into()))?;
         Ok((logits, captures))
+    }
+
+    /// Evicts what the policy says before `incoming` tokens are fed.
+    fn make_room(&mut self, model: &LanguageModel<B>, backend: &B, incoming: usize) -> Result<()> {
+        let Some(eviction) = self.policy.evict(
+            self.tokens.len(),
+            incoming,
+            self.capacity,
+            &self.attention_received,
+        ) else {
+            return Ok(());
+        };
+        for (layer, cache) in self.caches.iter_mut().enumerate() {
+            let rope = model.decoder.rope_spec(layer);
+            backend.cache_keep(cache, &eviction.keep, &eviction.shifts, rope)?;
+        }
+        self.tokens = eviction.keep.iter().map(|&s| self.tokens[s]).collect();
+        self.positions = eviction
+            .keep
+            .iter()
+            .zip(&eviction.shifts)
+            .map(|(&slot, &shift)| (i64::from(self.positions[slot]) + i64::from(shift)) as u32)
+            .collect();
+        self.attention_received = eviction
+            .keep
+            .iter()
+            .map(|&slot| self.attention_received[slot])
+            .collect();
+        self.fed_at = eviction.keep.iter().map(|&s| self.fed_at[s]).collect();
+        Ok(())
+    }
+
+    /// Adds the attention each cached token received from the new ones (every layer, head and
+    /// query) to its score.
+    async fn score_attention(&mut self, backend: &B, attention: &[B::Tensor]) -> Result<()> {
+        let total = self.tokens.len();
+        for probs in attention {
+            let probs = backend.read(probs).await?;
+            for row in probs.chunks_exact(total) {
+                for (score, p) in self.attention_received.iter_mut().zip(row) {
+                    *score += p;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Keeps the cache's longest common prefix with `ids` and returns its length; at least the
@@ -394,13 +566,19 @@ impl<B: Backend> Session<B> {
         common
     }
 
-    /// Forgets everything from token `len` on (regenerate, undo).
+    /// Forgets everything from the token in slot `len` on (regenerate, undo).
     pub fn truncate(&mut self, backend: &B, len: usize) {
         for cache in &mut self.caches {
             backend.cache_truncate(cache, len);
         }
+        if let Some(&fed_at) = self.fed_at.get(len) {
+            // Evicted tokens before the first forgotten one stay part of the history.
+            self.history.truncate(if len == 0 { 0 } else { fed_at });
+        }
         self.tokens.truncate(len);
         self.positions.truncate(len);
+        self.attention_received.truncate(len);
+        self.fed_at.truncate(len);
     }
 }
 

@@ -120,6 +120,20 @@ wgsl_meta! {
 }
 
 wgsl_meta! {
+    KvKeepMeta mirrors [KvKeep] {
+        kept: u32,
+        kv_heads: u32,
+        head_dim: u32,
+        capacity: u32,
+        /// 1: pairs (i, i + head_dim/2); 0: pairs (2i, 2i + 1).
+        halves: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+    }
+}
+
+wgsl_meta! {
     KvAppendMeta mirrors [KvAppend] {
         tokens: u32,
         kv_heads: u32,
@@ -193,7 +207,7 @@ mod tests {
     type Fields = &'static [(&'static str, &'static str)];
 
     /// Every Meta struct: its name, fields, size and the families it mirrors.
-    fn structs() -> [(&'static str, Fields, usize, &'static [Family]); 11] {
+    fn structs() -> [(&'static str, Fields, usize, &'static [Family]); 12] {
         [
             meta_entry::<ElementwiseMeta>(),
             meta_entry::<EmbeddingMeta>(),
@@ -202,6 +216,7 @@ mod tests {
             meta_entry::<GroupNormMeta>(),
             meta_entry::<RopeMeta>(),
             meta_entry::<KvAppendMeta>(),
+            meta_entry::<KvKeepMeta>(),
             meta_entry::<AttentionMeta>(),
             meta_entry::<SoftmaxMeta>(),
             meta_entry::<SelectMeta>(),

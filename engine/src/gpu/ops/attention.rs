@@ -2,11 +2,11 @@
 //! against every cached key (causal or under explicit mask bits), softmax each row, weigh the
 //! values.
 
-use crate::backend::{AttentionShape, Mask};
+use crate::backend::{AttentionShape, Mask, RopeStyle};
 use crate::error::{Error, Result};
 use crate::gpu::backend::GpuBackend;
 use crate::gpu::buffers::{GpuCache, GpuTensor};
-use crate::gpu::kernels::meta::{AttentionMeta, KvAppendMeta, SoftmaxMeta};
+use crate::gpu::kernels::meta::{AttentionMeta, KvAppendMeta, KvKeepMeta, SoftmaxMeta};
 use crate::gpu::kernels::KernelId;
 use crate::gpu::recording::Arg;
 
@@ -121,5 +121,68 @@ impl GpuBackend {
             ((head_dim as u32).div_ceil(64), t as u32, n_heads as u32),
         );
         Ok((out, want_probs.then_some(scores)))
+    }
+}
+
+impl GpuBackend {
+    /// [`crate::backend::Backend::cache_keep`]: the cache is copied aside, then the kept rows
+    /// are written back from the copy (in place they could overwrite rows still to be read).
+    pub(in crate::gpu) fn record_cache_keep(
+        &self,
+        cache: &mut GpuCache,
+        keep: &[usize],
+        angles: &[[f32; 2]],
+        style: RopeStyle,
+    ) {
+        let AttentionShape {
+            n_kv_heads,
+            head_dim,
+            ..
+        } = cache.shape;
+        if keep.is_empty() {
+            cache.len = 0;
+            return;
+        }
+        let rows = n_kv_heads * cache.capacity;
+        let bytes = (rows * head_dim * 4) as u64;
+        let (old_keys, old_values) = (
+            self.pool.tensor(rows, head_dim),
+            self.pool.tensor(rows, head_dim),
+        );
+        self.recorder
+            .copy(&cache.keys, 0, old_keys.buffer(), 0, bytes);
+        self.recorder
+            .copy(&cache.values, 0, old_values.buffer(), 0, bytes);
+        let sources: Vec<u32> = keep.iter().map(|&slot| slot as u32).collect();
+        let sources = self.recorder.upload(bytemuck::cast_slice(&sources));
+        let angles = self.recorder.upload(bytemuck::cast_slice(angles));
+        let meta = self.recorder.upload_meta(&KvKeepMeta {
+            kept: keep.len() as u32,
+            kv_heads: n_kv_heads as u32,
+            head_dim: head_dim as u32,
+            capacity: cache.capacity as u32,
+            halves: u32::from(style == RopeStyle::Halves),
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
+        });
+        self.recorder.dispatch(
+            KernelId::KvKeep,
+            &[
+                Arg::Arena(meta),
+                Arg::Buffer(old_keys.buffer()),
+                Arg::Buffer(old_values.buffer()),
+                Arg::Arena(sources),
+                Arg::Arena(angles),
+                Arg::Buffer(&cache.keys),
+                Arg::Buffer(&cache.values),
+            ],
+            (
+                ((n_kv_heads * head_dim / 2) as u32).div_ceil(256),
+                keep.len() as u32,
+                1,
+            ),
+        );
+        cache.len = keep.len();
     }
 }
