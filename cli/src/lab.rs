@@ -1,8 +1,10 @@
 //! The Lab on the command line: interventions for `logits` and `generate` (`--ablate`,
-//! `--steer`), and `glassbox patch`, the activation-patching sweep.
+//! `--steer`), attention policies (`--policy`, `--kv-budget`), `glassbox patch`, the
+//! activation-patching sweep, and `glassbox attribute`, direct logit attribution.
 
 use crate::commands::{load, print_json, read_text};
 use crate::RunArgs;
+use engine::analysis::attribution::direct_logit_attribution;
 use engine::analysis::patching::patching_sweep;
 use engine::analysis::probes::{steering, steering_pair, steering_vector, STEERING_PAIRS};
 use engine::analysis::set_prompt::{PromptPart, SetPrompt};
@@ -174,4 +176,14 @@ pub fn patch(run: &RunArgs, clean_file: &Path, corrupt_file: &Path) -> Result<()
         started.elapsed().as_secs_f64()
     );
     print_json(&serde_json::to_value(&sweep).map_err(|e| e.to_string())?)
+}
+
+/// `glassbox attribute`: the next token's logit split into the embedding's, every head's and
+/// every MLP's parts, as JSON.
+pub fn attribute(run: &RunArgs, prompt_file: &Path, target: Option<u32>) -> Result<(), String> {
+    let engine = load(run)?;
+    let ids = encode_from_start(&engine, &read_text(prompt_file)?)?;
+    let found = pollster::block_on(direct_logit_attribution(&engine, &ids, target))
+        .map_err(|e| e.to_string())?;
+    print_json(&serde_json::to_value(&found).map_err(|e| e.to_string())?)
 }

@@ -183,6 +183,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Direct logit attribution: the next token's logit (the most likely one, or --target)
+    /// split into what the embedding, each head and each MLP wrote at the last position.
+    /// Prints `{"ids", "target", "logit", "embedding", "heads": [[f × heads] × layers],
+    /// "mlps": [f × layers], "total"}` (total = the parts' sum).
+    Attribute {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The prompt (text; special tokens parsed, BOS first where the model wants it).
+        #[arg(long)]
+        prompt_file: PathBuf,
+        /// The token id whose logit is split (default: the most likely next token).
+        #[arg(long)]
+        target: Option<u32>,
+        /// JSON on stdout (the only output form).
+        #[arg(long)]
+        json: bool,
+    },
     /// A text's perplexity under an attention policy, per stretch of the model's context
     /// (`[0, C)`, `[C, 2C)`, `[2C, 4C)`): `{"tokens", "context", "cache", "policy",
     /// "perplexity", "segments": [{"from", "to", "perplexity"}], "seconds"}`.
@@ -354,6 +371,12 @@ fn main() -> ExitCode {
             corrupt_file,
             json: _,
         } => lab::patch(&run, &clean_file, &corrupt_file),
+        Command::Attribute {
+            run,
+            prompt_file,
+            target,
+            json: _,
+        } => lab::attribute(&run, &prompt_file, target),
         Command::Perplexity {
             run,
             text_file,

@@ -1,4 +1,5 @@
-//! The Lab's command-line forms (`patch --json`, `logits --ablate`, `generate --steer`), run
+//! The Lab's command-line forms (`patch --json`, `logits --ablate`, `generate --steer`,
+//! `--policy`/`--kv-budget`, `attribute`, `perplexity`, `kv-agreement`), run
 //! as a user would against the bundled model. The numbers themselves are checked against
 //! independent computations in `engine/tests/interventions.rs`.
 
@@ -163,5 +164,95 @@ fn generate_steers_with_a_ready_pair_and_names_them_otherwise() {
     assert!(
         stderr.contains("happy-sad") && stderr.contains("formal-casual"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn attribute_prints_parts_that_sum_to_the_logit() {
+    let prompt = temp_file("attribute.txt", "The capital of France is");
+    let (ok, stdout, stderr) = glassbox(&["attribute", "--prompt-file", &prompt, "--json"]);
+    assert!(ok, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(out["heads"].as_array().unwrap().len(), 30);
+    assert_eq!(out["heads"][0].as_array().unwrap().len(), 9);
+    assert_eq!(out["mlps"].as_array().unwrap().len(), 30);
+    let (logit, total) = (
+        out["logit"].as_f64().unwrap(),
+        out["total"].as_f64().unwrap(),
+    );
+    assert!((logit - total).abs() < 0.05, "logit {logit}, parts {total}");
+}
+
+#[test]
+fn generation_goes_on_past_a_kv_budget() {
+    let prompt = temp_file(
+        "budget.txt",
+        "Once upon a time, in a small village by the sea,",
+    );
+    let (ok, stdout, stderr) = glassbox(&[
+        "generate",
+        "--prompt-file",
+        &prompt,
+        "--greedy",
+        "--max-tokens",
+        "48",
+        "--kv-budget",
+        "32",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    let ids = out["ids"].as_array().unwrap();
+    assert!(ids.len() > 20, "{stdout}");
+    // A policy that hides nothing is refused where it cannot fit.
+    let (ok, _, stderr) = glassbox(&["generate", "--prompt-file", &prompt, "--policy", "lambda:4"]);
+    assert!(!ok);
+    assert!(stderr.contains("lambda:GLOBAL,LOCAL"), "{stderr}");
+}
+
+#[test]
+fn perplexity_and_kv_agreement_print_their_json() {
+    let text = temp_file(
+        "long.txt",
+        &"The river wound through the valley, past farms and mills, to the old bridge. ".repeat(12),
+    );
+    let (ok, stdout, stderr) = glassbox(&[
+        "perplexity",
+        "--text-file",
+        &text,
+        "--cache",
+        "64",
+        "--policy",
+        "lambda:4,32",
+    ]);
+    assert!(ok, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(out["tokens"].as_u64().unwrap() > 150);
+    assert_eq!(out["policy"], "lambda:4,32");
+    let ppl = out["segments"][0]["perplexity"].as_f64().unwrap();
+    assert!(ppl.is_finite() && ppl >= 1.0, "{stdout}");
+
+    let (ok, stdout, stderr) = glassbox(&[
+        "kv-agreement",
+        "--prompt-file",
+        &text,
+        "--budgets",
+        "48,1000",
+        "--steps",
+        "8",
+    ]);
+    assert!(ok, "{stderr}");
+    let out: Value = serde_json::from_str(&stdout).unwrap();
+    let rows = out["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    // A budget larger than prompt and generation keeps everything: it agrees at every step.
+    assert_eq!(rows[1]["top1_agreement"], 1.0);
+    assert!(
+        rows[1]["max_logprob_drift"].as_f64().unwrap() < 1e-3,
+        "{stdout}"
+    );
+    assert!(
+        rows[0]["max_logprob_drift"].as_f64().unwrap() > 0.0,
+        "{stdout}"
     );
 }

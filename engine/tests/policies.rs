@@ -15,14 +15,14 @@ use engine::numerics::{log_sum_exp, top_k};
 use engine::runtime::{AttentionPolicy, Device, Engine, Feed, Layout};
 use pollster::block_on;
 
-/// A text of about 200 tokens.
+/// A text of 120 tokens.
 fn text_ids(engine: &Engine) -> Vec<u32> {
     let text = "The river wound through the valley, past farms and mills, until it reached the \
                 old stone bridge where the children of the village gathered every summer \
                 evening. They told stories of the miller's daughter, who had once crossed the \
                 frozen river in the middle of winter to fetch a doctor for her brother. ";
     let mut ids = engine.tokenizer().encode(&text.repeat(4)).unwrap();
-    ids.truncate(200);
+    ids.truncate(120);
     ids
 }
 
@@ -72,11 +72,11 @@ fn policies_that_hide_nothing_change_nothing() {
     let (full, _) = policed_logits(&engine, &ids, AttentionPolicy::Full, 256, 50);
     let lambda = AttentionPolicy::Lambda {
         n_global: 4,
-        n_local: 240,
+        n_local: 120,
     };
     let (under_lambda, _) = policed_logits(&engine, &ids, lambda, 256, 50);
     assert_eq!(under_lambda, full);
-    let budget = AttentionPolicy::budget(240);
+    let budget = AttentionPolicy::budget(200);
     let (under_budget, session) = policed_logits(&engine, &ids, budget, 256, 50);
     assert_eq!(under_budget, full);
     assert_eq!(session.evicted(), 0);
@@ -109,9 +109,9 @@ fn an_evicting_sliding_window_equals_the_window_mask() {
         n_global: 0,
         n_local: window,
     };
-    for chunk in [1, 7, 200] {
+    for chunk in [1, 7, 120] {
         let (got, session) = policed_logits_in(&engine, &ids, policy, 64, chunk, Activations::F32);
-        assert!(session.evicted() > 100, "evicted {}", session.evicted());
+        assert!(session.evicted() > 50, "evicted {}", session.evicted());
         assert_eq!(session.history(), ids.as_slice());
         assert!(session.positions().iter().all(|&p| p < 64));
         let gap = logprob_gap(&want, &got);
@@ -184,23 +184,16 @@ fn webgpu_evicts_as_the_cpu_does() {
     let gpu = Engine::load_file(Device::WebGpu(gpu), &model_path()).unwrap();
     let cpu = cpu_engine();
     let ids = text_ids(&cpu);
-    for policy in [
-        AttentionPolicy::Lambda {
-            n_global: 4,
-            n_local: 32,
-        },
-        AttentionPolicy::Budget {
-            budget: 48,
-            n_first: 4,
-            n_recent: 12,
-        },
-    ] {
-        let (want, cpu_session) = policed_logits(&cpu, &ids, policy, 64, 5);
-        let (got, gpu_session) = policed_logits(&gpu, &ids, policy, 64, 5);
-        let gap = logprob_gap(&want, &got);
-        assert!(gap < 0.02, "{policy:?}: log-prob gap {gap}");
-        if matches!(policy, AttentionPolicy::Lambda { .. }) {
-            assert_eq!(cpu_session.tokens(), gpu_session.tokens());
-        }
-    }
+    // Λ evicts with turned keys (cache_keep on WGSL); a budget evicts through the same kernel
+    // with no turn, and reads attention back, which the kernel tests cover.
+    let policy = AttentionPolicy::Lambda {
+        n_global: 4,
+        n_local: 32,
+    };
+    let (want, cpu_session) = policed_logits(&cpu, &ids, policy, 64, 10);
+    let (got, gpu_session) = policed_logits(&gpu, &ids, policy, 64, 10);
+    let gap = logprob_gap(&want, &got);
+    eprintln!("Λ on WebGPU vs CPU: max |Δ log-prob| on the top 5 = {gap:e}");
+    assert!(gap < 0.02, "log-prob gap {gap}");
+    assert_eq!(cpu_session.tokens(), gpu_session.tokens());
 }

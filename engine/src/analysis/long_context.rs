@@ -88,7 +88,12 @@ pub async fn agreement(
     policy: AttentionPolicy,
 ) -> Result<Agreement> {
     let (tokens, want) = reference;
-    let mut session = engine.session(prompt.len() + tokens.len())?;
+    let needed = prompt.len() + tokens.len();
+    let capacity = match policy {
+        AttentionPolicy::Budget { budget, .. } => needed.max(budget),
+        _ => needed,
+    };
+    let mut session = engine.session(capacity)?;
     session.set_policy(policy)?;
     let mut logits = session.feed(Feed::append(prompt)).await?.logits;
     let (mut agree, mut drift_sum, mut drift_max) = (0usize, 0f64, 0f32);

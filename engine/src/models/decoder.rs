@@ -7,7 +7,7 @@ use super::pass::Pass;
 use super::shape::{Architecture, ModelConfig, Step};
 use super::taps::Captures;
 use crate::backend::{Backend, RopeSpec, RopeStyle};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gguf::{GgufHeader, TensorData};
 
 /// The config of the model a header describes, every tensor's shape checked against it;
@@ -56,6 +56,48 @@ impl<B: Backend> Decoder<B> {
             Decoder::Llama(m) => m.logits(backend, residual),
             Decoder::Gemma3(m) => m.logits(backend, residual),
         }
+    }
+
+    /// The final norm's epsilon (`x / sqrt(mean(x²) + eps) · weight`).
+    pub fn rms_eps(&self) -> f32 {
+        match self {
+            Decoder::Llama(m) => m.config.rms_eps,
+            Decoder::Gemma3(m) => m.config.rms_eps,
+        }
+    }
+
+    /// [`Self::logits`] with the activations in f32.
+    pub fn logits_exact(&self, backend: &B, residual: &B::Tensor) -> Result<B::Tensor> {
+        match self {
+            Decoder::Llama(m) => m.logits_exact(backend, residual),
+            Decoder::Gemma3(_) => Err(Self::no_attribution()),
+        }
+    }
+
+    /// The residual stream before the first block, `(n, d)`.
+    pub fn embed(&self, backend: &B, ids: &[u32]) -> Result<B::Tensor> {
+        match self {
+            Decoder::Llama(m) => m.embed(backend, ids),
+            Decoder::Gemma3(_) => Err(Self::no_attribution()),
+        }
+    }
+
+    /// What head-output rows add to the residual stream in block `layer`, `(n, d)`.
+    pub fn project_heads(&self, backend: &B, layer: usize, rows: &B::Tensor) -> Result<B::Tensor> {
+        match self {
+            Decoder::Llama(m) => m.project_heads(backend, layer, rows),
+            Decoder::Gemma3(_) => Err(Self::no_attribution()),
+        }
+    }
+
+    /// Gemma 3 normalizes each block's attention and MLP outputs before adding them, so a
+    /// head's share needs that norm's scale frozen as well: not done yet.
+    fn no_attribution() -> Error {
+        Error::InvalidRequest(
+            "logit attribution splits a residual stream that blocks add to; Gemma 3 normalizes \
+             what its blocks add (sandwich norms), which this does not handle yet"
+                .into(),
+        )
     }
 
     /// How layer `layer` rotates its keys (what an attention policy needs to move them).

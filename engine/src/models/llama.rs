@@ -264,6 +264,29 @@ impl<B: Backend> Llama<B> {
         let output = self.output.as_ref().unwrap_or(&self.embedding);
         Ok(backend.matmul(&h, &[output])?.remove(0))
     }
+
+    /// [`Self::logits`] with the activations in f32 (logit attribution sums its parts).
+    pub fn logits_exact(&self, backend: &B, residual: &B::Tensor) -> Result<B::Tensor> {
+        let h = backend.rms_norm(residual, &self.final_norm, self.config.rms_eps)?;
+        let output = self.output.as_ref().unwrap_or(&self.embedding);
+        Ok(backend.matmul_exact(&h, &[output])?.remove(0))
+    }
+
+    /// The residual stream before the first block: the tokens' embeddings, `(n, d)`.
+    pub fn embed(&self, backend: &B, ids: &[u32]) -> Result<B::Tensor> {
+        backend.embed(&self.embedding, ids)
+    }
+
+    /// Head-output rows `(n, heads·head_dim)` through block `layer`'s attention output
+    /// projection, in f32: what those head outputs add to the residual stream, `(n, d)`.
+    pub fn project_heads(&self, backend: &B, layer: usize, rows: &B::Tensor) -> Result<B::Tensor> {
+        let block = self.blocks.get(layer).ok_or_else(|| {
+            Error::InvalidRequest(format!("layer {layer} of {}", self.blocks.len()))
+        })?;
+        Ok(backend
+            .matmul_exact(rows, &[&block.attention.output])?
+            .remove(0))
+    }
 }
 
 /// Collects the weights as the GGUF stream hands them out, uploading each to the backend at

@@ -141,6 +141,35 @@ impl Engine {
         }))
     }
 
+    /// [`Engine::logits_of_residuals`] with f32 activations (attribution sums its parts).
+    pub async fn logits_of_residuals_exact(&self, rows: &[f32], n: usize) -> Result<Vec<f32>> {
+        on_backend!(&self.0, EngineKind, (l) => {
+            let residual = l.backend.tensor(rows, n, l.model.config().d_model)?;
+            l.backend.read(&l.model.decoder.logits_exact(&l.backend, &residual)?).await
+        })
+    }
+
+    /// The epsilon of the model's final RMS norm.
+    pub fn rms_eps(&self) -> f32 {
+        on_backend!(&self.0, EngineKind, (l) => l.model.decoder.rms_eps())
+    }
+
+    /// The residual stream before the first block for `ids`, `(n, d)` row-major.
+    pub async fn embeddings(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        on_backend!(&self.0, EngineKind,
+            (l) => l.backend.read(&l.model.decoder.embed(&l.backend, ids)?).await)
+    }
+
+    /// What `n` head-output rows (`(n, heads·head_dim)` row-major) add to the residual stream
+    /// in block `layer`: `(n, d)`, in f32.
+    pub async fn project_heads(&self, layer: usize, rows: &[f32], n: usize) -> Result<Vec<f32>> {
+        on_backend!(&self.0, EngineKind, (l) => {
+            let c = l.model.config();
+            let rows = l.backend.tensor(rows, n, c.n_heads * c.head_dim)?;
+            l.backend.read(&l.model.decoder.project_heads(&l.backend, layer, &rows)?).await
+        })
+    }
+
     /// `(n, vocab)` logits of `n` residual-stream rows (see
     /// [`LanguageModel::logits_of_residuals`]).
     pub async fn logits_of_residuals(&self, rows: &[f32], n: usize) -> Result<Vec<f32>> {
