@@ -1,10 +1,12 @@
 //! The Lab on the command line: interventions for `logits` and `generate` (`--ablate`,
 //! `--steer`), attention policies (`--policy`, `--kv-budget`), `glassbox patch`, the
-//! activation-patching sweep, and `glassbox attribute`, direct logit attribution.
+//! activation-patching sweep, `glassbox attribute`, direct logit attribution, and
+//! `glassbox outliers`, outlier features and 8-bit activations.
 
 use crate::commands::{load, print_json, read_text};
 use crate::RunArgs;
 use engine::analysis::attribution::direct_logit_attribution;
+use engine::analysis::outliers::outlier_features;
 use engine::analysis::patching::patching_sweep;
 use engine::analysis::probes::{steering, steering_pair, steering_vector, STEERING_PAIRS};
 use engine::analysis::set_prompt::{PromptPart, SetPrompt};
@@ -186,4 +188,20 @@ pub fn attribute(run: &RunArgs, prompt_file: &Path, target: Option<u32>) -> Resu
     let found = pollster::block_on(direct_logit_attribution(&engine, &ids, target))
         .map_err(|e| e.to_string())?;
     print_json(&serde_json::to_value(&found).map_err(|e| e.to_string())?)
+}
+
+/// `glassbox outliers`: each residual dimension's magnitude per layer, the ones that stand
+/// out, and the prompt's next-token log-probs in f32 and with 8-bit activations, as JSON.
+pub fn outliers(run: &RunArgs, prompt_file: &Path, threshold: Option<f32>) -> Result<(), String> {
+    let engine = load(run)?;
+    let ids = encode_from_start(&engine, &read_text(prompt_file)?)?;
+    let report = pollster::block_on(outlier_features(&engine, &ids, threshold))
+        .map_err(|e| e.to_string())?;
+    for run in &report.runs {
+        eprintln!(
+            "{:<22} top-1 {:>6} ({:.3}), max |Δ log-prob| on the f32 top 5: {:.4}",
+            run.name, run.top[0].0, run.top[0].1, run.max_logprob_drift
+        );
+    }
+    print_json(&serde_json::to_value(&report).map_err(|e| e.to_string())?)
 }

@@ -200,6 +200,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Outlier features: each residual-stream dimension's largest |value| after every block,
+    /// the dimensions that stand out (20x their layer's median), and the next-token log-probs
+    /// with activations in f32, rounded to 8 bits per block of 32 (as llama.cpp), and rounded
+    /// with outlier columns kept wide (as LLM.int8). Prints `{"ids", "magnitudes": [[f × d] ×
+    /// layers], "outliers": [{"dimension", "largest", "layer", "layers"}], "runs": [{"name",
+    /// "top", "max_logprob_drift"}]}`.
+    Outliers {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long)]
+        prompt_file: PathBuf,
+        /// A product's input column with a |value| this large stays wide in the LLM.int8 run.
+        #[arg(long)]
+        threshold: Option<f32>,
+        /// JSON on stdout (the only output form).
+        #[arg(long)]
+        json: bool,
+    },
     /// A text's perplexity under an attention policy, per stretch of the model's context
     /// (`[0, C)`, `[C, 2C)`, `[2C, 4C)`): `{"tokens", "context", "cache", "policy",
     /// "perplexity", "segments": [{"from", "to", "perplexity"}], "seconds"}`.
@@ -377,6 +395,12 @@ fn main() -> ExitCode {
             target,
             json: _,
         } => lab::attribute(&run, &prompt_file, target),
+        Command::Outliers {
+            run,
+            prompt_file,
+            threshold,
+            json: _,
+        } => lab::outliers(&run, &prompt_file, threshold),
         Command::Perplexity {
             run,
             text_file,

@@ -526,6 +526,59 @@ async fn check_cache_keep(gpu: &GpuBackend) {
 }
 gpu_test!(cache_keep_matches_cpu, check_cache_keep);
 
+/// 8-bit activations: the same rounding per block, the same outlier columns kept wide. A value
+/// exactly between two steps may round either way after WGSL's reciprocal: at most one step
+/// apart, and rarely.
+async fn check_quantize_activations(gpu: &GpuBackend) {
+    let mut rng = SeededRng::new(23);
+    let (rows, cols) = (5, 600);
+    let mut x = rng.vec_f32(rows * cols, 1.0);
+    for col in [3, 77, 500] {
+        x[2 * cols + col] = 20.0 + col as f32 / 100.0;
+    }
+    let cpu = CpuBackend::new();
+    for threshold in [None, Some(6.0), Some(0.0)] {
+        let want = cpu
+            .read(
+                &cpu.quantize_activations(&cpu.tensor(&x, rows, cols).unwrap(), threshold)
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let got = gpu
+            .read(
+                &gpu.quantize_activations(&gpu.tensor(&x, rows, cols).unwrap(), threshold)
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let step = 25.0 / 127.0;
+        let mut differ = 0;
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (g - w).abs() <= step + 1e-5,
+                "{threshold:?} [{i}]: {g} vs {w}"
+            );
+            differ += usize::from(g != w);
+        }
+        assert!(
+            differ * 100 <= got.len(),
+            "{threshold:?}: {differ} values differ"
+        );
+        if threshold == Some(6.0) {
+            assert_eq!(
+                got[2 * cols + 77],
+                x[2 * cols + 77],
+                "an outlier stays wide"
+            );
+        }
+        if threshold == Some(0.0) {
+            assert_eq!(got, x);
+        }
+    }
+}
+gpu_test!(quantize_activations_matches_cpu, check_quantize_activations);
+
 /// A key cached at position p and turned back by d equals the key rotated at p − d directly.
 #[test]
 fn cache_keep_turns_keys_to_their_new_positions() {

@@ -2,13 +2,14 @@
 //! ([`inspect`]), attention rollout ([`rollout`]), Set-Based Prompting's order-invariant
 //! prompts ([`set_prompt`]), and the Lab's experiments: activation patching ([`patching`]),
 //! steering vectors and mean ablation ([`probes`]), direct logit attribution
-//! ([`attribution`]), attention policies on long inputs
-//! ([`long_context`]). Everything here works through the engine handle and plain host
-//! data, whatever the backend.
+//! ([`attribution`]), outlier features and 8-bit activations ([`outliers`]), attention
+//! policies on long inputs ([`long_context`]). Everything here works through the engine
+//! handle and plain host data, whatever the backend.
 
 pub mod attribution;
 pub mod inspect;
 pub mod long_context;
+pub mod outliers;
 pub mod patching;
 pub mod probes;
 pub mod rollout;

@@ -223,6 +223,15 @@ pub trait Backend {
         first_row: usize,
         rows: &Self::Tensor,
     ) -> Result<Self::Tensor>;
+    /// `x` as a product with 8-bit activations sees it: per row, blocks of 32 columns rounded
+    /// to 8 bits with one scale each (amax / 127, as llama.cpp's Q8_0); with
+    /// `keep_outliers_above`, the columns whose largest |value| over the rows reaches it stay
+    /// as they were (LLM.int8's decomposition). The Lab's outlier view compares both with f32.
+    fn quantize_activations(
+        &self,
+        x: &Self::Tensor,
+        keep_outliers_above: Option<f32>,
+    ) -> Result<Self::Tensor>;
     /// The last `n` rows.
     fn last_rows(&self, x: &Self::Tensor, n: usize) -> Result<Self::Tensor>;
     /// `(rows, cols)`.

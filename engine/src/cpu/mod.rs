@@ -15,7 +15,9 @@ pub mod quant;
 pub mod retention;
 
 pub use matrix::CpuMatrix;
-pub use ops::{gelu, group_norm_rows, rms_norm_rows, rope_halves, rope_interleaved};
+pub use ops::{
+    gelu, group_norm_rows, quantize_activations_8bit, rms_norm_rows, rope_halves, rope_interleaved,
+};
 
 use crate::backend::{
     checks, rope_shift_angles, AttentionShape, Backend, Mask, RetentionForm, RopeSpec, RopeStyle,
@@ -242,6 +244,11 @@ impl Backend for CpuBackend {
         let mut out = x.data().to_vec();
         let start = first_row * x.cols();
         out[start..start + rows.data().len()].copy_from_slice(rows.data());
+        Tensor::new(out, x.rows(), x.cols())
+    }
+
+    fn quantize_activations(&self, x: &Tensor, keep_outliers_above: Option<f32>) -> Result<Tensor> {
+        let out = ops::quantize_activations_8bit(x.data(), x.cols(), keep_outliers_above);
         Tensor::new(out, x.rows(), x.cols())
     }
 

@@ -104,9 +104,77 @@ fn rope_rows(
     }
 }
 
+/// Per row, blocks of 32 columns rounded to 8 bits with one scale each (amax / 127, values
+/// times 1/scale rounded half away from zero, as ggml's Q8_0 rows); columns whose largest
+/// |value| over the rows reaches `keep_outliers_above` stay as they were and take no part in
+/// their block's scale. The CPU twin of the WebGPU `activation_quant` kernels.
+pub fn quantize_activations_8bit(
+    data: &[f32],
+    cols: usize,
+    keep_outliers_above: Option<f32>,
+) -> Vec<f32> {
+    let cols = cols.max(1);
+    let outlier: Vec<bool> = (0..cols)
+        .map(|c| {
+            keep_outliers_above.is_some_and(|threshold| {
+                let largest = data
+                    .iter()
+                    .skip(c)
+                    .step_by(cols)
+                    .fold(0f32, |m, v| m.max(v.abs()));
+                largest >= threshold
+            })
+        })
+        .collect();
+    let mut out = data.to_vec();
+    for row in out.chunks_exact_mut(cols) {
+        for (b, block) in row.chunks_mut(32).enumerate() {
+            let kept = &outlier[b * 32..b * 32 + block.len()];
+            let amax = block
+                .iter()
+                .zip(kept)
+                .filter(|(_, &k)| !k)
+                .fold(0f32, |m, (v, _)| m.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            for (v, &k) in block.iter_mut().zip(kept) {
+                if !k {
+                    *v = (*v * id).round() * d;
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn activations_round_to_8_bits_per_block_except_outliers() {
+        // One row of 34 columns: a block of 32 and a partial block of 2.
+        let mut row: Vec<f32> = (0..34).map(|i| i as f32 * 0.1).collect();
+        row[5] = 12.7; // the first block's amax: its scale is 0.1, a step of the others
+        row[33] = -6.35; // the second block's: scale 0.05, and 3.2 is 64 steps
+        let close = |a: f32, b: f32, tolerance: f32| (a - b).abs() <= tolerance;
+        let rounded = quantize_activations_8bit(&row, 34, None);
+        assert!(close(rounded[5], 12.7, 1e-5));
+        assert!(close(rounded[7], 0.7, 1e-5));
+        assert!(close(rounded[32], 3.2, 1e-5));
+        assert!(close(rounded[33], -6.35, 1e-5));
+        // 0.155 is 1.55 steps of 0.1: it becomes 0.2. With 12.7 kept wide, the step is
+        // 3.1 / 127 (column 31 is the block's largest), and 0.155 moves by at most half of it.
+        row[1] = 0.155;
+        let blunt = quantize_activations_8bit(&row, 34, None);
+        assert!(close(blunt[1], 0.2, 1e-5), "{}", blunt[1]);
+        let kept = quantize_activations_8bit(&row, 34, Some(10.0));
+        assert_eq!(kept[5], 12.7);
+        assert!(close(kept[1], 0.155, 3.1 / 127.0 / 2.0), "{}", kept[1]);
+        assert!(!close(kept[1], 0.2, 0.01));
+        // Keeping every column changes nothing.
+        assert_eq!(quantize_activations_8bit(&row, 34, Some(0.0)), row);
+    }
 
     #[test]
     fn rope_styles_rotate_their_own_pairs() {

@@ -308,6 +308,14 @@ impl Backend for GpuBackend {
         Ok(out)
     }
 
+    fn quantize_activations(
+        &self,
+        x: &GpuTensor,
+        keep_outliers_above: Option<f32>,
+    ) -> Result<GpuTensor> {
+        Ok(self.record_quantize_activations(x, keep_outliers_above))
+    }
+
     fn last_rows(&self, x: &GpuTensor, n: usize) -> Result<GpuTensor> {
         let n = n.min(x.rows);
         if n == x.rows {

@@ -23,6 +23,18 @@ pub struct Interventions {
     pub patches: Vec<ResidualPatch>,
     /// Vectors added to the residual stream after a block, at every token.
     pub steering: Vec<Steering>,
+    /// Every matrix product's activations rounded to 8 bits first (the outlier view).
+    #[serde(default)]
+    pub activations_8bit: Option<Int8Activations>,
+}
+
+/// Activations rounded to 8 bits per block of 32 before each matrix product, as llama.cpp's
+/// Q8_0 activations; with `keep_outliers_above`, the columns of a product's input whose
+/// largest |value| reaches it stay wide, as LLM.int8 (Dettmers et al., 2022) keeps them
+/// (it uses 6.0).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Int8Activations {
+    pub keep_outliers_above: Option<f32>,
 }
 
 /// One head's output replaced: by zeros, or by fixed values (mean ablation).
@@ -63,6 +75,7 @@ impl Interventions {
             && self.knockouts.is_empty()
             && self.patches.is_empty()
             && self.steering.is_empty()
+            && self.activations_8bit.is_none()
     }
 
     /// Zero-ablation of `(layer, head)` pairs.
@@ -132,13 +145,24 @@ impl Interventions {
             layer(s.layer, "a steering vector")?;
             width(s.vector.len(), config.d_model, "a steering vector")?;
         }
+        if let Some(Int8Activations {
+            keep_outliers_above: Some(threshold),
+        }) = self.activations_8bit
+        {
+            if threshold.is_nan() || threshold < 0.0 {
+                return bad(format!(
+                    "an outlier threshold of {threshold}: a magnitude is at least 0"
+                ));
+            }
+        }
         Ok(())
     }
 
     /// The first token whose states these interventions change (`usize::MAX`: none): a KV
     /// cache computed without them is still right before it.
     pub fn first_token_changed(&self) -> usize {
-        let everywhere = !self.heads.is_empty() || !self.steering.is_empty();
+        let everywhere =
+            !self.heads.is_empty() || !self.steering.is_empty() || self.activations_8bit.is_some();
         let from_knockouts = self.knockouts.iter().map(|k| k.query);
         let from_patches = self.patches.iter().map(|p| p.token);
         let first = from_knockouts
@@ -149,6 +173,20 @@ impl Interventions {
             0
         } else {
             first
+        }
+    }
+
+    /// Hook on the input of every matrix product: rounded to 8 bits when asked.
+    pub fn product_input<'x, B: Backend>(
+        &self,
+        backend: &B,
+        x: &'x B::Tensor,
+    ) -> Result<Cow<'x, B::Tensor>> {
+        match self.activations_8bit {
+            None => Ok(Cow::Borrowed(x)),
+            Some(q) => Ok(Cow::Owned(
+                backend.quantize_activations(x, q.keep_outliers_above)?,
+            )),
         }
     }
 

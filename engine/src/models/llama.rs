@@ -199,10 +199,11 @@ impl<B: Backend> Llama<B> {
         let mut captures = Captures::default();
         // Captured values are shown and compared across backends: keep activations in f32.
         let matmul = |x: &B::Tensor, weights: &[&B::Matrix]| {
+            let x = interventions.product_input(backend, x)?;
             if pass.exact() {
-                backend.matmul_exact(x, weights)
+                backend.matmul_exact(&x, weights)
             } else {
-                backend.matmul(x, weights)
+                backend.matmul(&x, weights)
             }
         };
         let rope = |x: &B::Tensor| {

@@ -134,6 +134,17 @@ wgsl_meta! {
 }
 
 wgsl_meta! {
+    ActivationQuantMeta mirrors [ActivationQuant] {
+        rows: u32,
+        cols: u32,
+        /// Outlier columns reach it.
+        threshold: f32,
+        /// 0: every column is rounded.
+        keep_outliers: u32,
+    }
+}
+
+wgsl_meta! {
     KvAppendMeta mirrors [KvAppend] {
         tokens: u32,
         kv_heads: u32,
@@ -207,7 +218,7 @@ mod tests {
     type Fields = &'static [(&'static str, &'static str)];
 
     /// Every Meta struct: its name, fields, size and the families it mirrors.
-    fn structs() -> [(&'static str, Fields, usize, &'static [Family]); 12] {
+    fn structs() -> [(&'static str, Fields, usize, &'static [Family]); 13] {
         [
             meta_entry::<ElementwiseMeta>(),
             meta_entry::<EmbeddingMeta>(),
@@ -217,6 +228,7 @@ mod tests {
             meta_entry::<RopeMeta>(),
             meta_entry::<KvAppendMeta>(),
             meta_entry::<KvKeepMeta>(),
+            meta_entry::<ActivationQuantMeta>(),
             meta_entry::<AttentionMeta>(),
             meta_entry::<SoftmaxMeta>(),
             meta_entry::<SelectMeta>(),

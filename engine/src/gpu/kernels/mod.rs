@@ -27,6 +27,7 @@ pub enum Family {
     Rope,
     KvAppend,
     KvKeep,
+    ActivationQuant,
     AttentionScores,
     Softmax,
     AttentionValues,
@@ -36,7 +37,7 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 13] = [
+    pub const ALL: [Family; 14] = [
         Family::Elementwise,
         Family::Embedding,
         Family::Matmul,
@@ -44,6 +45,7 @@ impl Family {
         Family::Rope,
         Family::KvAppend,
         Family::KvKeep,
+        Family::ActivationQuant,
         Family::AttentionScores,
         Family::Softmax,
         Family::AttentionValues,
@@ -61,6 +63,7 @@ impl Family {
             Family::Rope => "rope",
             Family::KvAppend => "kv_append",
             Family::KvKeep => "kv_keep",
+            Family::ActivationQuant => "activation_quant",
             Family::AttentionScores => "attention_scores",
             Family::Softmax => "softmax",
             Family::AttentionValues => "attention_values",
@@ -80,6 +83,7 @@ impl Family {
             Family::Rope => include_str!("rope.wgsl"),
             Family::KvAppend => include_str!("kv_append.wgsl"),
             Family::KvKeep => include_str!("kv_keep.wgsl"),
+            Family::ActivationQuant => include_str!("activation_quant.wgsl"),
             Family::AttentionScores => include_str!("attention_scores.wgsl"),
             Family::Softmax => include_str!("softmax.wgsl"),
             Family::AttentionValues => include_str!("attention_values.wgsl"),
@@ -119,6 +123,8 @@ pub enum KernelId {
     Rope,
     KvAppend,
     KvKeep,
+    OutlierColumns,
+    QuantizeBlocks,
     AttentionScores,
     Softmax,
     AttentionValues,
@@ -148,6 +154,7 @@ impl KernelId {
             KernelId::Rope => Family::Rope,
             KernelId::KvAppend => Family::KvAppend,
             KernelId::KvKeep => Family::KvKeep,
+            KernelId::OutlierColumns | KernelId::QuantizeBlocks => Family::ActivationQuant,
             KernelId::AttentionScores => Family::AttentionScores,
             KernelId::Softmax => Family::Softmax,
             KernelId::AttentionValues => Family::AttentionValues,
@@ -176,6 +183,8 @@ impl KernelId {
             KernelId::Rope => "rope",
             KernelId::KvAppend => "kv_append",
             KernelId::KvKeep => "kv_keep",
+            KernelId::OutlierColumns => "outlier_columns",
+            KernelId::QuantizeBlocks => "quantize_blocks",
             KernelId::AttentionScores => "scores_main",
             KernelId::Softmax => "softmax_rows",
             KernelId::AttentionValues => "values_main",
@@ -197,6 +206,7 @@ impl KernelId {
             | Family::RmsNorm
             | Family::Rope
             | Family::AttentionValues => &[Uniform, Read, Read, ReadWrite],
+            Family::ActivationQuant => &[Uniform, Read, ReadWrite, ReadWrite],
             Family::GroupNorm | Family::AttentionScores => &[Uniform, Read, Read, Read, ReadWrite],
             Family::KvAppend => &[Uniform, Read, Read, ReadWrite, ReadWrite],
             Family::KvKeep => &[Uniform, Read, Read, Read, Read, ReadWrite, ReadWrite],
@@ -377,6 +387,8 @@ mod tests {
             KernelId::Rope,
             KernelId::KvAppend,
             KernelId::KvKeep,
+            KernelId::OutlierColumns,
+            KernelId::QuantizeBlocks,
             KernelId::AttentionScores,
             KernelId::Softmax,
             KernelId::AttentionValues,
