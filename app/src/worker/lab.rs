@@ -164,7 +164,13 @@ async fn ablate(
         )));
     }
     let t = ids.len();
-    let before = engine.session(t)?.feed(Feed::sequence(&ids)).await?.logits;
+    // Both runs in f32: the "after" run taps and intervenes, which the engine does in f32,
+    // and the change per token must come from the ablation alone, not from the precision.
+    let before = engine
+        .session(t)?
+        .feed(Feed::sequence(&ids).activations(Activations::F32))
+        .await?
+        .logits;
     let taps = Taps {
         attention: true,
         only_layer: Some(layer),
@@ -172,7 +178,12 @@ async fn ablate(
     };
     let fed = engine
         .session(t)?
-        .feed(Feed::sequence(&ids).taps(taps).interventions(&ablation))
+        .feed(
+            Feed::sequence(&ids)
+                .taps(taps)
+                .interventions(&ablation)
+                .activations(Activations::F32),
+        )
         .await?;
     let attention = fed.captured.attention.concat();
     let attention = attention
