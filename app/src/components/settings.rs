@@ -154,7 +154,8 @@ fn SteeringControl() -> impl IntoView {
                         }
                     }
                 />
-                <output>{move || steering().alpha.to_string()}</output>
+                // Not an <output>: that is a status region, and the page has one status line.
+                <span class="slider-value" aria-hidden="true">{move || steering().alpha.to_string()}</span>
             </label>
             <label class="field inline">
                 <span>"Steering layer"</span>
