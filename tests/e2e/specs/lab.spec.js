@@ -1,10 +1,12 @@
 // The Lab end to end, on the CPU tier: clicking a head ablates it and the "after"
 // distribution moves away from "before" (by as much as the native engine says); a patching
 // sweep runs with progress, draws its heatmap, and exports CSV and JSON with layers × tokens
-// numbers; Stop ends a sweep between two runs; a token-count mismatch is refused in words.
+// numbers; Stop ends a sweep between two runs; a token-count mismatch is refused in words; a
+// deep link reopens the ablation; steering changes a greedy chat reply, and α = 0 gives the
+// plain reply back.
 import { test, expect } from '@playwright/test';
 import { readFileSync } from 'node:fs';
-import { sharedProfilePage } from '../chromium.js';
+import { ask, collectLogs, sharedProfilePage, useGreedy, waitReady } from '../chromium.js';
 
 // Measured with the native engine on "The capital of France is":
 //   glassbox logits --prompt-file p.txt --top 1 [--ablate 0:4]
@@ -123,5 +125,44 @@ test.describe.serial('the Lab on the CPU tier', () => {
     const last = sweep.effect[29][8];
     expect(Math.abs(last - sweep.clean_logprob)).toBeLessThan(0.05);
     expect(Math.max(...sweep.effect.map((row) => row[2]))).toBeGreaterThan(sweep.corrupt_logprob + 4);
+  });
+
+  test('a deep link reopens the Lab with its prompt and ablated head', async () => {
+    const { profile } = shared;
+    const page = await profile.context.newPage();
+    const logs = collectLogs(page);
+    await page.goto('/?view=lab&prompt=The%20capital%20of%20France%20is&ablate=0%3A4&layer=0&head=4');
+    await waitReady(page, logs);
+    await expect(page.getByRole('tab', { name: 'Lab' })).toHaveAttribute('aria-selected', 'true');
+    await expect(page.getByRole('button', { name: 'Ablate layer 0 head 4' })).toHaveAttribute('aria-pressed', 'true');
+    await expect(page.getByRole('spinbutton', { name: 'Shown head' })).toHaveValue('4');
+    const parisAfter = page.getByRole('table', { name: 'After (heads ablated)' })
+      .locator('tbody tr', { hasText: '" Paris"' });
+    await expect(parisAfter.locator('td').nth(2), logs.join('\n')).toContainText('−56', { timeout: 2 * 60 * 1000 });
+    await expect(page.locator('#lab-attention-description')).toContainText('Layer 0 head 4 (ablated');
+    await page.close();
+  });
+
+  test('steering changes a greedy chat reply; α = 0 gives the plain reply back', async () => {
+    const { page, logs } = shared;
+    await page.getByRole('tab', { name: 'Chat' }).click();
+    await useGreedy(page, 12);
+    const plain = await ask(page, 'Tell me about your weekend.');
+    expect(plain.length, logs.join('\n')).toBeGreaterThan(0);
+    await page.getByLabel('Steering pair').selectOption('happy-sad');
+    await page.getByLabel('Steering strength α').fill('8');
+    await expect(page.getByText('On: replies pushed towards happy')).toBeVisible();
+    await page.getByRole('button', { name: 'Regenerate' }).click();
+    await expect(page.getByRole('button', { name: 'Stop' })).toBeEnabled();
+    await expect(page.getByRole('button', { name: 'Stop' })).toBeDisabled({ timeout: 5 * 60 * 1000 });
+    const steered = await page.locator('.turn.assistant .text').last().textContent();
+    expect(steered, logs.join('\n')).not.toEqual(plain);
+    await page.getByLabel('Steering strength α').fill('0');
+    await expect(page.getByText('Off: replies as the model gives them.')).toBeVisible();
+    await page.getByRole('button', { name: 'Regenerate' }).click();
+    await expect(page.getByRole('button', { name: 'Stop' })).toBeEnabled();
+    await expect(page.getByRole('button', { name: 'Stop' })).toBeDisabled({ timeout: 5 * 60 * 1000 });
+    expect(await page.locator('.turn.assistant .text').last().textContent()).toEqual(plain);
+    console.log(`plain reply: ${JSON.stringify(plain)}; steered (happy-sad, α 8): ${JSON.stringify(steered)}`);
   });
 });
