@@ -115,6 +115,7 @@ pub fn PatchingPanel() -> impl IntoView {
                 <progress max=total.to_string() value=done.to_string() aria-label="Patching progress"></progress>
             })}
         </div>
+        <p class="explorer-status patching-status" aria-live="polite">{move || patching_status(lab)}</p>
         {move || lab.sweep_error.get().map(|e| view! { <p class="notice" role="alert">{e}</p> })}
         <PatchingFigure lab=lab />
     }
@@ -158,7 +159,6 @@ pub(super) fn PatchingFigure(lab: LabState) -> impl IntoView {
         )
     };
     view! {
-        <p class="explorer-status patching-status" aria-live="polite">{move || patching_status(lab)}</p>
         <Show when=move || lab.sweep.with(Option::is_some)>
             <h3>"Patching heatmap"</h3>
             <p class="hint">
