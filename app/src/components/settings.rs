@@ -158,7 +158,8 @@ fn SteeringControl() -> impl IntoView {
                 <span class="slider-value" aria-hidden="true">{move || steering().alpha.to_string()}</span>
             </label>
             <label class="field inline">
-                <span>"Steering layer"</span>
+                // Not "… layer": the explorer's "Layer" field must stay the only one so named.
+                <span>"Steer after block"</span>
                 <input
                     type="number"
                     min="0"
