@@ -3,12 +3,14 @@
 //!
 //! | Parameter | Meaning |
 //! |---|---|
-//! | `view` | `chat`, `order`, `explore` or `vision` |
+//! | `view` | `chat`, `order`, `explore`, `vision` or `lab` |
 //! | `embed=1`, `figure` | embed mode: only that figure (see [`Figure`]) and its controls |
 //! | `text` | explore: free text to inspect |
 //! | `chat` | explore: a conversation, JSON `[["user", "…"], ["assistant", "…"], …]` |
 //! | `question`, `option` (repeated), `mode` | order view (and explore, with `source=order`): `mode=set` or `plain` |
-//! | `layer`, `head`, `token` | the selected layer, head and (explore) token |
+//! | `layer`, `head`, `token` | the selected layer, head and (explore) token; (lab) the head whose attention is shown |
+//! | `prompt`, `ablate` | lab: the ablation's prompt, the ablated heads `LAYER:HEAD,…` |
+//! | `clean`, `corrupt` | lab: the patching sweep's prompts |
 //! | `digit` | vision: a test digit, 0–999 |
 //! | `drawing` | vision: a drawing, 784 pixels as hex bytes |
 //! | `form`, `chunk` | vision: the ViR form shown (`parallel`, `recurrent`, `chunkwise`), chunk length |
@@ -30,6 +32,8 @@ pub enum View {
     Explore,
     /// The MNIST ViT and ViR.
     Vision,
+    /// Interventions: head ablation and activation patching.
+    Lab,
 }
 
 impl View {
@@ -39,13 +43,20 @@ impl View {
             View::Order => "order",
             View::Explore => "explore",
             View::Vision => "vision",
+            View::Lab => "lab",
         }
     }
 
     fn parse(s: &str) -> Option<Self> {
-        [View::Chat, View::Order, View::Explore, View::Vision]
-            .into_iter()
-            .find(|v| v.name() == s)
+        [
+            View::Chat,
+            View::Order,
+            View::Explore,
+            View::Vision,
+            View::Lab,
+        ]
+        .into_iter()
+        .find(|v| v.name() == s)
     }
 }
 
@@ -64,16 +75,19 @@ pub enum Figure {
     Vir,
     /// Order view: the answers under each ordering, with the mask.
     Order,
+    /// Lab: the activation-patching sweep's heatmap.
+    Patching,
 }
 
 impl Figure {
-    pub const ALL: [Figure; 6] = [
+    pub const ALL: [Figure; 7] = [
         Figure::Matrix,
         Figure::Rollout,
         Figure::Heads,
         Figure::Vit,
         Figure::Vir,
         Figure::Order,
+        Figure::Patching,
     ];
 
     pub fn name(self) -> &'static str {
@@ -84,6 +98,7 @@ impl Figure {
             Figure::Vit => "vit",
             Figure::Vir => "vir",
             Figure::Order => "order",
+            Figure::Patching => "patching",
         }
     }
 
@@ -92,6 +107,7 @@ impl Figure {
             Figure::Matrix | Figure::Rollout | Figure::Heads => View::Explore,
             Figure::Vit | Figure::Vir => View::Vision,
             Figure::Order => View::Order,
+            Figure::Patching => View::Lab,
         }
     }
 
@@ -131,6 +147,11 @@ pub struct Link {
     pub rollout: bool,
     /// The chat model (sha256) and, for a model from a URL, the URL.
     pub model: Option<(String, Option<String>)>,
+    /// The Lab's ablation prompt and ablated (layer, head) pairs.
+    pub prompt: Option<String>,
+    pub ablate: Vec<(usize, usize)>,
+    /// The Lab's patching prompts (clean, corrupted).
+    pub patching: Option<(String, String)>,
 }
 
 impl Default for Link {
@@ -148,6 +169,9 @@ impl Default for Link {
             chunk: None,
             rollout: false,
             model: None,
+            prompt: None,
+            ablate: Vec::new(),
+            patching: None,
         }
     }
 }
@@ -230,6 +254,11 @@ impl Link {
                 .map(str::to_ascii_lowercase)
                 .filter(|sha| sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()))
                 .map(|sha| (sha, get("model_url").map(str::to_string))),
+            prompt: get("prompt").map(str::to_string),
+            ablate: get("ablate").map(parse_heads).unwrap_or_default(),
+            patching: get("clean")
+                .zip(get("corrupt"))
+                .map(|(c, k)| (c.into(), k.into())),
         }
     }
 
@@ -276,6 +305,21 @@ impl Link {
                 pairs.push((key, v.to_string()));
             }
         }
+        if let Some(prompt) = &self.prompt {
+            pairs.push(("prompt", prompt.clone()));
+        }
+        if !self.ablate.is_empty() {
+            let heads: Vec<String> = self
+                .ablate
+                .iter()
+                .map(|(l, h)| format!("{l}:{h}"))
+                .collect();
+            pairs.push(("ablate", heads.join(",")));
+        }
+        if let Some((clean, corrupt)) = &self.patching {
+            pairs.push(("clean", clean.clone()));
+            pairs.push(("corrupt", corrupt.clone()));
+        }
         match &self.image {
             Some(VisionImage::TestDigit(d)) => pairs.push(("digit", d.to_string())),
             Some(VisionImage::Drawing(bytes)) => pairs.push(("drawing", to_hex(bytes))),
@@ -302,6 +346,16 @@ impl Link {
             .collect();
         format!("?{}", body.join("&"))
     }
+}
+
+/// `3:5,4:1` → [(3, 5), (4, 1)]; pairs that are not two whole numbers are skipped.
+fn parse_heads(text: &str) -> Vec<(usize, usize)> {
+    text.split(',')
+        .filter_map(|pair| {
+            let (layer, head) = pair.split_once(':')?;
+            Some((layer.trim().parse().ok()?, head.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// `application/x-www-form-urlencoded` pairs, decoded.
@@ -436,6 +490,16 @@ mod tests {
                 model: Some(("0f".repeat(32), None)),
                 ..Link::default()
             },
+            Link {
+                view: View::Lab,
+                embed: Some(Figure::Patching),
+                prompt: Some("The capital of France is".into()),
+                ablate: vec![(0, 4), (12, 3)],
+                layer: Some(0),
+                head: Some(4),
+                patching: Some(("Paris & co".into(), "Rome, 100%".into())),
+                ..Link::default()
+            },
         ];
         for link in links {
             let query = link.to_query();
@@ -458,6 +522,9 @@ mod tests {
         assert_eq!(Link::parse("?model=abc").model, None);
         assert_eq!(Link::parse("?model_url=https://x/m.gguf").model, None);
         assert_eq!(decode_component("100%"), "100%");
+        // Heads that are not LAYER:HEAD are skipped; a patching link needs both prompts.
+        let lab = Link::parse("?view=lab&ablate=1:2,x:3,4,5:6&clean=a");
+        assert_eq!((lab.ablate, lab.patching), (vec![(1, 2), (5, 6)], None));
         assert_eq!(decode_component("a+b%20c"), "a b c");
     }
 }

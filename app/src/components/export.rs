@@ -1,5 +1,5 @@
 //! Exports for teaching material: every figure as PNG (its canvas) and SVG (drawn again from its
-//! data, so it scales in slides), its data as JSON, and a "run card" naming everything needed
+//! data, so it scales in slides), its data as JSON (and CSV where it is one table), and a "run card" naming everything needed
 //! to make the figure again (model and sha256, input, sampling, seed, engine version, tier,
 //! deep link).
 
@@ -129,6 +129,11 @@ pub fn run_card(state: AppState, figure: &str) -> serde_json::Value {
         "input": match link.view {
             crate::deep_link::View::Explore => serde_json::json!(state.explorer.source.get_untracked()),
             crate::deep_link::View::Vision => serde_json::json!(state.vision.source.get_untracked()),
+            crate::deep_link::View::Lab => serde_json::json!({
+                "prompt": link.prompt,
+                "ablate": link.ablate,
+                "patching": link.patching,
+            }),
             _ => serde_json::json!(link.order),
         },
         "selection": { "layer": link.layer, "head": link.head, "token": link.token },
@@ -150,10 +155,23 @@ pub fn ExportBar(
     canvas: NodeRef<Canvas>,
     svg: Callback<(), Option<String>>,
     data: Callback<(), Option<serde_json::Value>>,
+    /// The data as one CSV table, for figures that are one.
+    #[prop(optional)]
+    csv: Option<Callback<(), Option<String>>>,
 ) -> impl IntoView {
     let state = crate::state::use_app_state();
     let stem = figure.replace(' ', "-").to_lowercase();
-    let (s1, s2, s3, s4) = (stem.clone(), stem.clone(), stem.clone(), stem);
+    let (s1, s2, s3, s5) = (stem.clone(), stem.clone(), stem.clone(), stem.clone());
+    let s4 = stem;
+    let csv_button = csv.map(|csv| {
+        view! {
+            <button on:click=move |_| {
+                if let Some(text) = csv.run(()) {
+                    download_text(&format!("{s5}.csv"), "text/csv", &text);
+                }
+            }>"Export CSV"</button>
+        }
+    });
     view! {
         <div class="actions export" role="group" aria-label=format!("Export the {figure}")>
             <button on:click=move |_| {
@@ -171,6 +189,7 @@ pub fn ExportBar(
                     download_text(&format!("{s3}.json"), "application/json", &value.to_string());
                 }
             }>"Export JSON"</button>
+            {csv_button}
             <button on:click=move |_| {
                 let card = run_card(state, figure);
                 download_text(&format!("{s4}-run-card.json"), "application/json", &card.to_string());

@@ -185,6 +185,57 @@ fn shorten(label: &str) -> String {
     }
 }
 
+/// A `(rows, cols)` grid of values in [0, 1] (viridis, linear), row labels on the left and
+/// column labels on top; returns the cell side. For the patching sweep: layers down, tokens
+/// across.
+pub fn draw_value_grid(
+    canvas: &HtmlCanvasElement,
+    values: &[f32],
+    row_labels: &[String],
+    col_labels: &[String],
+) -> Option<usize> {
+    let (rows, cols) = (row_labels.len(), col_labels.len());
+    if rows == 0 || cols == 0 || values.len() != rows * cols {
+        return None;
+    }
+    let cell = (MATRIX_PIXELS / rows.max(cols)).clamp(2, 24);
+    let (w, h) = (cols * cell, rows * cell);
+    canvas.set_width((w + LABEL_MARGIN as usize) as u32);
+    canvas.set_height((h + LABEL_MARGIN as usize) as u32);
+    let ctx = context(canvas)?;
+    ctx.set_fill_style_str("#ffffff");
+    ctx.fill_rect(0.0, 0.0, w as f64 + LABEL_MARGIN, h as f64 + LABEL_MARGIN);
+    let mut pixels = vec![255u8; w * h * 4];
+    for (y, line) in pixels.chunks_exact_mut(w * 4).enumerate() {
+        for (x, px) in line.chunks_exact_mut(4).enumerate() {
+            px[..3].copy_from_slice(&viridis(values[(y / cell) * cols + x / cell]));
+        }
+    }
+    let image =
+        ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), w as u32, h as u32).ok()?;
+    ctx.put_image_data(&image, LABEL_MARGIN, LABEL_MARGIN)
+        .ok()?;
+    let every = (LABEL_FONT_PX / cell as f64).ceil().max(1.0) as usize;
+    ctx.set_text_baseline("middle");
+    ctx.set_font("11px sans-serif");
+    ctx.set_fill_style_str("#444444");
+    ctx.set_text_align("right");
+    for (i, label) in row_labels.iter().enumerate().step_by(every) {
+        let middle = LABEL_MARGIN + (i * cell) as f64 + cell as f64 / 2.0;
+        let _ = ctx.fill_text(&shorten(label), LABEL_MARGIN - 4.0, middle);
+    }
+    ctx.set_text_align("left");
+    for (j, label) in col_labels.iter().enumerate().step_by(every) {
+        let middle = LABEL_MARGIN + (j * cell) as f64 + cell as f64 / 2.0;
+        ctx.save();
+        let _ = ctx.translate(middle, LABEL_MARGIN - 4.0);
+        let _ = ctx.rotate(-std::f64::consts::FRAC_PI_2);
+        let _ = ctx.fill_text(&shorten(label), 0.0, 0.0);
+        ctx.restore();
+    }
+    Some(cell)
+}
+
 /// The head view (BertViz style): tokens in two columns, a line from the selected token on the
 /// left to every token it attends to on the right, as opaque as the weight is large.
 pub fn draw_head_view(canvas: &HtmlCanvasElement, row: &[f32], labels: &[String], selected: usize) {

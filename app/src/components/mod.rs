@@ -5,9 +5,11 @@ mod chat;
 mod explorer;
 mod export;
 mod heatmap;
+mod lab;
 mod load_panel;
 mod models;
 mod order;
+mod patching;
 mod settings;
 mod share;
 mod status_bar;
@@ -20,6 +22,7 @@ use leptos::prelude::*;
 
 pub use chat::ChatPanel;
 pub use explorer::ExplorerPanel;
+pub use lab::LabPanel;
 pub use load_panel::LoadPanel;
 pub use order::OrderPanel;
 pub use settings::SidePanel;
@@ -57,6 +60,7 @@ pub fn App() -> impl IntoView {
             {tab(View::Order, "Order")}
             {tab(View::Explore, "Explore")}
             {tab(View::Vision, "Vision")}
+            {tab(View::Lab, "Lab")}
         </nav>
         <share::ShareBar />
         <main class="layout">
@@ -67,6 +71,7 @@ pub fn App() -> impl IntoView {
                     View::Order => view! { <OrderPanel /> }.into_any(),
                     View::Explore => view! { <ExplorerPanel /> }.into_any(),
                     View::Vision => view! { <VisionPanel /> }.into_any(),
+                    View::Lab => view! { <LabPanel /> }.into_any(),
                 }}
             </section>
             <SidePanel />
@@ -120,7 +125,7 @@ fn drop_target(models: crate::state::ModelsState) {
 #[component]
 fn EmbedFigure(figure: Figure) -> impl IntoView {
     let state = use_app_state();
-    let (explorer, vision) = (state.explorer, state.vision);
+    let (explorer, vision, lab) = (state.explorer, state.vision, state.lab);
     let figure_view = match figure {
         Figure::Matrix => view! {
             <explorer::Selection explorer=explorer />
@@ -144,10 +149,12 @@ fn EmbedFigure(figure: Figure) -> impl IntoView {
         }
         .into_any(),
         Figure::Order => view! { <OrderPanel /> }.into_any(),
+        Figure::Patching => view! { <patching::PatchingFigure lab=lab /> }.into_any(),
     };
     let ready = move || match figure.view() {
         View::Explore => explorer.summary.with(Option::is_some),
         View::Vision => vision.report.with(Option::is_some),
+        View::Lab => lab.sweep.with(Option::is_some),
         _ => true,
     };
     let status = move || match figure.view() {
@@ -156,6 +163,10 @@ fn EmbedFigure(figure: Figure) -> impl IntoView {
             .error
             .get()
             .unwrap_or_else(|| vision::vision_status(vision)),
+        View::Lab => lab
+            .sweep_error
+            .get()
+            .unwrap_or_else(|| patching::patching_status(lab)),
         _ => String::new(),
     };
     let whole_page = move || {

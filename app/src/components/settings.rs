@@ -10,6 +10,7 @@ pub fn SidePanel() -> impl IntoView {
         <aside class="side" aria-label="Settings">
             <SystemPrompt />
             <SamplingControls />
+            <SteeringControl />
             <TierSwitch />
             <super::models::ModelsPanel />
             <CachePanel />
@@ -93,6 +94,86 @@ fn SamplingControls() -> impl IntoView {
                 let system_prompt = std::mem::take(&mut s.system_prompt);
                 *s = Settings { system_prompt, ..Settings::default() };
             })>"Reset sampling"</button>
+        </fieldset>
+    }
+}
+
+/// Steering the chat's replies (the Lab's third tool): a ready pair, its scale α (0: off) and
+/// the block after which it is added. The worker computes each pair's vector once per layer.
+#[component]
+fn SteeringControl() -> impl IntoView {
+    let state = use_app_state();
+    let steering = move || state.chat.settings.with(|s| s.steering.clone());
+    let n_layers = move || {
+        state.engine.model.with(|m| {
+            m.as_ref()
+                .and_then(|m| m.summary.config.as_ref())
+                .map_or(0, |c| c.n_layers)
+        })
+    };
+    let layer = move || steering().layer.unwrap_or(n_layers() / 5);
+    let describe = move || {
+        let s = steering();
+        if s.pair.is_empty() || s.alpha == 0.0 {
+            return "Off: replies as the model gives them.".to_string();
+        }
+        let (positive, negative) = s.pair.split_once('-').unwrap_or((&s.pair, ""));
+        let towards = if s.alpha > 0.0 { positive } else { negative };
+        format!(
+            "On: replies pushed towards {towards} (α = {}) after block {}.",
+            s.alpha,
+            layer()
+        )
+    };
+    view! {
+        <fieldset class="steering">
+            <legend>"Steering"</legend>
+            <label class="field inline">
+                <span>"Steering pair"</span>
+                <select
+                    prop:value=move || steering().pair
+                    on:change=move |ev| state.chat.settings.update(|s| s.steering.pair = event_target_value(&ev))
+                >
+                    <option value="">"None"</option>
+                    {engine::analysis::probes::STEERING_PAIRS.iter().map(|p| view! {
+                        <option value=p.name>{p.name}</option>
+                    }).collect_view()}
+                </select>
+            </label>
+            <label class="field inline">
+                <span>"Steering strength α"</span>
+                <input
+                    type="range"
+                    min="-8"
+                    max="8"
+                    step="0.5"
+                    prop:value=move || steering().alpha.to_string()
+                    on:input=move |ev| {
+                        if let Ok(v) = event_target_value(&ev).parse::<f32>() {
+                            state.chat.settings.update(|s| s.steering.alpha = v.clamp(-8.0, 8.0));
+                        }
+                    }
+                />
+                // Not an <output>: that is a status region, and the page has one status line.
+                <span class="slider-value" aria-hidden="true">{move || steering().alpha.to_string()}</span>
+            </label>
+            <label class="field inline">
+                // Not "… layer": the explorer's "Layer" field must stay the only one so named.
+                <span>"Steer after block"</span>
+                <input
+                    type="number"
+                    min="0"
+                    max=move || n_layers().saturating_sub(1).to_string()
+                    prop:value=move || layer().to_string()
+                    on:change=move |ev| {
+                        if let Ok(v) = event_target_value(&ev).parse::<usize>() {
+                            let max = n_layers().saturating_sub(1);
+                            state.chat.settings.update(|s| s.steering.layer = Some(v.min(max)));
+                        }
+                    }
+                />
+            </label>
+            <p class="hint">{describe}</p>
         </fieldset>
     }
 }

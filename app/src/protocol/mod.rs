@@ -3,8 +3,10 @@
 //! client's `send_with_file`.) The model list's and the model check's messages are in
 //! `models.rs`.
 
+mod lab;
 mod models;
 
+pub use lab::{AblationResult, LabReply, LabRequest, PatchingResult, SteeringChoice, TokenChance};
 pub use models::{ModelCheck, ModelEntry, ModelReply, ModelRequest, ModelSource};
 
 use engine::runtime::budget::ModelSummary;
@@ -25,8 +27,9 @@ pub enum ToWorker {
     Order(OrderRequest),
     Explore(ExploreRequest),
     Vision(VisionRequest),
+    Lab(LabRequest),
     Bench(BenchRequest),
-    /// Stop the chat reply, the order run or the model download under way (a partial reply
+    /// Stop the chat reply, the order run, the patching sweep or the model download under way (a partial reply
     /// stays; a partial download is kept for a resume). Not queued: the worker raises a flag
     /// that the running loop checks between tokens or chunks.
     Stop,
@@ -66,6 +69,9 @@ pub enum ChatRequest {
         messages: Vec<ChatMessage>,
         params: SamplingParams,
         max_tokens: usize,
+        /// Steer the reply (the Lab's steering control); `None`: as the model is.
+        #[serde(default)]
+        steering: Option<SteeringChoice>,
     },
 }
 
@@ -141,6 +147,7 @@ pub enum FromWorker {
     Order(OrderReply),
     Explore(ExploreReply),
     Vision(VisionReply),
+    Lab(LabReply),
     Bench(BenchDone),
     /// Something failed outside any request (a message the worker could not read); the text is
     /// for people.
@@ -492,6 +499,7 @@ groups!(ToWorker {
     OrderRequest => Order,
     ExploreRequest => Explore,
     VisionRequest => Vision,
+    LabRequest => Lab,
     BenchRequest => Bench,
 });
 
@@ -502,6 +510,7 @@ groups!(FromWorker {
     OrderReply => Order,
     ExploreReply => Explore,
     VisionReply => Vision,
+    LabReply => Lab,
     BenchDone => Bench,
 });
 

@@ -8,7 +8,7 @@
 //! message box; a reply that reached the end of the context is marked as cut.
 
 use super::engine::EngineState;
-use crate::protocol::{ChatReply, ChatRequest, ReplyStats, ToWorker};
+use crate::protocol::{ChatReply, ChatRequest, ReplyStats, SteeringChoice, ToWorker};
 use ::engine::runtime::sampling::SamplingParams;
 use ::engine::text::chat::ChatMessage;
 use leptos::prelude::*;
@@ -36,6 +36,9 @@ pub struct Settings {
     pub system_prompt: String,
     pub params: SamplingParams,
     pub max_tokens: usize,
+    /// Off by default (α = 0): replies as the model gives them.
+    #[serde(default)]
+    pub steering: SteeringSettings,
 }
 
 impl Default for Settings {
@@ -44,7 +47,31 @@ impl Default for Settings {
             system_prompt: String::new(),
             params: SamplingParams::default(),
             max_tokens: 256,
+            steering: SteeringSettings::default(),
         }
+    }
+}
+
+/// The chat's steering control: a ready pair (empty: none), its scale and the block after
+/// which it is added (`None`: a fifth of the way in, as `glassbox generate --steer` does).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SteeringSettings {
+    pub pair: String,
+    pub alpha: f32,
+    pub layer: Option<usize>,
+}
+
+impl SteeringSettings {
+    /// What the worker is asked to do, for a model of `n_layers` layers (`None`: off).
+    pub fn choice(&self, n_layers: usize) -> Option<SteeringChoice> {
+        if self.pair.is_empty() || self.alpha == 0.0 || n_layers == 0 {
+            return None;
+        }
+        Some(SteeringChoice {
+            pair: self.pair.clone(),
+            layer: self.layer.unwrap_or(n_layers / 5).min(n_layers - 1),
+            alpha: self.alpha,
+        })
     }
 }
 
@@ -204,6 +231,7 @@ impl ChatState {
         self.engine.send(ChatRequest::Generate {
             request,
             messages,
+            steering: settings.steering.choice(self.engine.n_layers()),
             params: settings.params,
             max_tokens: settings.max_tokens,
         });

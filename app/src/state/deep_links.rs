@@ -71,6 +71,7 @@ impl AppState {
         self.order.apply_link(&link);
         self.explorer.apply_link(&link);
         self.vision.apply_link(&link);
+        self.lab.apply_link(&link);
         if link.source.is_none() {
             self.links.pending.set_value(None);
         }
@@ -105,6 +106,7 @@ impl AppState {
         self.order.write_link(&mut link);
         self.explorer.write_link(&mut link);
         self.vision.write_link(&mut link);
+        self.lab.write_link(&mut link);
         link
     }
 }

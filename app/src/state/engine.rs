@@ -140,6 +140,15 @@ impl EngineState {
         id
     }
 
+    /// The loaded model's layers (0 before one is loaded or when its header says nothing).
+    pub fn n_layers(self) -> usize {
+        self.model.with_untracked(|m| {
+            m.as_ref()
+                .and_then(|m| m.summary.config.as_ref())
+                .map_or(0, |c| c.n_layers)
+        })
+    }
+
     pub fn is_ready(self) -> bool {
         self.status.with(|s| *s == EngineStatus::Ready)
     }

@@ -2,7 +2,7 @@
 //! settings survive a reload (localStorage); everything else comes back from the worker.
 //!
 //! Each view has its part: `chat` (the conversation and the sampling settings), `order`,
-//! `explore` (the attention explorer) and `vision`; `engine` holds the engine's status, model,
+//! `explore` (the attention explorer), `vision` and `lab` (ablation and patching); `engine` holds the engine's status, model,
 //! cache and the worker handle they all send through; `models` the model list, the check of a
 //! model before it is loaded, and the origins models may come from. [`AppState`] holds them all, and what
 //! spans them: the view shown, embed mode, deep links (`deep_links`), the benchmark hook
@@ -13,6 +13,7 @@ mod chat;
 mod deep_links;
 mod engine;
 mod explore;
+mod lab;
 mod models;
 mod order;
 mod vision;
@@ -27,6 +28,7 @@ pub use chat::{ChatState, Role, Settings, Turn};
 use deep_links::DeepLinks;
 pub use engine::{EngineState, EngineStatus};
 pub use explore::ExplorerState;
+pub use lab::{LabState, DEFAULT_CLEAN, DEFAULT_CORRUPT, DEFAULT_PROMPT};
 use leptos::prelude::*;
 pub use models::{is_sha256, ModelsState};
 pub use order::OrderState;
@@ -39,6 +41,7 @@ pub struct AppState {
     pub order: OrderState,
     pub explorer: ExplorerState,
     pub vision: VisionState,
+    pub lab: LabState,
     pub models: ModelsState,
     pub view: RwSignal<View>,
     /// Embed mode (`?embed=1&figure=…`): only that figure is shown.
@@ -56,6 +59,7 @@ pub fn provide_app_state() -> AppState {
         order: OrderState::new(engine),
         explorer: ExplorerState::new(engine),
         vision: VisionState::new(engine),
+        lab: LabState::new(engine),
         models: ModelsState::new(engine),
         view: RwSignal::new(link.view),
         embed: link.embed,
@@ -63,6 +67,7 @@ pub fn provide_app_state() -> AppState {
         bench: BenchHook::new(engine),
     };
     state.follow_links();
+    state.run_lab_when_ready();
     provide_context(state);
     state
 }
@@ -114,6 +119,7 @@ impl AppState {
                     self.explorer.summary.set(None);
                     self.order.layout.set(None);
                     self.order.answers.set(Vec::new());
+                    self.lab.forget_results();
                 }
                 self.engine.on_event(EngineEvent::Loaded(info));
             }
@@ -123,6 +129,7 @@ impl AppState {
             FromWorker::Order(reply) => self.order.on_reply(reply),
             FromWorker::Explore(reply) => self.explorer.on_reply(reply),
             FromWorker::Vision(reply) => self.vision.on_reply(reply),
+            FromWorker::Lab(reply) => self.lab.on_reply(reply),
             FromWorker::Bench(done) => self.bench.on_done(done),
             FromWorker::Error(message) => self.engine.notice.set(Some(message)),
         }
@@ -136,6 +143,59 @@ impl AppState {
             && self.chat.generating.get().is_none()
             && self.order.running.get().is_none()
             && self.explorer.running.get().is_none()
+            && !self.lab.busy()
+    }
+
+    /// Whether the Lab may run an ablation: as [`Self::can_send`], except that another
+    /// ablation may be under way (the new one queues behind it and replaces its answer).
+    pub fn can_ablate(self) -> bool {
+        self.engine.is_ready()
+            && self.chat.generating.get().is_none()
+            && self.order.running.get().is_none()
+            && self.explorer.running.get().is_none()
+            && self.lab.sweeping.get().is_none()
+    }
+
+    /// Ablates (layer, head), or gives it back, and runs the prompt again.
+    pub fn toggle_ablation(self, layer: usize, head: usize) {
+        if self.can_ablate() {
+            self.lab.toggle(layer, head);
+            self.lab.run_ablation();
+        }
+    }
+
+    /// Runs the Lab's prompt with the ablation as it is (after the prompt, the shown head or
+    /// the ablated heads changed).
+    pub fn run_ablation(self) {
+        if self.can_ablate() {
+            self.lab.run_ablation();
+        }
+    }
+
+    pub fn run_sweep(self) {
+        if self.can_send() {
+            self.lab.run_sweep();
+        }
+    }
+
+    /// Runs the Lab's prompt as soon as the Lab is shown with the model ready, and a deep
+    /// link's patching sweep as soon as the model is ready.
+    fn run_lab_when_ready(self) {
+        Effect::new(move |_| {
+            let shown = self.view.get() == View::Lab;
+            let idle = self.lab.ablation.with(Option::is_none)
+                && self.lab.ablating.get().is_none()
+                && self.lab.ablation_error.with(Option::is_none);
+            if shown && idle && self.embed.is_none() && self.can_ablate() {
+                self.lab.run_ablation();
+            }
+        });
+        Effect::new(move |_| {
+            if self.lab.pending_sweep.get_value() && self.can_send() {
+                self.lab.pending_sweep.set_value(false);
+                self.lab.run_sweep();
+            }
+        });
     }
 
     /// Sends the user's message and starts the reply.
@@ -173,6 +233,8 @@ impl AppState {
         self.chat.generating.set(None);
         self.order.running.set(None);
         self.explorer.running.set(None);
+        self.lab.ablating.set(None);
+        self.lab.sweeping.set(None);
         self.models.checking.set(None);
         if self.engine.restart() {
             self.engine.refresh_cache_info();

@@ -13,7 +13,8 @@
 //! reply that reaches the end of the context is marked as cut.
 
 use super::{js, post, Worker};
-use crate::protocol::{ChatReply, ChatRequest, EngineEvent, ReplyStats};
+use crate::protocol::{ChatReply, ChatRequest, EngineEvent, ReplyStats, SteeringChoice};
+use engine::models::interventions::Interventions;
 use engine::runtime::sampling::{Sampler, SamplingParams};
 use engine::runtime::{Engine, EngineSession, Feed};
 use engine::text::chat::{fit_conversation, ChatMessage, ChatTemplate, FittedPrompt};
@@ -28,7 +29,11 @@ impl Worker {
                 messages,
                 params,
                 max_tokens,
-            } => self.generate(request, messages, params, max_tokens).await,
+                steering,
+            } => {
+                self.generate(request, messages, params, max_tokens, steering)
+                    .await
+            }
         }
     }
 
@@ -38,8 +43,21 @@ impl Worker {
         messages: Vec<ChatMessage>,
         params: SamplingParams,
         max_tokens: usize,
+        steering: Option<SteeringChoice>,
     ) {
         self.stop.set(false);
+        // Computed before the reply (once per pair and layer): the prompt and every decoding
+        // step run under the same interventions, so the conversation's cache stays usable.
+        let interventions = match self.steering_for(steering.as_ref()).await {
+            Ok(interventions) => interventions,
+            Err(e) => {
+                post(ChatReply::Failed {
+                    request,
+                    message: format!("cannot steer: {e}"),
+                });
+                return;
+            }
+        };
         let result = match &self.engine {
             Some(engine) => {
                 let context = self.context.min(engine.config().context_len);
@@ -81,6 +99,7 @@ impl Worker {
                     params: &params,
                     max_tokens,
                     context,
+                    interventions: &interventions,
                 };
                 reply(engine, &mut self.chat, &chat, &self.stop).await
             }
@@ -99,7 +118,8 @@ impl Worker {
                 match self.load_cpu(&reason).await {
                     Ok(info) => {
                         post(EngineEvent::Loaded(Box::new(info)));
-                        Box::pin(self.generate(request, messages, params, max_tokens)).await;
+                        Box::pin(self.generate(request, messages, params, max_tokens, steering))
+                            .await;
                     }
                     Err(e) => post(ChatReply::Failed {
                         request,
@@ -123,6 +143,8 @@ struct Chat<'a> {
     max_tokens: usize,
     /// The most tokens the conversation may hold.
     context: usize,
+    /// Steering, or nothing: every feed of the reply runs under these.
+    interventions: &'a Interventions,
 }
 
 /// A chat format: the model's own template, or the plain one where that template fails.
@@ -246,7 +268,9 @@ async fn reply(
     let mut sampler = Sampler::new(chat.params.clone());
     let vocab = engine.config().vocab_size;
     // The cache already holds the conversation's common prefix: only the rest is fed.
-    let first = Feed::sequence(ids).top_k(sampler.selection(session.tokens(), vocab));
+    let first = Feed::sequence(ids)
+        .top_k(sampler.selection(session.tokens(), vocab))
+        .interventions(chat.interventions);
     let mut candidates = session.feed(first).await?.top;
     let first_token_ms = js::now_ms() - started;
     let decode_started = js::now_ms();
@@ -278,7 +302,9 @@ async fn reply(
             break;
         }
         let next = [next];
-        let feed = Feed::append(&next).top_k(sampler.selection(session.tokens(), vocab));
+        let feed = Feed::append(&next)
+            .top_k(sampler.selection(session.tokens(), vocab))
+            .interventions(chat.interventions);
         candidates = session.feed(feed).await?.top;
     }
     let rest = printer.finish();

@@ -45,6 +45,7 @@ impl Worker {
         self.engine = None;
         self.chat = None;
         self.inspection = None;
+        self.steering = None;
         let source = source
             .or_else(|| self.source.clone())
             .unwrap_or(ModelSource::Default);

@@ -1,6 +1,6 @@
 //! The engine's side of the worker: receives [`ToWorker`] messages, runs the engine, posts
 //! [`FromWorker`] messages back. This file routes each view's requests to its handler (`chat`,
-//! `order`, `inspect`, `vision`, `models` for the model list and check, `load` for loading)
+//! `order`, `inspect`, `vision`, `lab`, `models` for the model list and check, `load` for loading)
 //! and answers the engine's own: probing, the cache and the benchmark.
 //!
 //! A file the user opens arrives beside its message (a `{json, file}` object instead of a
@@ -14,6 +14,7 @@ mod chat;
 mod feed;
 mod inspect;
 pub mod js;
+mod lab;
 mod load;
 mod models;
 mod order;
@@ -108,6 +109,8 @@ struct Worker {
     inspection: Option<engine::analysis::inspect::Inspection>,
     /// The Vision view's models, loaded on its first request.
     vision: Option<vision::VisionModels>,
+    /// The last steering vector the chat used (dropped when the model changes).
+    steering: Option<lab::CachedSteering>,
     /// The user asked to run the model without keeping it (the storage was full).
     memory_only: bool,
 }
@@ -127,6 +130,7 @@ async fn run(mut messages: mpsc::UnboundedReceiver<Incoming>, stop: Rc<Cell<bool
         stop,
         inspection: None,
         vision: None,
+        steering: None,
         memory_only: false,
     };
     while let Some((message, file)) = messages.next().await {
@@ -143,6 +147,7 @@ impl Worker {
             ToWorker::Order(request) => self.on_order(request).await,
             ToWorker::Explore(request) => self.on_explore(request).await,
             ToWorker::Vision(request) => self.on_vision(request).await,
+            ToWorker::Lab(request) => self.on_lab(request).await,
             ToWorker::Bench(request) => self.on_bench(request).await,
             ToWorker::Stop => self.stop.set(true),
         }
