@@ -6,7 +6,7 @@
 # Usage: tools/lab/measure-policies.sh [MODEL.gguf]   (about 30 minutes on 2 cores)
 set -eu
 model=${1:-www/models/SmolLM2-135M-Instruct.Q4_1.gguf}
-glassbox=target/release/glassbox
+glassbox=${GLASSBOX:-target/release/glassbox}
 mkdir -p target/lab
 [ -s target/lab/kjv.txt ] || tools/lab/long-text.sh target/lab/kjv.txt
 context=$($glassbox info --model "$model" --json 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["plan"]["context"])')

@@ -2,20 +2,18 @@
 //! heads, and one head's attention under the ablation), the activation-patching sweep, and
 //! the steering vectors the chat's steered replies use (computed once per pair and layer).
 //!
-//! The sweep is the engine's algorithm (`engine::analysis::patching::patching_sweep`: the
-//! clean run's residual stream, then one corrupted run per (layer, token) with one state
-//! patched in, reusing the corrupted run's cache before the patched token), run here one
-//! patched run at a time so that the worker can yield to its event loop between runs: on the
-//! CPU a forward pass never yields, and the engine's progress callback, being synchronous,
-//! would never hear Stop, which arrives as a message.
+//! The sweep is the engine's ([`PatchingRun`]), stepped here one patched run at a time so
+//! that the worker can yield to its event loop between runs: on the CPU a forward pass never
+//! yields, and Stop arrives as a message.
 
 use super::{js, post, Worker};
 use crate::protocol::{
     AblationResult, LabReply, LabRequest, PatchingResult, SteeringChoice, TokenChance,
 };
 use engine::analysis::inspect::MAX_INSPECTED_TOKENS;
+use engine::analysis::patching::{PatchingRun, PatchingSweep, SweepProgress};
 use engine::analysis::probes::{steering, steering_pair, steering_vector};
-use engine::models::interventions::{Interventions, ResidualPatch};
+use engine::models::interventions::Interventions;
 use engine::models::pass::Activations;
 use engine::models::taps::Taps;
 use engine::numerics::{log_sum_exp, top_k};
@@ -224,60 +222,28 @@ async fn sweep(
         )));
     }
     let started = js::now_ms();
-    let (layers, d) = (engine.config().n_layers, engine.config().d_model);
-    let mut session = engine.session(n)?;
-    // One precision for every run, as the engine's sweep does, so that a patch that changes
-    // nothing gives the corrupted run's numbers to the bit.
-    let precision = Activations::Fastest;
-    let residual = Taps {
-        residual: true,
-        ..Taps::default()
-    };
-    let clean_run = session
-        .feed(
-            Feed::sequence(&clean_ids)
-                .taps(residual)
-                .activations(precision),
-        )
-        .await?;
-    let target = top_k(&clean_run.logits, 1)[0].0;
-    let logprob = |logits: &[f32]| logits[target as usize] - log_sum_exp(logits);
-    let clean_logprob = logprob(&clean_run.logits);
-    let clean_residual = clean_run.captured.residual;
-    let corrupt_run = session
-        .feed(Feed::sequence(&corrupt_ids).activations(precision))
-        .await?;
-    let corrupt_logprob = logprob(&corrupt_run.logits);
-
-    let total = layers * n;
-    let mut effect = vec![vec![0.0; n]; layers];
-    for token in 0..n {
-        for (layer, row) in effect.iter_mut().enumerate() {
-            let patch = Interventions {
-                patches: vec![ResidualPatch {
-                    layer,
-                    token,
-                    values: clean_residual[layer][token * d..(token + 1) * d].to_vec(),
-                }],
-                ..Interventions::default()
-            };
-            let feed = Feed::sequence(&corrupt_ids)
-                .interventions(&patch)
-                .activations(precision);
-            row[token] = logprob(&session.feed(feed).await?.logits);
-            let done = token * layers + layer + 1;
-            post(LabReply::PatchProgress {
-                request,
-                done,
-                total,
-            });
-            // Let Stop arrive.
-            js::yield_now().await;
-            if stop.get() {
-                return Err(Error::Cancelled);
-            }
+    let mut run = PatchingRun::start(engine, &clean_ids, &corrupt_ids).await?;
+    while run.step().await? {
+        let SweepProgress { done, total } = run.progress();
+        post(LabReply::PatchProgress {
+            request,
+            done,
+            total,
+        });
+        // Let Stop arrive.
+        js::yield_now().await;
+        if stop.get() {
+            return Err(Error::Cancelled);
         }
     }
+    let PatchingSweep {
+        clean_ids,
+        corrupt_ids,
+        target,
+        clean_logprob,
+        corrupt_logprob,
+        effect,
+    } = run.finish();
     Ok(PatchingResult {
         clean_tokens: labels(engine, &clean_ids),
         corrupt_tokens: labels(engine, &corrupt_ids),
