@@ -8,6 +8,7 @@ use engine::analysis::set_prompt::{PartIds, PromptPart, SetPrompt};
 use engine::backend::Selection;
 use engine::gguf::{GgufEvent, GgufStream, Limits};
 use engine::numerics::{log_sum_exp, top_k};
+use engine::models::pass::Activations;
 use engine::runtime::sampling::{Sampler, SamplingParams};
 use engine::runtime::{Device, Engine, EngineSession, Feed};
 use engine::text::chat::{fit_conversation, ChatMessage, ChatTemplate};
@@ -386,7 +387,11 @@ pub fn generate_tokens(
         sampler.selection(session.tokens(), vocab)
     };
     let interventions = prompt.interventions;
-    let first = prompt.top_k(selection(session, sampler));
+    // Sampling compares nothing across backends: the fastest products, interventions or not
+    // (Activations::Auto would run steered or ablated generation in f32, several times slower).
+    let first = prompt
+        .top_k(selection(session, sampler))
+        .activations(Activations::Fastest);
     let mut candidates = pollster::block_on(session.feed(first))?.top;
     let mut generated = Vec::new();
     while generated.len() < max_tokens {
@@ -404,7 +409,9 @@ pub fn generate_tokens(
             break;
         }
         let next = [next];
-        let mut feed = Feed::append(&next).top_k(selection(session, sampler));
+        let mut feed = Feed::append(&next)
+            .top_k(selection(session, sampler))
+            .activations(Activations::Fastest);
         feed.interventions = interventions;
         candidates = pollster::block_on(session.feed(feed))?.top;
     }
