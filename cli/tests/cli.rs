@@ -1,22 +1,11 @@
 //! The `glassbox` command line, run as a user would, against the bundled model and the
 //! llama.cpp fixtures.
 
+mod common;
+
+use common::glassbox;
 use serde_json::Value;
 use std::path::PathBuf;
-use std::process::Command;
-
-fn glassbox(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_glassbox"))
-        .args(args)
-        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .output()
-        .expect("run glassbox");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn fixture() -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

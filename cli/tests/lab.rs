@@ -3,22 +3,10 @@
 //! as a user would against the bundled model. The numbers themselves are checked against
 //! independent computations in `engine/tests/interventions.rs`.
 
-use serde_json::Value;
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-fn glassbox(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_glassbox"))
-        .args(args)
-        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .output()
-        .expect("run glassbox");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::glassbox;
+use serde_json::Value;
 
 fn temp_file(name: &str, contents: &str) -> String {
     let path =

@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{cpu_engine, model_path};
+use common::{cpu_engine, logprob_gap, model_path};
 use engine::analysis::patching::patching_sweep;
 use engine::analysis::probes::{mean_ablation, steering, steering_vector};
 use engine::models::interventions::{Interventions, Knockout, ResidualPatch};
@@ -44,15 +44,6 @@ fn logits_in(
         .interventions(interventions)
         .activations(activations);
     block_on(session.feed(feed)).unwrap().logits
-}
-
-/// The largest |Δ log-prob| over `a`'s top 5.
-fn logprob_gap(a: &[f32], b: &[f32]) -> f32 {
-    let (la, lb) = (log_sum_exp(a), log_sum_exp(b));
-    top_k(a, 5)
-        .iter()
-        .map(|&(id, logit)| ((logit - la) - (b[id as usize] - lb)).abs())
-        .fold(0.0, f32::max)
 }
 
 const PROMPT: &str = "The Eiffel Tower is in the city of";

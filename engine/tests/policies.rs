@@ -9,9 +9,8 @@
 
 mod common;
 
-use common::{cpu_engine, model_path};
+use common::{cpu_engine, logprob_gap, model_path};
 use engine::models::pass::Activations;
-use engine::numerics::{log_sum_exp, top_k};
 use engine::runtime::{AttentionPolicy, Device, Engine, Feed, Layout};
 use pollster::block_on;
 
@@ -54,15 +53,6 @@ fn policed_logits_in(
         logits = block_on(session.feed(feed)).unwrap().logits;
     }
     (logits, session)
-}
-
-/// The largest |Δ log-prob| over `a`'s top 5.
-fn logprob_gap(a: &[f32], b: &[f32]) -> f32 {
-    let (la, lb) = (log_sum_exp(a), log_sum_exp(b));
-    top_k(a, 5)
-        .iter()
-        .map(|&(id, logit)| ((logit - la) - (b[id as usize] - lb)).abs())
-        .fold(0.0, f32::max)
 }
 
 #[test]

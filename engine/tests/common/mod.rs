@@ -218,3 +218,12 @@ pub fn gpu_or_skip() -> Option<engine::gpu::GpuBackend> {
         }
     }
 }
+
+/// The largest |Δ log-prob| between two logit rows over `a`'s top 5.
+pub fn logprob_gap(a: &[f32], b: &[f32]) -> f32 {
+    let (la, lb) = (log_sum_exp(a), log_sum_exp(b));
+    top_k(a, 5)
+        .iter()
+        .map(|&(id, logit)| ((logit - la) - (b[id as usize] - lb)).abs())
+        .fold(0.0, f32::max)
+}
