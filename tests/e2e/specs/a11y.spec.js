@@ -1,0 +1,73 @@
+// Accessibility audit (WCAG 2.1 A and AA rules of axe-core) of every view and every embed figure,
+// on a laptop's width and a phone's: no serious or critical violation. axe runs inside the page
+// (the context bypasses the page's Content-Security-Policy for that one injected script).
+import { test, expect } from '@playwright/test';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { BASE_URL, collectLogs, launch, waitReady } from '../chromium.js';
+
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+const WIDTHS = [
+  { width: 1366, height: 900 },
+  { width: 390, height: 844 },
+];
+const VIEWS = ['Chat', 'Order', 'Explore', 'Vision', 'Lab'];
+const FIGURES = [
+  'view=explore&embed=1&figure=matrix',
+  'view=explore&embed=1&figure=rollout',
+  'view=explore&embed=1&figure=heads',
+  'view=order&embed=1&figure=order',
+  'view=vision&embed=1&figure=vit&digit=0',
+  'view=vision&embed=1&figure=vir&digit=0',
+];
+
+/** The serious and critical violations axe finds on the page as it is now, as readable lines. */
+async function violations(page) {
+  await page.evaluate(AXE);
+  const result = await page.evaluate(() => window.axe.run(document, {
+    runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] },
+  }));
+  return result.violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .flatMap((v) => v.nodes.map((n) => `${v.id} (${v.impact}): ${n.target.join(' ')}: ${n.failureSummary}`));
+}
+
+let browser;
+test.beforeAll(async () => {
+  browser = await launch({ webgpu: false });
+});
+test.afterAll(async () => {
+  await browser?.close();
+});
+
+for (const viewport of WIDTHS) {
+  test(`every view at ${viewport.width} px has no serious or critical violation`, async () => {
+    const context = await browser.newContext({ baseURL: BASE_URL, viewport, bypassCSP: true });
+    const page = await context.newPage();
+    const logs = collectLogs(page);
+    await page.goto('/');
+    await waitReady(page, logs);
+    const found = {};
+    for (const view of VIEWS) {
+      await page.getByRole('tab', { name: view }).click();
+      await expect(page.getByRole('tab', { name: view })).toHaveAttribute('aria-selected', 'true');
+      found[view] = await violations(page);
+    }
+    await context.close();
+    expect(found).toEqual(Object.fromEntries(VIEWS.map((v) => [v, []])));
+  });
+
+  test(`every embed figure at ${viewport.width} px has no serious or critical violation`, async () => {
+    const context = await browser.newContext({ baseURL: BASE_URL, viewport, bypassCSP: true });
+    const page = await context.newPage();
+    const logs = collectLogs(page);
+    const found = {};
+    for (const figure of FIGURES) {
+      await page.goto(`/?${figure}`);
+      await expect(page.locator('.embed-figure'), logs.join('\n')).not.toHaveClass(/waiting/, { timeout: 5 * 60 * 1000 });
+      found[figure] = await violations(page);
+    }
+    await context.close();
+    expect(found).toEqual(Object.fromEntries(FIGURES.map((f) => [f, []])));
+  });
+}
