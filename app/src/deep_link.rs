@@ -11,6 +11,8 @@
 //! | `layer`, `head`, `token` | the selected layer, head and (explore) token; (lab) the head whose attention is shown |
 //! | `prompt`, `ablate` | lab: the ablation's prompt, the ablated heads `LAYER:HEAD,…` |
 //! | `clean`, `corrupt` | lab: the patching sweep's prompts |
+//! | `dla_target` | lab: the token id whose logit the attribution splits (absent: the most likely) |
+//! | `precision` | lab: the outlier run shown, `f32`, `q8` (8-bit per block) or `int8` (outliers kept wide) |
 //! | `digit` | vision: a test digit, 0–999 |
 //! | `drawing` | vision: a drawing, 784 pixels as hex bytes |
 //! | `form`, `chunk` | vision: the ViR form shown (`parallel`, `recurrent`, `chunkwise`), chunk length |
@@ -77,10 +79,14 @@ pub enum Figure {
     Order,
     /// Lab: the activation-patching sweep's heatmap.
     Patching,
+    /// Lab: direct logit attribution (layers × heads, and the MLPs).
+    Attribution,
+    /// Lab: outlier features (layers × residual dimensions) and the precision runs.
+    Outliers,
 }
 
 impl Figure {
-    pub const ALL: [Figure; 7] = [
+    pub const ALL: [Figure; 9] = [
         Figure::Matrix,
         Figure::Rollout,
         Figure::Heads,
@@ -88,6 +94,8 @@ impl Figure {
         Figure::Vir,
         Figure::Order,
         Figure::Patching,
+        Figure::Attribution,
+        Figure::Outliers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,6 +107,8 @@ impl Figure {
             Figure::Vir => "vir",
             Figure::Order => "order",
             Figure::Patching => "patching",
+            Figure::Attribution => "attribution",
+            Figure::Outliers => "outliers",
         }
     }
 
@@ -107,7 +117,7 @@ impl Figure {
             Figure::Matrix | Figure::Rollout | Figure::Heads => View::Explore,
             Figure::Vit | Figure::Vir => View::Vision,
             Figure::Order => View::Order,
-            Figure::Patching => View::Lab,
+            Figure::Patching | Figure::Attribution | Figure::Outliers => View::Lab,
         }
     }
 
@@ -152,6 +162,10 @@ pub struct Link {
     pub ablate: Vec<(usize, usize)>,
     /// The Lab's patching prompts (clean, corrupted).
     pub patching: Option<(String, String)>,
+    /// The token whose logit the Lab's attribution splits.
+    pub dla_target: Option<u32>,
+    /// The Lab's outlier run shown (an index into [`PRECISIONS`]).
+    pub precision: Option<usize>,
 }
 
 impl Default for Link {
@@ -172,11 +186,17 @@ impl Default for Link {
             prompt: None,
             ablate: Vec::new(),
             patching: None,
+            dla_target: None,
+            precision: None,
         }
     }
 }
 
 pub const FORMS: [&str; 3] = ["parallel", "recurrent", "chunkwise"];
+
+/// The outlier view's precision runs, as links name them (in the engine's order: f32, 8-bit
+/// per block, 8-bit with outliers kept wide).
+pub const PRECISIONS: [&str; 3] = ["f32", "q8", "int8"];
 
 impl Link {
     /// Reads a query string (with or without its leading `?`). Unknown or malformed parameters
@@ -259,6 +279,8 @@ impl Link {
             patching: get("clean")
                 .zip(get("corrupt"))
                 .map(|(c, k)| (c.into(), k.into())),
+            dla_target: get("dla_target").and_then(|v| v.parse().ok()),
+            precision: get("precision").and_then(|p| PRECISIONS.iter().position(|&n| n == p)),
         }
     }
 
@@ -319,6 +341,12 @@ impl Link {
         if let Some((clean, corrupt)) = &self.patching {
             pairs.push(("clean", clean.clone()));
             pairs.push(("corrupt", corrupt.clone()));
+        }
+        if let Some(target) = self.dla_target {
+            pairs.push(("dla_target", target.to_string()));
+        }
+        if let Some(precision) = self.precision.and_then(|p| PRECISIONS.get(p)) {
+            pairs.push(("precision", precision.to_string()));
         }
         match &self.image {
             Some(VisionImage::TestDigit(d)) => pairs.push(("digit", d.to_string())),
@@ -498,6 +526,19 @@ mod tests {
                 layer: Some(0),
                 head: Some(4),
                 patching: Some(("Paris & co".into(), "Rome, 100%".into())),
+                ..Link::default()
+            },
+            Link {
+                view: View::Lab,
+                embed: Some(Figure::Attribution),
+                dla_target: Some(7042),
+                precision: Some(1),
+                ..Link::default()
+            },
+            Link {
+                view: View::Lab,
+                embed: Some(Figure::Outliers),
+                precision: Some(2),
                 ..Link::default()
             },
         ];

@@ -6,7 +6,10 @@
 mod lab;
 mod models;
 
-pub use lab::{AblationResult, LabReply, LabRequest, PatchingResult, SteeringChoice, TokenChance};
+pub use lab::{
+    AblationResult, AttributionResult, LabReply, LabRequest, OutlierResult, PatchingResult,
+    PrecisionRunResult, SteeringChoice, TokenChance,
+};
 pub use models::{ModelCheck, ModelEntry, ModelReply, ModelRequest, ModelSource};
 
 use engine::runtime::budget::ModelSummary;
