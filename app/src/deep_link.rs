@@ -12,6 +12,7 @@
 //! | `prompt`, `ablate` | lab: the ablation's prompt, the ablated heads `LAYER:HEAD,…` |
 //! | `clean`, `corrupt` | lab: the patching sweep's prompts |
 //! | `dla_target` | lab: the token id whose logit the attribution splits (absent: the most likely) |
+//! | `policy` | chat: the attention policy, `lambda:START,WINDOW` or `budget:TOKENS` (absent: none) |
 //! | `precision` | lab: the outlier run shown, `f32`, `q8` (8-bit per block) or `int8` (outliers kept wide) |
 //! | `digit` | vision: a test digit, 0–999 |
 //! | `drawing` | vision: a drawing, 784 pixels as hex bytes |
@@ -22,6 +23,7 @@
 //! Parsing and writing are plain string code, tested natively.
 
 use crate::protocol::InspectSource;
+use engine::runtime::AttentionPolicy;
 use engine::text::chat::ChatMessage;
 
 /// The page's views (tabs).
@@ -166,6 +168,8 @@ pub struct Link {
     pub dla_target: Option<u32>,
     /// The Lab's outlier run shown (an index into [`PRECISIONS`]).
     pub precision: Option<usize>,
+    /// The chat's attention policy (`None`: none).
+    pub policy: Option<AttentionPolicy>,
 }
 
 impl Default for Link {
@@ -188,6 +192,7 @@ impl Default for Link {
             patching: None,
             dla_target: None,
             precision: None,
+            policy: None,
         }
     }
 }
@@ -281,6 +286,9 @@ impl Link {
                 .map(|(c, k)| (c.into(), k.into())),
             dla_target: get("dla_target").and_then(|v| v.parse().ok()),
             precision: get("precision").and_then(|p| PRECISIONS.iter().position(|&n| n == p)),
+            policy: get("policy")
+                .and_then(|p| AttentionPolicy::parse(p).ok())
+                .filter(AttentionPolicy::evicts),
         }
     }
 
@@ -348,6 +356,9 @@ impl Link {
         if let Some(precision) = self.precision.and_then(|p| PRECISIONS.get(p)) {
             pairs.push(("precision", precision.to_string()));
         }
+        if let Some(policy) = &self.policy {
+            pairs.push(("policy", policy_text(policy)));
+        }
         match &self.image {
             Some(VisionImage::TestDigit(d)) => pairs.push(("digit", d.to_string())),
             Some(VisionImage::Drawing(bytes)) => pairs.push(("drawing", to_hex(bytes))),
@@ -373,6 +384,23 @@ impl Link {
             .map(|(k, v)| format!("{k}={}", encode_component(v)))
             .collect();
         format!("?{}", body.join("&"))
+    }
+}
+
+/// A policy as [`AttentionPolicy::parse`] reads it (a budget's first and recent tokens only
+/// where they are not the default ones).
+pub fn policy_text(policy: &AttentionPolicy) -> String {
+    match *policy {
+        AttentionPolicy::Full => "full".into(),
+        AttentionPolicy::Lambda { n_global, n_local } => format!("lambda:{n_global},{n_local}"),
+        AttentionPolicy::Budget { budget, .. } if *policy == AttentionPolicy::budget(budget) => {
+            format!("budget:{budget}")
+        }
+        AttentionPolicy::Budget {
+            budget,
+            n_first,
+            n_recent,
+        } => format!("budget:{budget},{n_first},{n_recent}"),
     }
 }
 
@@ -533,6 +561,25 @@ mod tests {
                 embed: Some(Figure::Attribution),
                 dla_target: Some(7042),
                 precision: Some(1),
+                ..Link::default()
+            },
+            Link {
+                policy: Some(AttentionPolicy::Lambda {
+                    n_global: 4,
+                    n_local: 256,
+                }),
+                ..Link::default()
+            },
+            Link {
+                policy: Some(AttentionPolicy::budget(48)),
+                ..Link::default()
+            },
+            Link {
+                policy: Some(AttentionPolicy::Budget {
+                    budget: 64,
+                    n_first: 2,
+                    n_recent: 8,
+                }),
                 ..Link::default()
             },
             Link {

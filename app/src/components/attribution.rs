@@ -211,7 +211,7 @@ pub(super) fn AttributionFigure(lab: LabState) -> impl IntoView {
                         <li>
                             <button
                                 type="button"
-                                class="link-button"
+                                class="link"
                                 on:click=move |_| state.show_head(layer, head)
                             >
                                 {format!("Layer {layer} head {head}: {}", signed(v))}

@@ -1,6 +1,7 @@
 //! The page's components. State lives in signals ([`crate::state`]); heavy work goes to the
 //! engine worker.
 
+mod attention_policy;
 mod attribution;
 mod chat;
 mod explorer;

@@ -24,7 +24,7 @@ use crate::protocol::{
     EngineEvent, EngineRequest, FromWorker, InspectSource, ModelRequest, ModelSource, TierChoice,
 };
 use bench::BenchHook;
-pub use chat::{ChatState, Role, Settings, Turn};
+pub use chat::{ChatState, PolicyKind, PolicySettings, Role, Settings, Turn};
 use deep_links::DeepLinks;
 pub use engine::{EngineState, EngineStatus};
 pub use explore::ExplorerState;

@@ -1,10 +1,11 @@
-// The Lab's figures from issue #17, on the CPU tier: the
+// The Lab's figures from issue #17 and the chat's attention policy, on the CPU tier: the
 // direct logit attribution's parts sum to the logit (as the native engine says) and export
 // JSON, Enter on a listed head shows its attention, and the target is in the deep link; the
-// outlier view names SmolLM2's dimension 507 and the 8-bit run drifts from f32.
+// outlier view names SmolLM2's dimension 507 and the 8-bit run drifts from f32; a chat under a
+// small KV budget answers two messages and shows the tokens it evicted.
 import { test, expect } from '@playwright/test';
 import { readFileSync } from 'node:fs';
-import { sharedProfilePage } from '../chromium.js';
+import { ask, collectLogs, sharedProfilePage, useGreedy, waitReady } from '../chromium.js';
 
 // glassbox attribute --prompt-file p.txt --json ("The capital of France is"): target 7042
 // (" Paris"), logit 17.3713, parts' sum 17.3713; the largest head part is layer 23 head 4
@@ -89,5 +90,29 @@ test.describe.serial('the Lab figures on the CPU tier', () => {
     report.magnitudes.forEach((row) => expect(row).toHaveLength(576));
     expect(report.outliers[0].dimension).toBe(507);
     expect(report.runs.map((r) => r.name)).toEqual(['f32', '8-bit', '8-bit, outliers wide']);
+  });
+
+  test('a chat under a KV budget of 48 answers two messages and evicts', async () => {
+    const { profile } = shared;
+    const page = await profile.context.newPage();
+    const logs = collectLogs(page);
+    await page.goto('/?view=chat&policy=budget%3A48');
+    await waitReady(page, logs);
+    await expect(page.getByLabel('Attention policy')).toHaveValue('budget');
+    await expect(page.getByRole('spinbutton', { name: 'Budget' })).toHaveValue('48');
+    await useGreedy(page, 16);
+    const first = await ask(page, 'Name three colours of the rainbow.');
+    expect(first.length, logs.join('\n')).toBeGreaterThan(0);
+    const second = await ask(page, 'And three animals that live in the sea?');
+    expect(second.length, logs.join('\n')).toBeGreaterThan(0);
+    const line = await page.locator('.cache-line').textContent();
+    console.log(`under budget:48: ${line}; replies ${JSON.stringify(first)}, ${JSON.stringify(second)}`);
+    const [, held, total, evicted] = line.match(/cache holds (\d+) of (\d+) tokens \((\d+) evicted\)/).map(Number);
+    expect(held).toBeLessThanOrEqual(48);
+    expect(evicted).toBeGreaterThan(0);
+    expect(held + evicted).toBe(total);
+    expect(await page.locator('.cache-strip .evicted').count()).toBe(evicted);
+    expect(page.url()).toContain('policy=budget%3A48');
+    await page.close();
   });
 });
