@@ -113,7 +113,16 @@ impl LabState {
     /// Splits the chosen token's logit after the prompt; unless `again`, only when the prompt
     /// or the target changed since the last one asked for.
     pub(super) fn run_attribution(self, again: bool) {
-        let wanted = (self.prompt.get_untracked(), self.dla_target.get_untracked());
+        let prompt = self.prompt.get_untracked();
+        // A target chosen for another prompt is one of its tokens, not this one's: back to the
+        // most likely. (A deep link's target, with no attribution before it, stays.)
+        let other_prompt = self
+            .attributed_for
+            .with_value(|a| a.as_ref().is_some_and(|(p, _)| *p != prompt));
+        if other_prompt {
+            self.dla_target.set(None);
+        }
+        let wanted = (prompt, self.dla_target.get_untracked());
         if !again
             && self
                 .attributed_for

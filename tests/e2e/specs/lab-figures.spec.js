@@ -115,4 +115,17 @@ test.describe.serial('the Lab figures on the CPU tier', () => {
     expect(page.url()).toContain('policy=budget%3A48');
     await page.close();
   });
+
+  test('the attribution and outlier figures embed alone', async () => {
+    const { profile } = shared;
+    const page = await profile.context.newPage();
+    const logs = collectLogs(page);
+    await page.goto('/?view=lab&embed=1&figure=attribution&prompt=The%20capital%20of%20France%20is');
+    await expect(page.locator('.attribution-sum'), logs.join('\n')).toContainText('sum of parts', { timeout: 3 * 60 * 1000 });
+    await expect(page.getByRole('link', { name: 'Open in Glassbox' })).toHaveAttribute('href', /view=lab/);
+    await page.goto('/?view=lab&embed=1&figure=outliers&precision=int8&prompt=The%20capital%20of%20France%20is');
+    await expect(page.locator('.outlier-dimensions'), logs.join('\n')).toContainText('Dimension 507', { timeout: 3 * 60 * 1000 });
+    await expect(page.getByLabel('8-bit, outliers kept wide (LLM.int8)')).toBeChecked();
+    await page.close();
+  });
 });
