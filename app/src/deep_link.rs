@@ -11,15 +11,22 @@
 //! | `layer`, `head`, `token` | the selected layer, head and (explore) token; (lab) the head whose attention is shown |
 //! | `prompt`, `ablate` | lab: the ablation's prompt, the ablated heads `LAYER:HEAD,…` |
 //! | `clean`, `corrupt` | lab: the patching sweep's prompts |
+//! | `dla_target` | lab: the token id whose logit the attribution splits (absent: the most likely) |
+//! | `policy` | chat: the attention policy, `lambda:START,WINDOW` or `budget:TOKENS` (absent: none) |
+//! | `precision` | lab: the outlier run shown, `f32`, `q8` (8-bit per block) or `int8` (outliers kept wide) |
 //! | `digit` | vision: a test digit, 0–999 |
 //! | `drawing` | vision: a drawing, 784 pixels as hex bytes |
 //! | `form`, `chunk` | vision: the ViR form shown (`parallel`, `recurrent`, `chunkwise`), chunk length |
 //! | `map` | vision: `head` or `rollout` for the ViT picture |
 //! | `model`, `model_url` | the chat model, by sha256 (64 hex digits; a bundled model, or one stored in this browser), and where to fetch it otherwise |
 //!
-//! Parsing and writing are plain string code, tested natively.
+//! Parsing and writing are plain string code, tested natively; the query string's own encoding
+//! is in [`crate::query_string`].
 
 use crate::protocol::InspectSource;
+pub use crate::query_string::to_hex;
+use crate::query_string::{encode_component, from_hex, parse_query};
+use engine::runtime::AttentionPolicy;
 use engine::text::chat::ChatMessage;
 
 /// The page's views (tabs).
@@ -77,10 +84,14 @@ pub enum Figure {
     Order,
     /// Lab: the activation-patching sweep's heatmap.
     Patching,
+    /// Lab: direct logit attribution (layers × heads, and the MLPs).
+    Attribution,
+    /// Lab: outlier features (layers × residual dimensions) and the precision runs.
+    Outliers,
 }
 
 impl Figure {
-    pub const ALL: [Figure; 7] = [
+    pub const ALL: [Figure; 9] = [
         Figure::Matrix,
         Figure::Rollout,
         Figure::Heads,
@@ -88,6 +99,8 @@ impl Figure {
         Figure::Vir,
         Figure::Order,
         Figure::Patching,
+        Figure::Attribution,
+        Figure::Outliers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,6 +112,8 @@ impl Figure {
             Figure::Vir => "vir",
             Figure::Order => "order",
             Figure::Patching => "patching",
+            Figure::Attribution => "attribution",
+            Figure::Outliers => "outliers",
         }
     }
 
@@ -107,7 +122,7 @@ impl Figure {
             Figure::Matrix | Figure::Rollout | Figure::Heads => View::Explore,
             Figure::Vit | Figure::Vir => View::Vision,
             Figure::Order => View::Order,
-            Figure::Patching => View::Lab,
+            Figure::Patching | Figure::Attribution | Figure::Outliers => View::Lab,
         }
     }
 
@@ -152,6 +167,12 @@ pub struct Link {
     pub ablate: Vec<(usize, usize)>,
     /// The Lab's patching prompts (clean, corrupted).
     pub patching: Option<(String, String)>,
+    /// The token whose logit the Lab's attribution splits.
+    pub dla_target: Option<u32>,
+    /// The Lab's outlier run shown (an index into [`PRECISIONS`]).
+    pub precision: Option<usize>,
+    /// The chat's attention policy (`None`: none).
+    pub policy: Option<AttentionPolicy>,
 }
 
 impl Default for Link {
@@ -172,11 +193,18 @@ impl Default for Link {
             prompt: None,
             ablate: Vec::new(),
             patching: None,
+            dla_target: None,
+            precision: None,
+            policy: None,
         }
     }
 }
 
 pub const FORMS: [&str; 3] = ["parallel", "recurrent", "chunkwise"];
+
+/// The outlier view's precision runs, as links name them (in the engine's order: f32, 8-bit
+/// per block, 8-bit with outliers kept wide).
+pub const PRECISIONS: [&str; 3] = ["f32", "q8", "int8"];
 
 impl Link {
     /// Reads a query string (with or without its leading `?`). Unknown or malformed parameters
@@ -259,6 +287,11 @@ impl Link {
             patching: get("clean")
                 .zip(get("corrupt"))
                 .map(|(c, k)| (c.into(), k.into())),
+            dla_target: get("dla_target").and_then(|v| v.parse().ok()),
+            precision: get("precision").and_then(|p| PRECISIONS.iter().position(|&n| n == p)),
+            policy: get("policy")
+                .and_then(|p| AttentionPolicy::parse(p).ok())
+                .filter(AttentionPolicy::evicts),
         }
     }
 
@@ -320,6 +353,15 @@ impl Link {
             pairs.push(("clean", clean.clone()));
             pairs.push(("corrupt", corrupt.clone()));
         }
+        if let Some(target) = self.dla_target {
+            pairs.push(("dla_target", target.to_string()));
+        }
+        if let Some(precision) = self.precision.and_then(|p| PRECISIONS.get(p)) {
+            pairs.push(("precision", precision.to_string()));
+        }
+        if let Some(policy) = &self.policy {
+            pairs.push(("policy", policy_text(policy)));
+        }
         match &self.image {
             Some(VisionImage::TestDigit(d)) => pairs.push(("digit", d.to_string())),
             Some(VisionImage::Drawing(bytes)) => pairs.push(("drawing", to_hex(bytes))),
@@ -348,6 +390,23 @@ impl Link {
     }
 }
 
+/// A policy as [`AttentionPolicy::parse`] reads it (a budget's first and recent tokens only
+/// where they are not the default ones).
+pub fn policy_text(policy: &AttentionPolicy) -> String {
+    match *policy {
+        AttentionPolicy::Full => "full".into(),
+        AttentionPolicy::Lambda { n_global, n_local } => format!("lambda:{n_global},{n_local}"),
+        AttentionPolicy::Budget { budget, .. } if *policy == AttentionPolicy::budget(budget) => {
+            format!("budget:{budget}")
+        }
+        AttentionPolicy::Budget {
+            budget,
+            n_first,
+            n_recent,
+        } => format!("budget:{budget},{n_first},{n_recent}"),
+    }
+}
+
 /// `3:5,4:1` → [(3, 5), (4, 1)]; pairs that are not two whole numbers are skipped.
 fn parse_heads(text: &str) -> Vec<(usize, usize)> {
     text.split(',')
@@ -358,73 +417,10 @@ fn parse_heads(text: &str) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// `application/x-www-form-urlencoded` pairs, decoded.
-fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .trim_start_matches('?')
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode_component(k), decode_component(v))
-        })
-        .collect()
-}
-
-fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-fn decode_component(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                let hex = |c: u8| (c as char).to_digit(16);
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(hi), Some(lo)) => {
-                        out.push((hi * 16 + lo) as u8);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-pub fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || !s.is_ascii() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::query_string::decode_component;
 
     #[test]
     fn every_parameter_survives_a_round_trip() {
@@ -498,6 +494,38 @@ mod tests {
                 layer: Some(0),
                 head: Some(4),
                 patching: Some(("Paris & co".into(), "Rome, 100%".into())),
+                ..Link::default()
+            },
+            Link {
+                view: View::Lab,
+                embed: Some(Figure::Attribution),
+                dla_target: Some(7042),
+                precision: Some(1),
+                ..Link::default()
+            },
+            Link {
+                policy: Some(AttentionPolicy::Lambda {
+                    n_global: 4,
+                    n_local: 256,
+                }),
+                ..Link::default()
+            },
+            Link {
+                policy: Some(AttentionPolicy::budget(48)),
+                ..Link::default()
+            },
+            Link {
+                policy: Some(AttentionPolicy::Budget {
+                    budget: 64,
+                    n_first: 2,
+                    n_recent: 8,
+                }),
+                ..Link::default()
+            },
+            Link {
+                view: View::Lab,
+                embed: Some(Figure::Outliers),
+                precision: Some(2),
                 ..Link::default()
             },
         ];

@@ -5,5 +5,6 @@ pub mod components;
 pub mod deep_link;
 pub mod engine_client;
 pub mod protocol;
+mod query_string;
 pub mod state;
 pub mod worker;

@@ -139,6 +139,7 @@ pub fn ChatPanel() -> impl IntoView {
             </p>
         })}
         <p class="stats">{stats}</p>
+        <super::attention_policy::CacheStrip />
         <form class="composer" on:submit=move |ev| { ev.prevent_default(); send(); }>
             <textarea
                 aria-label="Message"

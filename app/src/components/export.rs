@@ -133,6 +133,8 @@ pub fn run_card(state: AppState, figure: &str) -> serde_json::Value {
                 "prompt": link.prompt,
                 "ablate": link.ablate,
                 "patching": link.patching,
+                "dla_target": link.dla_target,
+                "precision": link.precision.and_then(|p| crate::deep_link::PRECISIONS.get(p)),
             }),
             _ => serde_json::json!(link.order),
         },

@@ -1,5 +1,5 @@
 //! Drawing the explorer's pictures on `<canvas>`: attention matrices with token labels, the
-//! head view's lines and the model view's grid of thumbnails.
+//! head view's lines, the model view's grid of thumbnails, and the Lab's grids of values.
 //!
 //! Colours come from viridis, which colour-blind readers can tell apart and which prints in
 //! grey as a ramp. Weights are drawn as √weight: attention is mostly tiny weights and a few big
@@ -195,11 +195,59 @@ pub fn draw_value_grid(
     col_labels: &[String],
 ) -> Option<usize> {
     let (rows, cols) = (row_labels.len(), col_labels.len());
-    if rows == 0 || cols == 0 || values.len() != rows * cols {
+    let cell = (MATRIX_PIXELS / rows.max(cols).max(1)).clamp(2, 24);
+    let colours: Vec<[u8; 3]> = values.iter().map(|&v| viridis(v)).collect();
+    draw_colour_grid(canvas, &colours, row_labels, col_labels, (cell, cell))?;
+    Some(cell)
+}
+
+/// A signed value in [-1, 1] → blue (negative), white (0), red (positive): a diverging scale
+/// for parts that add to a total (colour-blind readers tell blue from red).
+pub fn diverging(value: f32) -> [u8; 3] {
+    const BLUE: [f32; 3] = [33.0, 102.0, 172.0];
+    const RED: [f32; 3] = [178.0, 24.0, 43.0];
+    let v = value.clamp(-1.0, 1.0);
+    let end = if v < 0.0 { BLUE } else { RED };
+    let f = v.abs();
+    let mix = |c: usize| (255.0 * (1.0 - f) + end[c] * f).round() as u8;
+    [mix(0), mix(1), mix(2)]
+}
+
+/// Where a grid of `(cell_w, cell_h)` cells lies on its canvas (after the label margins).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CellGrid {
+    pub rows: usize,
+    pub cols: usize,
+    pub cell: (usize, usize),
+}
+
+impl CellGrid {
+    /// The (row, column) under canvas point (x, y).
+    pub fn cell_at(&self, x: f64, y: f64) -> Option<(usize, usize)> {
+        let (x, y) = (x - LABEL_MARGIN, y - LABEL_MARGIN);
+        if x < 0.0 || y < 0.0 {
+            return None;
+        }
+        let (row, col) = (y as usize / self.cell.1, x as usize / self.cell.0);
+        (row < self.rows && col < self.cols).then_some((row, col))
+    }
+}
+
+/// A `(rows, cols)` grid of colours, row-major, each cell `(width, height)` pixels, row labels
+/// on the left and column labels on top (as many as fit: labels narrower than the cells are
+/// thinned out).
+pub fn draw_colour_grid(
+    canvas: &HtmlCanvasElement,
+    colours: &[[u8; 3]],
+    row_labels: &[String],
+    col_labels: &[String],
+    (cell_w, cell_h): (usize, usize),
+) -> Option<CellGrid> {
+    let (rows, cols) = (row_labels.len(), col_labels.len());
+    if rows == 0 || cols == 0 || colours.len() != rows * cols || cell_w == 0 || cell_h == 0 {
         return None;
     }
-    let cell = (MATRIX_PIXELS / rows.max(cols)).clamp(2, 24);
-    let (w, h) = (cols * cell, rows * cell);
+    let (w, h) = (cols * cell_w, rows * cell_h);
     canvas.set_width((w + LABEL_MARGIN as usize) as u32);
     canvas.set_height((h + LABEL_MARGIN as usize) as u32);
     let ctx = context(canvas)?;
@@ -208,32 +256,36 @@ pub fn draw_value_grid(
     let mut pixels = vec![255u8; w * h * 4];
     for (y, line) in pixels.chunks_exact_mut(w * 4).enumerate() {
         for (x, px) in line.chunks_exact_mut(4).enumerate() {
-            px[..3].copy_from_slice(&viridis(values[(y / cell) * cols + x / cell]));
+            px[..3].copy_from_slice(&colours[(y / cell_h) * cols + x / cell_w]);
         }
     }
     let image =
         ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), w as u32, h as u32).ok()?;
     ctx.put_image_data(&image, LABEL_MARGIN, LABEL_MARGIN)
         .ok()?;
-    let every = (LABEL_FONT_PX / cell as f64).ceil().max(1.0) as usize;
+    let every = |cell: usize| (LABEL_FONT_PX / cell as f64).ceil().max(1.0) as usize;
     ctx.set_text_baseline("middle");
     ctx.set_font("11px sans-serif");
     ctx.set_fill_style_str("#444444");
     ctx.set_text_align("right");
-    for (i, label) in row_labels.iter().enumerate().step_by(every) {
-        let middle = LABEL_MARGIN + (i * cell) as f64 + cell as f64 / 2.0;
+    for (i, label) in row_labels.iter().enumerate().step_by(every(cell_h)) {
+        let middle = LABEL_MARGIN + (i * cell_h) as f64 + cell_h as f64 / 2.0;
         let _ = ctx.fill_text(&shorten(label), LABEL_MARGIN - 4.0, middle);
     }
     ctx.set_text_align("left");
-    for (j, label) in col_labels.iter().enumerate().step_by(every) {
-        let middle = LABEL_MARGIN + (j * cell) as f64 + cell as f64 / 2.0;
+    for (j, label) in col_labels.iter().enumerate().step_by(every(cell_w)) {
+        let middle = LABEL_MARGIN + (j * cell_w) as f64 + cell_w as f64 / 2.0;
         ctx.save();
         let _ = ctx.translate(middle, LABEL_MARGIN - 4.0);
         let _ = ctx.rotate(-std::f64::consts::FRAC_PI_2);
         let _ = ctx.fill_text(&shorten(label), 0.0, 0.0);
         ctx.restore();
     }
-    Some(cell)
+    Some(CellGrid {
+        rows,
+        cols,
+        cell: (cell_w, cell_h),
+    })
 }
 
 /// The head view (BertViz style): tokens in two columns, a line from the selected token on the
@@ -404,6 +456,23 @@ mod tests {
         let luma = |[r, g, b]: [u8; 3]| 0.3 * r as f32 + 0.59 * g as f32 + 0.11 * b as f32;
         let steps: Vec<f32> = (0..=10).map(|i| luma(viridis(i as f32 / 10.0))).collect();
         assert!(steps.windows(2).all(|w| w[1] > w[0]), "{steps:?}");
+    }
+
+    #[test]
+    fn the_diverging_scale_is_white_at_zero_and_saturates() {
+        assert_eq!(diverging(0.0), [255, 255, 255]);
+        assert_eq!(diverging(1.0), [178, 24, 43]);
+        assert_eq!(diverging(-3.0), [33, 102, 172]);
+        let g = CellGrid {
+            rows: 2,
+            cols: 3,
+            cell: (10, 20),
+        };
+        assert_eq!(
+            g.cell_at(LABEL_MARGIN + 25.0, LABEL_MARGIN + 21.0),
+            Some((1, 2))
+        );
+        assert_eq!(g.cell_at(LABEL_MARGIN + 31.0, LABEL_MARGIN), None);
     }
 
     #[test]

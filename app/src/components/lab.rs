@@ -1,12 +1,16 @@
 //! The Lab: change the model and watch. Head ablation (a layers × heads grid of toggle
 //! buttons; the next-token distribution before and after, with the change per token; one
-//! head's attention under the ablation) and the activation-patching sweep (`patching.rs`).
+//! head's attention under the ablation), the same prompt's direct logit attribution
+//! (`attribution.rs`), its outlier features (`outliers.rs`) and the activation-patching sweep
+//! (`patching.rs`).
 //!
 //! Keyboard: every head is a button (Tab moves through them, Space or Enter toggles); the shown
 //! head is picked with two number fields. Every picture has a sentence beside it.
 
+use super::attribution::AttributionPanel;
 use super::heatmap;
 use super::models::model_sentence;
+use super::outliers::OutliersPanel;
 use super::patching::PatchingPanel;
 use crate::protocol::{AblationResult, TokenChance};
 use crate::state::{use_app_state, LabState};
@@ -24,6 +28,7 @@ pub fn LabPanel() -> impl IntoView {
             </p>
             <p class="hint model-shape">{move || model_sentence(state.engine)}</p>
             <AblationPanel />
+            <OutliersPanel />
             <PatchingPanel />
         </section>
     }
@@ -92,6 +97,7 @@ fn AblationPanel() -> impl IntoView {
         <HeadGrid dims=Signal::derive(dims) />
         <Distributions lab=lab />
         <AblatedAttention lab=lab dims=Signal::derive(dims) />
+        <AttributionPanel />
     }
 }
 

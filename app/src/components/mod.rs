@@ -1,6 +1,8 @@
 //! The page's components. State lives in signals ([`crate::state`]); heavy work goes to the
 //! engine worker.
 
+mod attention_policy;
+mod attribution;
 mod chat;
 mod explorer;
 mod export;
@@ -9,6 +11,7 @@ mod lab;
 mod load_panel;
 mod models;
 mod order;
+mod outliers;
 mod patching;
 mod settings;
 mod share;
@@ -150,11 +153,17 @@ fn EmbedFigure(figure: Figure) -> impl IntoView {
         .into_any(),
         Figure::Order => view! { <OrderPanel /> }.into_any(),
         Figure::Patching => view! { <patching::PatchingFigure lab=lab /> }.into_any(),
+        Figure::Attribution => view! { <attribution::AttributionFigure lab=lab /> }.into_any(),
+        Figure::Outliers => view! { <outliers::OutliersFigure lab=lab /> }.into_any(),
     };
     let ready = move || match figure.view() {
         View::Explore => explorer.summary.with(Option::is_some),
         View::Vision => vision.report.with(Option::is_some),
-        View::Lab => lab.sweep.with(Option::is_some),
+        View::Lab => match figure {
+            Figure::Attribution => lab.attribution.with(Option::is_some),
+            Figure::Outliers => lab.outliers.with(Option::is_some),
+            _ => lab.sweep.with(Option::is_some),
+        },
         _ => true,
     };
     let status = move || match figure.view() {
@@ -163,10 +172,20 @@ fn EmbedFigure(figure: Figure) -> impl IntoView {
             .error
             .get()
             .unwrap_or_else(|| vision::vision_status(vision)),
-        View::Lab => lab
-            .sweep_error
-            .get()
-            .unwrap_or_else(|| patching::patching_status(lab)),
+        View::Lab => match figure {
+            Figure::Attribution => lab
+                .attribution_error
+                .get()
+                .unwrap_or_else(|| attribution::attribution_status(lab)),
+            Figure::Outliers => lab
+                .outliers_error
+                .get()
+                .unwrap_or_else(|| outliers::outliers_status(lab)),
+            _ => lab
+                .sweep_error
+                .get()
+                .unwrap_or_else(|| patching::patching_status(lab)),
+        },
         _ => String::new(),
     };
     let whole_page = move || {

@@ -11,6 +11,7 @@ pub fn SidePanel() -> impl IntoView {
             <SystemPrompt />
             <SamplingControls />
             <SteeringControl />
+            <super::attention_policy::PolicyControl />
             <TierSwitch />
             <super::models::ModelsPanel />
             <CachePanel />

@@ -26,6 +26,8 @@ fn frame_size(figure: Figure) -> (u32, u32) {
         Figure::Vit | Figure::Vir => (640, 1000),
         Figure::Order => (720, 900),
         Figure::Patching => (720, 900),
+        Figure::Attribution => (720, 1000),
+        Figure::Outliers => (1000, 900),
     }
 }
 

@@ -1,7 +1,9 @@
 //! The Lab's messages: head ablation (the next-token distribution before and after, and one
-//! head's attention under the ablation) and the activation-patching sweep. Steering rides on
-//! the chat's own request ([`super::ChatRequest::Generate`]'s `steering`).
+//! head's attention under the ablation), direct logit attribution, outlier features and the
+//! activation-patching sweep. Steering rides on the chat's own request
+//! ([`super::ChatRequest::Generate`]'s `steering`).
 
+pub use engine::analysis::outliers::OutlierDimension;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -15,6 +17,16 @@ pub enum LabRequest {
         heads: Vec<(usize, usize)>,
         shown: (usize, usize),
     },
+    /// Splits the logit of `target` (`None`: the most likely next token) after `prompt` into
+    /// the embedding's, each head's and each MLP's parts: answers [`LabReply::Attributed`].
+    Attribute {
+        request: u32,
+        prompt: String,
+        target: Option<u32>,
+    },
+    /// Measures `prompt`'s residual-stream magnitudes and runs it in three precisions:
+    /// answers [`LabReply::OutliersMeasured`].
+    MeasureOutliers { request: u32, prompt: String },
     /// The patching sweep of `corrupt` with `clean`'s residual stream: answers
     /// [`LabReply::PatchProgress`] after each patched run and [`LabReply::Patched`] at the end.
     /// Stop ends it between two runs.
@@ -30,6 +42,14 @@ pub enum LabReply {
     Ablated {
         request: u32,
         result: Result<AblationResult, String>,
+    },
+    Attributed {
+        request: u32,
+        result: Result<AttributionResult, String>,
+    },
+    OutliersMeasured {
+        request: u32,
+        result: Result<OutlierResult, String>,
     },
     PatchProgress {
         request: u32,
@@ -47,6 +67,9 @@ pub enum LabReply {
 /// other run (so the page can show the change per token).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenChance {
+    /// The token's id (what the attribution's target names).
+    #[serde(default)]
+    pub id: u32,
     pub token: String,
     pub probability: f32,
     pub other: f32,
@@ -68,6 +91,46 @@ pub struct AblationResult {
     pub shown: (usize, usize),
     pub attention: Vec<f32>,
     /// Both runs and the read-back, in milliseconds.
+    pub ms: f64,
+}
+
+/// The next token's logit split into parts (see `engine::analysis::attribution`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttributionResult {
+    pub tokens: Vec<String>,
+    pub target_id: u32,
+    pub target: String,
+    /// The target's logit in the forward pass, and the sum of the parts (equal up to rounding).
+    pub logit: f32,
+    pub total: f32,
+    pub embedding: f32,
+    /// `heads[layer][head]`.
+    pub heads: Vec<Vec<f32>>,
+    /// One per layer.
+    pub mlps: Vec<f32>,
+    pub ms: f64,
+}
+
+/// A run of the prompt in one precision: its five most likely next tokens with their
+/// log-probs, and its largest log-prob drift from the f32 run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrecisionRunResult {
+    /// "f32", "8-bit" or "8-bit, outliers wide".
+    pub name: String,
+    pub top: Vec<(String, f32)>,
+    pub max_logprob_drift: f32,
+}
+
+/// Outlier features (see `engine::analysis::outliers`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutlierResult {
+    pub tokens: Vec<String>,
+    /// `magnitudes[layer][dimension]`: the largest |value| over the prompt's tokens.
+    pub magnitudes: Vec<Vec<f32>>,
+    /// The dimensions that stand out, largest first.
+    pub outliers: Vec<OutlierDimension>,
+    /// f32, 8-bit per block, 8-bit with outliers wide.
+    pub runs: Vec<PrecisionRunResult>,
     pub ms: f64,
 }
 

@@ -6,7 +6,10 @@
 mod lab;
 mod models;
 
-pub use lab::{AblationResult, LabReply, LabRequest, PatchingResult, SteeringChoice, TokenChance};
+pub use lab::{
+    AblationResult, AttributionResult, LabReply, LabRequest, OutlierResult, PatchingResult,
+    PrecisionRunResult, SteeringChoice, TokenChance,
+};
 pub use models::{ModelCheck, ModelEntry, ModelReply, ModelRequest, ModelSource};
 
 use engine::runtime::budget::ModelSummary;
@@ -72,6 +75,10 @@ pub enum ChatRequest {
         /// Steer the reply (the Lab's steering control); `None`: as the model is.
         #[serde(default)]
         steering: Option<SteeringChoice>,
+        /// What the conversation's cache keeps: under a policy that evicts, the conversation
+        /// is not fitted to the context (the policy evicts instead).
+        #[serde(default)]
+        policy: engine::runtime::AttentionPolicy,
     },
 }
 
@@ -345,6 +352,18 @@ pub struct ReplyStats {
     /// The reply was cut where the context ends.
     #[serde(default)]
     pub cut: bool,
+    /// Under a policy that evicts: the conversation's tokens and which the cache holds.
+    #[serde(default)]
+    pub cache: Option<KeptTokens>,
+}
+
+/// Every token the conversation fed (its labels) and, per token, whether the cache still
+/// holds it; `evicted` counts those it does not.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeptTokens {
+    pub tokens: Vec<String>,
+    pub kept: Vec<bool>,
+    pub evicted: usize,
 }
 
 /// What the Order view draws: each token with its position id and origin, and the mask.

@@ -8,8 +8,10 @@
 //! message box; a reply that reached the end of the context is marked as cut.
 
 use super::engine::EngineState;
+use crate::deep_link::{Link, View};
 use crate::protocol::{ChatReply, ChatRequest, ReplyStats, SteeringChoice, ToWorker};
 use ::engine::runtime::sampling::SamplingParams;
+use ::engine::runtime::AttentionPolicy;
 use ::engine::text::chat::ChatMessage;
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -39,6 +41,90 @@ pub struct Settings {
     /// Off by default (α = 0): replies as the model gives them.
     #[serde(default)]
     pub steering: SteeringSettings,
+    /// None by default: the conversation is fitted to the context.
+    #[serde(default)]
+    pub policy: PolicySettings,
+}
+
+/// The attention policies the chat offers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PolicyKind {
+    #[default]
+    None,
+    /// LM-Infinite's Λ: start tokens and a window of recent ones.
+    Lambda,
+    /// A KV budget kept by the attention received (H2O-like).
+    Budget,
+}
+
+impl PolicyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::None => "none",
+            PolicyKind::Lambda => "lambda",
+            PolicyKind::Budget => "budget",
+        }
+    }
+
+    pub fn parse(name: &str) -> Self {
+        match name {
+            "lambda" => PolicyKind::Lambda,
+            "budget" => PolicyKind::Budget,
+            _ => PolicyKind::None,
+        }
+    }
+}
+
+/// The chat's attention policy control: the kind, and each kind's numbers (kept while another
+/// kind is chosen, so switching back finds them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicySettings {
+    pub kind: PolicyKind,
+    pub start_tokens: usize,
+    pub window: usize,
+    pub budget: usize,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        PolicySettings {
+            kind: PolicyKind::None,
+            start_tokens: 4,
+            window: 256,
+            budget: 256,
+        }
+    }
+}
+
+impl PolicySettings {
+    /// The engine's policy.
+    pub fn policy(&self) -> AttentionPolicy {
+        match self.kind {
+            PolicyKind::None => AttentionPolicy::Full,
+            PolicyKind::Lambda => AttentionPolicy::Lambda {
+                n_global: self.start_tokens,
+                n_local: self.window,
+            },
+            PolicyKind::Budget => AttentionPolicy::budget(self.budget),
+        }
+    }
+
+    /// The control set to `policy` (a budget's own first and recent tokens become the
+    /// default ones).
+    fn set(&mut self, policy: AttentionPolicy) {
+        match policy {
+            AttentionPolicy::Full => self.kind = PolicyKind::None,
+            AttentionPolicy::Lambda { n_global, n_local } => {
+                self.kind = PolicyKind::Lambda;
+                self.start_tokens = n_global;
+                self.window = n_local;
+            }
+            AttentionPolicy::Budget { budget, .. } => {
+                self.kind = PolicyKind::Budget;
+                self.budget = budget;
+            }
+        }
+    }
 }
 
 impl Default for Settings {
@@ -48,6 +134,7 @@ impl Default for Settings {
             params: SamplingParams::default(),
             max_tokens: 256,
             steering: SteeringSettings::default(),
+            policy: PolicySettings::default(),
         }
     }
 }
@@ -234,7 +321,22 @@ impl ChatState {
             steering: settings.steering.choice(self.engine.n_layers()),
             params: settings.params,
             max_tokens: settings.max_tokens,
+            policy: settings.policy.policy(),
         });
+    }
+
+    /// A link's attention policy, if it names one.
+    pub(super) fn apply_link(self, link: &Link) {
+        if let Some(policy) = link.policy {
+            self.settings.update(|s| s.policy.set(policy));
+        }
+    }
+
+    pub(super) fn write_link(self, link: &mut Link) {
+        if link.view == View::Chat {
+            link.policy =
+                Some(self.settings.with(|s| s.policy.policy())).filter(AttentionPolicy::evicts);
+        }
     }
 
     pub fn stop(self) {

@@ -68,6 +68,7 @@ impl AppState {
         let Some(link) = self.links.pending.get_value() else {
             return;
         };
+        self.chat.apply_link(&link);
         self.order.apply_link(&link);
         self.explorer.apply_link(&link);
         self.vision.apply_link(&link);
@@ -103,6 +104,7 @@ impl AppState {
             model: self.engine.wanted.get(),
             ..Link::default()
         };
+        self.chat.write_link(&mut link);
         self.order.write_link(&mut link);
         self.explorer.write_link(&mut link);
         self.vision.write_link(&mut link);

@@ -1,10 +1,15 @@
 //! The Lab's state: the ablation (its prompt, the heads ablated, the head whose attention is
-//! shown, and the worker's answer) and the patching sweep (its prompts, progress and result).
-//! Clicking a head sends a new ablation at once; the answer to an older one is dropped.
+//! shown, and the worker's answer), the direct logit attribution of the same prompt (run with
+//! it when the prompt or the target changed), the outlier measure (run by its own button: it
+//! takes seconds) and the patching sweep (its prompts, progress and result). Clicking a head
+//! sends a new ablation at once; the answer to an older one is dropped.
 
 use super::engine::EngineState;
-use crate::deep_link::{Link, View};
-use crate::protocol::{AblationResult, LabReply, LabRequest, PatchingResult, ToWorker};
+use crate::deep_link::{Figure, Link, View};
+use crate::protocol::{
+    AblationResult, AttributionResult, LabReply, LabRequest, OutlierResult, PatchingResult,
+    ToWorker,
+};
 use leptos::prelude::*;
 
 pub const DEFAULT_PROMPT: &str = "The capital of France is";
@@ -33,6 +38,21 @@ pub struct LabState {
     pub sweep_error: RwSignal<Option<String>>,
     /// A deep link's sweep, run once the chat model is ready.
     pub(super) pending_sweep: StoredValue<bool>,
+    /// The token whose logit the attribution splits (`None`: the most likely next token).
+    pub dla_target: RwSignal<Option<u32>>,
+    pub attribution: RwSignal<Option<AttributionResult>>,
+    pub attributing: RwSignal<Option<u32>>,
+    pub attribution_error: RwSignal<Option<String>>,
+    /// The prompt and target of the attribution last asked for: a new ablation of the same
+    /// prompt does not change it, so it is not run again.
+    attributed_for: StoredValue<Option<(String, Option<u32>)>>,
+    pub outliers: RwSignal<Option<OutlierResult>>,
+    pub measuring: RwSignal<Option<u32>>,
+    pub outliers_error: RwSignal<Option<String>>,
+    /// The precision run shown: 0 f32, 1 8-bit per block, 2 8-bit with outliers wide.
+    pub precision: RwSignal<usize>,
+    /// A deep link's outlier measure (embed mode), run once the chat model is ready.
+    pub(super) pending_outliers: StoredValue<bool>,
     engine: EngineState,
 }
 
@@ -53,13 +73,26 @@ impl LabState {
             progress: RwSignal::new(None),
             sweep_error: RwSignal::new(None),
             pending_sweep: StoredValue::new(false),
+            dla_target: RwSignal::new(None),
+            attribution: RwSignal::new(None),
+            attributing: RwSignal::new(None),
+            attribution_error: RwSignal::new(None),
+            attributed_for: StoredValue::new(None),
+            outliers: RwSignal::new(None),
+            measuring: RwSignal::new(None),
+            outliers_error: RwSignal::new(None),
+            precision: RwSignal::new(0),
+            pending_outliers: StoredValue::new(false),
             engine,
         }
     }
 
     /// Whether the Lab keeps the chat model busy (other views wait).
     pub fn busy(self) -> bool {
-        self.ablating.get().is_some() || self.sweeping.get().is_some()
+        self.ablating.get().is_some()
+            || self.sweeping.get().is_some()
+            || self.attributing.get().is_some()
+            || self.measuring.get().is_some()
     }
 
     /// Runs the prompt with and without the ablated heads. The caller checked that the engine
@@ -73,6 +106,49 @@ impl LabState {
             prompt: self.prompt.get_untracked(),
             heads: self.ablated.get_untracked(),
             shown: (self.layer.get_untracked(), self.head.get_untracked()),
+        });
+        self.run_attribution(false);
+    }
+
+    /// Splits the chosen token's logit after the prompt; unless `again`, only when the prompt
+    /// or the target changed since the last one asked for.
+    pub(super) fn run_attribution(self, again: bool) {
+        let prompt = self.prompt.get_untracked();
+        // A target chosen for another prompt is one of its tokens, not this one's: back to the
+        // most likely. (A deep link's target, with no attribution before it, stays.)
+        let other_prompt = self
+            .attributed_for
+            .with_value(|a| a.as_ref().is_some_and(|(p, _)| *p != prompt));
+        if other_prompt {
+            self.dla_target.set(None);
+        }
+        let wanted = (prompt, self.dla_target.get_untracked());
+        if !again
+            && self
+                .attributed_for
+                .with_value(|a| a.as_ref() == Some(&wanted))
+        {
+            return;
+        }
+        let request = self.engine.next_request();
+        self.attributing.set(Some(request));
+        self.attribution_error.set(None);
+        self.engine.send(LabRequest::Attribute {
+            request,
+            prompt: wanted.0.clone(),
+            target: wanted.1,
+        });
+        self.attributed_for.set_value(Some(wanted));
+    }
+
+    /// Measures the outlier features of the prompt (seconds on the CPU).
+    pub(super) fn measure_outliers(self) {
+        let request = self.engine.next_request();
+        self.measuring.set(Some(request));
+        self.outliers_error.set(None);
+        self.engine.send(LabRequest::MeasureOutliers {
+            request,
+            prompt: self.prompt.get_untracked(),
         });
     }
 
@@ -118,6 +194,27 @@ impl LabState {
                     }
                 }
             }
+            LabReply::Attributed { request, result } => {
+                if self.attributing.get_untracked() == Some(request) {
+                    self.attributing.set(None);
+                    match result {
+                        Ok(result) => self.attribution.set(Some(result)),
+                        Err(message) => {
+                            self.attribution.set(None);
+                            self.attribution_error.set(Some(message));
+                        }
+                    }
+                }
+            }
+            LabReply::OutliersMeasured { request, result } => {
+                if self.measuring.get_untracked() == Some(request) {
+                    self.measuring.set(None);
+                    match result {
+                        Ok(result) => self.outliers.set(Some(result)),
+                        Err(message) => self.outliers_error.set(Some(message)),
+                    }
+                }
+            }
             LabReply::PatchProgress {
                 request,
                 done,
@@ -144,6 +241,9 @@ impl LabState {
     pub(super) fn forget_results(self) {
         self.ablation.set(None);
         self.sweep.set(None);
+        self.attribution.set(None);
+        self.attributed_for.set_value(None);
+        self.outliers.set(None);
     }
 
     pub(super) fn apply_link(self, link: &Link) {
@@ -163,9 +263,14 @@ impl LabState {
             self.clean.set(clean.clone());
             self.corrupt.set(corrupt.clone());
         }
-        // An embedded sweep runs by itself; a link to the whole page waits for Run.
+        self.dla_target.set(link.dla_target);
+        self.precision.set(link.precision.unwrap_or(0));
+        // An embedded sweep or outlier measure runs by itself; a link to the whole page waits
+        // for Run or Measure (the attribution runs with the prompt).
         self.pending_sweep
-            .set_value(link.embed == Some(crate::deep_link::Figure::Patching));
+            .set_value(link.embed == Some(Figure::Patching));
+        self.pending_outliers
+            .set_value(link.embed == Some(Figure::Outliers));
     }
 
     pub(super) fn write_link(self, link: &mut Link) {
@@ -175,6 +280,8 @@ impl LabState {
             link.layer = Some(self.layer.get());
             link.head = Some(self.head.get());
             link.patching = Some((self.clean.get(), self.corrupt.get()));
+            link.dla_target = self.dla_target.get();
+            link.precision = Some(self.precision.get()).filter(|&p| p != 0);
         }
     }
 }

@@ -24,7 +24,7 @@ use crate::protocol::{
     EngineEvent, EngineRequest, FromWorker, InspectSource, ModelRequest, ModelSource, TierChoice,
 };
 use bench::BenchHook;
-pub use chat::{ChatState, Role, Settings, Turn};
+pub use chat::{ChatState, PolicyKind, PolicySettings, Role, Settings, Turn};
 use deep_links::DeepLinks;
 pub use engine::{EngineState, EngineStatus};
 pub use explore::ExplorerState;
@@ -172,6 +172,28 @@ impl AppState {
         }
     }
 
+    /// Splits the logit of the target chosen now (after the target changed).
+    pub fn run_attribution(self) {
+        if self.can_ablate() {
+            self.lab.run_attribution(true);
+        }
+    }
+
+    /// Selects (layer, head) for the attention under the ablation, and runs the prompt again.
+    pub fn show_head(self, layer: usize, head: usize) {
+        if self.can_ablate() {
+            self.lab.layer.set(layer);
+            self.lab.head.set(head);
+            self.lab.run_ablation();
+        }
+    }
+
+    pub fn measure_outliers(self) {
+        if self.can_send() {
+            self.lab.measure_outliers();
+        }
+    }
+
     pub fn run_sweep(self) {
         if self.can_send() {
             self.lab.run_sweep();
@@ -186,7 +208,10 @@ impl AppState {
             let idle = self.lab.ablation.with(Option::is_none)
                 && self.lab.ablating.get().is_none()
                 && self.lab.ablation_error.with(Option::is_none);
-            if shown && idle && self.embed.is_none() && self.can_ablate() {
+            // The attribution's figure runs with the prompt (its targets are the "before"
+            // tokens), so its embed runs the prompt too.
+            let page_or_attribution = self.embed.is_none_or(|f| f == Figure::Attribution);
+            if shown && idle && page_or_attribution && self.can_ablate() {
                 self.lab.run_ablation();
             }
         });
@@ -194,6 +219,12 @@ impl AppState {
             if self.lab.pending_sweep.get_value() && self.can_send() {
                 self.lab.pending_sweep.set_value(false);
                 self.lab.run_sweep();
+            }
+        });
+        Effect::new(move |_| {
+            if self.lab.pending_outliers.get_value() && self.can_send() {
+                self.lab.pending_outliers.set_value(false);
+                self.lab.measure_outliers();
             }
         });
     }
@@ -235,6 +266,8 @@ impl AppState {
         self.explorer.running.set(None);
         self.lab.ablating.set(None);
         self.lab.sweeping.set(None);
+        self.lab.attributing.set(None);
+        self.lab.measuring.set(None);
         self.models.checking.set(None);
         if self.engine.restart() {
             self.engine.refresh_cache_info();

@@ -11,12 +11,19 @@
 //! page is told how many (it offers to drop them; the system prompt stays); a last message
 //! that does not fit even alone is refused, so that it never stays in the conversation. A
 //! reply that reaches the end of the context is marked as cut.
+//!
+//! Under an attention policy that evicts (Λ or a KV budget), the conversation is not fitted:
+//! the whole of it is fed (the session goes on from its history when the conversation extends
+//! it) and the policy evicts what the cache cannot hold, so the chat goes on past the context.
+//! The reply's statistics then say which of the conversation's tokens the cache still holds.
 
 use super::{js, post, Worker};
-use crate::protocol::{ChatReply, ChatRequest, EngineEvent, ReplyStats, SteeringChoice};
+use crate::protocol::{
+    ChatReply, ChatRequest, EngineEvent, KeptTokens, ReplyStats, SteeringChoice,
+};
 use engine::models::interventions::Interventions;
 use engine::runtime::sampling::{Sampler, SamplingParams};
-use engine::runtime::{Engine, EngineSession, Feed};
+use engine::runtime::{AttentionPolicy, Engine, EngineSession, Feed};
 use engine::text::chat::{fit_conversation, ChatMessage, ChatTemplate, FittedPrompt};
 use engine::text::tokenizer::TokenStream;
 use std::cell::Cell;
@@ -30,21 +37,27 @@ impl Worker {
                 params,
                 max_tokens,
                 steering,
+                policy,
             } => {
-                self.generate(request, messages, params, max_tokens, steering)
-                    .await
+                let reply = Reply {
+                    params,
+                    max_tokens,
+                    steering,
+                    policy,
+                };
+                self.generate(request, messages, reply).await
             }
         }
     }
 
-    async fn generate(
-        &mut self,
-        request: u32,
-        messages: Vec<ChatMessage>,
-        params: SamplingParams,
-        max_tokens: usize,
-        steering: Option<SteeringChoice>,
-    ) {
+    async fn generate(&mut self, request: u32, messages: Vec<ChatMessage>, reply_to: Reply) {
+        let Reply {
+            params,
+            max_tokens,
+            steering,
+            policy,
+        } = &reply_to;
+        let (max_tokens, policy) = (*max_tokens, *policy);
         self.stop.set(false);
         // Computed before the reply (once per pair and layer): the prompt and every decoding
         // step run under the same interventions, so the conversation's cache stays usable.
@@ -63,7 +76,14 @@ impl Worker {
                 let context = self.context.min(engine.config().context_len);
                 // Room for the reply: what was asked for, within a quarter of the context.
                 let reserve = max_tokens.clamp(1, (context / 4).max(1));
-                let ids = match fit(engine, &messages, context, reserve) {
+                let fitted = if policy.evicts() {
+                    // The policy evicts instead: the whole conversation, however long.
+                    conversation_ids(engine, &messages, true)
+                        .map(|ids| FittedPrompt { ids, dropped: 0 })
+                } else {
+                    fit(engine, &messages, context, reserve)
+                };
+                let ids = match fitted {
                     Ok(FittedPrompt { ids, dropped: 0 }) => ids,
                     Ok(FittedPrompt { dropped, .. }) => {
                         post(ChatReply::TooLong {
@@ -96,10 +116,11 @@ impl Worker {
                 let chat = Chat {
                     request,
                     ids,
-                    params: &params,
+                    params,
                     max_tokens,
                     context,
                     interventions: &interventions,
+                    policy,
                 };
                 reply(engine, &mut self.chat, &chat, &self.stop).await
             }
@@ -118,8 +139,7 @@ impl Worker {
                 match self.load_cpu(&reason).await {
                     Ok(info) => {
                         post(EngineEvent::Loaded(Box::new(info)));
-                        Box::pin(self.generate(request, messages, params, max_tokens, steering))
-                            .await;
+                        Box::pin(self.generate(request, messages, reply_to)).await;
                     }
                     Err(e) => post(ChatReply::Failed {
                         request,
@@ -135,6 +155,14 @@ impl Worker {
     }
 }
 
+/// How to answer: as the page asked.
+struct Reply {
+    params: SamplingParams,
+    max_tokens: usize,
+    steering: Option<SteeringChoice>,
+    policy: AttentionPolicy,
+}
+
 /// One reply to write: the conversation so far, fitted, and how to sample.
 struct Chat<'a> {
     request: u32,
@@ -145,6 +173,8 @@ struct Chat<'a> {
     context: usize,
     /// Steering, or nothing: every feed of the reply runs under these.
     interventions: &'a Interventions,
+    /// What the cache keeps (a policy that evicts lets the conversation outgrow `context`).
+    policy: AttentionPolicy,
 }
 
 /// A chat format: the model's own template, or the plain one where that template fails.
@@ -254,7 +284,8 @@ async fn reply(
     let tokenizer = engine.tokenizer();
     let ids = &chat.ids;
     let context = chat.context;
-    if ids.len() >= context {
+    let evicts = chat.policy.evicts();
+    if !evicts && ids.len() >= context {
         return Err(engine::Error::ContextOverflow {
             prompt: ids.len(),
             context,
@@ -264,6 +295,8 @@ async fn reply(
         Some(s) => s,
         None => session.insert(engine.session(context)?),
     };
+    // A change of policy empties the cache (it was computed under the other one).
+    session.set_policy(chat.policy)?;
     let started = js::now_ms();
     let mut sampler = Sampler::new(chat.params.clone());
     let vocab = engine.config().vocab_size;
@@ -297,7 +330,7 @@ async fn reply(
         if generated >= chat.max_tokens {
             break;
         }
-        if session.tokens().len() + 1 >= context {
+        if !evicts && session.tokens().len() + 1 >= context {
             cut = true;
             break;
         }
@@ -323,7 +356,39 @@ async fn reply(
         stopped,
         first_token_ms,
         cut,
+        cache: evicts.then(|| kept_tokens(engine, session)),
     })
+}
+
+/// The conversation's tokens and which the cache holds. Λ holds the first start tokens and
+/// the most recent ones; a budget keeps each held token at its position, which is its place in
+/// the history (positions start at 0 when the session is emptied and only grow).
+fn kept_tokens(engine: &Engine, session: &EngineSession) -> KeptTokens {
+    let history = session.history();
+    let held = session.tokens().len().min(history.len());
+    let mut kept = vec![false; history.len()];
+    match session.policy() {
+        AttentionPolicy::Lambda { n_global, .. } => {
+            let start = n_global.min(held);
+            kept[..start].fill(true);
+            kept[history.len() - (held - start)..].fill(true);
+        }
+        _ => {
+            for &p in session.positions() {
+                if let Some(k) = kept.get_mut(p as usize) {
+                    *k = true;
+                }
+            }
+        }
+    }
+    KeptTokens {
+        tokens: history
+            .iter()
+            .map(|&id| engine.tokenizer().token_label(id))
+            .collect(),
+        kept,
+        evicted: session.evicted(),
+    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,13 @@
 //! The Lab's work: head ablation (the next-token distribution with and without the ablated
-//! heads, and one head's attention under the ablation), the activation-patching sweep, and
+//! heads, and one head's attention under the ablation), the activation-patching sweep, the
+//! attribution and outlier measures (`lab_measures.rs`), and
 //! the steering vectors the chat's steered replies use (computed once per pair and layer).
 //!
 //! The sweep is the engine's ([`PatchingRun`]), stepped here one patched run at a time so
 //! that the worker can yield to its event loop between runs: on the CPU a forward pass never
 //! yields, and Stop arrives as a message.
 
-use super::{js, post, Worker};
+use super::{js, lab_measures, post, Worker};
 use crate::protocol::{
     AblationResult, LabReply, LabRequest, PatchingResult, SteeringChoice, TokenChance,
 };
@@ -45,6 +46,30 @@ impl Worker {
                     Err(e) => Err(e),
                 };
                 post(LabReply::Ablated {
+                    request,
+                    result: result.map_err(|e| e.to_string()),
+                });
+            }
+            LabRequest::Attribute {
+                request,
+                prompt,
+                target,
+            } => {
+                let result = match self.engine() {
+                    Ok(engine) => lab_measures::attribute(engine, &prompt, target).await,
+                    Err(e) => Err(e),
+                };
+                post(LabReply::Attributed {
+                    request,
+                    result: result.map_err(|e| e.to_string()),
+                });
+            }
+            LabRequest::MeasureOutliers { request, prompt } => {
+                let result = match self.engine() {
+                    Ok(engine) => lab_measures::measure_outliers(engine, &prompt).await,
+                    Err(e) => Err(e),
+                };
+                post(LabReply::OutliersMeasured {
                     request,
                     result: result.map_err(|e| e.to_string()),
                 });
@@ -104,7 +129,7 @@ impl Worker {
 
 /// `text` fed from its start, as the explorer's free text is: BOS first where the model asks
 /// for it.
-fn encode_from_start(engine: &Engine, text: &str) -> Result<Vec<u32>> {
+pub(super) fn encode_from_start(engine: &Engine, text: &str) -> Result<Vec<u32>> {
     let tokenizer = engine.tokenizer();
     let ids = tokenizer.with_bos(&tokenizer.encode(text)?);
     if ids.is_empty() {
@@ -119,7 +144,7 @@ fn encode_from_start(engine: &Engine, text: &str) -> Result<Vec<u32>> {
     Ok(ids)
 }
 
-fn labels(engine: &Engine, ids: &[u32]) -> Vec<String> {
+pub(super) fn labels(engine: &Engine, ids: &[u32]) -> Vec<String> {
     ids.iter()
         .map(|&id| engine.tokenizer().token_label(id))
         .collect()
@@ -136,6 +161,7 @@ fn top_tokens(engine: &Engine, logits: &[f32], probs: &[f32], other: &[f32]) -> 
     top_k(logits, TOP_TOKENS)
         .into_iter()
         .map(|(id, _)| TokenChance {
+            id,
             token: engine.tokenizer().token_label(id),
             probability: probs[id as usize],
             other: other[id as usize],

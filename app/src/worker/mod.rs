@@ -15,6 +15,7 @@ mod feed;
 mod inspect;
 pub mod js;
 mod lab;
+mod lab_measures;
 mod load;
 mod models;
 mod order;
