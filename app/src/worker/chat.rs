@@ -22,6 +22,7 @@ use crate::protocol::{
     ChatReply, ChatRequest, EngineEvent, KeptTokens, ReplyStats, SteeringChoice,
 };
 use engine::models::interventions::Interventions;
+use engine::models::pass::Activations;
 use engine::runtime::sampling::{Sampler, SamplingParams};
 use engine::runtime::{AttentionPolicy, Engine, EngineSession, Feed};
 use engine::text::chat::{fit_conversation, ChatMessage, ChatTemplate, FittedPrompt};
@@ -301,9 +302,12 @@ async fn reply(
     let mut sampler = Sampler::new(chat.params.clone());
     let vocab = engine.config().vocab_size;
     // The cache already holds the conversation's common prefix: only the rest is fed.
+    // Sampling compares nothing across backends: the fastest products even when steering
+    // (`Activations::Auto` would run a steered reply in f32, several times slower).
     let first = Feed::sequence(ids)
         .top_k(sampler.selection(session.tokens(), vocab))
-        .interventions(chat.interventions);
+        .interventions(chat.interventions)
+        .activations(Activations::Fastest);
     let mut candidates = session.feed(first).await?.top;
     let first_token_ms = js::now_ms() - started;
     let decode_started = js::now_ms();
@@ -337,7 +341,8 @@ async fn reply(
         let next = [next];
         let feed = Feed::append(&next)
             .top_k(sampler.selection(session.tokens(), vocab))
-            .interventions(chat.interventions);
+            .interventions(chat.interventions)
+            .activations(Activations::Fastest);
         candidates = session.feed(feed).await?.top;
     }
     let rest = printer.finish();
@@ -360,25 +365,13 @@ async fn reply(
     })
 }
 
-/// The conversation's tokens and which the cache holds. Λ holds the first start tokens and
-/// the most recent ones; a budget keeps each held token at its position, which is its place in
-/// the history (positions start at 0 when the session is emptied and only grow).
+/// The conversation's tokens and which the cache holds.
 fn kept_tokens(engine: &Engine, session: &EngineSession) -> KeptTokens {
     let history = session.history();
-    let held = session.tokens().len().min(history.len());
     let mut kept = vec![false; history.len()];
-    match session.policy() {
-        AttentionPolicy::Lambda { n_global, .. } => {
-            let start = n_global.min(held);
-            kept[..start].fill(true);
-            kept[history.len() - (held - start)..].fill(true);
-        }
-        _ => {
-            for &p in session.positions() {
-                if let Some(k) = kept.get_mut(p as usize) {
-                    *k = true;
-                }
-            }
+    for &at in session.held_at() {
+        if let Some(k) = kept.get_mut(at) {
+            *k = true;
         }
     }
     KeptTokens {

@@ -232,6 +232,11 @@ impl EngineSession {
     pub fn history(&self) -> &[u32] {
         on_backend!(&self.0, SessionKind, (_, s) => s.history())
     }
+
+    /// See [`Session::held_at`].
+    pub fn held_at(&self) -> &[usize] {
+        on_backend!(&self.0, SessionKind, (_, s) => s.held_at())
+    }
 }
 
 // One per load, never copied around: boxing the larger variant would buy nothing.

@@ -213,6 +213,12 @@ impl<B: Backend> Session<B> {
         &self.history
     }
 
+    /// Per token the cache holds, its index in [`Session::history`] (which tokens a policy
+    /// kept).
+    pub fn held_at(&self) -> &[usize] {
+        &self.fed_at
+    }
+
     pub fn capacity(&self) -> usize {
         self.capacity
     }

@@ -12,13 +12,17 @@ const WIDTHS = [
   { width: 390, height: 844 },
 ];
 const VIEWS = ['Chat', 'Order', 'Explore', 'Vision', 'Lab'];
+const TEXT = 'text=The%20capital%20of%20France%20is%20Paris.';
 const FIGURES = [
-  'view=explore&embed=1&figure=matrix',
-  'view=explore&embed=1&figure=rollout',
-  'view=explore&embed=1&figure=heads',
+  `view=explore&embed=1&figure=matrix&${TEXT}`,
+  `view=explore&embed=1&figure=rollout&${TEXT}`,
+  `view=explore&embed=1&figure=heads&${TEXT}`,
   'view=order&embed=1&figure=order',
   'view=vision&embed=1&figure=vit&digit=0',
   'view=vision&embed=1&figure=vir&digit=0',
+  'view=lab&embed=1&figure=patching',
+  'view=lab&embed=1&figure=attribution',
+  'view=lab&embed=1&figure=outliers',
 ];
 
 /** The serious and critical violations axe finds on the page as it is now, as readable lines. */
