@@ -1,4 +1,4 @@
-use crate::protocol::{ComputeTier, TierChoice};
+use crate::protocol::{ComputeTier, TierChoice, CUSTOM_PAIR};
 use crate::state::{use_app_state, EngineStatus, Settings};
 use leptos::prelude::*;
 
@@ -118,7 +118,11 @@ fn SteeringControl() -> impl IntoView {
         if s.pair.is_empty() || s.alpha == 0.0 {
             return "Off: replies as the model gives them.".to_string();
         }
-        let (positive, negative) = s.pair.split_once('-').unwrap_or((&s.pair, ""));
+        let (positive, negative) = if s.pair == CUSTOM_PAIR {
+            ("your first prompts", "your second prompts")
+        } else {
+            s.pair.split_once('-').unwrap_or((&s.pair, ""))
+        };
         let towards = if s.alpha > 0.0 { positive } else { negative };
         format!(
             "On: replies pushed towards {towards} (α = {}) after block {}.",
@@ -139,8 +143,27 @@ fn SteeringControl() -> impl IntoView {
                     {engine::analysis::probes::STEERING_PAIRS.iter().map(|p| view! {
                         <option value=p.name>{p.name}</option>
                     }).collect_view()}
+                    <option value=CUSTOM_PAIR>"your own pair"</option>
                 </select>
             </label>
+            <Show when=move || steering().pair == CUSTOM_PAIR>
+                <label class="field">
+                    <span>"Steer towards (one prompt per line)"</span>
+                    <textarea
+                        rows="3"
+                        prop:value=move || steering().positive
+                        on:change=move |ev| state.chat.settings.update(|s| s.steering.positive = event_target_value(&ev))
+                    ></textarea>
+                </label>
+                <label class="field">
+                    <span>"Steer away from (one prompt per line)"</span>
+                    <textarea
+                        rows="3"
+                        prop:value=move || steering().negative
+                        on:change=move |ev| state.chat.settings.update(|s| s.steering.negative = event_target_value(&ev))
+                    ></textarea>
+                </label>
+            </Show>
             <label class="field inline">
                 <span>"Steering strength α"</span>
                 <input

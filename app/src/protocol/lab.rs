@@ -155,10 +155,18 @@ pub struct PatchingResult {
 }
 
 /// The chat reply's steering: `alpha` times the `pair`'s steering vector added after block
-/// `layer` at every token.
+/// `layer` at every token. The pair [`CUSTOM_PAIR`] is the user's own prompts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SteeringChoice {
     pub pair: String,
     pub layer: usize,
     pub alpha: f32,
+    /// For [`CUSTOM_PAIR`]: the prompts to steer towards and away from.
+    #[serde(default)]
+    pub positive: Vec<String>,
+    #[serde(default)]
+    pub negative: Vec<String>,
 }
+
+/// The steering pair whose prompts the user writes.
+pub const CUSTOM_PAIR: &str = "custom";

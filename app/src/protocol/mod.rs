@@ -8,7 +8,7 @@ mod models;
 
 pub use lab::{
     AblationResult, AttributionResult, LabReply, LabRequest, OutlierResult, PatchingResult,
-    PrecisionRunResult, SteeringChoice, TokenChance,
+    PrecisionRunResult, SteeringChoice, TokenChance, CUSTOM_PAIR,
 };
 pub use models::{ModelCheck, ModelEntry, ModelReply, ModelRequest, ModelSource};
 

@@ -9,7 +9,7 @@
 
 use super::engine::EngineState;
 use crate::deep_link::{Link, View};
-use crate::protocol::{ChatReply, ChatRequest, ReplyStats, SteeringChoice, ToWorker};
+use crate::protocol::{ChatReply, ChatRequest, ReplyStats, SteeringChoice, ToWorker, CUSTOM_PAIR};
 use ::engine::runtime::sampling::SamplingParams;
 use ::engine::runtime::AttentionPolicy;
 use ::engine::text::chat::ChatMessage;
@@ -146,6 +146,11 @@ pub struct SteeringSettings {
     pub pair: String,
     pub alpha: f32,
     pub layer: Option<usize>,
+    /// The user's own pair: one prompt per line, towards and away from.
+    #[serde(default)]
+    pub positive: String,
+    #[serde(default)]
+    pub negative: String,
 }
 
 impl SteeringSettings {
@@ -154,10 +159,28 @@ impl SteeringSettings {
         if self.pair.is_empty() || self.alpha == 0.0 || n_layers == 0 {
             return None;
         }
+        let lines = |text: &str| -> Vec<String> {
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        let custom = self.pair == CUSTOM_PAIR;
         Some(SteeringChoice {
             pair: self.pair.clone(),
             layer: self.layer.unwrap_or(n_layers / 5).min(n_layers - 1),
             alpha: self.alpha,
+            positive: if custom {
+                lines(&self.positive)
+            } else {
+                Vec::new()
+            },
+            negative: if custom {
+                lines(&self.negative)
+            } else {
+                Vec::new()
+            },
         })
     }
 }

@@ -9,7 +9,7 @@
 
 use super::{js, lab_measures, post, Worker};
 use crate::protocol::{
-    AblationResult, LabReply, LabRequest, PatchingResult, SteeringChoice, TokenChance,
+    AblationResult, LabReply, LabRequest, PatchingResult, SteeringChoice, TokenChance, CUSTOM_PAIR,
 };
 use engine::analysis::inspect::MAX_INSPECTED_TOKENS;
 use engine::analysis::patching::{PatchingRun, PatchingSweep, SweepProgress};
@@ -25,9 +25,11 @@ use std::cell::Cell;
 /// The distributions list this many next tokens.
 const TOP_TOKENS: usize = 10;
 
-/// A steering vector, and the pair and layer it was computed for.
+/// A steering vector, and the pair (with its prompts, for the user's own) and layer it was
+/// computed for.
 pub(super) struct CachedSteering {
     pair: String,
+    prompts: (Vec<String>, Vec<String>),
     layer: usize,
     vector: Vec<f32>,
 }
@@ -103,21 +105,32 @@ impl Worker {
             return Ok(Interventions::default());
         };
         let engine = self.engine()?;
-        let cached = self
-            .steering
-            .as_ref()
-            .is_some_and(|s| s.pair == choice.pair && s.layer == choice.layer);
-        if !cached {
+        let prompts = if choice.pair == CUSTOM_PAIR {
+            if choice.positive.is_empty() || choice.negative.is_empty() {
+                return Err(Error::InvalidRequest(
+                    "your steering pair needs at least one prompt on each side".into(),
+                ));
+            }
+            (choice.positive.clone(), choice.negative.clone())
+        } else {
             let pair = steering_pair(&choice.pair).ok_or_else(|| {
                 Error::InvalidRequest(format!("no steering pair {:?}", choice.pair))
             })?;
-            let encode = |texts: &[&str]| -> Result<Vec<Vec<u32>>> {
+            let owned = |texts: &[&str]| texts.iter().map(|t| t.to_string()).collect();
+            (owned(pair.positive), owned(pair.negative))
+        };
+        let cached = self.steering.as_ref().is_some_and(|s| {
+            s.pair == choice.pair && s.layer == choice.layer && s.prompts == prompts
+        });
+        if !cached {
+            let encode = |texts: &[String]| -> Result<Vec<Vec<u32>>> {
                 texts.iter().map(|t| encode_from_start(engine, t)).collect()
             };
-            let (positive, negative) = (encode(pair.positive)?, encode(pair.negative)?);
+            let (positive, negative) = (encode(&prompts.0)?, encode(&prompts.1)?);
             let vector = steering_vector(engine, &positive, &negative, choice.layer).await?;
             self.steering = Some(CachedSteering {
                 pair: choice.pair.clone(),
+                prompts,
                 layer: choice.layer,
                 vector,
             });

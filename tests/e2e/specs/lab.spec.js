@@ -2,8 +2,8 @@
 // distribution moves away from "before" (by as much as the native engine says); a patching
 // sweep runs with progress, draws its heatmap, and exports CSV and JSON with layers × tokens
 // numbers; Stop ends a sweep between two runs; a token-count mismatch is refused in words; a
-// deep link reopens the ablation; steering changes a greedy chat reply, and α = 0 gives the
-// plain reply back.
+// deep link reopens the ablation; steering (a ready pair, or the user's own) changes a greedy
+// chat reply, and α = 0 gives the plain reply back.
 import { test, expect } from '@playwright/test';
 import { readFileSync } from 'node:fs';
 import { ask, collectLogs, sharedProfilePage, useGreedy, waitReady } from '../chromium.js';
@@ -164,5 +164,24 @@ test.describe.serial('the Lab on the CPU tier', () => {
     await expect(page.getByRole('button', { name: 'Stop' })).toBeDisabled({ timeout: 5 * 60 * 1000 });
     expect(await page.locator('.turn.assistant .text').last().textContent()).toEqual(plain);
     console.log(`plain reply: ${JSON.stringify(plain)}; steered (happy-sad, α 8): ${JSON.stringify(steered)}`);
+  });
+
+  test('a steering pair of the user\'s own prompts changes the reply', async () => {
+    const { page, logs } = shared;
+    const plain = await page.locator('.turn.assistant .text').last().textContent();
+    await page.getByLabel('Steering pair').selectOption('custom');
+    await page.getByLabel('Steer towards (one prompt per line)').fill('I love it, it is wonderful!\nWhat a great day, I am so glad.');
+    await page.getByLabel('Steer towards (one prompt per line)').press('Tab');
+    await page.getByLabel('Steer away from (one prompt per line)').fill('I hate it, it is terrible.\nWhat an awful day, I am so upset.');
+    await page.getByLabel('Steer away from (one prompt per line)').press('Tab');
+    await page.getByLabel('Steering strength α').fill('8');
+    await expect(page.getByText('On: replies pushed towards your first prompts')).toBeVisible();
+    await page.getByRole('button', { name: 'Regenerate' }).click();
+    await expect(page.getByRole('button', { name: 'Stop' })).toBeEnabled();
+    await expect(page.getByRole('button', { name: 'Stop' })).toBeDisabled({ timeout: 5 * 60 * 1000 });
+    const steered = await page.locator('.turn.assistant .text').last().textContent();
+    expect(steered, logs.join('\n')).not.toEqual(plain);
+    console.log(`steered by the user's own pair (α 8): ${JSON.stringify(steered)}`);
+    await page.getByLabel('Steering strength α').fill('0');
   });
 });
