@@ -18,6 +18,25 @@ for policy in "window:$((context / 4))" "lambda:4,$((context / 4))"; do
   $glassbox perplexity --model "$model" --text-file target/lab/kjv.txt \
     --max-tokens $((4 * context)) --cache $((context / 2)) --policy "$policy" >>"$out"
 done
+# The second stretch of the context fed on its own with a full cache (what the model does on
+# that text within its context).
+python3 - "$glassbox" "$context" <<'PY'
+import json, subprocess, sys
+glassbox, context = sys.argv[1], int(sys.argv[2])
+text = open('target/lab/kjv.txt').read()
+def count(n):
+    json.dump([text[:n]], open('target/lab/cut.json', 'w'))
+    out = subprocess.run([glassbox, 'tokenize', '--json-file', 'target/lab/cut.json'],
+                         capture_output=True, text=True, check=True).stdout
+    return len(json.loads(out)[0])
+lo, hi = 0, len(text)
+while hi - lo > 50:
+    mid = (lo + hi) // 2
+    lo, hi = (mid, hi) if count(mid) < context else (lo, mid)
+open('target/lab/kjv-second-stretch.txt', 'w').write(text[text.index(' ', lo) + 1:])
+PY
+$glassbox perplexity --model "$model" --text-file target/lab/kjv-second-stretch.txt \
+  --max-tokens "$context" >>"$out"
 # A prompt of 1,500 tokens of the text, then 256 greedy steps under each budget.
 head -c 6500 target/lab/kjv.txt >target/lab/budget-prompt.txt
 $glassbox kv-agreement --model "$model" --prompt-file target/lab/budget-prompt.txt \

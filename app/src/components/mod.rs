@@ -16,6 +16,7 @@ mod patching;
 mod settings;
 mod share;
 mod status_bar;
+mod theme;
 mod tour;
 mod vision;
 
@@ -57,6 +58,7 @@ pub fn App() -> impl IntoView {
             <h1>"Glassbox"</h1>
             <StatusBar />
             <tour::Tour />
+            <theme::ThemeSwitch />
         </header>
         <nav class="views" role="tablist" aria-label="Views">
             {tab(View::Chat, "Chat")}

@@ -1,5 +1,6 @@
-// Accessibility audit (WCAG 2.1 A and AA rules of axe-core) of every view and every embed figure,
-// on a laptop's width and a phone's: no serious or critical violation. axe runs inside the page
+// Accessibility audit (WCAG 2.1 A and AA rules of axe-core) of every view (in the light and the
+// dark scheme) and every embed figure, on a laptop's width and a phone's: no serious or critical
+// violation. A last test picks the dark theme by hand, and a reload keeps it. axe runs inside the page
 // (the context bypasses the page's Content-Security-Policy for that one injected script).
 import { test, expect } from '@playwright/test';
 import { readFileSync } from 'node:fs';
@@ -45,21 +46,25 @@ test.afterAll(async () => {
 });
 
 for (const viewport of WIDTHS) {
-  test(`every view at ${viewport.width} px has no serious or critical violation`, async () => {
-    const context = await browser.newContext({ baseURL: BASE_URL, viewport, bypassCSP: true });
-    const page = await context.newPage();
-    const logs = collectLogs(page);
-    await page.goto('/');
-    await waitReady(page, logs);
-    const found = {};
-    for (const view of VIEWS) {
-      await page.getByRole('tab', { name: view }).click();
-      await expect(page.getByRole('tab', { name: view })).toHaveAttribute('aria-selected', 'true');
-      found[view] = await violations(page);
-    }
-    await context.close();
-    expect(found).toEqual(Object.fromEntries(VIEWS.map((v) => [v, []])));
-  });
+  for (const colorScheme of ['light', 'dark']) {
+    test(`every view at ${viewport.width} px, ${colorScheme}, has no serious or critical violation`, async () => {
+      const context = await browser.newContext({ baseURL: BASE_URL, viewport, colorScheme, bypassCSP: true });
+      const page = await context.newPage();
+      const logs = collectLogs(page);
+      await page.goto('/');
+      await waitReady(page, logs);
+      const scheme = await page.evaluate(() => getComputedStyle(document.documentElement).colorScheme);
+      expect(scheme).toContain(colorScheme);
+      const found = {};
+      for (const view of VIEWS) {
+        await page.getByRole('tab', { name: view }).click();
+        await expect(page.getByRole('tab', { name: view })).toHaveAttribute('aria-selected', 'true');
+        found[view] = await violations(page);
+      }
+      await context.close();
+      expect(found).toEqual(Object.fromEntries(VIEWS.map((v) => [v, []])));
+    });
+  }
 
   test(`every embed figure at ${viewport.width} px has no serious or critical violation`, async () => {
     const context = await browser.newContext({ baseURL: BASE_URL, viewport, bypassCSP: true });
@@ -75,3 +80,20 @@ for (const viewport of WIDTHS) {
     expect(found).toEqual(Object.fromEntries(FIGURES.map((f) => [f, []])));
   });
 }
+
+test('the Theme choice overrides the system\'s and survives a reload', async () => {
+  const context = await browser.newContext({ baseURL: BASE_URL, colorScheme: 'light', bypassCSP: true });
+  const page = await context.newPage();
+  await page.goto('/');
+  const scheme = () => page.evaluate(() => getComputedStyle(document.documentElement).colorScheme);
+  expect(await scheme()).toContain('light');
+  await page.getByLabel('Theme').selectOption('dark');
+  expect(await scheme()).toBe('dark');
+  await page.reload();
+  await expect(page.getByLabel('Theme')).toHaveValue('dark');
+  expect(await scheme()).toBe('dark');
+  expect(await violations(page)).toEqual([]);
+  await page.getByLabel('Theme').selectOption('');
+  expect(await scheme()).toContain('light');
+  await context.close();
+});
