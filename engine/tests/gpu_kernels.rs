@@ -526,9 +526,10 @@ async fn check_cache_keep(gpu: &GpuBackend) {
 }
 gpu_test!(cache_keep_matches_cpu, check_cache_keep);
 
-/// 8-bit activations: the same rounding per block, the same outlier columns kept wide. A value
-/// exactly between two steps may round either way after WGSL's reciprocal: at most one step
-/// apart, and rarely.
+/// 8-bit activations: the same rounding per block, the same outlier columns kept wide. WGSL's
+/// division is not IEEE's (SwiftShader's scale can be an ulp off, which moves every value of
+/// its block by an ulp), and a value exactly between two steps may then round either way: at
+/// most one step apart, and rarely a whole step.
 async fn check_quantize_activations(gpu: &GpuBackend) {
     let mut rng = SeededRng::new(23);
     let (rows, cols) = (5, 600);
@@ -559,11 +560,11 @@ async fn check_quantize_activations(gpu: &GpuBackend) {
                 (g - w).abs() <= step + 1e-5,
                 "{threshold:?} [{i}]: {g} vs {w}"
             );
-            differ += usize::from(g != w);
+            differ += usize::from((g - w).abs() > step / 1000.0);
         }
         assert!(
             differ * 100 <= got.len(),
-            "{threshold:?}: {differ} values differ"
+            "{threshold:?}: {differ} values a step apart"
         );
         if threshold == Some(6.0) {
             assert_eq!(
