@@ -1,15 +1,12 @@
 //! Streaming a model's bytes into the engine: from the browser's storage, the network (resuming
 //! with a Range request) or a file the user opened, each chunk fed at once to the GGUF reader
-//! (`EngineLoader::push`: weights go to the device as they complete) and to a SHA-256 hasher.
-//! The header is checked (the memory plan, [`Hooks::on_header`]) before the weights arrive, and
-//! Stop ends the stream between chunks. [`load_model`] is the way in.
-//!
-//! What arrives is written to the storage through a [`Sink`]: a server that ignores the Range
-//! of a resume sends the whole file, and the partial copy is dropped and written again from
-//! its first byte; a full quota stops the load with how much is needed and free (the page
-//! offers to run from memory); a store that refuses a write it should take is given up for
-//! this worker (the next load takes the next store) and the load goes on from memory. The
-//! marker that says a copy is verified is written last, once the sha256 matched.
+//! (`EngineLoader::push`) and to a SHA-256 hasher. The header is checked (the memory plan,
+//! [`Hooks::on_header`]) before the weights arrive; Stop ends the stream between chunks.
+//! [`load_model`] is the way in. What arrives goes to the storage through a [`Sink`]: a server
+//! that ignores a resume's Range sends the whole file, and the partial copy is written again
+//! from its first byte; a full quota stops the load with what is needed and free; a store that
+//! refuses a write is given up and the load goes on from memory. The verified marker is
+//! written last, once the sha256 matched.
 
 use super::js::{self, yield_now};
 use super::storage::{FileWriter, StoreError};

@@ -7,11 +7,11 @@
 //! that the worker can yield to its event loop between runs: on the CPU a forward pass never
 //! yields, and Stop arrives as a message.
 
+use super::lab_prompt::{encode_from_start, labels};
 use super::{js, lab_measures, post, Worker};
 use crate::protocol::{
     AblationResult, LabReply, LabRequest, PatchingResult, SteeringChoice, TokenChance, CUSTOM_PAIR,
 };
-use engine::analysis::inspect::MAX_INSPECTED_TOKENS;
 use engine::analysis::patching::{PatchingRun, PatchingSweep, SweepProgress};
 use engine::analysis::probes::{steering, steering_pair, steering_vector};
 use engine::models::interventions::Interventions;
@@ -138,29 +138,6 @@ impl Worker {
         let vector = &self.steering.as_ref().expect("computed above").vector;
         Ok(steering(choice.layer, vector, choice.alpha))
     }
-}
-
-/// `text` fed from its start, as the explorer's free text is: BOS first where the model asks
-/// for it.
-pub(super) fn encode_from_start(engine: &Engine, text: &str) -> Result<Vec<u32>> {
-    let tokenizer = engine.tokenizer();
-    let ids = tokenizer.with_bos(&tokenizer.encode(text)?);
-    if ids.is_empty() {
-        return Err(Error::InvalidRequest("the prompt is empty".into()));
-    }
-    if ids.len() > MAX_INSPECTED_TOKENS {
-        return Err(Error::InvalidRequest(format!(
-            "this prompt is {} tokens; the Lab runs at most {MAX_INSPECTED_TOKENS}",
-            ids.len()
-        )));
-    }
-    Ok(ids)
-}
-
-pub(super) fn labels(engine: &Engine, ids: &[u32]) -> Vec<String> {
-    ids.iter()
-        .map(|&id| engine.tokenizer().token_label(id))
-        .collect()
 }
 
 /// Probabilities from logits.

@@ -5,7 +5,7 @@
 //! shows.
 
 use super::js;
-use super::lab::{encode_from_start, labels};
+use super::lab_prompt::{encode_from_start, labels};
 use crate::protocol::{AttributionResult, OutlierResult, PrecisionRunResult};
 use engine::analysis::attribution::{direct_logit_attribution, LogitAttribution};
 use engine::analysis::outliers::{outlier_features, OutlierReport};

@@ -16,6 +16,7 @@ mod inspect;
 pub mod js;
 mod lab;
 mod lab_measures;
+mod lab_prompt;
 mod load;
 mod models;
 mod order;

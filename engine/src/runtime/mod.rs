@@ -4,6 +4,7 @@
 //! what a model needs before it is loaded ([`budget`]).
 
 pub mod budget;
+mod captured;
 pub mod engine;
 pub mod language_model;
 pub mod policy;
@@ -11,8 +12,9 @@ pub mod sampling;
 pub mod session;
 pub mod vision;
 
+pub use captured::Captured;
 pub use engine::{Device, Engine, EngineLoader, EngineSession};
 pub use language_model::{LanguageModel, LanguageModelLoader, LoadProgress};
 pub use policy::AttentionPolicy;
-pub use session::{Captured, Fed, Feed, Input, Layout, Output, Session};
+pub use session::{Fed, Feed, Input, Layout, Output, Session};
 pub use vision::VisionEngine;

@@ -6,6 +6,7 @@
 //! prefix the cache already holds and feeds only the rest, so a conversation that grew by one
 //! turn costs only that turn.
 
+use super::captured::{read_captures, Captured};
 use super::language_model::LanguageModel;
 use super::policy::AttentionPolicy;
 use crate::backend::{Backend, Mask, Selection};
@@ -132,21 +133,6 @@ pub struct Fed {
     pub captured: Captured,
     /// Tokens of an [`Input::Sequence`] that the cache already held and were not fed again.
     pub reused: usize,
-}
-
-/// Captures read back to the host, one entry per layer, row-major (see [`Captures`]).
-#[derive(Debug, Clone, Default)]
-pub struct Captured {
-    /// `(n_heads·tokens, cached + tokens)`.
-    pub attention: Vec<Vec<f32>>,
-    /// `(tokens, d_model)` after each block.
-    pub residual: Vec<Vec<f32>>,
-    /// `(tokens, n_heads·head_dim)` after RoPE.
-    pub queries: Vec<Vec<f32>>,
-    /// `(tokens, n_kv_heads·head_dim)` after RoPE.
-    pub keys: Vec<Vec<f32>>,
-    /// `(tokens, n_heads·head_dim)` before the attention output projection.
-    pub head_outputs: Vec<Vec<f32>>,
 }
 
 /// Prompts longer than this are fed in pieces, to bound the attention scores' memory.
@@ -586,22 +572,4 @@ impl<B: Backend> Session<B> {
         self.attention_received.truncate(len);
         self.fed_at.truncate(len);
     }
-}
-
-/// Reads captured tensors back to the host, one after another.
-async fn read_captures<B: Backend>(backend: &B, captures: Captures<B>) -> Result<Captured> {
-    async fn read_all<B: Backend>(backend: &B, tensors: Vec<B::Tensor>) -> Result<Vec<Vec<f32>>> {
-        let mut out = Vec::with_capacity(tensors.len());
-        for tensor in &tensors {
-            out.push(backend.read(tensor).await?);
-        }
-        Ok(out)
-    }
-    Ok(Captured {
-        attention: read_all(backend, captures.attention).await?,
-        residual: read_all(backend, captures.residual).await?,
-        queries: read_all(backend, captures.queries).await?,
-        keys: read_all(backend, captures.keys).await?,
-        head_outputs: read_all(backend, captures.head_outputs).await?,
-    })
 }
