@@ -4,7 +4,7 @@
 //! as a list. Clicking a head's cell, or pressing Enter on its line in the list, shows that
 //! head's attention above (it ablates nothing).
 
-use super::export::{grid_svg, ExportBar};
+use super::export::{self, grid_svg, ExportBar};
 use super::heatmap::{self, CellGrid};
 use crate::protocol::AttributionResult;
 use crate::state::{use_app_state, LabState};
@@ -279,21 +279,18 @@ fn attribution_svg(lab: LabState) -> Option<String> {
 /// One row per layer: its heads' parts, then its MLP's; the embedding's part is a row of its
 /// own (layer "embedding", in the first column).
 fn attribution_csv(r: &AttributionResult) -> String {
-    let mut out = String::from("layer");
-    for label in column_labels(r) {
-        out.push(',');
-        out.push_str(&label);
-    }
-    out.push('\n');
-    out.push_str(&format!("embedding,{}\n", r.embedding));
-    for (layer, (heads, mlp)) in r.heads.iter().zip(&r.mlps).enumerate() {
-        out.push_str(&layer.to_string());
-        for v in heads.iter().chain([mlp]) {
-            out.push_str(&format!(",{v}"));
-        }
-        out.push('\n');
-    }
-    out
+    let embedding = ("embedding".to_string(), vec![r.embedding]);
+    let blocks = r
+        .heads
+        .iter()
+        .zip(&r.mlps)
+        .enumerate()
+        .map(|(layer, (heads, &mlp))| {
+            let mut row = heads.clone();
+            row.push(mlp);
+            (layer.to_string(), row)
+        });
+    export::grid_csv(column_labels(r), std::iter::once(embedding).chain(blocks))
 }
 
 #[cfg(test)]

@@ -50,6 +50,28 @@ fn hex([r, g, b]: [u8; 3]) -> String {
 /// Cell side in SVG units.
 const CELL: usize = 12;
 
+/// A figure's numbers as CSV: a `layer` column then `columns` (already quoted where they need
+/// it), and one line per row, its name first.
+pub fn grid_csv(
+    columns: impl IntoIterator<Item = String>,
+    rows: impl IntoIterator<Item = (String, Vec<f32>)>,
+) -> String {
+    let mut out = String::from("layer");
+    for label in columns {
+        out.push(',');
+        out.push_str(&label);
+    }
+    out.push('\n');
+    for (name, values) in rows {
+        out.push_str(&name);
+        for v in values {
+            out.push_str(&format!(",{v}"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// A heatmap as SVG: `colour(row, col)` per cell (None: nothing drawn), with labels along the
 /// left and the top when given.
 pub fn grid_svg(

@@ -4,7 +4,7 @@
 //! f32, rounded to 8 bits per block (llama.cpp) and rounded with outliers kept wide
 //! (LLM.int8), one at a time by a radio group.
 
-use super::export::{grid_svg, ExportBar};
+use super::export::{self, grid_svg, ExportBar};
 use super::heatmap;
 use crate::deep_link::PRECISIONS;
 use crate::protocol::OutlierResult;
@@ -266,20 +266,13 @@ fn outliers_svg(lab: LabState) -> Option<String> {
 
 /// One row per layer, one column per dimension.
 fn outliers_csv(r: &OutlierResult) -> String {
-    let mut out = String::from("layer");
-    for label in dimension_labels(r) {
-        out.push(',');
-        out.push_str(&label);
-    }
-    out.push('\n');
-    for (layer, row) in r.magnitudes.iter().enumerate() {
-        out.push_str(&layer.to_string());
-        for v in row {
-            out.push_str(&format!(",{v}"));
-        }
-        out.push('\n');
-    }
-    out
+    export::grid_csv(
+        dimension_labels(r),
+        r.magnitudes
+            .iter()
+            .enumerate()
+            .map(|(layer, row)| (layer.to_string(), row.clone())),
+    )
 }
 
 #[cfg(test)]

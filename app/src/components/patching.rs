@@ -2,7 +2,7 @@
 //! and the heatmap of how much of the clean answer each patched state brings back (layers
 //! down, tokens across), with its exports and a text alternative (the strongest cells).
 
-use super::export::{grid_svg, ExportBar};
+use super::export::{self, grid_svg, ExportBar};
 use super::heatmap;
 use crate::protocol::PatchingResult;
 use crate::state::{use_app_state, LabState};
@@ -206,20 +206,14 @@ fn patching_svg(lab: LabState) -> Option<String> {
 /// log-prob in each cell.
 fn patching_csv(sweep: &PatchingResult) -> String {
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    let mut out = String::from("layer");
-    for label in token_labels(sweep) {
-        out.push(',');
-        out.push_str(&quote(&label));
-    }
-    out.push('\n');
-    for (layer, row) in sweep.effect.iter().enumerate() {
-        out.push_str(&layer.to_string());
-        for v in row {
-            out.push_str(&format!(",{v}"));
-        }
-        out.push('\n');
-    }
-    out
+    export::grid_csv(
+        token_labels(sweep).iter().map(|l| quote(l)),
+        sweep
+            .effect
+            .iter()
+            .enumerate()
+            .map(|(layer, row)| (layer.to_string(), row.clone())),
+    )
 }
 
 #[cfg(test)]
