@@ -290,7 +290,11 @@ fn attribution_csv(r: &AttributionResult) -> String {
             row.push(mlp);
             (layer.to_string(), row)
         });
-    export::grid_csv(column_labels(r), std::iter::once(embedding).chain(blocks))
+    export::grid_csv(
+        "layer",
+        column_labels(r),
+        std::iter::once(embedding).chain(blocks),
+    )
 }
 
 #[cfg(test)]

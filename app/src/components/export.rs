@@ -50,13 +50,14 @@ fn hex([r, g, b]: [u8; 3]) -> String {
 /// Cell side in SVG units.
 const CELL: usize = 12;
 
-/// A figure's numbers as CSV: a `layer` column then `columns` (already quoted where they need
-/// it), and one line per row, its name first.
+/// A figure's numbers as CSV: a header of `corner` (what the rows are) then `columns` (already
+/// quoted where they need it), and one line per row, its name first.
 pub fn grid_csv(
+    corner: &str,
     columns: impl IntoIterator<Item = String>,
     rows: impl IntoIterator<Item = (String, Vec<f32>)>,
 ) -> String {
-    let mut out = String::from("layer");
+    let mut out = String::from(corner);
     for label in columns {
         out.push(',');
         out.push_str(&label);

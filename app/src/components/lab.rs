@@ -8,6 +8,7 @@
 //! head is picked with two number fields. Every picture has a sentence beside it.
 
 use super::attribution::AttributionPanel;
+use super::export::{self, grid_svg, ExportBar};
 use super::heatmap;
 use super::models::model_sentence;
 use super::outliers::OutliersPanel;
@@ -275,5 +276,41 @@ fn AblatedAttention(lab: LabState, dims: Signal<(usize, usize)>) -> impl IntoVie
             aria-describedby="lab-attention-description"
         ></canvas>
         <p id="lab-attention-description" class="readout" aria-live="polite">{description}</p>
+        <ExportBar
+            figure="ablated attention"
+            canvas=canvas
+            svg=Callback::new(move |_| lab.ablation.get_untracked().map(|r| ablated_attention_svg(&r)))
+            data=Callback::new(move |_| {
+                lab.ablation.get_untracked().map(|r| serde_json::to_value(&r).unwrap_or_default())
+            })
+            csv=Callback::new(move |_| lab.ablation.get_untracked().map(|r| ablated_attention_csv(&r)))
+        />
     }
+}
+
+/// The shown head's attention as an SVG grid: rows attend to columns, √weight on viridis as
+/// on the canvas, the keys a token cannot see left blank.
+fn ablated_attention_svg(r: &AblationResult) -> String {
+    let t = r.tokens.len();
+    let (layer, head) = r.shown;
+    grid_svg(
+        &format!("Attention of layer {layer} head {head} under the ablation"),
+        t,
+        t,
+        &r.tokens,
+        &r.tokens,
+        |q, k| (k <= q).then(|| heatmap::viridis(r.attention[q * t + k].sqrt())),
+    )
+}
+
+/// One row per attending token (its label first), one column per token attended to.
+fn ablated_attention_csv(r: &AblationResult) -> String {
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let t = r.tokens.len();
+    let rows = r
+        .tokens
+        .iter()
+        .enumerate()
+        .map(|(q, label)| (quote(label), r.attention[q * t..(q + 1) * t].to_vec()));
+    export::grid_csv("token", r.tokens.iter().map(|l| quote(l)), rows)
 }

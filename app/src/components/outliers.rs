@@ -267,6 +267,7 @@ fn outliers_svg(lab: LabState) -> Option<String> {
 /// One row per layer, one column per dimension.
 fn outliers_csv(r: &OutlierResult) -> String {
     export::grid_csv(
+        "layer",
         dimension_labels(r),
         r.magnitudes
             .iter()

@@ -207,6 +207,7 @@ fn patching_svg(lab: LabState) -> Option<String> {
 fn patching_csv(sweep: &PatchingResult) -> String {
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     export::grid_csv(
+        "layer",
         token_labels(sweep).iter().map(|l| quote(l)),
         sweep
             .effect

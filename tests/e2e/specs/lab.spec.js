@@ -17,10 +17,10 @@ const PARIS_AFTER = 21.0;
 // glassbox patch --clean-file … --corrupt-file … (the page's default prompts, 9 tokens each).
 const NATIVE_SWEEP = { target: 7042, clean: -0.4212, corrupt: -8.8641 };
 
-async function download(page, button) {
+async function download(page, button, figure = 'patching heatmap') {
   const [file] = await Promise.all([
     page.waitForEvent('download'),
-    page.getByRole('group', { name: 'Export the patching heatmap' })
+    page.getByRole('group', { name: `Export the ${figure}` })
       .getByRole('button', { name: button }).click(),
   ]);
   return readFileSync(await file.path(), 'utf8');
@@ -72,6 +72,15 @@ test.describe.serial('the Lab on the CPU tier', () => {
     await expect(head).toHaveAttribute('aria-pressed', 'false');
     await expect.poll(() => chances(after)).toEqual(beforeRows);
     await expect(page.getByRole('img', { name: 'Attention under the ablation' })).toBeVisible();
+    // Its export: one row per token of the prompt, each a probability distribution.
+    const csv = (await download(page, 'Export CSV', 'ablated attention')).trim().split('\n');
+    expect(csv[0].startsWith('token,')).toBe(true);
+    const rows = csv.slice(1);
+    expect(rows).toHaveLength(csv[0].split(',').length - 1);
+    for (const row of rows) {
+      const sum = row.split(',').slice(1).map(Number).reduce((a, b) => a + b, 0);
+      expect(Math.abs(sum - 1)).toBeLessThan(1e-3);
+    }
   });
 
   test('prompts of different token counts are refused in words', async () => {
