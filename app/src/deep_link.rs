@@ -82,6 +82,8 @@ pub enum Figure {
     Vir,
     /// Order view: the answers under each ordering, with the mask.
     Order,
+    /// Lab: head ablation (the next token before and after, and a head's attention).
+    Ablation,
     /// Lab: the activation-patching sweep's heatmap.
     Patching,
     /// Lab: direct logit attribution (layers × heads, and the MLPs).
@@ -91,13 +93,14 @@ pub enum Figure {
 }
 
 impl Figure {
-    pub const ALL: [Figure; 9] = [
+    pub const ALL: [Figure; 10] = [
         Figure::Matrix,
         Figure::Rollout,
         Figure::Heads,
         Figure::Vit,
         Figure::Vir,
         Figure::Order,
+        Figure::Ablation,
         Figure::Patching,
         Figure::Attribution,
         Figure::Outliers,
@@ -111,6 +114,7 @@ impl Figure {
             Figure::Vit => "vit",
             Figure::Vir => "vir",
             Figure::Order => "order",
+            Figure::Ablation => "ablation",
             Figure::Patching => "patching",
             Figure::Attribution => "attribution",
             Figure::Outliers => "outliers",
@@ -122,7 +126,9 @@ impl Figure {
             Figure::Matrix | Figure::Rollout | Figure::Heads => View::Explore,
             Figure::Vit | Figure::Vir => View::Vision,
             Figure::Order => View::Order,
-            Figure::Patching | Figure::Attribution | Figure::Outliers => View::Lab,
+            Figure::Ablation | Figure::Patching | Figure::Attribution | Figure::Outliers => {
+                View::Lab
+            }
         }
     }
 

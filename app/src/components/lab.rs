@@ -35,8 +35,27 @@ pub fn LabPanel() -> impl IntoView {
     }
 }
 
+/// The embed figure `ablation`: the ablated heads (as the link names them), the next-token
+/// distributions before and after, and the shown head's attention.
+#[component]
+pub fn AblationFigure(lab: LabState) -> impl IntoView {
+    let state = use_app_state();
+    let dims = move || {
+        state.engine.model.with(|m| {
+            m.as_ref()
+                .and_then(|m| m.summary.config.as_ref())
+                .map_or((0, 0), |c| (c.n_layers, c.n_heads))
+        })
+    };
+    view! {
+        <HeadGrid dims=Signal::derive(dims) />
+        <Distributions lab=lab />
+        <AblatedAttention lab=lab dims=Signal::derive(dims) />
+    }
+}
+
 /// What the ablation shows, in words.
-fn ablation_status(lab: LabState) -> String {
+pub fn ablation_status(lab: LabState) -> String {
     if lab.ablating.get().is_some() {
         return "Running the prompt with and without the ablated heads…".to_string();
     }

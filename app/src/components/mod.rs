@@ -154,6 +154,7 @@ fn EmbedFigure(figure: Figure) -> impl IntoView {
         }
         .into_any(),
         Figure::Order => view! { <OrderPanel /> }.into_any(),
+        Figure::Ablation => view! { <lab::AblationFigure lab=lab /> }.into_any(),
         Figure::Patching => view! { <patching::PatchingFigure lab=lab /> }.into_any(),
         Figure::Attribution => view! { <attribution::AttributionFigure lab=lab /> }.into_any(),
         Figure::Outliers => view! { <outliers::OutliersFigure lab=lab /> }.into_any(),
@@ -162,6 +163,7 @@ fn EmbedFigure(figure: Figure) -> impl IntoView {
         View::Explore => explorer.summary.with(Option::is_some),
         View::Vision => vision.report.with(Option::is_some),
         View::Lab => match figure {
+            Figure::Ablation => lab.ablation.with(Option::is_some),
             Figure::Attribution => lab.attribution.with(Option::is_some),
             Figure::Outliers => lab.outliers.with(Option::is_some),
             _ => lab.sweep.with(Option::is_some),
@@ -175,6 +177,10 @@ fn EmbedFigure(figure: Figure) -> impl IntoView {
             .get()
             .unwrap_or_else(|| vision::vision_status(vision)),
         View::Lab => match figure {
+            Figure::Ablation => lab
+                .ablation_error
+                .get()
+                .unwrap_or_else(|| lab::ablation_status(lab)),
             Figure::Attribution => lab
                 .attribution_error
                 .get()

@@ -25,6 +25,7 @@ fn frame_size(figure: Figure) -> (u32, u32) {
         Figure::Heads => (560, 900),
         Figure::Vit | Figure::Vir => (640, 1000),
         Figure::Order => (720, 900),
+        Figure::Ablation => (720, 1000),
         Figure::Patching => (720, 900),
         Figure::Attribution => (720, 1000),
         Figure::Outliers => (1000, 900),

@@ -208,10 +208,12 @@ impl AppState {
             let idle = self.lab.ablation.with(Option::is_none)
                 && self.lab.ablating.get().is_none()
                 && self.lab.ablation_error.with(Option::is_none);
-            // The attribution's figure runs with the prompt (its targets are the "before"
-            // tokens), so its embed runs the prompt too.
-            let page_or_attribution = self.embed.is_none_or(|f| f == Figure::Attribution);
-            if shown && idle && page_or_attribution && self.can_ablate() {
+            // The ablation's figure is the prompt's run, and the attribution's runs with it
+            // (its targets are the "before" tokens): their embeds run the prompt too.
+            let runs_prompt = self
+                .embed
+                .is_none_or(|f| matches!(f, Figure::Ablation | Figure::Attribution));
+            if shown && idle && runs_prompt && self.can_ablate() {
                 self.lab.run_ablation();
             }
         });

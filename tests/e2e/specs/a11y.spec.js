@@ -21,6 +21,7 @@ const FIGURES = [
   'view=order&embed=1&figure=order',
   'view=vision&embed=1&figure=vit&digit=0',
   'view=vision&embed=1&figure=vir&digit=0',
+  'view=lab&embed=1&figure=ablation&ablate=0:4',
   'view=lab&embed=1&figure=patching',
   'view=lab&embed=1&figure=attribution',
   'view=lab&embed=1&figure=outliers',

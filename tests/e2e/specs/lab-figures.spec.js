@@ -116,7 +116,7 @@ test.describe.serial('the Lab figures on the CPU tier', () => {
     await page.close();
   });
 
-  test('the attribution and outlier figures embed alone', async () => {
+  test('the ablation, attribution and outlier figures embed alone', async () => {
     const { profile } = shared;
     const page = await profile.context.newPage();
     const logs = collectLogs(page);
@@ -126,6 +126,13 @@ test.describe.serial('the Lab figures on the CPU tier', () => {
     await page.goto('/?view=lab&embed=1&figure=outliers&precision=int8&prompt=The%20capital%20of%20France%20is');
     await expect(page.locator('.outlier-dimensions'), logs.join('\n')).toContainText('Dimension 507', { timeout: 3 * 60 * 1000 });
     await expect(page.getByLabel('8-bit, outliers kept wide (LLM.int8)')).toBeChecked();
+    // The ablation's figure: the link's head ablated, the distributions before and after.
+    await page.goto('/?view=lab&embed=1&figure=ablation&ablate=0:4&prompt=The%20capital%20of%20France%20is');
+    await expect(page.getByRole('table', { name: 'After (heads ablated)' }).locator('tbody tr'), logs.join('\n'))
+      .toHaveCount(10, { timeout: 3 * 60 * 1000 });
+    await expect(page.getByRole('button', { name: 'Ablate layer 0 head 4' })).toHaveAttribute('aria-pressed', 'true');
+    await expect(page.getByRole('img', { name: 'Attention under the ablation' })).toBeVisible();
+    await expect(page.getByRole('tab')).toHaveCount(0);
     await page.close();
   });
 });
