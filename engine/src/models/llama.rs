@@ -261,16 +261,23 @@ impl<B: Backend> Llama<B> {
     /// Final norm and output projection of residual rows `(n, d)` → `(n, vocab)`; also the
     /// logit lens applied to an intermediate layer.
     pub fn logits(&self, backend: &B, residual: &B::Tensor) -> Result<B::Tensor> {
-        let h = backend.rms_norm(residual, &self.final_norm, self.config.rms_eps)?;
-        let output = self.output.as_ref().unwrap_or(&self.embedding);
-        Ok(backend.matmul(&h, &[output])?.remove(0))
+        self.unembed(backend, residual, false)
     }
 
     /// [`Self::logits`] with the activations in f32 (logit attribution sums its parts).
     pub fn logits_exact(&self, backend: &B, residual: &B::Tensor) -> Result<B::Tensor> {
+        self.unembed(backend, residual, true)
+    }
+
+    fn unembed(&self, backend: &B, residual: &B::Tensor, exact: bool) -> Result<B::Tensor> {
         let h = backend.rms_norm(residual, &self.final_norm, self.config.rms_eps)?;
         let output = self.output.as_ref().unwrap_or(&self.embedding);
-        Ok(backend.matmul_exact(&h, &[output])?.remove(0))
+        let logits = if exact {
+            backend.matmul_exact(&h, &[output])?
+        } else {
+            backend.matmul(&h, &[output])?
+        };
+        Ok(logits.into_iter().next().expect("one matrix, one product"))
     }
 
     /// The residual stream before the first block: the tokens' embeddings, `(n, d)`.
