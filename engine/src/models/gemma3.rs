@@ -19,10 +19,10 @@
 use super::pass::Pass;
 use super::shape::{validate, Architecture, ModelConfig, Step};
 use super::taps::Captures;
+use super::weights::Weights;
 use crate::backend::{AttentionShape, Backend, RopeStyle};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufHeader, TensorData};
-use std::collections::HashMap;
 
 /// Every sixth layer is global: llama.cpp's `set_swa_pattern(6)`.
 const SLIDING_WINDOW_PATTERN: usize = 6;
@@ -326,8 +326,7 @@ impl<B: Backend> Gemma3<B> {
 pub struct Gemma3Loader<B: Backend> {
     config: Gemma3Config,
     model_config: ModelConfig,
-    matrices: HashMap<String, B::Matrix>,
-    vectors: HashMap<String, B::Tensor>,
+    weights: Weights<B>,
 }
 
 impl<B: Backend> Gemma3Loader<B> {
@@ -337,8 +336,7 @@ impl<B: Backend> Gemma3Loader<B> {
         Ok(Gemma3Loader {
             model_config: config.model_config(),
             config,
-            matrices: HashMap::new(),
-            vectors: HashMap::new(),
+            weights: Weights::default(),
         })
     }
 
@@ -346,23 +344,14 @@ impl<B: Backend> Gemma3Loader<B> {
         &self.model_config
     }
 
-    /// Uploads one tensor: 1-D tensors are norm gains, the rest matrices.
+    /// Uploads one tensor (see [`Weights::accept`]).
     pub fn accept(&mut self, backend: &B, tensor: &TensorData) -> Result<()> {
-        let info = &tensor.info;
-        if info.dims.len() == 1 {
-            let v = backend.upload_vector(info, &tensor.bytes)?;
-            self.vectors.insert(info.name.clone(), v);
-        } else {
-            let m = backend.upload_matrix(info, &tensor.bytes)?;
-            self.matrices.insert(info.name.clone(), m);
-        }
-        Ok(())
+        self.weights.accept(backend, tensor)
     }
 
     pub fn finish(mut self) -> Result<Gemma3<B>> {
         // Checkpoint names live here only.
-        let missing = |name: &str| Error::BadModel(format!("tensor {name} is missing"));
-        let mut matrix = |name: String| self.matrices.remove(&name).ok_or_else(|| missing(&name));
+        let mut matrix = |name: String| self.weights.matrix(name);
         let embedding = matrix("token_embd.weight".into())?;
         let output = matrix("output.weight".into()).ok();
         let mut matrices = Vec::with_capacity(self.config.n_layers);
@@ -378,7 +367,7 @@ impl<B: Backend> Gemma3Loader<B> {
                 matrix(blk("ffn_down"))?,
             ]);
         }
-        let mut vector = |name: String| self.vectors.remove(&name).ok_or_else(|| missing(&name));
+        let mut vector = |name: String| self.weights.vector(name);
         let mut blocks = Vec::with_capacity(self.config.n_layers);
         for (i, [query, key, value, output, gate, up, down]) in matrices.into_iter().enumerate() {
             let blk = |name: &str| format!("blk.{i}.{name}.weight");

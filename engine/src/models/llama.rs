@@ -10,10 +10,10 @@
 use super::pass::Pass;
 use super::shape::{validate, Architecture, ModelConfig, Step};
 use super::taps::Captures;
+use super::weights::Weights;
 use crate::backend::{AttentionShape, Backend, RopeStyle};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufHeader, TensorData};
-use std::collections::HashMap;
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LlamaConfig {
@@ -302,8 +302,7 @@ impl<B: Backend> Llama<B> {
 pub struct LlamaLoader<B: Backend> {
     config: LlamaConfig,
     model_config: ModelConfig,
-    matrices: HashMap<String, B::Matrix>,
-    vectors: HashMap<String, B::Tensor>,
+    weights: Weights<B>,
 }
 
 impl<B: Backend> LlamaLoader<B> {
@@ -313,8 +312,7 @@ impl<B: Backend> LlamaLoader<B> {
         Ok(LlamaLoader {
             model_config: config.model_config(),
             config,
-            matrices: HashMap::new(),
-            vectors: HashMap::new(),
+            weights: Weights::default(),
         })
     }
 
@@ -322,26 +320,14 @@ impl<B: Backend> LlamaLoader<B> {
         &self.model_config
     }
 
-    /// Uploads one tensor: 1-D tensors are norm gains, the rest matrices.
+    /// Uploads one tensor (see [`Weights::accept`]).
     pub fn accept(&mut self, backend: &B, tensor: &TensorData) -> Result<()> {
-        let info = &tensor.info;
-        if info.dims.len() == 1 {
-            let v = backend.upload_vector(info, &tensor.bytes)?;
-            self.vectors.insert(info.name.clone(), v);
-        } else {
-            let m = backend.upload_matrix(info, &tensor.bytes)?;
-            self.matrices.insert(info.name.clone(), m);
-        }
-        Ok(())
+        self.weights.accept(backend, tensor)
     }
 
     pub fn finish(mut self) -> Result<Llama<B>> {
         // Checkpoint names live here only.
-        let mut matrix = |name: String| {
-            self.matrices
-                .remove(&name)
-                .ok_or_else(|| Error::BadModel(format!("tensor {name} is missing")))
-        };
+        let mut matrix = |name: String| self.weights.matrix(name);
         let embedding = matrix("token_embd.weight".into())?;
         let output = matrix("output.weight".into()).ok();
         let mut blocks_matrices = Vec::with_capacity(self.config.n_layers);
@@ -359,11 +345,7 @@ impl<B: Backend> LlamaLoader<B> {
             };
             blocks_matrices.push((attention, mlp));
         }
-        let mut vector = |name: String| {
-            self.vectors
-                .remove(&name)
-                .ok_or_else(|| Error::BadModel(format!("tensor {name} is missing")))
-        };
+        let mut vector = |name: String| self.weights.vector(name);
         let mut blocks = Vec::with_capacity(self.config.n_layers);
         for (i, (attention, mlp)) in blocks_matrices.into_iter().enumerate() {
             blocks.push(Block {

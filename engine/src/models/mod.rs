@@ -11,3 +11,4 @@ pub mod pass;
 pub mod shape;
 pub mod taps;
 pub mod vision;
+pub mod weights;
