@@ -6,6 +6,8 @@
 
 use super::export::{self, grid_svg, ExportBar};
 use super::heatmap::{self, CellGrid};
+use super::legend::{ColourMap, Legend};
+use super::surface;
 use crate::protocol::AttributionResult;
 use crate::state::{use_app_state, LabState};
 use leptos::html::Canvas;
@@ -177,9 +179,10 @@ pub(super) fn AttributionFigure(lab: LabState) -> impl IntoView {
             return;
         };
         let end = scale(&r);
+        let ground = surface::palette(&canvas).ground;
         let colours: Vec<[u8; 3]> = cells(&r)
             .iter()
-            .map(|&v| heatmap::diverging(v / end))
+            .map(|&v| heatmap::diverging_on(v / end, ground))
             .collect();
         let grid = heatmap::draw_colour_grid(
             &canvas,
@@ -191,8 +194,10 @@ pub(super) fn AttributionFigure(lab: LabState) -> impl IntoView {
         geometry.set_value(grid);
     });
     let on_click = move |ev: web_sys::MouseEvent| {
-        let cell = geometry
-            .with_value(|g| g.and_then(|g| g.cell_at(ev.offset_x().into(), ev.offset_y().into())));
+        let cell = geometry.with_value(|g| {
+            g.zip(surface::pointer_on(&ev))
+                .and_then(|(g, (x, y))| g.cell_at(x, y))
+        });
         let heads = lab.attribution.with_untracked(|r| {
             r.as_ref()
                 .map_or(0, |r| r.heads.first().map_or(0, Vec::len))
@@ -229,12 +234,13 @@ pub(super) fn AttributionFigure(lab: LabState) -> impl IntoView {
     view! {
         <TargetPicker lab=lab />
         <Show when=move || lab.attribution.with(Option::is_some)>
+            <div class="frame">
             <p class="readout attribution-sum" aria-live="polite">
                 {move || lab.attribution.get().map(|r| sum_line(&r))}
             </p>
             <p class="hint">
                 "Rows: layers (0 at the top); columns: heads, then the layer's MLP. Colour: the "
-                "part of the logit, white at 0, saturated at the largest part. Click a head to "
+                "part of the logit, the ground's colour at 0, saturated at the largest part. Click a head to "
                 "show its attention above."
             </p>
             <canvas
@@ -245,6 +251,12 @@ pub(super) fn AttributionFigure(lab: LabState) -> impl IntoView {
                 aria-describedby="attribution-description"
                 on:click=on_click
             ></canvas>
+            <Legend
+                map=ColourMap::Diverging
+                caption="a part of the target's logit"
+                low=Signal::derive(move || lab.attribution.with(|r| r.as_ref().map_or(String::new(), |r| format!("{:+.2}", -scale(r)))))
+                high=Signal::derive(move || lab.attribution.with(|r| r.as_ref().map_or(String::new(), |r| format!("{:+.2}", scale(r)))))
+            />
             <div id="attribution-description" class="readout">
                 <p>"The largest parts (a head's line shows its attention):"</p>
                 <ol>{parts}</ol>
@@ -258,6 +270,7 @@ pub(super) fn AttributionFigure(lab: LabState) -> impl IntoView {
                 })
                 csv=Callback::new(move |_| lab.attribution.get_untracked().map(|r| attribution_csv(&r)))
             />
+            </div>
         </Show>
     }
 }

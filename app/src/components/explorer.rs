@@ -8,7 +8,9 @@
 
 use super::export::{grid_svg, ExportBar};
 use super::heatmap::{self, GridGeometry, MatrixGeometry};
+use super::legend::{attention_legend, ColourMap, Legend};
 use super::models::{local_layers, model_sentence};
+use super::surface;
 use crate::protocol::InspectSource;
 use crate::state::{use_app_state, ExplorerState};
 use leptos::html::Canvas;
@@ -76,15 +78,43 @@ pub fn ExplorerPanel() -> impl IntoView {
             <p class="explorer-status">{status}</p>
             <p class="hint model-shape">{move || model_sentence(state.engine)}</p>
             {move || explorer.error.get().map(|e| view! { <p class="notice" role="alert">{e}</p> })}
-            <Show when=move || explorer.summary.with(Option::is_some)>
+            <Show
+                when=move || explorer.summary.with(Option::is_some)
+                fallback=move || view! { <ExplorerPlaceholder explorer=explorer /> }
+            >
                 <Selection explorer=explorer />
-                <MatrixView explorer=explorer />
-                <HeadView explorer=explorer />
-                <ModelView explorer=explorer />
-                <RolloutView explorer=explorer />
-                <LensTable explorer=explorer />
+                // Wide screens: the matrix, the head view and the lens side by side.
+                <div class="figures">
+                    <MatrixView explorer=explorer />
+                    <HeadView explorer=explorer />
+                    <LensTable explorer=explorer />
+                    <ModelView explorer=explorer />
+                    <RolloutView explorer=explorer />
+                </div>
             </Show>
         </section>
+    }
+}
+
+/// Before the first inspection: what to do, and while it runs, the figures' outlines.
+#[component]
+fn ExplorerPlaceholder(explorer: ExplorerState) -> impl IntoView {
+    view! {
+        <Show
+            when=move || explorer.running.get().is_some()
+            fallback=|| view! {
+                <p class="empty-state">
+                    "Nothing inspected yet. Press “Inspect text” to see the attention of every "
+                    "head for the text above, or “Inspect” under a chat reply."
+                </p>
+            }
+        >
+            <div class="figures" aria-hidden="true">
+                <div class="frame skeleton"></div>
+                <div class="frame skeleton"></div>
+                <div class="frame skeleton"></div>
+            </div>
+        </Show>
     }
 }
 
@@ -201,7 +231,8 @@ pub(super) fn MatrixView(explorer: ExplorerState) -> impl IntoView {
     let cell_at = move |ev: &web_sys::MouseEvent| {
         geometry
             .get_untracked()
-            .and_then(|g| g.cell_at(ev.offset_x() as f64, ev.offset_y() as f64))
+            .zip(surface::pointer_on(ev))
+            .and_then(|(g, (x, y))| g.cell_at(x, y))
     };
     let on_move = move |ev: web_sys::MouseEvent| {
         let text = cell_at(&ev).and_then(|(i, j)| {
@@ -240,11 +271,13 @@ pub(super) fn MatrixView(explorer: ExplorerState) -> impl IntoView {
         ))
     };
     view! {
+        <div class="frame">
         <h3>"Attention matrix"</h3>
         <p class="hint">
             "Row: the token that attends; column: the token attended to. Colour: √weight "
             "(viridis, dark = 0, yellow = 1); grey: hidden by the mask."
         </p>
+        {attention_legend()}
         <canvas
             node_ref=canvas
             class="matrix"
@@ -265,6 +298,7 @@ pub(super) fn MatrixView(explorer: ExplorerState) -> impl IntoView {
             svg=Callback::new(move |_| matrix_svg(explorer))
             data=Callback::new(move |_| head_json(explorer))
         />
+        </div>
     }
 }
 
@@ -327,8 +361,15 @@ fn HeadView(explorer: ExplorerState) -> impl IntoView {
         });
     });
     view! {
+        <div class="frame">
         <h3>"Head view"</h3>
         <p class="hint">"Lines from the selected token (left) to the tokens it attends to (right)."</p>
+        <Legend
+            map=ColourMap::ViridisSqrt
+            caption="attention weight (√ scale): a line's colour; its width and opacity grow with it"
+            low="0"
+            high="1"
+        />
         <canvas node_ref=canvas role="img" aria-label="Head view" aria-describedby="attention-description"></canvas>
         <ExportBar
             figure="head view"
@@ -336,6 +377,7 @@ fn HeadView(explorer: ExplorerState) -> impl IntoView {
             svg=Callback::new(move |_| head_view_svg(explorer))
             data=Callback::new(move |_| head_json(explorer))
         />
+        </div>
     }
 }
 
@@ -420,13 +462,15 @@ pub(super) fn ModelView(explorer: ExplorerState) -> impl IntoView {
     let on_click = move |ev: web_sys::MouseEvent| {
         if let Some((layer, head)) = geometry
             .get_untracked()
-            .and_then(|g| g.cell_at(ev.offset_x() as f64, ev.offset_y() as f64))
+            .zip(surface::pointer_on(&ev))
+            .and_then(|(g, (x, y))| g.cell_at(x, y))
         {
             explorer.layer.set(layer);
             explorer.head.set(head);
         }
     };
     view! {
+        <div class="frame">
         <h3>"Model view"</h3>
         <p class="hint">
             "Every head of every layer (rows: layers, columns: heads); click one to open it."
@@ -438,6 +482,7 @@ pub(super) fn ModelView(explorer: ExplorerState) -> impl IntoView {
             aria-label="Model view: every layer and head; choose one with the Layer and Head fields"
             on:click=on_click
         ></canvas>
+        {attention_legend()}
         <ExportBar
             figure="model view"
             canvas=canvas
@@ -451,6 +496,7 @@ pub(super) fn ModelView(explorer: ExplorerState) -> impl IntoView {
                 }))
             })
         />
+        </div>
     }
 }
 
@@ -485,8 +531,15 @@ pub(super) fn RolloutView(explorer: ExplorerState) -> impl IntoView {
         })
     };
     view! {
+        <div class="frame">
         <h3>"Attention rollout"</h3>
         <p class="hint">"Attention chained through all layers, with the residual connection (Abnar & Zuidema, 2020)."</p>
+        <Legend
+            map=ColourMap::ViridisSqrt
+            caption="rolled-out attention (√ scale); grey: hidden by the mask"
+            low="0"
+            high="1"
+        />
         <canvas node_ref=canvas role="img" aria-label="Attention rollout" aria-describedby="rollout-description"></canvas>
         <p id="rollout-description" class="readout">{description}</p>
         <ExportBar
@@ -507,6 +560,7 @@ pub(super) fn RolloutView(explorer: ExplorerState) -> impl IntoView {
                 })
             })
         />
+        </div>
     }
 }
 
@@ -520,6 +574,7 @@ fn LensTable(explorer: ExplorerState) -> impl IntoView {
             .unwrap_or_default()
     };
     view! {
+        <div class="frame lens-frame">
         <h3>"Logit lens"</h3>
         <p class="hint">
             {move || format!(
@@ -540,5 +595,6 @@ fn LensTable(explorer: ExplorerState) -> impl IntoView {
                 </For>
             </tbody>
         </table>
+        </div>
     }
 }

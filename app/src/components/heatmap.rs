@@ -5,8 +5,8 @@
 //! grey as a ramp. Weights are drawn as √weight: attention is mostly tiny weights and a few big
 //! ones, and a linear scale would show only the big ones. Hidden (masked) cells are grey.
 
-use wasm_bindgen::{Clamped, JsCast};
-use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, ImageData};
+use super::surface::{css, Surface};
+use web_sys::HtmlCanvasElement;
 
 /// Viridis at nine evenly spaced points (matplotlib's table).
 const VIRIDIS: [[f32; 3]; 9] = [
@@ -20,11 +20,10 @@ const VIRIDIS: [[f32; 3]; 9] = [
     [170.0, 220.0, 50.0],
     [253.0, 231.0, 37.0],
 ];
-const HIDDEN: [u8; 3] = [215, 215, 215];
 const LABEL_FONT_PX: f64 = 11.0;
 /// Room for the row labels on the left and the column labels on top.
 pub const LABEL_MARGIN: f64 = 96.0;
-/// The matrix's side in pixels, at most (cells are whole pixels).
+/// The matrix's side in CSS pixels, at most (cells are whole pixels).
 const MATRIX_PIXELS: usize = 640;
 
 /// `value` in [0, 1] → RGB.
@@ -39,10 +38,6 @@ pub fn viridis(value: f32) -> [u8; 3] {
 /// The colour of an attention weight (√ scale).
 fn weight_colour(weight: f32) -> [u8; 3] {
     viridis(weight.max(0.0).sqrt())
-}
-
-fn context(canvas: &HtmlCanvasElement) -> Option<CanvasRenderingContext2d> {
-    canvas.get_context("2d").ok()??.dyn_into().ok()
 }
 
 /// Where a matrix lies on its canvas, for turning a pointer position into a cell.
@@ -89,47 +84,37 @@ pub fn draw_matrix(
     }
     let g = MatrixGeometry::for_tokens(t);
     let side = g.side();
-    let total = side + LABEL_MARGIN as usize;
-    canvas.set_width(total as u32);
-    canvas.set_height(total as u32);
-    let ctx = context(canvas)?;
-    ctx.set_fill_style_str("#ffffff");
-    ctx.fill_rect(0.0, 0.0, total as f64, total as f64);
-
-    let mut pixels = vec![255u8; side * side * 4];
-    for i in 0..t {
-        for j in 0..t {
-            let rgb = if visible.get(i * t + j).copied().unwrap_or(true) {
-                weight_colour(values[i * t + j])
+    let total = side as f64 + LABEL_MARGIN;
+    let surface = Surface::new(canvas, total, total)?;
+    let hidden = surface.palette.hidden();
+    let colours: Vec<[u8; 3]> = (0..t * t)
+        .map(|k| {
+            if visible.get(k).copied().unwrap_or(true) {
+                weight_colour(values[k])
             } else {
-                HIDDEN
-            };
-            for y in i * g.cell..(i + 1) * g.cell {
-                let row =
-                    &mut pixels[(y * side + j * g.cell) * 4..(y * side + (j + 1) * g.cell) * 4];
-                for px in row.chunks_exact_mut(4) {
-                    px[..3].copy_from_slice(&rgb);
-                }
+                hidden
             }
-        }
-    }
-    let image =
-        ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), side as u32, side as u32)
-            .ok()?;
-    ctx.put_image_data(&image, LABEL_MARGIN, LABEL_MARGIN)
-        .ok()?;
+        })
+        .collect();
+    surface.put_cells(
+        &colours,
+        (t, t),
+        (g.cell, g.cell),
+        (LABEL_MARGIN, LABEL_MARGIN),
+    )?;
 
-    // The selected row, outlined in black and white so it shows on any colour.
+    // The selected row, outlined in ink and ground so it shows on any colour.
+    let ctx = &surface.ctx;
     let y = LABEL_MARGIN + (selected * g.cell) as f64;
     ctx.set_line_width(1.0);
-    ctx.set_stroke_style_str("#000000");
+    surface.stroke(surface.palette.ink);
     ctx.stroke_rect(
         LABEL_MARGIN - 0.5,
         y - 0.5,
         side as f64 + 1.0,
         g.cell as f64 + 1.0,
     );
-    ctx.set_stroke_style_str("#ffffff");
+    surface.stroke(surface.palette.ground);
     ctx.stroke_rect(
         LABEL_MARGIN - 1.5,
         y - 1.5,
@@ -137,18 +122,15 @@ pub fn draw_matrix(
         g.cell as f64 + 3.0,
     );
 
-    draw_axis_labels(&ctx, labels, g.cell, selected);
+    draw_axis_labels(&surface, labels, g.cell, selected);
     Some(g)
 }
 
 /// Row labels on the left, column labels rotated on top; every k-th one where cells are too
 /// small to hold them all, and always the selected one.
-fn draw_axis_labels(
-    ctx: &CanvasRenderingContext2d,
-    labels: &[String],
-    cell: usize,
-    selected: usize,
-) {
+fn draw_axis_labels(surface: &Surface, labels: &[String], cell: usize, selected: usize) {
+    let ctx = &surface.ctx;
+    let (ink, secondary) = (css(surface.palette.ink), surface.palette.secondary_ink());
     let every = (LABEL_FONT_PX / cell as f64).ceil().max(1.0) as usize;
     ctx.set_text_baseline("middle");
     for (i, label) in labels.iter().enumerate() {
@@ -162,7 +144,7 @@ fn draw_axis_labels(
         } else {
             "11px sans-serif"
         });
-        ctx.set_fill_style_str(if is_selected { "#000000" } else { "#444444" });
+        ctx.set_fill_style_str(if is_selected { &ink } else { &secondary });
         let middle = LABEL_MARGIN + (i * cell) as f64 + cell as f64 / 2.0;
         ctx.set_text_align("right");
         let _ = ctx.fill_text(&text, LABEL_MARGIN - 4.0, middle);
@@ -185,32 +167,31 @@ fn shorten(label: &str) -> String {
     }
 }
 
-/// A `(rows, cols)` grid of values in [0, 1] (viridis, linear), row labels on the left and
-/// column labels on top; returns the cell side. For the patching sweep: layers down, tokens
-/// across.
-pub fn draw_value_grid(
-    canvas: &HtmlCanvasElement,
-    values: &[f32],
-    row_labels: &[String],
-    col_labels: &[String],
-) -> Option<usize> {
-    let (rows, cols) = (row_labels.len(), col_labels.len());
-    let cell = (MATRIX_PIXELS / rows.max(cols).max(1)).clamp(2, 24);
-    let colours: Vec<[u8; 3]> = values.iter().map(|&v| viridis(v)).collect();
-    draw_colour_grid(canvas, &colours, row_labels, col_labels, (cell, cell))?;
-    Some(cell)
+/// The side of a grid's cells: as large as fits the figure, 2 to 24 pixels.
+pub fn cell_side(rows: usize, cols: usize) -> usize {
+    (MATRIX_PIXELS / rows.max(cols).max(1)).clamp(2, 24)
 }
 
+/// The diverging scale's ends: ColorBrewer RdBu's, which colour-blind readers tell apart.
+pub const DIVERGING_NEGATIVE: [u8; 3] = [33, 102, 172];
+pub const DIVERGING_POSITIVE: [u8; 3] = [178, 24, 43];
+
 /// A signed value in [-1, 1] → blue (negative), white (0), red (positive): a diverging scale
-/// for parts that add to a total (colour-blind readers tell blue from red).
+/// for parts that add to a total, on a white ground (the SVG exports).
 pub fn diverging(value: f32) -> [u8; 3] {
-    const BLUE: [f32; 3] = [33.0, 102.0, 172.0];
-    const RED: [f32; 3] = [178.0, 24.0, 43.0];
+    diverging_on(value, [255, 255, 255])
+}
+
+/// The diverging scale with zero at `ground`, the figure's background: in the dark theme zero
+/// recedes into the page as it does in the light one.
+pub fn diverging_on(value: f32, ground: [u8; 3]) -> [u8; 3] {
     let v = value.clamp(-1.0, 1.0);
-    let end = if v < 0.0 { BLUE } else { RED };
-    let f = v.abs();
-    let mix = |c: usize| (255.0 * (1.0 - f) + end[c] * f).round() as u8;
-    [mix(0), mix(1), mix(2)]
+    let end = if v < 0.0 {
+        DIVERGING_NEGATIVE
+    } else {
+        DIVERGING_POSITIVE
+    };
+    super::surface::mix(ground, end, v.abs())
 }
 
 /// Where a grid of `(cell_w, cell_h)` cells lies on its canvas (after the label margins).
@@ -248,25 +229,18 @@ pub fn draw_colour_grid(
         return None;
     }
     let (w, h) = (cols * cell_w, rows * cell_h);
-    canvas.set_width((w + LABEL_MARGIN as usize) as u32);
-    canvas.set_height((h + LABEL_MARGIN as usize) as u32);
-    let ctx = context(canvas)?;
-    ctx.set_fill_style_str("#ffffff");
-    ctx.fill_rect(0.0, 0.0, w as f64 + LABEL_MARGIN, h as f64 + LABEL_MARGIN);
-    let mut pixels = vec![255u8; w * h * 4];
-    for (y, line) in pixels.chunks_exact_mut(w * 4).enumerate() {
-        for (x, px) in line.chunks_exact_mut(4).enumerate() {
-            px[..3].copy_from_slice(&colours[(y / cell_h) * cols + x / cell_w]);
-        }
-    }
-    let image =
-        ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), w as u32, h as u32).ok()?;
-    ctx.put_image_data(&image, LABEL_MARGIN, LABEL_MARGIN)
-        .ok()?;
+    let surface = Surface::new(canvas, w as f64 + LABEL_MARGIN, h as f64 + LABEL_MARGIN)?;
+    surface.put_cells(
+        colours,
+        (rows, cols),
+        (cell_w, cell_h),
+        (LABEL_MARGIN, LABEL_MARGIN),
+    )?;
+    let ctx = &surface.ctx;
     let every = |cell: usize| (LABEL_FONT_PX / cell as f64).ceil().max(1.0) as usize;
     ctx.set_text_baseline("middle");
     ctx.set_font("11px sans-serif");
-    ctx.set_fill_style_str("#444444");
+    ctx.set_fill_style_str(&surface.palette.secondary_ink());
     ctx.set_text_align("right");
     for (i, label) in row_labels.iter().enumerate().step_by(every(cell_h)) {
         let middle = LABEL_MARGIN + (i * cell_h) as f64 + cell_h as f64 / 2.0;
@@ -295,11 +269,11 @@ pub fn draw_head_view(canvas: &HtmlCanvasElement, row: &[f32], labels: &[String]
     let spacing = (720.0 / t.max(1) as f64).clamp(3.0, 16.0);
     let height = spacing * t as f64 + 16.0;
     let width = 420.0;
-    canvas.set_width(width as u32);
-    canvas.set_height(height as u32);
-    let Some(ctx) = context(canvas) else { return };
-    ctx.set_fill_style_str("#ffffff");
-    ctx.fill_rect(0.0, 0.0, width, height);
+    let Some(surface) = Surface::new(canvas, width, height) else {
+        return;
+    };
+    let ctx = &surface.ctx;
+    let (ink, secondary) = (css(surface.palette.ink), surface.palette.secondary_ink());
     let y = |i: usize| 8.0 + spacing * (i as f64 + 0.5);
     let (left, right) = (140.0, width - 140.0);
     for (j, &weight) in row.iter().enumerate().take(t) {
@@ -323,10 +297,10 @@ pub fn draw_head_view(canvas: &HtmlCanvasElement, row: &[f32], labels: &[String]
         }
         let text = shorten(label);
         ctx.set_font("11px sans-serif");
-        ctx.set_fill_style_str("#444444");
+        ctx.set_fill_style_str(&secondary);
         if i == selected {
             ctx.set_font("bold 11px sans-serif");
-            ctx.set_fill_style_str("#000000");
+            ctx.set_fill_style_str(&ink);
         }
         ctx.set_text_align("right");
         let _ = ctx.fill_text(&text, left - 6.0, y(i));
@@ -335,7 +309,7 @@ pub fn draw_head_view(canvas: &HtmlCanvasElement, row: &[f32], labels: &[String]
         } else {
             "11px sans-serif"
         });
-        ctx.set_fill_style_str(if strong { "#000000" } else { "#444444" });
+        ctx.set_fill_style_str(if strong { &ink } else { &secondary });
         ctx.set_text_align("left");
         let _ = ctx.fill_text(&text, right + 6.0, y(i));
     }
@@ -379,32 +353,22 @@ pub fn draw_grid(
     let pitch = (side * scale + 4) as f64;
     let width = GRID_LABEL + pitch * heads as f64;
     let height = GRID_LABEL + pitch * layers as f64;
-    canvas.set_width(width as u32);
-    canvas.set_height(height as u32);
-    let ctx = context(canvas)?;
-    ctx.set_fill_style_str("#ffffff");
-    ctx.fill_rect(0.0, 0.0, width, height);
+    let surface = Surface::new(canvas, width, height)?;
+    let ctx = &surface.ctx;
     let px = side * scale;
     for layer in 0..layers {
         for head in 0..heads {
             let picture = thumbnails.get((layer * heads + head) * side * side..)?;
-            let mut pixels = vec![255u8; px * px * 4];
-            for y in 0..px {
-                for x in 0..px {
-                    let v = picture[(y / scale) * side + x / scale] as f32 / 255.0;
-                    // Thumbnails are already √weight: colour them directly.
-                    let rgb = viridis(v);
-                    pixels[(y * px + x) * 4..][..3].copy_from_slice(&rgb);
-                }
-            }
-            let image =
-                ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), px as u32, px as u32)
-                    .ok()?;
+            // Thumbnails are already √weight: colour them directly.
+            let colours: Vec<[u8; 3]> = picture[..side * side]
+                .iter()
+                .map(|&v| viridis(v as f32 / 255.0))
+                .collect();
             let (x, y) = (
                 GRID_LABEL + pitch * head as f64,
                 GRID_LABEL + pitch * layer as f64,
             );
-            ctx.put_image_data(&image, x, y).ok()?;
+            surface.put_cells(&colours, (side, side), (scale, scale), (x, y))?;
             if head == 0 && local.get(layer).copied().unwrap_or(false) {
                 // A local (sliding-window) layer: an orange bar at the row's left edge.
                 ctx.set_fill_style_str(LOCAL_LAYER_COLOUR);
@@ -412,13 +376,13 @@ pub fn draw_grid(
             }
             if (layer, head) == selected {
                 ctx.set_line_width(2.0);
-                ctx.set_stroke_style_str("#000000");
+                surface.stroke(surface.palette.ink);
                 ctx.stroke_rect(x - 1.5, y - 1.5, px as f64 + 3.0, px as f64 + 3.0);
             }
         }
     }
     ctx.set_font("10px sans-serif");
-    ctx.set_fill_style_str("#444444");
+    ctx.set_fill_style_str(&surface.palette.secondary_ink());
     ctx.set_text_baseline("middle");
     ctx.set_text_align("right");
     for layer in (0..layers).step_by(5) {

@@ -10,6 +10,7 @@
 use super::attribution::AttributionPanel;
 use super::export::{self, grid_svg, ExportBar};
 use super::heatmap;
+use super::legend::attention_legend;
 use super::models::model_sentence;
 use super::outliers::OutliersPanel;
 use super::patching::PatchingPanel;
@@ -282,6 +283,7 @@ fn AblatedAttention(lab: LabState, dims: Signal<(usize, usize)>) -> impl IntoVie
         ))
     };
     view! {
+        <div class="frame">
         <h3>"Attention under the ablation"</h3>
         <div class="selection">
             {pick("Shown layer", lab.layer, |d| d.0)}
@@ -294,6 +296,7 @@ fn AblatedAttention(lab: LabState, dims: Signal<(usize, usize)>) -> impl IntoVie
             aria-label="Attention under the ablation"
             aria-describedby="lab-attention-description"
         ></canvas>
+        {attention_legend()}
         <p id="lab-attention-description" class="readout" aria-live="polite">{description}</p>
         <ExportBar
             figure="ablated attention"
@@ -304,6 +307,7 @@ fn AblatedAttention(lab: LabState, dims: Signal<(usize, usize)>) -> impl IntoVie
             })
             csv=Callback::new(move |_| lab.ablation.get_untracked().map(|r| ablated_attention_csv(&r)))
         />
+        </div>
     }
 }
 

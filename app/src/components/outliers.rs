@@ -6,6 +6,7 @@
 
 use super::export::{self, grid_svg, ExportBar};
 use super::heatmap;
+use super::legend::{ColourMap, Legend};
 use crate::deep_link::PRECISIONS;
 use crate::protocol::OutlierResult;
 use crate::state::{use_app_state, LabState};
@@ -168,6 +169,7 @@ pub(super) fn OutliersFigure(lab: LabState) -> impl IntoView {
     };
     view! {
         <Show when=move || lab.outliers.with(Option::is_some)>
+            <div class="frame">
             <h3>"Residual magnitudes"</h3>
             <p class="hint">"Rows: layers (after each block, 0 at the top); columns: the residual stream's dimensions."</p>
             <p class="hint">{scale_line}</p>
@@ -178,6 +180,12 @@ pub(super) fn OutliersFigure(lab: LabState) -> impl IntoView {
                 aria-label="Outlier features heatmap"
                 aria-describedby="outliers-description"
             ></canvas>
+            <Legend
+                map=ColourMap::Viridis
+                caption="largest |value| over the tokens (log scale)"
+                low=Signal::derive(move || lab.outliers.with(|r| r.as_ref().map_or(String::new(), |r| grouped(10f32.powf(log_range(r).0)))))
+                high=Signal::derive(move || lab.outliers.with(|r| r.as_ref().map_or(String::new(), |r| grouped(10f32.powf(log_range(r).1)))))
+            />
             <div id="outliers-description" class="readout">
                 <p>"The dimensions that stand out (over 20 times the layer's median):"</p>
                 <ul class="outlier-dimensions">{dimensions}</ul>
@@ -191,6 +199,7 @@ pub(super) fn OutliersFigure(lab: LabState) -> impl IntoView {
                 })
                 csv=Callback::new(move |_| lab.outliers.get_untracked().map(|r| outliers_csv(&r)))
             />
+            </div>
             <PrecisionRuns lab=lab />
         </Show>
     }

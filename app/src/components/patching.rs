@@ -4,6 +4,8 @@
 
 use super::export::{self, grid_svg, ExportBar};
 use super::heatmap;
+use super::legend::{ColourMap, Legend};
+use super::surface;
 use crate::protocol::PatchingResult;
 use crate::state::{use_app_state, LabState};
 use leptos::html::Canvas;
@@ -13,13 +15,14 @@ use leptos::prelude::*;
 const STRONGEST: usize = 5;
 
 /// A cell's share of the clean answer brought back: 0 at the corrupted run's log-prob, 1 at
-/// the clean run's (clamped), the usual scale of causal tracing.
+/// the clean run's, the usual scale of causal tracing; negative where the patch pushed the
+/// answer further away (clamped to [-1, 1]).
 fn recovered(sweep: &PatchingResult, logprob: f32) -> f32 {
     let span = sweep.clean_logprob - sweep.corrupt_logprob;
     if span.abs() < 1e-6 {
         return 0.0;
     }
-    ((logprob - sweep.corrupt_logprob) / span).clamp(0.0, 1.0)
+    ((logprob - sweep.corrupt_logprob) / span).clamp(-1.0, 1.0)
 }
 
 /// A token axis label: the clean token, and the corrupted one where they differ.
@@ -128,18 +131,16 @@ pub(super) fn PatchingFigure(lab: LabState) -> impl IntoView {
         let (Some(canvas), Some(sweep)) = (canvas.get(), lab.sweep.get()) else {
             return;
         };
-        let values: Vec<f32> = sweep
+        let ground = surface::palette(&canvas).ground;
+        let colours: Vec<[u8; 3]> = sweep
             .effect
             .iter()
             .flatten()
-            .map(|&v| recovered(&sweep, v))
+            .map(|&v| heatmap::diverging_on(recovered(&sweep, v), ground))
             .collect();
-        heatmap::draw_value_grid(
-            &canvas,
-            &values,
-            &layer_labels(&sweep),
-            &token_labels(&sweep),
-        );
+        let (rows, cols) = (layer_labels(&sweep), token_labels(&sweep));
+        let cell = heatmap::cell_side(rows.len(), cols.len());
+        heatmap::draw_colour_grid(&canvas, &colours, &rows, &cols, (cell, cell));
     });
     let cells = move || {
         let sweep = lab.sweep.get()?;
@@ -160,10 +161,12 @@ pub(super) fn PatchingFigure(lab: LabState) -> impl IntoView {
     };
     view! {
         <Show when=move || lab.sweep.with(Option::is_some)>
+            <div class="frame">
             <h3>"Patching heatmap"</h3>
             <p class="hint">
                 "Rows: layers (0 at the top); columns: tokens (clean/corrupted where they differ). "
-                "Colour: the share of the clean answer's log-prob brought back (viridis, dark = none, yellow = all)."
+                "Colour: the share of the clean answer's log-prob brought back: red = all of it, the "
+                "ground = none, blue = pushed the other way."
             </p>
             <canvas
                 node_ref=canvas
@@ -172,6 +175,12 @@ pub(super) fn PatchingFigure(lab: LabState) -> impl IntoView {
                 aria-label="Patching heatmap"
                 aria-describedby="patching-description"
             ></canvas>
+            <Legend
+                map=ColourMap::Diverging
+                caption="share of the clean answer's log-prob brought back by the patch"
+                low="−1 (pushed away)"
+                high="1 (all of it)"
+            />
             <div id="patching-description" class="readout">
                 <p>"The strongest cells:"</p>
                 <ol>{cells}</ol>
@@ -185,6 +194,7 @@ pub(super) fn PatchingFigure(lab: LabState) -> impl IntoView {
                 })
                 csv=Callback::new(move |_| lab.sweep.get_untracked().map(|s| patching_csv(&s)))
             />
+            </div>
         </Show>
     }
 }
@@ -198,7 +208,7 @@ fn patching_svg(lab: LabState) -> Option<String> {
         sweep.clean_tokens.len(),
         &layer_labels(&sweep),
         &token_labels(&sweep),
-        |l, t| Some(heatmap::viridis(recovered(&sweep, sweep.effect[l][t]))),
+        |l, t| Some(heatmap::diverging(recovered(&sweep, sweep.effect[l][t]))),
     ))
 }
 
@@ -243,7 +253,8 @@ mod tests {
         assert_eq!(recovered(&s, -5.0), 0.0);
         assert_eq!(recovered(&s, -3.0), 0.5);
         assert_eq!(recovered(&s, 0.0), 1.0);
-        assert_eq!(recovered(&s, -9.0), 0.0);
+        assert_eq!(recovered(&s, -7.0), -0.5);
+        assert_eq!(recovered(&s, -99.0), -1.0);
         assert_eq!(strongest(&s)[0], (0, 1, -1.0));
     }
 

@@ -7,13 +7,15 @@
 use super::explorer::number_input;
 use super::export::{grid_svg, ExportBar};
 use super::heatmap::viridis;
+use super::legend::{ColourMap, Legend};
+use super::surface::{self, Surface};
 use crate::protocol::{VisionOutput, VisionReport};
 use crate::state::{use_app_state, VisionState, VitMap};
 use engine::models::vision::center_like_mnist;
 use leptos::html::Canvas;
 use leptos::prelude::*;
-use wasm_bindgen::{Clamped, JsCast};
-use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, ImageData};
+use wasm_bindgen::JsCast;
+use web_sys::HtmlCanvasElement;
 
 const SIDE: usize = 28;
 /// Screen pixels per image pixel on the drawing pad and the overlays.
@@ -21,32 +23,17 @@ const ZOOM: usize = 10;
 const GRID: usize = 7;
 const PATCH: usize = 4;
 
-fn context(canvas: &HtmlCanvasElement) -> Option<CanvasRenderingContext2d> {
-    canvas.get_context("2d").ok()??.dyn_into().ok()
-}
-
-/// Paints `rgba` (side × side) onto `canvas`, each pixel a `zoom`-wide square.
+/// Paints a `side × side` picture onto `canvas`, each pixel a `zoom`-wide square.
 fn paint(
     canvas: &HtmlCanvasElement,
     side: usize,
     zoom: usize,
     rgb: impl Fn(usize, usize) -> [u8; 3],
 ) {
-    let n = side * zoom;
-    canvas.set_width(n as u32);
-    canvas.set_height(n as u32);
-    let mut pixels = vec![255u8; n * n * 4];
-    for y in 0..n {
-        for x in 0..n {
-            let c = rgb(x / zoom, y / zoom);
-            pixels[(y * n + x) * 4..][..3].copy_from_slice(&c);
-        }
-    }
-    if let (Some(ctx), Ok(data)) = (
-        context(canvas),
-        ImageData::new_with_u8_clamped_array_and_sh(Clamped(&pixels), n as u32, n as u32),
-    ) {
-        let _ = ctx.put_image_data(&data, 0.0, 0.0);
+    let n = (side * zoom) as f64;
+    let colours: Vec<[u8; 3]> = (0..side * side).map(|k| rgb(k % side, k / side)).collect();
+    if let Some(surface) = Surface::new(canvas, n, n) {
+        surface.put_cells(&colours, (side, side), (zoom, zoom), (0.0, 0.0));
     }
 }
 
@@ -80,11 +67,11 @@ fn overlay_svg(title: &str, image: &[f32], weights: &[f32]) -> String {
     grid_svg(title, SIDE, SIDE, &[], &[], |y, x| Some(colour(x, y)))
 }
 
-/// D's colour at (column m, row n).
-fn decay_colour(gamma: f32) -> impl Fn(usize, usize) -> [u8; 3] {
+/// D's colour at (column m, row n); `hidden` above the diagonal.
+fn decay_colour(gamma: f32, hidden: [u8; 3]) -> impl Fn(usize, usize) -> [u8; 3] {
     move |m, n| {
         if m > n {
-            [235, 235, 235]
+            hidden
         } else {
             viridis(gamma.powi((n - m) as i32))
         }
@@ -385,7 +372,7 @@ pub(super) fn VitInsides(vision: VisionState) -> impl IntoView {
         })
     };
     view! {
-        <section class="vision-figure" aria-label="ViT attention">
+        <section class="vision-figure frame" aria-label="ViT attention">
             <h3>"ViT: where the class token looks"</h3>
             <div class="selection">
                 {number_input("Layer", vision.layer, move || dims(vision).0 - 1)}
@@ -405,6 +392,12 @@ pub(super) fn VitInsides(vision: VisionState) -> impl IntoView {
                 </label>
             </div>
             <canvas node_ref=canvas class="overlay" role="img" aria-label="ViT attention over the digit" aria-describedby="vit-sentence"></canvas>
+            <Legend
+                map=ColourMap::ViridisSqrt
+                caption="the class token's attention to a patch, over the digit (√ scale)"
+                low="0"
+                high="the largest"
+            />
             <p id="vit-sentence" aria-live="polite">{sentence}</p>
             <ExportBar
                 figure="ViT attention"
@@ -454,13 +447,8 @@ pub(super) fn VirInsides(vision: VisionState) -> impl IntoView {
         if let Some(canvas) = decay.get() {
             // D[n][m] = γ^(n−m) below the diagonal: how much of token m token n still holds.
             let t = SIDE * SIDE / (PATCH * PATCH) + 1;
-            paint(&canvas, t, 4, |m, n| {
-                if m > n {
-                    [235, 235, 235]
-                } else {
-                    viridis(g.powi((n - m) as i32))
-                }
-            });
+            let hidden = surface::palette(&canvas).hidden();
+            paint(&canvas, t, 4, decay_colour(g, hidden));
         }
     });
     let sentence = move || {
@@ -482,35 +470,47 @@ pub(super) fn VirInsides(vision: VisionState) -> impl IntoView {
         <section class="vision-figure" aria-label="ViR retention">
             <h3>"ViR: decay and retention"</h3>
             <div class="figures">
-                <figure>
+                <figure class="frame">
                     <canvas node_ref=decay class="decay" role="img" aria-label="ViR decay matrix" aria-describedby="vir-sentence"></canvas>
                     <figcaption>"Decay matrix D of the selected head (row: token, column: earlier token; the class token is last)"</figcaption>
+                    <Legend
+                        map=ColourMap::Viridis
+                        caption="γ^(n−m): how much of an earlier token is kept; grey: later tokens"
+                        low="0"
+                        high="1"
+                    />
+                    <ExportBar
+                        figure="ViR decay matrix"
+                        canvas=decay
+                        svg=Callback::new(move |_| {
+                            let t = SIDE * SIDE / (PATCH * PATCH) + 1;
+                            let colour = decay_colour(gamma(), surface::Palette::LIGHT.hidden());
+                            Some(grid_svg("ViR decay matrix D", t, t, &[], &[], |n, m| Some(colour(m, n))))
+                        })
+                        data=Callback::new(move |_| vision_json(vision, "vir"))
+                    />
                 </figure>
-                <figure>
+                <figure class="frame">
                     <canvas node_ref=overlay class="overlay" role="img" aria-label="ViR retention over the digit" aria-describedby="vir-sentence"></canvas>
                     <figcaption>"|Retention score| of the class token over the patches (selected layer and head)"</figcaption>
+                    <Legend
+                        map=ColourMap::ViridisSqrt
+                        caption="|retention score|, over the digit (√ scale)"
+                        low="0"
+                        high="the largest"
+                    />
+                    <ExportBar
+                        figure="ViR retention"
+                        canvas=overlay
+                        svg=Callback::new(move |_| {
+                            let w = retention();
+                            Some(vision.image.with_untracked(|image| overlay_svg("ViR: class-token retention", image, &w)))
+                        })
+                        data=Callback::new(move |_| vision_json(vision, "vir"))
+                    />
                 </figure>
             </div>
             <p id="vir-sentence" aria-live="polite">{sentence}</p>
-            <ExportBar
-                figure="ViR decay matrix"
-                canvas=decay
-                svg=Callback::new(move |_| {
-                    let t = SIDE * SIDE / (PATCH * PATCH) + 1;
-                    let colour = decay_colour(gamma());
-                    Some(grid_svg("ViR decay matrix D", t, t, &[], &[], |n, m| Some(colour(m, n))))
-                })
-                data=Callback::new(move |_| vision_json(vision, "vir"))
-            />
-            <ExportBar
-                figure="ViR retention"
-                canvas=overlay
-                svg=Callback::new(move |_| {
-                    let w = retention();
-                    Some(vision.image.with_untracked(|image| overlay_svg("ViR: class-token retention", image, &w)))
-                })
-                data=Callback::new(move |_| vision_json(vision, "vir"))
-            />
         </section>
     }
 }
@@ -523,7 +523,7 @@ fn FormTable(vision: VisionState) -> impl IntoView {
             .with(|r| r.as_ref().map(|r| r.forms.clone()).unwrap_or_default())
     };
     view! {
-        <section class="vision-figure" aria-label="Retention forms">
+        <section class="vision-figure frame" aria-label="Retention forms">
             <h3>"ViR: three forms of retention, one answer"</h3>
             <div class="selection">
                 {number_input("Chunk length", vision.chunk, || 50)}
