@@ -8,6 +8,7 @@ mod explorer;
 mod export;
 mod heatmap;
 mod lab;
+mod legend;
 mod load_panel;
 mod models;
 mod order;
@@ -16,9 +17,11 @@ mod patching;
 mod settings;
 mod share;
 mod status_bar;
+mod surface;
 mod theme;
 mod tour;
 mod vision;
+mod welcome;
 
 use crate::deep_link::{Figure, Link};
 use crate::state::{provide_app_state, use_app_state, View};
@@ -36,11 +39,14 @@ pub use vision::VisionPanel;
 #[component]
 pub fn App() -> impl IntoView {
     let state = provide_app_state();
+    theme::provide_scheme_epoch();
     state.start();
     if let Some(figure) = state.embed {
         return view! { <EmbedFigure figure=figure /> }.into_any();
     }
     let view_shown = state.view;
+    // Explore sets its figures side by side: it takes a wide screen's width.
+    let wide = move || view_shown.get() == View::Explore;
     drop_target(state.models);
     let tab = move |which: View, label: &'static str| {
         view! {
@@ -60,7 +66,7 @@ pub fn App() -> impl IntoView {
             <tour::Tour />
             <theme::ThemeSwitch />
         </header>
-        <nav class="views" role="tablist" aria-label="Views">
+        <nav class="views" class:wide=wide role="tablist" aria-label="Views">
             {tab(View::Chat, "Chat")}
             {tab(View::Order, "Order")}
             {tab(View::Explore, "Explore")}
@@ -68,8 +74,9 @@ pub fn App() -> impl IntoView {
             {tab(View::Lab, "Lab")}
         </nav>
         <share::ShareBar />
-        <main class="layout">
+        <main class="layout" class:wide=wide>
             <section class="chat-column" aria-label="Chat">
+                <welcome::Welcome />
                 <LoadPanel />
                 {move || match view_shown.get() {
                     View::Chat => view! { <ChatPanel /> }.into_any(),

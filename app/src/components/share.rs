@@ -79,7 +79,7 @@ pub fn ShareBar() -> impl IntoView {
         shown.set(Some(("Embed code", code)));
     };
     view! {
-        <div class="share" role="group" aria-label="Share">
+        <div class="share" class:wide=move || state.view.get() == crate::state::View::Explore role="group" aria-label="Share">
             <button on:click=copy_link>"Copy link"</button>
             <Show when=move || !figures().is_empty()>
                 <label class="field inline">
