@@ -45,7 +45,7 @@ pub fn LoadPanel() -> impl IntoView {
         matches!(
             engine.status.get(),
             EngineStatus::Loading | EngineStatus::Starting
-        )
+        ) && engine.deferred.with(Option::is_none)
     };
     let failed = move || match engine.status.get() {
         EngineStatus::Failed {

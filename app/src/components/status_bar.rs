@@ -11,6 +11,7 @@ pub fn StatusBar() -> impl IntoView {
     let text = move || {
         let tier = engine.tier.get().map(|t| t.label());
         let status = match engine.status.get() {
+            _ if engine.deferred.with(Option::is_some) => "waiting for Start".to_string(),
             EngineStatus::Starting => "starting".to_string(),
             EngineStatus::Loading => "loading".to_string(),
             EngineStatus::Ready => "ready".to_string(),

@@ -47,6 +47,8 @@ pub struct EngineState {
     pub waiting: RwSignal<Option<String>>,
     /// The user chose to run the model from memory, keeping nothing (this page's life).
     pub memory_only: RwSignal<bool>,
+    /// The load that waits for the welcome's Start button (the browser's data saver is on).
+    pub deferred: RwSignal<Option<ModelSource>>,
     file: StoredValue<Option<SendWrapper<web_sys::File>>>,
     client: StoredValue<Option<SendWrapper<EngineClient>>>,
     handler: StoredValue<Option<SendWrapper<Handler>>>,
@@ -68,6 +70,7 @@ impl EngineState {
             source: RwSignal::new(ModelSource::Default),
             waiting: RwSignal::new(None),
             memory_only: RwSignal::new(false),
+            deferred: RwSignal::new(None),
             file: StoredValue::new(None),
             client: StoredValue::new(None),
             handler: StoredValue::new(None),
@@ -163,6 +166,14 @@ impl EngineState {
         });
     }
 
+    /// Starts the load that waited for the Start button.
+    pub fn start_deferred(self) {
+        if let Some(source) = self.deferred.get_untracked() {
+            self.deferred.set(None);
+            self.load_model(source, None, TierChoice::Auto);
+        }
+    }
+
     /// Loads the model loaded now (or being loaded) again, on `tier`.
     pub fn load(self, tier: TierChoice) {
         self.status.set(EngineStatus::Loading);
@@ -183,6 +194,7 @@ impl EngineState {
 
     /// Loads another model (a file the user opened comes as `file`).
     pub fn load_model(self, source: ModelSource, file: Option<web_sys::File>, tier: TierChoice) {
+        self.deferred.set(None);
         self.status.set(EngineStatus::Loading);
         self.progress.set(None);
         self.model.set(None);

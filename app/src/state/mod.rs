@@ -13,6 +13,7 @@ mod chat;
 mod deep_links;
 mod engine;
 mod explore;
+pub mod first_visit;
 mod lab;
 mod models;
 mod order;
@@ -94,12 +95,39 @@ impl AppState {
                     sha256,
                     url,
                 });
-            self.engine.load_model(source, None, TierChoice::Auto);
+            if first_visit::download_waits() {
+                self.engine.deferred.set(Some(source));
+                self.start_when_stored();
+            } else {
+                self.engine.load_model(source, None, TierChoice::Auto);
+            }
         }
         self.engine.refresh_cache_info();
         self.engine.send(ModelRequest::List);
         self.bench.expose();
         self.restore_link();
+    }
+
+    /// A load that waits for Start (data saver) goes ahead by itself once the model list says
+    /// the model is stored here: nothing needs downloading.
+    fn start_when_stored(self) {
+        Effect::new(move |_| {
+            let Some(source) = self.engine.deferred.get() else {
+                return;
+            };
+            let stored = self.models.entries.with(|entries| {
+                entries.iter().any(|e| {
+                    e.stored
+                        && match &source {
+                            ModelSource::Sha { sha256, .. } => e.sha256 == *sha256,
+                            _ => e.default,
+                        }
+                })
+            });
+            if stored {
+                self.engine.start_deferred();
+            }
+        });
     }
 
     /// Hands each worker message to the part of the state it concerns.
@@ -121,6 +149,7 @@ impl AppState {
                     self.order.answers.set(Vec::new());
                     self.lab.forget_results();
                 }
+                first_visit::mark_started();
                 self.engine.on_event(EngineEvent::Loaded(info));
             }
             FromWorker::Engine(event) => self.engine.on_event(event),
