@@ -100,6 +100,8 @@ fn measure(engine: &Engine, s: &Settings) -> Result<Value, String> {
     };
     let (mut prefill, mut decode) = (Vec::new(), Vec::new());
     let (mut plain_short, mut inspect) = (Vec::new(), Vec::new());
+    // On WebGPU: submits and dispatches per decode step.
+    let mut decode_work = None;
     for _ in 0..s.runs {
         let mut session = engine
             .session(s.prompt_tokens + s.decode_tokens + 1)
@@ -107,11 +109,20 @@ fn measure(engine: &Engine, s: &Settings) -> Result<Value, String> {
         let t0 = Instant::now();
         let mut next = greedy_next(&mut session, &ids)?;
         prefill.push(s.prompt_tokens as f64 / t0.elapsed().as_secs_f64());
+        let counts_before = engine.gpu().map(|g| g.work_counts());
         let t1 = Instant::now();
         for _ in 0..s.decode_tokens {
             next = greedy_next(&mut session, &[next])?;
         }
         decode.push(s.decode_tokens as f64 / t1.elapsed().as_secs_f64());
+        if let (Some(before), Some(gpu)) = (counts_before, engine.gpu()) {
+            let after = gpu.work_counts();
+            let steps = s.decode_tokens.max(1) as f64;
+            decode_work = Some(json!({
+                "submits": (after.submits - before.submits) as f64 / steps,
+                "dispatches": (after.dispatches - before.dispatches) as f64 / steps,
+            }));
+        }
 
         // The explorer's capture against the same prefill without taps, on the tokens it takes.
         let short = &ids[..ids.len().min(INSPECT_TOKENS)];
@@ -137,6 +148,7 @@ fn measure(engine: &Engine, s: &Settings) -> Result<Value, String> {
         "runs": s.runs,
         "prefill_tok_s": summary(&prefill),
         "decode_tok_s": summary(&decode),
+        "decode_step_work": decode_work,
         "inspect_tokens": ids.len().min(INSPECT_TOKENS),
         "prefill_without_taps_tok_s": summary(&plain_short),
         "prefill_with_all_taps_tok_s": summary(&inspect),
@@ -191,6 +203,13 @@ fn print_report(r: &Value) {
             "GPU mem:  {:.1} MiB weights, {:.1} MiB KV caches",
             gpu["weights"].as_f64().unwrap_or(0.0),
             gpu["kv_caches"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if let Some(work) = r.get("decode_step_work").filter(|w| !w.is_null()) {
+        println!(
+            "GPU work: {:.1} submit(s) and {:.0} dispatches per decode step (the step's read-back is its sampled token)",
+            work["submits"].as_f64().unwrap_or(0.0),
+            work["dispatches"].as_f64().unwrap_or(0.0)
         );
     }
     match r.get("kernel_ms") {

@@ -13,6 +13,7 @@ mod common;
 
 use common::{check_against_llamacpp, cpu_model, fixtures, greedy_run, model_path};
 use common::{LOGPROB_TOLERANCE, LOGPROB_TOLERANCE_OWN_CASES};
+use engine::backend::Selection;
 use engine::cpu::CpuBackend;
 use engine::gpu::{GpuBackend, GpuError};
 use engine::numerics::{log_sum_exp, top_k};
@@ -106,4 +107,28 @@ fn a_lost_device_is_an_error_and_the_conversation_continues_on_the_cpu() {
     let best = |l: &[f32]| top_k(l, 1)[0].0;
     assert_eq!(best(&resumed), best(&before_loss));
     assert_eq!(tokenizer.decode(&[best(&resumed)]), " of");
+}
+
+/// A greedy decode step records every layer into one command buffer: one submit, whose only
+/// read-back is the picked token (issue #19's WebGPU item).
+#[test]
+fn a_greedy_decode_step_is_one_submit() {
+    let Some(gpu) = gpu() else { return };
+    let model = LanguageModel::load_file(&gpu, &model_path()).unwrap();
+    let ids = model.tokenizer.encode("The capital of France is").unwrap();
+    let mut session = Session::new(&model, &gpu, 64).unwrap();
+    fn greedy(ids: &[u32]) -> Feed<'_> {
+        Feed::append(ids).top_k(Selection::greedy())
+    }
+    let first = pollster::block_on(session.feed(&model, &gpu, greedy(&ids))).unwrap();
+    let mut next = first.top[0].0;
+    for _ in 0..3 {
+        let before = gpu.work_counts();
+        let fed = pollster::block_on(session.feed(&model, &gpu, greedy(&[next]))).unwrap();
+        let after = gpu.work_counts();
+        assert_eq!(after.submits - before.submits, 1);
+        // Every layer's kernels, in that one submit.
+        assert!(after.dispatches - before.dispatches > 10 * model.config().n_layers as u64);
+        next = fed.top[0].0;
+    }
 }

@@ -12,7 +12,7 @@ use super::buffers::{
 };
 use super::context::{GpuContext, GpuError};
 use super::kernels::KernelId;
-use super::recording::Recorder;
+use super::recording::{Recorder, WorkCounts};
 use crate::backend::{
     checks, rope_shift_angles, AttentionShape, Backend, Mask, RetentionForm, RopeSpec, RopeStyle,
     Selection,
@@ -90,6 +90,11 @@ impl GpuBackend {
     /// Milliseconds and dispatch counts per kernel family since profiling started.
     pub fn kernel_times(&self) -> Vec<(&'static str, f64, u64)> {
         self.recorder.kernel_times()
+    }
+
+    /// Submits and dispatches since this backend was made.
+    pub fn work_counts(&self) -> WorkCounts {
+        self.recorder.work_counts()
     }
 }
 

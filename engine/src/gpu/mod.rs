@@ -18,3 +18,4 @@ mod recording;
 pub use backend::GpuBackend;
 pub use buffers::{GpuCache, GpuMatrix, GpuTensor};
 pub use context::{GpuContext, GpuError};
+pub use recording::WorkCounts;

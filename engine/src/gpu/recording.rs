@@ -7,7 +7,7 @@ use super::kernels::meta::WgslMeta;
 use super::kernels::{KernelId, PipelineCache};
 use super::profiler::Profiler;
 use crate::error::Result;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 /// Uniforms and small inputs (token ids, RoPE angles, masks) of the commands being recorded,
 /// in a few big buffers written once before each submit. Each piece gets its own aligned slice,
@@ -112,12 +112,21 @@ impl Recording {
     }
 }
 
+/// How much work went to the GPU: command buffers submitted and dispatches recorded, since
+/// the backend was made (a decode step should be one submit).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WorkCounts {
+    pub submits: u64,
+    pub dispatches: u64,
+}
+
 /// The device and the work recorded for it but not yet submitted.
 pub(super) struct Recorder {
     ctx: GpuContext,
     pipelines: PipelineCache,
     recording: RefCell<Recording>,
     profiler: RefCell<Option<Profiler>>,
+    counts: Cell<WorkCounts>,
 }
 
 impl Recorder {
@@ -132,7 +141,18 @@ impl Recorder {
                 arena,
             }),
             profiler: RefCell::new(None),
+            counts: Cell::new(WorkCounts::default()),
         }
+    }
+
+    pub(super) fn work_counts(&self) -> WorkCounts {
+        self.counts.get()
+    }
+
+    fn count(&self, update: impl FnOnce(&mut WorkCounts)) {
+        let mut counts = self.counts.get();
+        update(&mut counts);
+        self.counts.set(counts);
     }
 
     pub(super) fn context(&self) -> &GpuContext {
@@ -191,6 +211,7 @@ impl Recorder {
     /// Records one dispatch of `kernel` with `args` bound in order.
     pub(super) fn dispatch(&self, kernel: KernelId, args: &[Arg<'_>], groups: (u32, u32, u32)) {
         let pipeline = self.pipelines.get(&self.ctx, kernel);
+        self.count(|c| c.dispatches += 1);
         let mut recording = self.recording.borrow_mut();
         let entries: Vec<wgpu::BindGroupEntry> = args
             .iter()
@@ -284,6 +305,7 @@ impl Recorder {
             .as_mut()
             .and_then(|p| p.resolve(&self.ctx, &mut encoder));
         self.ctx.queue.submit([encoder.finish()]);
+        self.count(|c| c.submits += 1);
         let mut out = Vec::with_capacity(staging.len());
         for (buffer, bytes) in &staging {
             out.push(self.map(buffer, *bytes).await?);
