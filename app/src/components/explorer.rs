@@ -6,6 +6,7 @@
 //! layer, Home/End jump to the first/last token. Every picture has a sentence beside it saying
 //! what it shows, and the shown head exports as JSON and the matrix as PNG.
 
+use super::controls::number_input;
 use super::export::{grid_svg, ExportBar};
 use super::heatmap::{self, GridGeometry, MatrixGeometry};
 use super::legend::{attention_legend, ColourMap, Legend};
@@ -115,29 +116,6 @@ fn ExplorerPlaceholder(explorer: ExplorerState) -> impl IntoView {
                 <div class="frame skeleton"></div>
             </div>
         </Show>
-    }
-}
-
-pub(super) fn number_input(
-    label: &'static str,
-    value: RwSignal<usize>,
-    max: impl Fn() -> usize + Copy + Send + Sync + 'static,
-) -> impl IntoView {
-    view! {
-        <label class="field inline">
-            <span>{label}</span>
-            <input
-                type="number"
-                min="0"
-                max=move || max().to_string()
-                prop:value=move || value.get().to_string()
-                on:change=move |ev| {
-                    if let Ok(v) = event_target_value(&ev).parse::<usize>() {
-                        value.set(v.min(max()));
-                    }
-                }
-            />
-        </label>
     }
 }
 

@@ -4,6 +4,7 @@
 mod attention_policy;
 mod attribution;
 mod chat;
+mod controls;
 mod explorer;
 mod export;
 mod heatmap;

@@ -4,7 +4,7 @@
 //! head's decay matrix, where the class token's retention goes, and the three forms of
 //! retention side by side: the same output, different costs.
 
-use super::explorer::number_input;
+use super::controls::number_input;
 use super::export::{grid_svg, ExportBar};
 use super::heatmap::viridis;
 use super::legend::{ColourMap, Legend};
