@@ -1,6 +1,7 @@
 // Benchmark of the page itself, in headless Chromium: per compute tier, the cold load (download
 // and ready, in a fresh profile), the warm load (a reload, from the browser's cache), time to
-// first token and decode speed. Not a test: it prints numbers and asserts nothing about them.
+// first token and decode speed, and from a reload to the first token of a short chat turn
+// (about 40 tokens; the warm-start figure of the speed issue, medians of RUNS). Not a test: it prints numbers and asserts nothing about them.
 //
 //   cargo xtask bench-page [--tiers cpu,webgpu] [--tokens 64] [--runs 3]
 //
@@ -108,6 +109,25 @@ async function reply(page, run) {
   };
 }
 
+// A short chat turn (about 40 tokens with the chat template around it), for reload-to-first-token.
+const SHORT_TURN = 'In two sentences, why is the sky blue on a clear day and red at sunset?';
+
+/** From a reload with the model in the browser's storage to the first token of a short turn. */
+async function reloadToFirstToken(page) {
+  const start = performance.now();
+  await page.reload();
+  await timeToReady(page, start);
+  const box = page.getByRole('textbox', { name: 'Message' });
+  await box.fill(SHORT_TURN);
+  await box.press('Enter');
+  const answer = page.locator('.turn.assistant .text').last();
+  await until('the first token', async () => ((await answer.textContent()) ?? '').length > 0, REPLY_TIMEOUT_MS);
+  const ms = performance.now() - start;
+  await until('the reply to end', async () => await page.getByRole('button', { name: 'Stop' }).isDisabled(), REPLY_TIMEOUT_MS);
+  await page.getByRole('button', { name: 'New chat' }).click();
+  return ms;
+}
+
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 async function benchTier(tier) {
@@ -134,7 +154,11 @@ async function benchTier(tier) {
     await setField(page, 'Max new tokens', TOKENS);
     const runs = [];
     for (let i = 0; i < RUNS; i++) runs.push(await reply(page, i));
+    await setField(page, 'Max new tokens', 8);
+    const reloadFirstTokenMs = [];
+    for (let i = 0; i < RUNS; i++) reloadFirstTokenMs.push(await reloadToFirstToken(page));
     return {
+      reloadToFirstTokenMs: median(reloadFirstTokenMs),
       tier,
       status,
       coldLoadMs,
@@ -177,13 +201,14 @@ for (const tier of TIERS) {
 }
 
 const pad = (s, n) => String(s).padEnd(n);
-console.log(`\n${pad('tier', 40)}${pad('cold load', 11)}${pad('warm load', 11)}${pad('first token', 13)}decode`);
+console.log(`\n${pad('tier', 40)}${pad('cold load', 11)}${pad('warm load', 11)}${pad('first token', 13)}${pad('reload→1st', 12)}decode`);
 for (const r of results) {
   console.log(
     pad(r.status.slice(0, 38), 40) +
       pad(`${(r.coldLoadMs / 1000).toFixed(1)} s`, 11) +
       pad(`${(r.warmLoadMs / 1000).toFixed(1)} s`, 11) +
       pad(`${(r.firstTokenSeenMs / 1000).toFixed(2)} s`, 13) +
+      pad(`${(r.reloadToFirstTokenMs / 1000).toFixed(2)} s`, 12) +
       `${r.decodeTokensPerSecond.toFixed(1)} tok/s (${r.tokens} tokens)`,
   );
 }
