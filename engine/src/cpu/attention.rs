@@ -137,6 +137,7 @@ pub fn attend(
         Vec::new()
     };
     let visible = mask.to_rows(t, cached); // (t, total)
+    let attend_one = attend_one_kernel();
 
     // One job per (head, query): each writes its own output row segment and probability row.
     let out_ptr = SharedOut(out.as_mut_ptr());
@@ -146,24 +147,9 @@ pub fn attend(
         let g = h / group;
         let query = &q[i * n_heads * head_dim + h * head_dim..][..head_dim];
         let row = &visible[i * total..(i + 1) * total];
-        let mut scores: Vec<f32> = (0..total)
-            .map(|j| {
-                if row[j] {
-                    dot(query, cache.key(g, j)) * scale
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-            .collect();
-        softmax_in_place(&mut scores);
+        let mut scores = vec![0.0f32; total];
         let mut acc = vec![0.0f64; head_dim];
-        for (j, &p) in scores.iter().enumerate() {
-            if p > 0.0 {
-                for (a, &v) in acc.iter_mut().zip(cache.value(g, j)) {
-                    *a += p as f64 * v as f64;
-                }
-            }
-        }
+        attend_one(query, row, cache, g, scale, &mut scores, &mut acc);
         let acc: Vec<f32> = acc.into_iter().map(|a| a as f32).collect();
         // SAFETY: job (h, i) alone writes out[i, h·d .. (h+1)·d] and probs row h·t + i; both
         // buffers outlive the parallel run.
@@ -187,6 +173,115 @@ pub fn attend(
     (out, want_probs.then_some(probs))
 }
 
+/// One query of head group `g` over the cache: its scores against the keys `row` lets it see,
+/// their softmax (into `scores`), and the values weighted by it (into `acc`, zeros on entry).
+type AttendOne = fn(&[f32], &[bool], &KvCache, usize, f32, &mut [f32], &mut [f64]);
+
+/// [`attend_one`] compiled for the widest vectors this CPU has. The same source each time, and
+/// the compiler neither reorders float sums nor fuses a multiply and an add without being
+/// told: wider vectors give the very same numbers, faster (about 2× on AVX-512 here, for a
+/// prefill's causal attention, than the SSE2 baseline's two f64 lanes).
+fn attend_one_kernel() -> AttendOne {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            return |q, row, cache, g, scale, scores, acc| {
+                // SAFETY: the CPU has AVX-512F (checked above).
+                unsafe { attend_one_avx512(q, row, cache, g, scale, scores, acc) }
+            };
+        }
+        if is_x86_feature_detected!("avx2") {
+            return |q, row, cache, g, scale, scores, acc| {
+                // SAFETY: the CPU has AVX2 (checked above).
+                unsafe { attend_one_avx2(q, row, cache, g, scale, scores, acc) }
+            };
+        }
+    }
+    attend_one
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn attend_one_avx512(
+    query: &[f32],
+    row: &[bool],
+    cache: &KvCache,
+    g: usize,
+    scale: f32,
+    scores: &mut [f32],
+    acc: &mut [f64],
+) {
+    attend_one(query, row, cache, g, scale, scores, acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn attend_one_avx2(
+    query: &[f32],
+    row: &[bool],
+    cache: &KvCache,
+    g: usize,
+    scale: f32,
+    scores: &mut [f32],
+    acc: &mut [f64],
+) {
+    attend_one(query, row, cache, g, scale, scores, acc)
+}
+
+#[inline(always)]
+fn attend_one(
+    query: &[f32],
+    row: &[bool],
+    cache: &KvCache,
+    g: usize,
+    scale: f32,
+    scores: &mut [f32],
+    acc: &mut [f64],
+) {
+    for ((s, &visible), j) in scores.iter_mut().zip(row).zip(0..) {
+        *s = if visible {
+            dot(query, cache.key(g, j)) * scale
+        } else {
+            f32::NEG_INFINITY
+        };
+    }
+    softmax_in_place(scores);
+    weighted_values(scores, cache, g, acc);
+}
+
+/// `acc += Σ_j p_j · v_j` in f64, key by key in order (keys of weight 0 skipped), for each
+/// element. Elements go 32 at a time, their sums held in registers across all the keys rather
+/// than loaded and stored per key; each element's sum is the same sequence of additions.
+#[inline(always)]
+fn weighted_values(probs: &[f32], cache: &KvCache, g: usize, acc: &mut [f64]) {
+    const CHUNK: usize = 32;
+    let start = acc.len() / CHUNK * CHUNK;
+    let mut chunks = acc.chunks_exact_mut(CHUNK);
+    for (c, sums) in chunks.by_ref().enumerate() {
+        let sums: &mut [f64; CHUNK] = sums.try_into().expect("chunks of CHUNK");
+        let mut held = *sums;
+        for (j, &p) in probs.iter().enumerate() {
+            if p > 0.0 {
+                let v: &[f32; CHUNK] = cache.value(g, j)[c * CHUNK..][..CHUNK]
+                    .try_into()
+                    .expect("CHUNK values");
+                for (a, &v) in held.iter_mut().zip(v) {
+                    *a += p as f64 * v as f64;
+                }
+            }
+        }
+        *sums = held;
+    }
+    let rest = chunks.into_remainder();
+    for (j, &p) in probs.iter().enumerate() {
+        if p > 0.0 {
+            for (a, &v) in rest.iter_mut().zip(&cache.value(g, j)[start..]) {
+                *a += p as f64 * v as f64;
+            }
+        }
+    }
+}
+
 struct SharedOut(*mut f32);
 // SAFETY: jobs write disjoint parts (see `attend`).
 unsafe impl Sync for SharedOut {}
@@ -198,7 +293,9 @@ impl SharedOut {
     }
 }
 
-/// Σ a·b with eight running sums, so the compiler can vectorize it.
+/// Σ a·b with eight running sums, so the compiler can vectorize it (inlined, so that it is
+/// vectorized for the caller's instruction set).
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut sums = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -218,6 +315,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Softmax over a row; masked entries (-inf) become 0. A fully masked row stays all zero. The
 /// normaliser is summed in f64 (order-independent, see the module comment).
+#[inline(always)]
 pub fn softmax_in_place(row: &mut [f32]) {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     if max == f32::NEG_INFINITY {
@@ -226,7 +324,12 @@ pub fn softmax_in_place(row: &mut [f32]) {
     }
     let mut sum = 0.0f64;
     for v in row.iter_mut() {
-        *v = (*v - max).exp();
+        // exp(-∞) is 0: masked keys (half of a causal prefill's) skip the call.
+        *v = if *v == f32::NEG_INFINITY {
+            0.0
+        } else {
+            (*v - max).exp()
+        };
         sum += *v as f64;
     }
     let inv = 1.0 / sum;
