@@ -390,6 +390,48 @@ mod tests {
         out
     }
 
+    // The kernel compiled for this CPU's widest vectors gives the baseline build's numbers to
+    // the bit, under a mask with holes (as Set-Based Prompting makes) and a head size that
+    // leaves a remainder after the 32-element chunks.
+    #[test]
+    fn wide_vectors_give_the_baseline_bits() {
+        let shape = AttentionShape {
+            n_heads: 2,
+            n_kv_heads: 1,
+            head_dim: 72,
+        };
+        let mut rng = SeededRng::new(7);
+        let t = 37;
+        let kv = shape.head_dim;
+        let mut cache = KvCache::new(shape, t).unwrap();
+        cache.append(&rng.vec_f32(t * kv, 1.0), &rng.vec_f32(t * kv, 1.0), t);
+        let mut visible = Mask::Causal.to_rows(t, 0);
+        for i in (0..t * t).step_by(5) {
+            visible[i] = false;
+        }
+        let wide = attend_one_kernel();
+        for (h, i) in [(0, 0), (1, 5), (0, 20), (1, 36)] {
+            let q = rng.vec_f32(shape.head_dim, 3.0);
+            let row = &visible[i * t..(i + 1) * t];
+            let run = |f: AttendOne| {
+                let (mut scores, mut acc) = (vec![0.0; t], vec![0.0; shape.head_dim]);
+                f(&q, row, &cache, h / 2, 0.125, &mut scores, &mut acc);
+                (scores, acc)
+            };
+            let (plain, fast) = (run(attend_one), run(wide));
+            assert!(plain
+                .0
+                .iter()
+                .zip(&fast.0)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            assert!(plain
+                .1
+                .iter()
+                .zip(&fast.1)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
+
     #[test]
     fn attend_matches_the_definition() {
         let shape = AttentionShape {
