@@ -93,7 +93,10 @@ unsafe fn q6_k<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
         )));
         let scales = b.add(192) as *const i8;
         for h in 0..2 {
-            let ql = [0, 1].map(|k| _mm256_loadu_si256(b.add(64 * h + 32 * k) as *const __m256i));
+            let ql = [
+                _mm256_loadu_si256(b.add(64 * h) as *const __m256i),
+                _mm256_loadu_si256(b.add(64 * h + 32) as *const __m256i),
+            ];
             let mut qh = _mm256_loadu_si256(b.add(128 + 32 * h) as *const __m256i);
             by_pairs(4, |k, chain| {
                 let nibbles = if k < 2 {

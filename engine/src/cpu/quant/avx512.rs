@@ -56,9 +56,12 @@ unsafe fn q4_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     if i < n {
         q4_1_block(w, &x, i, &mut even, &mut even_extra);
     }
-    std::array::from_fn(|t| {
-        _mm512_reduce_add_ps(_mm512_add_ps(even[t], odd[t])) + (even_extra[t] + odd_extra[t])
-    })
+    // A loop, not `array::from_fn`: intrinsics in a closure that is not inlined become calls.
+    let mut out = [0.0; T];
+    for (t, y) in out.iter_mut().enumerate() {
+        *y = _mm512_reduce_add_ps(_mm512_add_ps(even[t], odd[t])) + (even_extra[t] + odd_extra[t]);
+    }
+    out
 }
 
 /// Q4_1 block `i` of the row at `w` into one chain of each token.
