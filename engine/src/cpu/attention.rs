@@ -8,6 +8,7 @@
 //! not depend on the order of the keys: Set-Based Prompting reorders set members in the cache
 //! and must get the very same numbers.
 
+use super::attend_group::{attend_group_kernel, KeyTiles};
 use crate::backend::checks::CacheState;
 use crate::backend::{AttentionShape, Mask, RopeStyle};
 use crate::error::{Error, Result};
@@ -98,13 +99,13 @@ impl KvCache {
         self.len = keep.len();
     }
 
-    fn key(&self, g: usize, j: usize) -> &[f32] {
+    pub(super) fn key(&self, g: usize, j: usize) -> &[f32] {
         let d = self.shape.head_dim;
         let at = (g * self.capacity + j) * d;
         &self.keys[at..at + d]
     }
 
-    fn value(&self, g: usize, j: usize) -> &[f32] {
+    pub(super) fn value(&self, g: usize, j: usize) -> &[f32] {
         let d = self.shape.head_dim;
         let at = (g * self.capacity + j) * d;
         &self.values[at..at + d]
@@ -137,149 +138,55 @@ pub fn attend(
         Vec::new()
     };
     let visible = mask.to_rows(t, cached); // (t, total)
-    let attend_one = attend_one_kernel();
+    let attend_group = attend_group_kernel();
+    // Several queries (a prefill) read the keys transposed, a copy that costs about one
+    // query's scores to make.
+    let tiles = (t >= 4).then(|| KeyTiles::new(cache));
 
-    // One job per (head, query): each writes its own output row segment and probability row.
+    // One job per (query, key group): the group's heads share each key and value they read;
+    // each job writes its own heads' output and probability rows.
     let out_ptr = SharedOut(out.as_mut_ptr());
     let probs_ptr = SharedOut(probs.as_mut_ptr());
     let job = |index: usize| {
-        let (h, i) = (index / t, index % t);
-        let g = h / group;
-        let query = &q[i * n_heads * head_dim + h * head_dim..][..head_dim];
+        let (g, i) = (index / t, index % t);
+        let heads = g * group..(g + 1) * group;
+        let first = i * n_heads * head_dim + heads.start * head_dim;
+        let queries = &q[first..first + group * head_dim]; // (group, head_dim)
         let row = &visible[i * total..(i + 1) * total];
-        let mut scores = vec![0.0f32; total];
-        let mut acc = vec![0.0f64; head_dim];
-        attend_one(query, row, cache, g, scale, &mut scores, &mut acc);
-        let acc: Vec<f32> = acc.into_iter().map(|a| a as f32).collect();
-        // SAFETY: job (h, i) alone writes out[i, h·d .. (h+1)·d] and probs row h·t + i; both
-        // buffers outlive the parallel run.
+        let mut scores = vec![0.0f32; group * total]; // (group, total)
+        let mut acc = vec![0.0f64; group * head_dim]; // (group, head_dim)
+        attend_group(
+            queries,
+            row,
+            cache,
+            tiles.as_ref(),
+            g,
+            scale,
+            &mut scores,
+            &mut acc,
+        );
+        // SAFETY: job (g, i) alone writes out[i, heads of g] and the probability rows
+        // h·t + i of its heads h; both buffers outlive the parallel run.
         unsafe {
-            let dst = std::slice::from_raw_parts_mut(
-                out_ptr.at(i * n_heads * head_dim + h * head_dim),
-                head_dim,
-            );
-            dst.copy_from_slice(&acc);
+            let dst = std::slice::from_raw_parts_mut(out_ptr.at(first), group * head_dim);
+            for (d, &a) in dst.iter_mut().zip(&acc) {
+                *d = a as f32;
+            }
             if want_probs {
-                let dst = std::slice::from_raw_parts_mut(probs_ptr.at((h * t + i) * total), total);
-                dst.copy_from_slice(&scores);
+                for (h, scores) in heads.zip(scores.chunks_exact(total)) {
+                    let dst =
+                        std::slice::from_raw_parts_mut(probs_ptr.at((h * t + i) * total), total);
+                    dst.copy_from_slice(scores);
+                }
             }
         }
     };
-    let jobs = n_heads * t;
+    let jobs = n_kv_heads * t;
     #[cfg(not(target_arch = "wasm32"))]
     super::pool::global().run(jobs, &job);
     #[cfg(target_arch = "wasm32")]
     (0..jobs).for_each(job);
     (out, want_probs.then_some(probs))
-}
-
-/// One query of head group `g` over the cache: its scores against the keys `row` lets it see,
-/// their softmax (into `scores`), and the values weighted by it (into `acc`, zeros on entry).
-type AttendOne = fn(&[f32], &[bool], &KvCache, usize, f32, &mut [f32], &mut [f64]);
-
-/// [`attend_one`] compiled for the widest vectors this CPU has. The same source each time, and
-/// the compiler neither reorders float sums nor fuses a multiply and an add without being
-/// told: wider vectors give the very same numbers, faster (about 2× on AVX-512 here, for a
-/// prefill's causal attention, than the SSE2 baseline's two f64 lanes).
-fn attend_one_kernel() -> AttendOne {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            return |q, row, cache, g, scale, scores, acc| {
-                // SAFETY: the CPU has AVX-512F (checked above).
-                unsafe { attend_one_avx512(q, row, cache, g, scale, scores, acc) }
-            };
-        }
-        if is_x86_feature_detected!("avx2") {
-            return |q, row, cache, g, scale, scores, acc| {
-                // SAFETY: the CPU has AVX2 (checked above).
-                unsafe { attend_one_avx2(q, row, cache, g, scale, scores, acc) }
-            };
-        }
-    }
-    attend_one
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn attend_one_avx512(
-    query: &[f32],
-    row: &[bool],
-    cache: &KvCache,
-    g: usize,
-    scale: f32,
-    scores: &mut [f32],
-    acc: &mut [f64],
-) {
-    attend_one(query, row, cache, g, scale, scores, acc)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn attend_one_avx2(
-    query: &[f32],
-    row: &[bool],
-    cache: &KvCache,
-    g: usize,
-    scale: f32,
-    scores: &mut [f32],
-    acc: &mut [f64],
-) {
-    attend_one(query, row, cache, g, scale, scores, acc)
-}
-
-#[inline(always)]
-fn attend_one(
-    query: &[f32],
-    row: &[bool],
-    cache: &KvCache,
-    g: usize,
-    scale: f32,
-    scores: &mut [f32],
-    acc: &mut [f64],
-) {
-    for ((s, &visible), j) in scores.iter_mut().zip(row).zip(0..) {
-        *s = if visible {
-            dot(query, cache.key(g, j)) * scale
-        } else {
-            f32::NEG_INFINITY
-        };
-    }
-    softmax_in_place(scores);
-    weighted_values(scores, cache, g, acc);
-}
-
-/// `acc += Σ_j p_j · v_j` in f64, key by key in order (keys of weight 0 skipped), for each
-/// element. Elements go 32 at a time, their sums held in registers across all the keys rather
-/// than loaded and stored per key; each element's sum is the same sequence of additions.
-#[inline(always)]
-fn weighted_values(probs: &[f32], cache: &KvCache, g: usize, acc: &mut [f64]) {
-    const CHUNK: usize = 32;
-    let start = acc.len() / CHUNK * CHUNK;
-    let mut chunks = acc.chunks_exact_mut(CHUNK);
-    for (c, sums) in chunks.by_ref().enumerate() {
-        let sums: &mut [f64; CHUNK] = sums.try_into().expect("chunks of CHUNK");
-        let mut held = *sums;
-        for (j, &p) in probs.iter().enumerate() {
-            if p > 0.0 {
-                let v: &[f32; CHUNK] = cache.value(g, j)[c * CHUNK..][..CHUNK]
-                    .try_into()
-                    .expect("CHUNK values");
-                for (a, &v) in held.iter_mut().zip(v) {
-                    *a += p as f64 * v as f64;
-                }
-            }
-        }
-        *sums = held;
-    }
-    let rest = chunks.into_remainder();
-    for (j, &p) in probs.iter().enumerate() {
-        if p > 0.0 {
-            for (a, &v) in rest.iter_mut().zip(&cache.value(g, j)[start..]) {
-                *a += p as f64 * v as f64;
-            }
-        }
-    }
 }
 
 struct SharedOut(*mut f32);
@@ -390,45 +297,68 @@ mod tests {
         out
     }
 
-    // The kernel compiled for this CPU's widest vectors gives the baseline build's numbers to
-    // the bit, under a mask with holes (as Set-Based Prompting makes) and a head size that
-    // leaves a remainder after the 32-element chunks.
+    // Every kernel — the baseline and the one for this CPU's widest vectors, reading the keys
+    // one by one or transposed — gives the numbers of the plain per-head loops it replaced,
+    // to the bit: under a mask with holes (as Set-Based Prompting makes), for key counts that
+    // leave partial tiles, and a head size that leaves a remainder after the eight partial
+    // sums and the chunks of values.
     #[test]
-    fn wide_vectors_give_the_baseline_bits() {
+    fn every_kernel_gives_the_plain_loops_bits() {
+        use super::super::attend_group::{attend_group_baseline, attend_group_kernel};
         let shape = AttentionShape {
-            n_heads: 2,
+            n_heads: 6,
             n_kv_heads: 1,
-            head_dim: 72,
+            head_dim: 76,
         };
-        let mut rng = SeededRng::new(7);
-        let t = 37;
-        let kv = shape.head_dim;
+        let (mut rng, t, d) = (SeededRng::new(7), 37, shape.head_dim);
         let mut cache = KvCache::new(shape, t).unwrap();
-        cache.append(&rng.vec_f32(t * kv, 1.0), &rng.vec_f32(t * kv, 1.0), t);
+        cache.append(&rng.vec_f32(t * d, 1.0), &rng.vec_f32(t * d, 1.0), t);
+        let tiles = KeyTiles::new(&cache);
         let mut visible = Mask::Causal.to_rows(t, 0);
         for i in (0..t * t).step_by(5) {
             visible[i] = false;
         }
-        let wide = attend_one_kernel();
-        for (h, i) in [(0, 0), (1, 5), (0, 20), (1, 36)] {
-            let q = rng.vec_f32(shape.head_dim, 3.0);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for i in [0, 5, 20, 36] {
+            let q = rng.vec_f32(shape.n_heads * d, 3.0);
             let row = &visible[i * t..(i + 1) * t];
-            let run = |f: AttendOne| {
-                let (mut scores, mut acc) = (vec![0.0; t], vec![0.0; shape.head_dim]);
-                f(&q, row, &cache, h / 2, 0.125, &mut scores, &mut acc);
-                (scores, acc)
-            };
-            let (plain, fast) = (run(attend_one), run(wide));
-            assert!(plain
-                .0
-                .iter()
-                .zip(&fast.0)
-                .all(|(a, b)| a.to_bits() == b.to_bits()));
-            assert!(plain
-                .1
-                .iter()
-                .zip(&fast.1)
-                .all(|(a, b)| a.to_bits() == b.to_bits()));
+            // The loops as they were: per head, scores, softmax, then the f64 sum key by key.
+            let (mut want_scores, mut want_out) = (Vec::new(), Vec::new());
+            for query in q.chunks_exact(d) {
+                let mut scores: Vec<f32> = (0..t)
+                    .map(|j| match row[j] {
+                        true => dot(query, cache.key(0, j)) * 0.125,
+                        false => f32::NEG_INFINITY,
+                    })
+                    .collect();
+                softmax_in_place(&mut scores);
+                let mut acc = vec![0.0f64; d];
+                for (j, &p) in scores.iter().enumerate() {
+                    if p > 0.0 {
+                        for (a, &v) in acc.iter_mut().zip(cache.value(0, j)) {
+                            *a += p as f64 * v as f64;
+                        }
+                    }
+                }
+                want_scores.extend(scores);
+                want_out.extend(acc.into_iter().map(|a| a as f32));
+            }
+            for (name, f, tiles) in [
+                ("baseline, keys one by one", attend_group_baseline(), None),
+                ("baseline, tiles", attend_group_baseline(), Some(&tiles)),
+                ("this CPU's, keys one by one", attend_group_kernel(), None),
+                ("this CPU's, tiles", attend_group_kernel(), Some(&tiles)),
+            ] {
+                let (mut scores, mut acc) = (vec![0.0; 6 * t], vec![0.0f64; 6 * d]);
+                f(&q, row, &cache, tiles, 0, 0.125, &mut scores, &mut acc);
+                let out: Vec<f32> = acc.into_iter().map(|a| a as f32).collect();
+                assert_eq!(
+                    bits(&scores),
+                    bits(&want_scores),
+                    "query {i}: {name}, scores"
+                );
+                assert_eq!(bits(&out), bits(&want_out), "query {i}: {name}, output");
+            }
         }
     }
 
