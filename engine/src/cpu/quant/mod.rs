@@ -24,20 +24,23 @@
 //! library's kernels are used: candle has no SIMD kernel for Q4_1, the bundled model's type,
 //! nor one with 16-bit activations for any type.
 //! Rows are split across threads natively ([`crate::cpu::pool`]); wasm runs on the worker's one
-//! thread. Where four or more tokens are multiplied (prefill), most types have a kernel that
-//! unpacks each weight block once for four tokens, summing each token in the one-token
-//! kernel's order, so prefill and decode agree to the bit.
+//! thread. Where several tokens are multiplied (prefill), every block type has kernels for
+//! tiles of tokens (four, and eight for Q4_1 on AVX-512) that unpack each weight block once for
+//! the tile and scale its sums for all the tile's tokens at once, summing each token in the
+//! one-token kernel's order, so prefill and decode agree to the bit (`tile.rs`).
 //!
 //! One file per instruction set (and, for AVX2 and wasm, per family of types), each with the
 //! same block-by-block arithmetic: `scalar.rs` (the reference), `avx2.rs`, `avx2_k.rs`,
 //! `avx2_float.rs` and `avx512.rs` (picked at run time from what the CPU reports) and
 //! `simd128.rs`, `simd128_k.rs`, `simd128_float.rs` (wasm, picked at build time). This module
-//! holds what they share: the weight and activation layouts and the dispatch; `rows.rs` splits
-//! the rows into parallel jobs.
+//! holds what they share: the weight layout and the dispatch; `activations.rs` quantizes the
+//! activations, `tile.rs` lays them out for tiles and walks a job's rows tile by tile, and
+//! `rows.rs` splits the rows into parallel jobs.
 
 use crate::gguf::GgmlType;
 use half::f16;
 
+mod activations;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -56,6 +59,8 @@ mod simd128_float;
 mod simd128_k;
 mod tile;
 
+use activations::ActivationRow;
+pub use activations::{BlockInfo, Q16Activations};
 use rows::for_each_rows;
 use tile::TokenTile;
 
@@ -96,78 +101,6 @@ impl QMatrix {
         let n = self.row_bytes();
         &self.data[r * n..(r + 1) * n]
     }
-}
-
-/// Activations quantized to 16 bits per block of 32, for `tokens` rows.
-#[derive(Debug, Default, Clone)]
-pub struct Q16Activations {
-    pub blocks_per_row: usize,
-    /// Per block: the scale dₓ, the block's true sum Σ x (the Q4_1 min term), and the sum of
-    /// its quantized values Σ qₓ (the Q4_0 offset term), side by side.
-    pub block_info: Vec<BlockInfo>,
-    /// 32 quantized values per block.
-    pub qs: Vec<i16>,
-    pub tokens: usize,
-    /// The block infos again, tile by tile, for the multi-token kernels ([`tile`]); empty
-    /// for one token.
-    tile_blocks: Vec<tile::TileBlock>,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-#[repr(C)]
-pub struct BlockInfo {
-    pub scale: f32,
-    pub sum: f32,
-    pub q_sum: i32,
-}
-
-impl Q16Activations {
-    /// Quantizes `x` (tokens × cols, row-major). `cols` must be a multiple of 32.
-    pub fn quantize(x: &[f32], cols: usize) -> Self {
-        let blocks_per_row = cols / 32;
-        let n_blocks = x.len() / 32;
-        let mut out = Q16Activations {
-            blocks_per_row,
-            block_info: Vec::with_capacity(n_blocks),
-            qs: vec![0; n_blocks * 32],
-            tokens: n_blocks / blocks_per_row.max(1),
-            tile_blocks: Vec::new(),
-        };
-        for (block, qs) in x.chunks_exact(32).zip(out.qs.chunks_exact_mut(32)) {
-            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let scale = amax / 32767.0;
-            let inverse = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
-            let mut q_sum = 0i32;
-            for (q, &v) in qs.iter_mut().zip(block) {
-                *q = round_ties_even(v * inverse) as i16;
-                q_sum += *q as i32;
-            }
-            out.block_info.push(BlockInfo {
-                scale,
-                sum: block.iter().sum(),
-                q_sum,
-            });
-        }
-        if out.tokens > 1 {
-            out.tile_blocks = tile::tile_blocks(&out);
-        }
-        out
-    }
-
-    fn row(&self, token: usize) -> ActivationRow<'_> {
-        let b = token * self.blocks_per_row;
-        let e = b + self.blocks_per_row;
-        ActivationRow {
-            info: &self.block_info[b..e],
-            qs: &self.qs[b * 32..e * 32],
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct ActivationRow<'a> {
-    info: &'a [BlockInfo],
-    qs: &'a [i16],
 }
 
 type DotFn = fn(&[u8], ActivationRow<'_>) -> f32;
@@ -517,13 +450,6 @@ fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 /// `y = x · Wᵀ` for one matrix.
 pub fn matmul(x: &[f32], tokens: usize, w: &QMatrix) -> Vec<f32> {
     matmul_many(x, tokens, &[w]).pop().unwrap_or_default()
-}
-
-/// Rounds to the nearest integer, ties to even, for |v| < 2²²: adding and removing 1.5·2²³
-/// leaves no fraction bits. (`f32::round_ties_even` is a libm call without SSE4.1.)
-fn round_ties_even(v: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0;
-    (v + MAGIC) - MAGIC
 }
 
 /// The 6-bit scales and mins of a Q4_K or Q5_K block's 8 sub-blocks, from its 12 packed bytes
