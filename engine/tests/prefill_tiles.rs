@@ -2,8 +2,11 @@
 //! (wasm simd128): every tile kernel gives each token exactly what its instruction set's
 //! one-token kernel gives (and the plain-Rust twin up to summation order), and a matmul of many
 //! tokens equals the same matmul token by token, to the bit, for every weight type and for
-//! token and row counts that leave partial tiles.
+//! token and row counts that leave partial tiles. The prompt's attention, which has its own
+//! kernel too, equals the plain per-head loops it replaced, to the bit.
 
+use engine::backend::{AttentionShape, Mask};
+use engine::cpu::attention::{attend, dot, softmax_in_place, KvCache};
 use engine::cpu::quant::{
     every_simd_dot, matmul, matmul_many, scalar_dot, takes_f32_activations, Q16Activations, QMatrix,
 };
@@ -155,6 +158,93 @@ dual_test!(mixed_matrices_in_tiles_equal_each_alone, {
                 &alone[..],
                 "{} token {t}",
                 m.ty
+            );
+        }
+    }
+});
+
+/// Attention as the CPU backend computed it before prefill had its own kernel: per head and
+/// query, the scores, their softmax, and the values' weighted sum in f64, key by key. Returns
+/// the output `(t, heads·head_dim)` and the probabilities `(heads·t, keys)`.
+fn plain_attention(q: &[f32], t: usize, cache: &KvCache, mask: &Mask) -> (Vec<f32>, Vec<f32>) {
+    let AttentionShape {
+        n_heads,
+        n_kv_heads,
+        head_dim: d,
+    } = cache.shape;
+    let (total, scale) = (cache.len, 1.0 / (d as f32).sqrt());
+    let row = |g: usize, j: usize, of: &[f32]| {
+        let at = (g * cache.capacity + j) * d;
+        of[at..at + d].to_vec()
+    };
+    let (mut out, mut probs) = (vec![0.0; t * n_heads * d], vec![0.0; n_heads * t * total]);
+    for h in 0..n_heads {
+        let g = h / (n_heads / n_kv_heads);
+        for i in 0..t {
+            let query = &q[(i * n_heads + h) * d..][..d];
+            let mut scores: Vec<f32> = (0..total)
+                .map(|j| match mask.visible(i, j, total - t, total) {
+                    true => dot(query, &row(g, j, &cache.keys)) * scale,
+                    false => f32::NEG_INFINITY,
+                })
+                .collect();
+            softmax_in_place(&mut scores);
+            let mut acc = vec![0.0f64; d];
+            for (j, &p) in scores.iter().enumerate() {
+                if p > 0.0 {
+                    for (a, &v) in acc.iter_mut().zip(&row(g, j, &cache.values)) {
+                        *a += p as f64 * v as f64;
+                    }
+                }
+            }
+            for (o, a) in out[(i * n_heads + h) * d..][..d].iter_mut().zip(acc) {
+                *o = a as f32;
+            }
+            probs[(h * t + i) * total..][..total].copy_from_slice(&scores);
+        }
+    }
+    (out, probs)
+}
+
+// The CPU attention of a prompt (keys read transposed, the heads of a group together, wide
+// vectors or wasm's) and of the tokens after it (keys one by one) gives the plain loops' numbers
+// to the bit: grouped heads of 64 and of an odd size, a mask with holes as Set-Based Prompting
+// makes, prompt lengths that leave partial tiles of keys.
+dual_test!(attention_equals_the_plain_loops_to_the_bit, {
+    let mut rng = SeededRng::new(31);
+    for (n_heads, n_kv_heads, head_dim, t) in [(9, 3, 64, 37), (4, 1, 76, 21), (6, 2, 32, 5)] {
+        let shape = AttentionShape {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+        };
+        let kv = n_kv_heads * head_dim;
+        let mut cache = KvCache::new(shape, t + 2).unwrap();
+        let mut holes = Mask::Causal.to_rows(t, 0);
+        for (i, v) in holes.iter_mut().enumerate() {
+            *v &= i % 7 != 3;
+        }
+        // The prompt, then two tokens one at a time.
+        for (new, mask) in [
+            (t, Mask::Explicit(holes)),
+            (1, Mask::Causal),
+            (1, Mask::Causal),
+        ] {
+            cache.append(
+                &rng.vec_f32(new * kv, 1.0),
+                &rng.vec_f32(new * kv, 1.0),
+                new,
+            );
+            let q = rng.vec_f32(new * n_heads * head_dim, 2.0);
+            let (out, probs) = attend(&q, new, &cache, &mask, true);
+            let (want_out, want_probs) = plain_attention(&q, new, &cache, &mask);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let at = format!("{n_heads} heads ({n_kv_heads} groups) of {head_dim}, {new} new");
+            assert_eq!(bits(&out), bits(&want_out), "{at}: output");
+            assert_eq!(
+                bits(&probs.unwrap()),
+                bits(&want_probs),
+                "{at}: probabilities"
             );
         }
     }
