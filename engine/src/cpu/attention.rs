@@ -8,6 +8,7 @@
 //! not depend on the order of the keys: Set-Based Prompting reorders set members in the cache
 //! and must get the very same numbers.
 
+use super::attend_group::{attend_group_kernel, KeyTiles};
 use crate::backend::checks::CacheState;
 use crate::backend::{AttentionShape, Mask, RopeStyle};
 use crate::error::{Error, Result};
@@ -98,13 +99,13 @@ impl KvCache {
         self.len = keep.len();
     }
 
-    fn key(&self, g: usize, j: usize) -> &[f32] {
+    pub(super) fn key(&self, g: usize, j: usize) -> &[f32] {
         let d = self.shape.head_dim;
         let at = (g * self.capacity + j) * d;
         &self.keys[at..at + d]
     }
 
-    fn value(&self, g: usize, j: usize) -> &[f32] {
+    pub(super) fn value(&self, g: usize, j: usize) -> &[f32] {
         let d = self.shape.head_dim;
         let at = (g * self.capacity + j) * d;
         &self.values[at..at + d]
@@ -137,49 +138,50 @@ pub fn attend(
         Vec::new()
     };
     let visible = mask.to_rows(t, cached); // (t, total)
+    let attend_group = attend_group_kernel();
+    // Several queries (a prefill) read the keys transposed, a copy that costs about one
+    // query's scores to make.
+    let tiles = (t >= 4).then(|| KeyTiles::new(cache));
 
-    // One job per (head, query): each writes its own output row segment and probability row.
+    // One job per (query, key group): the group's heads share each key and value they read;
+    // each job writes its own heads' output and probability rows.
     let out_ptr = SharedOut(out.as_mut_ptr());
     let probs_ptr = SharedOut(probs.as_mut_ptr());
     let job = |index: usize| {
-        let (h, i) = (index / t, index % t);
-        let g = h / group;
-        let query = &q[i * n_heads * head_dim + h * head_dim..][..head_dim];
+        let (g, i) = (index / t, index % t);
+        let heads = g * group..(g + 1) * group;
+        let first = i * n_heads * head_dim + heads.start * head_dim;
+        let queries = &q[first..first + group * head_dim]; // (group, head_dim)
         let row = &visible[i * total..(i + 1) * total];
-        let mut scores: Vec<f32> = (0..total)
-            .map(|j| {
-                if row[j] {
-                    dot(query, cache.key(g, j)) * scale
-                } else {
-                    f32::NEG_INFINITY
-                }
-            })
-            .collect();
-        softmax_in_place(&mut scores);
-        let mut acc = vec![0.0f64; head_dim];
-        for (j, &p) in scores.iter().enumerate() {
-            if p > 0.0 {
-                for (a, &v) in acc.iter_mut().zip(cache.value(g, j)) {
-                    *a += p as f64 * v as f64;
-                }
-            }
-        }
-        let acc: Vec<f32> = acc.into_iter().map(|a| a as f32).collect();
-        // SAFETY: job (h, i) alone writes out[i, h·d .. (h+1)·d] and probs row h·t + i; both
-        // buffers outlive the parallel run.
+        let mut scores = vec![0.0f32; group * total]; // (group, total)
+        let mut acc = vec![0.0f64; group * head_dim]; // (group, head_dim)
+        attend_group(
+            queries,
+            row,
+            cache,
+            tiles.as_ref(),
+            g,
+            scale,
+            &mut scores,
+            &mut acc,
+        );
+        // SAFETY: job (g, i) alone writes out[i, heads of g] and the probability rows
+        // h·t + i of its heads h; both buffers outlive the parallel run.
         unsafe {
-            let dst = std::slice::from_raw_parts_mut(
-                out_ptr.at(i * n_heads * head_dim + h * head_dim),
-                head_dim,
-            );
-            dst.copy_from_slice(&acc);
+            let dst = std::slice::from_raw_parts_mut(out_ptr.at(first), group * head_dim);
+            for (d, &a) in dst.iter_mut().zip(&acc) {
+                *d = a as f32;
+            }
             if want_probs {
-                let dst = std::slice::from_raw_parts_mut(probs_ptr.at((h * t + i) * total), total);
-                dst.copy_from_slice(&scores);
+                for (h, scores) in heads.zip(scores.chunks_exact(total)) {
+                    let dst =
+                        std::slice::from_raw_parts_mut(probs_ptr.at((h * t + i) * total), total);
+                    dst.copy_from_slice(scores);
+                }
             }
         }
     };
-    let jobs = n_heads * t;
+    let jobs = n_kv_heads * t;
     #[cfg(not(target_arch = "wasm32"))]
     super::pool::global().run(jobs, &job);
     #[cfg(target_arch = "wasm32")]
@@ -198,7 +200,9 @@ impl SharedOut {
     }
 }
 
-/// Σ a·b with eight running sums, so the compiler can vectorize it.
+/// Σ a·b with eight running sums, so the compiler can vectorize it (inlined, so that it is
+/// vectorized for the caller's instruction set).
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut sums = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -218,6 +222,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Softmax over a row; masked entries (-inf) become 0. A fully masked row stays all zero. The
 /// normaliser is summed in f64 (order-independent, see the module comment).
+#[inline(always)]
 pub fn softmax_in_place(row: &mut [f32]) {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
     if max == f32::NEG_INFINITY {
@@ -226,7 +231,12 @@ pub fn softmax_in_place(row: &mut [f32]) {
     }
     let mut sum = 0.0f64;
     for v in row.iter_mut() {
-        *v = (*v - max).exp();
+        // exp(-∞) is 0: masked keys (half of a causal prefill's) skip the call.
+        *v = if *v == f32::NEG_INFINITY {
+            0.0
+        } else {
+            (*v - max).exp()
+        };
         sum += *v as f64;
     }
     let inv = 1.0 / sum;
@@ -285,6 +295,71 @@ mod tests {
             }
         }
         out
+    }
+
+    // Every kernel — the baseline and the one for this CPU's widest vectors, reading the keys
+    // one by one or transposed — gives the numbers of the plain per-head loops it replaced,
+    // to the bit: under a mask with holes (as Set-Based Prompting makes), for key counts that
+    // leave partial tiles, and a head size that leaves a remainder after the eight partial
+    // sums and the chunks of values.
+    #[test]
+    fn every_kernel_gives_the_plain_loops_bits() {
+        use super::super::attend_group::{attend_group_baseline, attend_group_kernel};
+        let shape = AttentionShape {
+            n_heads: 6,
+            n_kv_heads: 1,
+            head_dim: 76,
+        };
+        let (mut rng, t, d) = (SeededRng::new(7), 37, shape.head_dim);
+        let mut cache = KvCache::new(shape, t).unwrap();
+        cache.append(&rng.vec_f32(t * d, 1.0), &rng.vec_f32(t * d, 1.0), t);
+        let tiles = KeyTiles::new(&cache);
+        let mut visible = Mask::Causal.to_rows(t, 0);
+        for i in (0..t * t).step_by(5) {
+            visible[i] = false;
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for i in [0, 5, 20, 36] {
+            let q = rng.vec_f32(shape.n_heads * d, 3.0);
+            let row = &visible[i * t..(i + 1) * t];
+            // The loops as they were: per head, scores, softmax, then the f64 sum key by key.
+            let (mut want_scores, mut want_out) = (Vec::new(), Vec::new());
+            for query in q.chunks_exact(d) {
+                let mut scores: Vec<f32> = (0..t)
+                    .map(|j| match row[j] {
+                        true => dot(query, cache.key(0, j)) * 0.125,
+                        false => f32::NEG_INFINITY,
+                    })
+                    .collect();
+                softmax_in_place(&mut scores);
+                let mut acc = vec![0.0f64; d];
+                for (j, &p) in scores.iter().enumerate() {
+                    if p > 0.0 {
+                        for (a, &v) in acc.iter_mut().zip(cache.value(0, j)) {
+                            *a += p as f64 * v as f64;
+                        }
+                    }
+                }
+                want_scores.extend(scores);
+                want_out.extend(acc.into_iter().map(|a| a as f32));
+            }
+            for (name, f, tiles) in [
+                ("baseline, keys one by one", attend_group_baseline(), None),
+                ("baseline, tiles", attend_group_baseline(), Some(&tiles)),
+                ("this CPU's, keys one by one", attend_group_kernel(), None),
+                ("this CPU's, tiles", attend_group_kernel(), Some(&tiles)),
+            ] {
+                let (mut scores, mut acc) = (vec![0.0; 6 * t], vec![0.0f64; 6 * d]);
+                f(&q, row, &cache, tiles, 0, 0.125, &mut scores, &mut acc);
+                let out: Vec<f32> = acc.into_iter().map(|a| a as f32).collect();
+                assert_eq!(
+                    bits(&scores),
+                    bits(&want_scores),
+                    "query {i}: {name}, scores"
+                );
+                assert_eq!(bits(&out), bits(&want_out), "query {i}: {name}, output");
+            }
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! Every op checks its arguments with [`crate::backend::checks`] first, as the WebGPU backend
 //! does, so the slices below can be indexed without surprises.
 
+mod attend_group;
 pub mod attention;
 pub mod matrix;
 pub mod ops;

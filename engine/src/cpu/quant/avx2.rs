@@ -1,7 +1,10 @@
 //! AVX2 + FMA + F16C kernels for the blocks of 32 (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), chosen at run
 //! time when the CPU has them. Weights widen to 16-bit lanes and `vpmaddwd` multiplies them
-//! with the 16-bit activations. The helpers here serve the K-quant kernels (`avx2_k.rs`) too.
+//! with the 16-bit activations. Each kernel is written once for one token (decode) and for a
+//! tile of four (prefill: sixteen ymm registers hold two chains of four tokens, the weights
+//! and the temporaries, not more). The helpers here serve the K-quant kernels (`avx2_k.rs`) too.
 
+use super::tile::{OneToken, TokenTile, Tokens};
 use super::ActivationRow;
 use std::arch::x86_64::*;
 
@@ -47,101 +50,13 @@ unsafe fn nibbles_i16(p: *const u8) -> (__m256i, __m256i) {
     (_mm256_cvtepu8_epi16(lo), _mm256_cvtepu8_epi16(hi))
 }
 
-/// Σ over blocks of `scale(i)·(i32 sum of block i)` plus `extra(i)`, two chains (even and
-/// odd blocks) so each block need not wait for the previous one's FMA. The four-token
-/// kernel sums in this same order, so prefill and decode agree to the bit.
-#[inline(always)]
-unsafe fn two_chains(n: usize, mut block: impl FnMut(usize) -> (__m256i, f32, f32)) -> f32 {
-    let mut acc = [_mm256_setzero_ps(); 2];
-    let mut extra = [0.0f32; 2];
-    for i in 0..n {
-        let (sums, scale, add) = block(i);
-        acc[i & 1] = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(sums), acc[i & 1]);
-        extra[i & 1] += add;
-    }
-    hsum(_mm256_add_ps(acc[0], acc[1])) + (extra[0] + extra[1])
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    let n = x.info.len().min(row.len() / 20);
-    let (w, q) = (row.as_ptr(), x.qs.as_ptr());
-    two_chains(n, |i| {
-        let b = w.add(i * 20);
-        let (lo, hi) = nibbles_i16(b.add(4));
-        let info = x.info.get_unchecked(i);
-        (
-            dot_i16(lo, hi, q.add(i * 32)),
-            f16_at(b) * info.scale,
-            f16_at(b.add(2)) * info.sum,
-        )
-    })
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_1_four(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
-    let n = x[0].info.len().min(row.len() / 20);
-    let w = row.as_ptr();
-    let mut acc = [[_mm256_setzero_ps(); 2]; 4];
-    let mut extra = [[0.0f32; 2]; 4];
-    for i in 0..n {
-        let b = w.add(i * 20);
-        let (d, m) = (f16_at(b), f16_at(b.add(2)));
-        let (lo, hi) = nibbles_i16(b.add(4));
-        for t in 0..4 {
-            let info = x[t].info.get_unchecked(i);
-            let sums = dot_i16(lo, hi, x[t].qs.as_ptr().add(i * 32));
-            let chain = i & 1;
-            acc[t][chain] = _mm256_fmadd_ps(
-                _mm256_set1_ps(d * info.scale),
-                _mm256_cvtepi32_ps(sums),
-                acc[t][chain],
-            );
-            extra[t][chain] += m * info.sum;
-        }
-    }
-    let mut out = [0.0; 4];
-    for t in 0..4 {
-        out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1])) + (extra[t][0] + extra[t][1]);
-    }
-    out
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    let n = x.info.len().min(row.len() / 18);
-    let (w, q) = (row.as_ptr(), x.qs.as_ptr());
-    two_chains(n, |i| {
-        let b = w.add(i * 18);
-        let (lo, hi) = nibbles_i16(b.add(2));
-        let info = x.info.get_unchecked(i);
-        // Σ (q-8)·qₓ = Σ q·qₓ - 8·Σ qₓ, the correction folded into the i32 lanes' total.
-        let sums = _mm256_sub_epi32(
-            dot_i16(lo, hi, q.add(i * 32)),
-            _mm256_setr_epi32(8 * info.q_sum, 0, 0, 0, 0, 0, 0, 0),
-        );
-        (sums, f16_at(b) * info.scale, 0.0)
-    })
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    let n = x.info.len().min(row.len() / 34);
-    let (w, q) = (row.as_ptr(), x.qs.as_ptr());
-    two_chains(n, |i| {
-        let b = w.add(i * 34);
-        let lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(2) as *const __m128i));
-        let hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(18) as *const __m128i));
-        let info = x.info.get_unchecked(i);
-        (dot_i16(lo, hi, q.add(i * 32)), f16_at(b) * info.scale, 0.0)
-    })
-}
-
-/// Per-token sums of a row's blocks in two chains (even and odd activation blocks), kept in
-/// the same order for one token as for four, so prefill and decode agree to the bit.
+/// Per-token sums of a row's blocks in two chains (even and odd activation blocks): for each
+/// block, `acc += (scale·dₓ) · (its i32 lanes)` in eight f32 lanes, and the min term `extra +=
+/// m·Σx` beside them. The same order for one token as for a tile, so prefill and decode
+/// agree to the bit.
 pub(super) struct Chains<const T: usize> {
     acc: [[__m256; 2]; T],
-    extra: [[f32; 2]; T],
+    extra: [[f32; T]; 2],
 }
 
 impl<const T: usize> Chains<T> {
@@ -149,31 +64,35 @@ impl<const T: usize> Chains<T> {
     pub(super) unsafe fn new() -> Self {
         Chains {
             acc: [[_mm256_setzero_ps(); 2]; T],
-            extra: [[0.0; 2]; T],
+            extra: [[0.0; T]; 2],
         }
     }
 
-    /// Adds `scale · sums` (8 lanes of i32) and `extra` to chain `chain` of token `t`.
+    /// Adds `scale · sums` (8 lanes of i32) to chain `chain` of token `t`.
     #[inline(always)]
-    pub(super) unsafe fn add(
-        &mut self,
-        t: usize,
-        chain: usize,
-        sums: __m256i,
-        scale: f32,
-        extra: f32,
-    ) {
+    pub(super) unsafe fn add(&mut self, t: usize, chain: usize, sums: __m256i, scale: f32) {
         let acc = &mut self.acc[t][chain];
         *acc = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(sums), *acc);
-        self.extra[t][chain] += extra;
     }
 
+    /// Adds each token's min term to chain `chain`.
+    #[inline(always)]
+    pub(super) fn add_extra(&mut self, chain: usize, extra: [f32; T]) {
+        for (sum, e) in self.extra[chain].iter_mut().zip(extra) {
+            *sum += e;
+        }
+    }
+
+    /// Each token's total. (A loop, not `array::from_fn`: intrinsics in a closure that the
+    /// compiler does not inline became calls, a fifth of Gemma 3's prefill.)
     #[inline(always)]
     pub(super) unsafe fn finish(&self) -> [f32; T] {
-        std::array::from_fn(|t| {
-            hsum(_mm256_add_ps(self.acc[t][0], self.acc[t][1]))
-                + (self.extra[t][0] + self.extra[t][1])
-        })
+        let mut out = [0.0; T];
+        for (t, y) in out.iter_mut().enumerate() {
+            *y = hsum(_mm256_add_ps(self.acc[t][0], self.acc[t][1]))
+                + (self.extra[0][t] + self.extra[1][t]);
+        }
+        out
     }
 }
 
@@ -192,16 +111,58 @@ pub(super) fn by_pairs(n: usize, mut block: impl FnMut(usize, usize)) {
     }
 }
 
-/// The number of blocks of `block_bytes` that `row` and every activation row hold.
-#[inline(always)]
-pub(super) fn whole_blocks<const T: usize>(
-    row: &[u8],
-    block_bytes: usize,
-    x: &[ActivationRow<'_>; T],
-) -> usize {
-    x.iter().fold(row.len() / block_bytes, |n, t| {
-        n.min(t.info.len()).min(t.qs.len() / 32)
-    })
+/// Q4_1 (20 bytes: d, m, qs): `d·dₓ·Σ q·qₓ + m·Σx`.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
+    let n = x.blocks().min(row.len() / 20);
+    let mut chains = Chains::<T>::new();
+    by_pairs(n, |i, chain| {
+        let b = row.as_ptr().add(i * 20);
+        let (lo, hi) = nibbles_i16(b.add(4));
+        let steps = x.scales_times(i, f16_at(b));
+        for t in 0..T {
+            chains.add(t, chain, dot_i16(lo, hi, x.qs(t, i)), steps.get(t));
+        }
+        chains.add_extra(chain, x.sums_times(i, f16_at(b.add(2))));
+    });
+    chains.finish()
+}
+
+/// Q4_0 (18 bytes: d, qs): Σ (q-8)·qₓ = Σ q·qₓ - 8·Σ qₓ, the correction in lane 0.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
+    let n = x.blocks().min(row.len() / 18);
+    let mut chains = Chains::<T>::new();
+    by_pairs(n, |i, chain| {
+        let b = row.as_ptr().add(i * 18);
+        let (lo, hi) = nibbles_i16(b.add(2));
+        let steps = x.scales_times(i, f16_at(b));
+        for t in 0..T {
+            let sums = _mm256_sub_epi32(
+                dot_i16(lo, hi, x.qs(t, i)),
+                _mm256_setr_epi32(8 * x.q_sum(t, i), 0, 0, 0, 0, 0, 0, 0),
+            );
+            chains.add(t, chain, sums, steps.get(t));
+        }
+    });
+    chains.finish()
+}
+
+/// Q8_0 (34 bytes: d, qs as i8).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
+    let n = x.blocks().min(row.len() / 34);
+    let mut chains = Chains::<T>::new();
+    by_pairs(n, |i, chain| {
+        let b = row.as_ptr().add(i * 34);
+        let lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(2) as *const __m128i));
+        let hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(18) as *const __m128i));
+        let steps = x.scales_times(i, f16_at(b));
+        for t in 0..T {
+            chains.add(t, chain, dot_i16(lo, hi, x.qs(t, i)), steps.get(t));
+        }
+    });
+    chains.finish()
 }
 
 /// A Q5_0 / Q5_1 block's 32 5-bit weights as two vectors of 16-bit lanes (weights 0..15 and
@@ -237,20 +198,19 @@ unsafe fn five_bits(qh: *const u8, nibbles: *const u8) -> (__m256i, __m256i) {
 
 /// Q5_0 (22 bytes: d, qh, qs): Σ (q-16)·qₓ = Σ q·qₓ - 16·Σ qₓ, the correction in lane 0.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5_0<const T: usize>(row: &[u8], x: [ActivationRow<'_>; T]) -> [f32; T] {
-    let n = whole_blocks(row, 22, &x);
+unsafe fn q5_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
+    let n = x.blocks().min(row.len() / 22);
     let mut chains = Chains::<T>::new();
     by_pairs(n, |i, chain| {
         let b = row.as_ptr().add(i * 22);
-        let d = f16_at(b);
         let (lo, hi) = five_bits(b.add(2), b.add(6));
-        for (t, x) in x.iter().enumerate() {
-            let info = x.info.get_unchecked(i);
+        let steps = x.scales_times(i, f16_at(b));
+        for t in 0..T {
             let sums = _mm256_sub_epi32(
-                dot_i16(lo, hi, x.qs.as_ptr().add(i * 32)),
-                _mm256_setr_epi32(16 * info.q_sum, 0, 0, 0, 0, 0, 0, 0),
+                dot_i16(lo, hi, x.qs(t, i)),
+                _mm256_setr_epi32(16 * x.q_sum(t, i), 0, 0, 0, 0, 0, 0, 0),
             );
-            chains.add(t, chain, sums, d * info.scale, 0.0);
+            chains.add(t, chain, sums, steps.get(t));
         }
     });
     chains.finish()
@@ -258,56 +218,61 @@ unsafe fn q5_0<const T: usize>(row: &[u8], x: [ActivationRow<'_>; T]) -> [f32; T
 
 /// Q5_1 (24 bytes: d, m, qh, qs).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5_1<const T: usize>(row: &[u8], x: [ActivationRow<'_>; T]) -> [f32; T] {
-    let n = whole_blocks(row, 24, &x);
+unsafe fn q5_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
+    let n = x.blocks().min(row.len() / 24);
     let mut chains = Chains::<T>::new();
     by_pairs(n, |i, chain| {
         let b = row.as_ptr().add(i * 24);
-        let (d, m) = (f16_at(b), f16_at(b.add(2)));
         let (lo, hi) = five_bits(b.add(4), b.add(8));
-        for (t, x) in x.iter().enumerate() {
-            let info = x.info.get_unchecked(i);
-            let sums = dot_i16(lo, hi, x.qs.as_ptr().add(i * 32));
-            chains.add(t, chain, sums, d * info.scale, m * info.sum);
+        let steps = x.scales_times(i, f16_at(b));
+        for t in 0..T {
+            chains.add(t, chain, dot_i16(lo, hi, x.qs(t, i)), steps.get(t));
         }
+        chains.add_extra(chain, x.sums_times(i, f16_at(b.add(2))));
     });
     chains.finish()
 }
 
-// SAFETY (the four below): selected only when `available()` says the CPU has avx2, fma and
-// f16c; reads stay inside `row` (20, 18 or 34 bytes per block; the 4-byte scale loads read
-// the scale and the following quant bytes of the same block) and the activation rows
-// (32 values and one `BlockInfo` per block).
+// SAFETY (all below): selected only when `available()` says the CPU has avx2, fma and f16c;
+// each kernel bounds its blocks by `row` (20, 18, 34, 22 or 24 bytes each) and by every
+// token's activations (`Tokens::blocks`); every load stays inside its block (the 4-byte
+// loads of d and of qh read bytes of the same block).
 pub fn dot_q4_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q4_1(row, x) }
+    unsafe { q4_1(row, OneToken(x))[0] }
 }
 
-pub fn dot4_q4_1(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
-    unsafe { q4_1_four(row, x) }
+pub fn tile4_q4_1(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
+    unsafe { q4_1(row, *x) }
 }
 
 pub fn dot_q4_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q4_0(row, x) }
+    unsafe { q4_0(row, OneToken(x))[0] }
+}
+
+pub fn tile4_q4_0(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
+    unsafe { q4_0(row, *x) }
 }
 
 pub fn dot_q8_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q8_0(row, x) }
+    unsafe { q8_0(row, OneToken(x))[0] }
 }
 
-// SAFETY (the four below): as above; `whole_blocks` bounds the blocks by `row` (22 or 24
-// bytes each) and by every activation row; the 4-byte loads of d and of qh stay in the block.
+pub fn tile4_q8_0(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
+    unsafe { q8_0(row, *x) }
+}
+
 pub fn dot_q5_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q5_0(row, [x])[0] }
+    unsafe { q5_0(row, OneToken(x))[0] }
 }
 
-pub fn dot4_q5_0(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
-    unsafe { q5_0(row, x) }
+pub fn tile4_q5_0(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
+    unsafe { q5_0(row, *x) }
 }
 
 pub fn dot_q5_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q5_1(row, [x])[0] }
+    unsafe { q5_1(row, OneToken(x))[0] }
 }
 
-pub fn dot4_q5_1(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
-    unsafe { q5_1(row, x) }
+pub fn tile4_q5_1(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
+    unsafe { q5_1(row, *x) }
 }

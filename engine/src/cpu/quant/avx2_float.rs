@@ -57,13 +57,17 @@ unsafe fn dot<const T: usize, const KIND: u8>(row: &[u8], x: [&[f32]; T]) -> [f3
         }
         i += step;
     }
-    std::array::from_fn(|t| {
-        let lanes = acc[t][1..]
-            .iter()
-            .fold(acc[t][0], |s, &a| _mm256_add_ps(s, a));
+    // Loops, not closures: intrinsics in a closure that is not inlined become calls.
+    let mut out = [0.0; T];
+    for (t, y) in out.iter_mut().enumerate() {
+        let mut lanes = acc[t][0];
+        for &a in &acc[t][1..] {
+            lanes = _mm256_add_ps(lanes, a);
+        }
         let tail: f32 = (full..n).map(|i| load1::<KIND>(w, i) * x[t][i]).sum();
-        hsum(lanes) + tail
-    })
+        *y = hsum(lanes) + tail;
+    }
+    out
 }
 
 // SAFETY (all below): selected only when `avx2::available()` says the CPU has avx2, fma and

@@ -2,18 +2,19 @@
 //! CPU has them. A super-block of 256 weights spans 8 activation blocks of 32: its 32-byte
 //! chunks of quants are unpacked once, each activation block's part widened to 16-bit lanes
 //! for `vpmaddwd`, and summed per block in `avx2.rs`'s two chains. Each kernel is generic over
-//! the number of tokens (one for decode, four for prefill) with the same order for each token.
+//! where its tokens come from (one for decode, a tile of four for prefill) with the same order
+//! for each token.
 
 use super::avx2::{by_pairs, dot_i16, f16_at, Chains};
-use super::{k_scales, ActivationRow};
+use super::k_scales;
+use super::tile::{OneToken, TokenTile, Tokens};
+use super::ActivationRow;
 use std::arch::x86_64::*;
 
-/// The super-blocks that `row` and every activation row hold whole.
+/// The super-blocks that `row` and every token's activations hold whole.
 #[inline(always)]
-fn super_blocks<const T: usize>(row: &[u8], bytes: usize, x: &[ActivationRow<'_>; T]) -> usize {
-    x.iter().fold(row.len() / bytes, |n, t| {
-        n.min(t.info.len() / 8).min(t.qs.len() / 256)
-    })
+fn super_blocks<const T: usize>(row: &[u8], bytes: usize, x: &impl Tokens<T>) -> usize {
+    (row.len() / bytes).min(x.blocks() / 8)
 }
 
 /// 32 bytes as two vectors of 16-bit lanes (bytes 0..15 and 16..31), zero-extended.
@@ -29,10 +30,7 @@ unsafe fn widen_u8(v: __m256i) -> (__m256i, __m256i) {
 /// chunk c of qs holds sub-block 2c in its low nibbles and 2c + 1 in its high ones; for Q5_K,
 /// bit j of qh[l] is the fifth bit of weight l of sub-block j.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q45_k<const T: usize, const FIVE: bool>(
-    row: &[u8],
-    x: [ActivationRow<'_>; T],
-) -> [f32; T] {
+unsafe fn q45_k<const T: usize, const FIVE: bool>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let (bytes, qs_at) = if FIVE { (176, 48) } else { (144, 16) };
     let n = super_blocks(row, bytes, &x);
     let mask = _mm256_set1_epi8(0x0F);
@@ -67,11 +65,11 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(
                 let j = 2 * c + half;
                 let i = 8 * s + j;
                 let (step, min) = (d * sc[j] as f32, dmin * mn[j] as f32);
-                for (t, x) in x.iter().enumerate() {
-                    let info = x.info.get_unchecked(i);
-                    let sums = dot_i16(w0, w1, x.qs.as_ptr().add(32 * i));
-                    chains.add(t, chain, sums, step * info.scale, -(min * info.sum));
+                let steps = x.scales_times(i, step);
+                for t in 0..T {
+                    chains.add(t, chain, dot_i16(w0, w1, x.qs(t, i)), steps.get(t));
                 }
+                chains.add_extra(chain, x.sums_times(i, min).map(|m| -m));
             });
         }
     }
@@ -82,7 +80,7 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(
 /// or high nibbles of ql[64h + 32(k % 2)..], two bits of qh[32h..] from bit 2k, and its two
 /// sub-blocks' scales, which multiply the 16-bit weights ((q-32)·sc fits in 13 bits).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q6_k<const T: usize>(row: &[u8], x: [ActivationRow<'_>; T]) -> [f32; T] {
+unsafe fn q6_k<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let n = super_blocks(row, 210, &x);
     let mask = _mm256_set1_epi8(0x0F);
     let three = _mm256_set1_epi8(3);
@@ -95,7 +93,10 @@ unsafe fn q6_k<const T: usize>(row: &[u8], x: [ActivationRow<'_>; T]) -> [f32; T
         )));
         let scales = b.add(192) as *const i8;
         for h in 0..2 {
-            let ql = [0, 1].map(|k| _mm256_loadu_si256(b.add(64 * h + 32 * k) as *const __m256i));
+            let ql = [
+                _mm256_loadu_si256(b.add(64 * h) as *const __m256i),
+                _mm256_loadu_si256(b.add(64 * h + 32) as *const __m256i),
+            ];
             let mut qh = _mm256_loadu_si256(b.add(128 + 32 * h) as *const __m256i);
             by_pairs(4, |k, chain| {
                 let nibbles = if k < 2 {
@@ -116,10 +117,9 @@ unsafe fn q6_k<const T: usize>(row: &[u8], x: [ActivationRow<'_>; T]) -> [f32; T
                     _mm256_set1_epi16(*sc.add(1) as i16),
                 );
                 let i = 8 * s + 4 * h + k;
-                for (t, x) in x.iter().enumerate() {
-                    let info = x.info.get_unchecked(i);
-                    let sums = dot_i16(w0, w1, x.qs.as_ptr().add(32 * i));
-                    chains.add(t, chain, sums, d * info.scale, 0.0);
+                let steps = x.scales_times(i, d);
+                for t in 0..T {
+                    chains.add(t, chain, dot_i16(w0, w1, x.qs(t, i)), steps.get(t));
                 }
             });
         }
@@ -133,25 +133,25 @@ unsafe fn q6_k<const T: usize>(row: &[u8], x: [ActivationRow<'_>; T]) -> [f32; T
 // load lies inside its super-block (the 4-byte loads of d and dmin read d, dmin, and the
 // scales after them; Q6_K's d, at the block's end, is read with a 2-byte load).
 pub fn dot_q4_k(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q45_k::<1, false>(row, [x])[0] }
+    unsafe { q45_k::<1, false>(row, OneToken(x))[0] }
 }
 
-pub fn dot4_q4_k(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
-    unsafe { q45_k::<4, false>(row, x) }
+pub fn tile4_q4_k(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
+    unsafe { q45_k::<4, false>(row, *x) }
 }
 
 pub fn dot_q5_k(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q45_k::<1, true>(row, [x])[0] }
+    unsafe { q45_k::<1, true>(row, OneToken(x))[0] }
 }
 
-pub fn dot4_q5_k(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
-    unsafe { q45_k::<4, true>(row, x) }
+pub fn tile4_q5_k(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
+    unsafe { q45_k::<4, true>(row, *x) }
 }
 
 pub fn dot_q6_k(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q6_k::<1>(row, [x])[0] }
+    unsafe { q6_k::<1>(row, OneToken(x))[0] }
 }
 
-pub fn dot4_q6_k(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
-    unsafe { q6_k::<4>(row, x) }
+pub fn tile4_q6_k(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
+    unsafe { q6_k::<4>(row, *x) }
 }

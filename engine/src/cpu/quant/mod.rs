@@ -24,20 +24,23 @@
 //! library's kernels are used: candle has no SIMD kernel for Q4_1, the bundled model's type,
 //! nor one with 16-bit activations for any type.
 //! Rows are split across threads natively ([`crate::cpu::pool`]); wasm runs on the worker's one
-//! thread. Where four or more tokens are multiplied (prefill), most types have a kernel that
-//! unpacks each weight block once for four tokens, summing each token in the one-token
-//! kernel's order, so prefill and decode agree to the bit.
+//! thread. Where several tokens are multiplied (prefill), every block type has kernels for
+//! tiles of tokens (four, and eight for Q4_1 on AVX-512) that unpack each weight block once for
+//! the tile and scale its sums for all the tile's tokens at once, summing each token in the
+//! one-token kernel's order, so prefill and decode agree to the bit (`tile.rs`).
 //!
 //! One file per instruction set (and, for AVX2 and wasm, per family of types), each with the
 //! same block-by-block arithmetic: `scalar.rs` (the reference), `avx2.rs`, `avx2_k.rs`,
 //! `avx2_float.rs` and `avx512.rs` (picked at run time from what the CPU reports) and
 //! `simd128.rs`, `simd128_k.rs`, `simd128_float.rs` (wasm, picked at build time). This module
-//! holds what they share: the weight and activation layouts and the dispatch; `rows.rs` splits
-//! the rows into parallel jobs.
+//! holds what they share: the weight layout and the dispatch; `activations.rs` quantizes the
+//! activations, `tile.rs` lays them out for tiles and walks a job's rows tile by tile, and
+//! `rows.rs` splits the rows into parallel jobs.
 
 use crate::gguf::GgmlType;
 use half::f16;
 
+mod activations;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -54,8 +57,12 @@ mod simd128;
 mod simd128_float;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128_k;
+mod tile;
 
-use rows::for_each_row;
+use activations::ActivationRow;
+pub use activations::{BlockInfo, Q16Activations};
+use rows::for_each_rows;
+use tile::TokenTile;
 
 /// A weight matrix in ggml blocks: `rows` outputs, each a row of `cols` inputs.
 #[derive(Debug, Clone)]
@@ -96,73 +103,12 @@ impl QMatrix {
     }
 }
 
-/// Activations quantized to 16 bits per block of 32, for `tokens` rows.
-#[derive(Debug, Default, Clone)]
-pub struct Q16Activations {
-    pub blocks_per_row: usize,
-    /// Per block: the scale dₓ, the block's true sum Σ x (the Q4_1 min term), and the sum of
-    /// its quantized values Σ qₓ (the Q4_0 offset term), side by side.
-    pub block_info: Vec<BlockInfo>,
-    /// 32 quantized values per block.
-    pub qs: Vec<i16>,
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-#[repr(C)]
-pub struct BlockInfo {
-    pub scale: f32,
-    pub sum: f32,
-    pub q_sum: i32,
-}
-
-impl Q16Activations {
-    /// Quantizes `x` (tokens × cols, row-major). `cols` must be a multiple of 32.
-    pub fn quantize(x: &[f32], cols: usize) -> Self {
-        let blocks_per_row = cols / 32;
-        let n_blocks = x.len() / 32;
-        let mut out = Q16Activations {
-            blocks_per_row,
-            block_info: Vec::with_capacity(n_blocks),
-            qs: vec![0; n_blocks * 32],
-        };
-        for (block, qs) in x.chunks_exact(32).zip(out.qs.chunks_exact_mut(32)) {
-            let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let scale = amax / 32767.0;
-            let inverse = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
-            let mut q_sum = 0i32;
-            for (q, &v) in qs.iter_mut().zip(block) {
-                *q = round_ties_even(v * inverse) as i16;
-                q_sum += *q as i32;
-            }
-            out.block_info.push(BlockInfo {
-                scale,
-                sum: block.iter().sum(),
-                q_sum,
-            });
-        }
-        out
-    }
-
-    fn row(&self, token: usize) -> ActivationRow<'_> {
-        let b = token * self.blocks_per_row;
-        let e = b + self.blocks_per_row;
-        ActivationRow {
-            info: &self.block_info[b..e],
-            qs: &self.qs[b * 32..e * 32],
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-struct ActivationRow<'a> {
-    info: &'a [BlockInfo],
-    qs: &'a [i16],
-}
-
 type DotFn = fn(&[u8], ActivationRow<'_>) -> f32;
-/// One weight row against four tokens at once (prefill): the row's blocks are unpacked once.
-/// Each token's sums run in the one-token kernel's order, so prefill equals decode to the bit.
-type Dot4Fn = fn(&[u8], [ActivationRow<'_>; 4]) -> [f32; 4];
+/// One weight row against a tile of tokens (prefill): the row's blocks are unpacked once for
+/// the tile. Each token's sums run in the one-token kernel's order, so prefill equals decode
+/// to the bit.
+type Tile4Fn = fn(&[u8], &TokenTile<'_, 4>) -> [f32; 4];
+type Tile8Fn = fn(&[u8], &TokenTile<'_, 8>) -> [f32; 8];
 type FloatDotFn = fn(&[u8], &[f32]) -> f32;
 /// A four-token kernel over activations of type `A`.
 type Four<A> = fn(&[u8], [A; 4]) -> [f32; 4];
@@ -171,10 +117,26 @@ type FloatDot4Fn = fn(&[u8], [&[f32]; 4]) -> [f32; 4];
 /// The kernels one weight type gets on this machine.
 #[derive(Clone, Copy)]
 enum Kernels {
-    /// Integer dot products with the 16-bit activations, and a four-token one where it exists.
-    Q16(DotFn, Option<Dot4Fn>),
+    /// Integer dot products with the 16-bit activations: one token, and tiles where they exist.
+    Q16(Q16Kernels),
     /// f32 dot products with the activations as they are (F32, F16, BF16).
     F32(FloatDotFn, Option<FloatDot4Fn>),
+}
+
+#[derive(Clone, Copy)]
+struct Q16Kernels {
+    dot: DotFn,
+    tile4: Option<Tile4Fn>,
+    tile8: Option<Tile8Fn>,
+}
+
+/// A kernel set of a one-token kernel and a four-token tile.
+fn q16(dot: DotFn, tile4: Tile4Fn) -> Kernels {
+    Kernels::Q16(Q16Kernels {
+        dot,
+        tile4: Some(tile4),
+        tile8: None,
+    })
 }
 
 /// The fastest kernels this machine has for `ty`.
@@ -199,26 +161,29 @@ fn x86_kernels(ty: GgmlType) -> Option<Kernels> {
 /// prefill and slower in decode than the AVX2 ones on an AMD EPYC with AVX-512.)
 #[cfg(target_arch = "x86_64")]
 fn avx512_kernels(ty: GgmlType) -> Option<Kernels> {
-    (ty == GgmlType::Q4_1 && avx512::available())
-        .then_some(Kernels::Q16(avx512::dot_q4_1, Some(avx512::dot4_q4_1)))
+    (ty == GgmlType::Q4_1 && avx512::available()).then_some(Kernels::Q16(Q16Kernels {
+        dot: avx512::dot_q4_1,
+        tile4: Some(avx512::tile4_q4_1),
+        tile8: Some(avx512::tile8_q4_1),
+    }))
 }
 
 #[cfg(target_arch = "x86_64")]
 fn avx2_kernels(ty: GgmlType) -> Option<Kernels> {
     use GgmlType::*;
-    use Kernels::{F32 as F, Q16};
+    use Kernels::F32 as F;
     if !avx2::available() {
         return None;
     }
     Some(match ty {
-        Q4_1 => Q16(avx2::dot_q4_1, Some(avx2::dot4_q4_1)),
-        Q4_0 => Q16(avx2::dot_q4_0, None),
-        Q8_0 => Q16(avx2::dot_q8_0, None),
-        Q5_0 => Q16(avx2::dot_q5_0, Some(avx2::dot4_q5_0)),
-        Q5_1 => Q16(avx2::dot_q5_1, Some(avx2::dot4_q5_1)),
-        Q4K => Q16(avx2_k::dot_q4_k, Some(avx2_k::dot4_q4_k)),
-        Q5K => Q16(avx2_k::dot_q5_k, Some(avx2_k::dot4_q5_k)),
-        Q6K => Q16(avx2_k::dot_q6_k, Some(avx2_k::dot4_q6_k)),
+        Q4_1 => q16(avx2::dot_q4_1, avx2::tile4_q4_1),
+        Q4_0 => q16(avx2::dot_q4_0, avx2::tile4_q4_0),
+        Q8_0 => q16(avx2::dot_q8_0, avx2::tile4_q8_0),
+        Q5_0 => q16(avx2::dot_q5_0, avx2::tile4_q5_0),
+        Q5_1 => q16(avx2::dot_q5_1, avx2::tile4_q5_1),
+        Q4K => q16(avx2_k::dot_q4_k, avx2_k::tile4_q4_k),
+        Q5K => q16(avx2_k::dot_q5_k, avx2_k::tile4_q5_k),
+        Q6K => q16(avx2_k::dot_q6_k, avx2_k::tile4_q6_k),
         F32 => F(avx2_float::dot_f32, Some(avx2_float::dot4_f32)),
         F16 => F(avx2_float::dot_f16, Some(avx2_float::dot4_f16)),
         BF16 => F(avx2_float::dot_bf16, Some(avx2_float::dot4_bf16)),
@@ -248,16 +213,16 @@ fn simd_kernels(ty: GgmlType) -> Vec<(&'static str, Kernels)> {
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 fn simd128_kernels(ty: GgmlType) -> Kernels {
     use GgmlType::*;
-    use Kernels::{F32 as F, Q16};
+    use Kernels::F32 as F;
     match ty {
-        Q4_1 => Q16(simd128::dot_q4_1, Some(simd128::dot4_q4_1)),
-        Q4_0 => Q16(simd128::dot_q4_0, None),
-        Q8_0 => Q16(simd128::dot_q8_0, None),
-        Q5_0 => Q16(simd128::dot_q5_0, Some(simd128::dot4_q5_0)),
-        Q5_1 => Q16(simd128::dot_q5_1, Some(simd128::dot4_q5_1)),
-        Q4K => Q16(simd128_k::dot_q4_k, Some(simd128_k::dot4_q4_k)),
-        Q5K => Q16(simd128_k::dot_q5_k, Some(simd128_k::dot4_q5_k)),
-        Q6K => Q16(simd128_k::dot_q6_k, Some(simd128_k::dot4_q6_k)),
+        Q4_1 => q16(simd128::dot_q4_1, simd128::tile4_q4_1),
+        Q4_0 => q16(simd128::dot_q4_0, simd128::tile4_q4_0),
+        Q8_0 => q16(simd128::dot_q8_0, simd128::tile4_q8_0),
+        Q5_0 => q16(simd128::dot_q5_0, simd128::tile4_q5_0),
+        Q5_1 => q16(simd128::dot_q5_1, simd128::tile4_q5_1),
+        Q4K => q16(simd128_k::dot_q4_k, simd128_k::tile4_q4_k),
+        Q5K => q16(simd128_k::dot_q5_k, simd128_k::tile4_q5_k),
+        Q6K => q16(simd128_k::dot_q6_k, simd128_k::tile4_q6_k),
         F32 => F(simd128_float::dot_f32, Some(simd128_float::dot4_f32)),
         F16 => F(simd128_float::dot_f16, Some(simd128_float::dot4_f16)),
         BF16 => F(simd128_float::dot_bf16, Some(simd128_float::dot4_bf16)),
@@ -267,16 +232,23 @@ fn simd128_kernels(ty: GgmlType) -> Kernels {
 /// The plain-Rust kernels: one token at a time.
 fn scalar_kernels(ty: GgmlType) -> Kernels {
     use GgmlType::*;
-    use Kernels::{F32 as F, Q16};
+    use Kernels::F32 as F;
+    let one = |dot: DotFn| {
+        Kernels::Q16(Q16Kernels {
+            dot,
+            tile4: None,
+            tile8: None,
+        })
+    };
     match ty {
-        Q4_1 => Q16(scalar::dot_q4_1, None),
-        Q4_0 => Q16(scalar::dot_q4_0, None),
-        Q8_0 => Q16(scalar::dot_q8_0, None),
-        Q5_0 => Q16(scalar::dot_q5_0, None),
-        Q5_1 => Q16(scalar::dot_q5_1, None),
-        Q4K => Q16(scalar::dot_q4_k, None),
-        Q5K => Q16(scalar::dot_q5_k, None),
-        Q6K => Q16(scalar::dot_q6_k, None),
+        Q4_1 => one(scalar::dot_q4_1),
+        Q4_0 => one(scalar::dot_q4_0),
+        Q8_0 => one(scalar::dot_q8_0),
+        Q5_0 => one(scalar::dot_q5_0),
+        Q5_1 => one(scalar::dot_q5_1),
+        Q4K => one(scalar::dot_q4_k),
+        Q5K => one(scalar::dot_q5_k),
+        Q6K => one(scalar::dot_q6_k),
         F32 => F(scalar::dot_f32, None),
         F16 => F(scalar::dot_f16, None),
         BF16 => F(scalar::dot_bf16, None),
@@ -290,7 +262,7 @@ pub fn takes_f32_activations(ty: GgmlType) -> bool {
 
 fn q16_kernel(kernels: Kernels, ty: GgmlType) -> DotFn {
     match kernels {
-        Kernels::Q16(dot, _) => dot,
+        Kernels::Q16(k) => k.dot,
         Kernels::F32(..) => panic!("{ty} takes f32 activations: use the *_f32 functions"),
     }
 }
@@ -323,22 +295,40 @@ pub fn fast_dot_f32(ty: GgmlType, row: &[u8], x: &[f32]) -> f32 {
     f32_kernel(kernels(ty), ty)(row, x)
 }
 
-/// Every SIMD kernel this machine has for a quantized `ty` (one-token, and four-token with
-/// `token` in every place), by name, on one row and one token: the tests hold each to
-/// [`scalar_dot`], including those that a faster instruction set shadows here.
+/// Every SIMD kernel this machine has for a quantized `ty` (one-token, and the tiles that hold
+/// `token`), by name, on one row and one token: the tests hold each to [`scalar_dot`], and
+/// each tile to its instruction set's one-token kernel, including those that a faster
+/// instruction set shadows here.
 pub fn every_simd_dot(
     ty: GgmlType,
     row: &[u8],
     x: &Q16Activations,
     token: usize,
 ) -> Vec<(String, f32)> {
-    let a = x.row(token);
+    // A tile needs the tile-major infos, which one token's activations leave out.
+    let with_tiles;
+    let x = if x.tile_blocks.is_empty() {
+        with_tiles = Q16Activations {
+            tile_blocks: tile::tile_blocks(x),
+            ..x.clone()
+        };
+        &with_tiles
+    } else {
+        x
+    };
     let mut out = Vec::new();
     for (isa, kernels) in simd_kernels(ty) {
-        if let Kernels::Q16(dot, dot4) = kernels {
-            out.push((isa.to_string(), dot(row, a)));
-            if let Some(dot4) = dot4 {
-                out.extend((0..4).map(|i| (format!("{isa} ×4 [{i}]"), dot4(row, [a; 4])[i])));
+        if let Kernels::Q16(k) = kernels {
+            out.push((isa.to_string(), (k.dot)(row, x.row(token))));
+            if let Some(tile4) = k.tile4 {
+                let first = token / 4 * 4;
+                let y = tile4(row, &TokenTile::new(x, first));
+                out.push((format!("{isa} ×4"), y[token - first]));
+            }
+            if let Some(tile8) = k.tile8 {
+                let first = token / 8 * 8;
+                let y = tile8(row, &TokenTile::new(x, first));
+                out.push((format!("{isa} ×8"), y[token - first]));
             }
         }
     }
@@ -374,14 +364,15 @@ pub fn matmul_many(x: &[f32], tokens: usize, weights: &[&QMatrix]) -> Vec<Vec<f3
         .any(|w| !takes_f32_activations(w.ty))
         .then(|| Q16Activations::quantize(x, cols));
     let acts = acts.as_ref();
-    for_each_row(weights, tokens, |w, r, row_out| {
-        let row = w.row(r);
-        match (kernels(w.ty), acts) {
-            (Kernels::Q16(dot, dot4), Some(acts)) => {
-                each_token(row, row_out, |t| acts.row(t), dot, dot4)
-            }
+    let kernels: Vec<Kernels> = weights.iter().map(|w| kernels(w.ty)).collect();
+    for_each_rows(weights, tokens, |m, w, rows, out| {
+        match (kernels[m], acts) {
+            (Kernels::Q16(k), Some(acts)) => tile::rows_by_tiles(w, rows, acts, k, out),
             (Kernels::F32(dot, dot4), _) => {
-                each_token(row, row_out, |t| &x[t * cols..][..cols], dot, dot4)
+                for r in rows {
+                    let put = |t: usize, y: f32| out.set(t, r, y);
+                    each_token(w.row(r), tokens, put, |t| &x[t * cols..][..cols], dot, dot4);
+                }
             }
             (Kernels::Q16(..), None) => unreachable!("quantized above when any type needs it"),
         }
@@ -394,24 +385,26 @@ pub fn matmul_many(x: &[f32], tokens: usize, weights: &[&QMatrix]) -> Vec<Vec<f3
 /// unpacks the row once instead of two or three times.
 fn each_token<A>(
     row: &[u8],
-    out: &mut [f32],
+    n: usize,
+    mut put: impl FnMut(usize, f32),
     token: impl Fn(usize) -> A,
     dot: fn(&[u8], A) -> f32,
     dot4: Option<Four<A>>,
 ) {
-    let n = out.len();
     let mut t = 0;
     if let Some(dot4) = dot4 {
         while t + 2 <= n {
             let four = [0, 1, 2, 3].map(|i| token((t + i).min(n - 1)));
             let y = dot4(row, four);
             let here = (n - t).min(4);
-            out[t..t + here].copy_from_slice(&y[..here]);
+            for (i, &y) in y[..here].iter().enumerate() {
+                put(t + i, y);
+            }
             t += here;
         }
     }
-    for (y, t) in out[t..].iter_mut().zip(t..) {
-        *y = dot(row, token(t));
+    for t in t..n {
+        put(t, dot(row, token(t)));
     }
 }
 
@@ -426,10 +419,12 @@ pub fn matmul_many_exact(x: &[f32], tokens: usize, weights: &[&QMatrix]) -> Vec<
     };
     let cols = first.cols;
     debug_assert_eq!(x.len(), tokens * cols);
-    for_each_row(weights, tokens, |w, r, row_out| {
-        let row = crate::gguf::blocks::dequantize_to_vec(w.ty, w.row(r));
-        for (y, x) in row_out.iter_mut().zip(x.chunks_exact(cols)) {
-            *y = dot_f32(&row, x);
+    for_each_rows(weights, tokens, |_, w, rows, out| {
+        for r in rows {
+            let row = crate::gguf::blocks::dequantize_to_vec(w.ty, w.row(r));
+            for (t, x) in x.chunks_exact(cols).enumerate() {
+                out.set(t, r, dot_f32(&row, x));
+            }
         }
     })
 }
@@ -455,13 +450,6 @@ fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 /// `y = x · Wᵀ` for one matrix.
 pub fn matmul(x: &[f32], tokens: usize, w: &QMatrix) -> Vec<f32> {
     matmul_many(x, tokens, &[w]).pop().unwrap_or_default()
-}
-
-/// Rounds to the nearest integer, ties to even, for |v| < 2²²: adding and removing 1.5·2²³
-/// leaves no fraction bits. (`f32::round_ties_even` is a libm call without SSE4.1.)
-fn round_ties_even(v: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0;
-    (v + MAGIC) - MAGIC
 }
 
 /// The 6-bit scales and mins of a Q4_K or Q5_K block's 8 sub-blocks, from its 12 packed bytes

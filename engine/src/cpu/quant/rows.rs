@@ -2,6 +2,7 @@
 //! on the worker's one thread).
 
 use super::QMatrix;
+use std::ops::Range;
 
 /// Multiply-adds below which a matmul is not worth splitting across threads.
 #[cfg(not(target_arch = "wasm32"))]
@@ -18,37 +19,61 @@ fn is_small(n_weights: usize, tokens: usize) -> bool {
     n_weights < SERIAL_WEIGHTS || n_weights * tokens < SERIAL_WORK
 }
 
-/// Runs `row_kernel(matrix, row, out)` for every row of every matrix, where `out` receives that
-/// row's output for each token; splits the rows into parallel jobs natively and returns each
-/// matrix's `(tokens × rows)` output.
-pub(super) fn for_each_row(
+/// One job's rows of one matrix's output `(tokens × rows)`, row-major: the job writes only
+/// the columns of its own rows, so jobs never write the same place.
+pub(super) struct RowsOut<'a> {
+    base: *mut f32,
+    /// The matrix's rows: the output's row length.
+    stride: usize,
+    tokens: usize,
+    rows: Range<usize>,
+    _output: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+impl RowsOut<'_> {
+    /// Writes the output of `row` (one of the job's) for `token`.
+    #[inline(always)]
+    pub(super) fn set(&mut self, token: usize, row: usize, value: f32) {
+        assert!(token < self.tokens && self.rows.contains(&row));
+        // SAFETY: inside the output (token < tokens, row < stride), and in a column that only
+        // this job writes (its rows); the output outlives the parallel run.
+        unsafe { *self.base.add(token * self.stride + row) = value };
+    }
+}
+
+/// Runs `job_kernel(index, matrix, rows, out)` over every matrix's rows, split into chunks of rows
+/// that run in parallel natively; returns each matrix's `(tokens × rows)` output.
+pub(super) fn for_each_rows(
     weights: &[&QMatrix],
     tokens: usize,
-    row_kernel: impl Fn(&QMatrix, usize, &mut [f32]) + Sync,
+    job_kernel: impl Fn(usize, &QMatrix, Range<usize>, &mut RowsOut<'_>) + Sync,
 ) -> Vec<Vec<f32>> {
-    // Work items: chunks of rows of one matrix. Rows are written transposed (rows × tokens) so
-    // each chunk owns a contiguous slice, then transposed back.
     let total_rows: usize = weights.iter().map(|w| w.rows).sum();
-    let chunk_rows = chunk_rows(total_rows, tokens);
-    let mut transposed: Vec<Vec<f32>> =
-        weights.iter().map(|w| vec![0.0; w.rows * tokens]).collect();
-    let mut jobs: Vec<(&QMatrix, usize, OutputSlice)> = Vec::new();
-    for (w, out) in weights.iter().zip(transposed.iter_mut()) {
-        for (i, chunk) in out.chunks_mut(chunk_rows * tokens).enumerate() {
-            jobs.push((
-                w,
-                i * chunk_rows,
-                OutputSlice(chunk.as_mut_ptr(), chunk.len()),
-            ));
-        }
-    }
+    let chunk = chunk_rows(total_rows, tokens);
+    let mut outputs: Vec<Vec<f32>> = weights.iter().map(|w| vec![0.0; w.rows * tokens]).collect();
+    let bases: Vec<OutputBase> = outputs
+        .iter_mut()
+        .map(|y| OutputBase(y.as_mut_ptr()))
+        .collect();
+    let jobs: Vec<(usize, Range<usize>)> = weights
+        .iter()
+        .enumerate()
+        .flat_map(|(m, w)| {
+            (0..w.rows)
+                .step_by(chunk)
+                .map(move |r| (m, r..(r + chunk).min(w.rows)))
+        })
+        .collect();
     let run = |job: usize| {
-        let (w, first_row, ref out) = jobs[job];
-        // SAFETY: every job owns a disjoint chunk of `transposed`, which outlives the run.
-        let out = unsafe { std::slice::from_raw_parts_mut(out.0, out.1) };
-        for (i, row_out) in out.chunks_mut(tokens).enumerate() {
-            row_kernel(w, first_row + i, row_out);
-        }
+        let (m, ref rows) = jobs[job];
+        let mut out = RowsOut {
+            base: bases[m].0,
+            stride: weights[m].rows,
+            tokens,
+            rows: rows.clone(),
+            _output: std::marker::PhantomData,
+        };
+        job_kernel(m, weights[m], rows.clone(), &mut out);
     };
     // Small products run on the calling thread: the pool's start and its spinning workers
     // cost about as much as the work.
@@ -60,29 +85,13 @@ pub(super) fn for_each_row(
     }
     #[cfg(target_arch = "wasm32")]
     (0..jobs.len()).for_each(run);
-
-    if tokens == 1 {
-        return transposed;
-    }
-    weights
-        .iter()
-        .zip(transposed)
-        .map(|(w, t)| {
-            let mut y = vec![0.0; tokens * w.rows];
-            for r in 0..w.rows {
-                for j in 0..tokens {
-                    y[j * w.rows + r] = t[r * tokens + j];
-                }
-            }
-            y
-        })
-        .collect()
+    outputs
 }
 
-/// One job's part of an output buffer.
-struct OutputSlice(*mut f32, usize);
-// SAFETY: each job writes only its own slice; the buffers outlive the parallel run.
-unsafe impl Sync for OutputSlice {}
+/// An output buffer's start, shared by the jobs that write its disjoint columns.
+struct OutputBase(*mut f32);
+// SAFETY: each job writes only its own rows' columns (`RowsOut`); the buffers outlive the run.
+unsafe impl Sync for OutputBase {}
 
 /// Rows per parallel job: enough jobs to balance threads, few enough to keep overhead low.
 fn chunk_rows(total_rows: usize, tokens: usize) -> usize {

@@ -1,19 +1,19 @@
 //! wasm SIMD kernels for the K-quants (Q4_K, Q5_K, Q6_K): the browser's CPU tier. A
 //! super-block of 256 weights spans 8 activation blocks of 32: its chunks of quants are
 //! unpacked once, each activation block's part widened to 16-bit lanes for `i32x4.dot_i16x8`,
-//! and summed per block in `simd128.rs`'s two chains. Each kernel is generic over the number
-//! of tokens (one for decode, four for prefill) with the same order for each token.
+//! and summed per block in `simd128.rs`'s two chains. Each kernel is generic over where its
+//! tokens come from (one for decode, a tile of four for prefill) with the same order for each
+//! token.
 
 use super::simd128::{by_pairs, dot32, f16_at, Chains};
+use super::tile::{OneToken, TokenTile, Tokens};
 use super::{k_scales, ActivationRow};
 use std::arch::wasm32::*;
 
-/// The super-blocks that `row` and every activation row hold whole.
+/// The super-blocks that `row` and every token's activations hold whole.
 #[inline(always)]
-fn super_blocks<const T: usize>(row: &[u8], bytes: usize, x: &[ActivationRow<'_>; T]) -> usize {
-    x.iter().fold(row.len() / bytes, |n, t| {
-        n.min(t.info.len() / 8).min(t.qs.len() / 256)
-    })
+fn super_blocks<const T: usize>(row: &[u8], bytes: usize, x: &impl Tokens<T>) -> usize {
+    (row.len() / bytes).min(x.blocks() / 8)
 }
 
 /// 32 bytes (two vectors) as four vectors of eight 16-bit lanes, zero-extended.
@@ -31,10 +31,7 @@ fn widen_u8(v: [v128; 2]) -> [v128; 4] {
 /// chunk c of qs holds sub-block 2c in its low nibbles and 2c + 1 in its high ones; for Q5_K,
 /// bit j of qh[l] is the fifth bit of weight l of sub-block j.
 #[inline(always)]
-unsafe fn q45_k<const T: usize, const FIVE: bool>(
-    row: &[u8],
-    x: [ActivationRow<'_>; T],
-) -> [f32; T] {
+unsafe fn q45_k<const T: usize, const FIVE: bool>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let (bytes, qs_at) = if FIVE { (176, 48) } else { (144, 16) };
     let n = super_blocks(row, bytes, &x);
     let mask = u8x16_splat(0x0F);
@@ -70,11 +67,11 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(
                 let j = 2 * c + half;
                 let i = 8 * s + j;
                 let (step, min) = (d * sc[j] as f32, dmin * mn[j] as f32);
-                for (t, x) in x.iter().enumerate() {
-                    let info = x.info.get_unchecked(i);
-                    let sums = dot32(weights, x.qs.as_ptr().add(32 * i));
-                    chains.add(t, chain, sums, step * info.scale, -(min * info.sum));
+                let steps = x.scales_times(i, step);
+                for t in 0..T {
+                    chains.add(t, chain, dot32(weights, x.qs(t, i)), steps.get(t));
                 }
+                chains.add_extra(chain, x.sums_times(i, min).map(|m| -m));
             });
         }
     }
@@ -85,7 +82,7 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(
 /// or high nibbles of ql[64h + 32(k % 2)..], two bits of qh[32h..] from bit 2k, and its two
 /// sub-blocks' scales, which multiply the 16-bit weights ((q-32)·sc fits in 13 bits).
 #[inline(always)]
-unsafe fn q6_k<const T: usize>(row: &[u8], x: [ActivationRow<'_>; T]) -> [f32; T] {
+unsafe fn q6_k<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let n = super_blocks(row, 210, &x);
     let mask = u8x16_splat(0x0F);
     let three = u8x16_splat(3);
@@ -119,10 +116,9 @@ unsafe fn q6_k<const T: usize>(row: &[u8], x: [ActivationRow<'_>; T]) -> [f32; T
                     i16x8_mul(i16x8_extend_high_i8x16(q[1]), sc1),
                 ];
                 let i = 8 * s + 4 * h + k;
-                for (t, x) in x.iter().enumerate() {
-                    let info = x.info.get_unchecked(i);
-                    let sums = dot32(weights, x.qs.as_ptr().add(32 * i));
-                    chains.add(t, chain, sums, d * info.scale, 0.0);
+                let steps = x.scales_times(i, d);
+                for t in 0..T {
+                    chains.add(t, chain, dot32(weights, x.qs(t, i)), steps.get(t));
                 }
             });
         }
@@ -134,25 +130,25 @@ unsafe fn q6_k<const T: usize>(row: &[u8], x: [ActivationRow<'_>; T]) -> [f32; T
 // 176 or 210 bytes) and by the activation rows (8 blocks of 32 values and 8 `BlockInfo`s
 // each); every load lies inside its super-block.
 pub fn dot_q4_k(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q45_k::<1, false>(row, [x])[0] }
+    unsafe { q45_k::<1, false>(row, OneToken(x))[0] }
 }
 
-pub fn dot4_q4_k(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
-    unsafe { q45_k::<4, false>(row, x) }
+pub fn tile4_q4_k(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
+    unsafe { q45_k::<4, false>(row, *x) }
 }
 
 pub fn dot_q5_k(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q45_k::<1, true>(row, [x])[0] }
+    unsafe { q45_k::<1, true>(row, OneToken(x))[0] }
 }
 
-pub fn dot4_q5_k(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
-    unsafe { q45_k::<4, true>(row, x) }
+pub fn tile4_q5_k(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
+    unsafe { q45_k::<4, true>(row, *x) }
 }
 
 pub fn dot_q6_k(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q6_k::<1>(row, [x])[0] }
+    unsafe { q6_k::<1>(row, OneToken(x))[0] }
 }
 
-pub fn dot4_q6_k(row: &[u8], x: [ActivationRow<'_>; 4]) -> [f32; 4] {
-    unsafe { q6_k::<4>(row, x) }
+pub fn tile4_q6_k(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
+    unsafe { q6_k::<4>(row, *x) }
 }

@@ -1,0 +1,293 @@
+//! One query position's attention over a KV cache, for the heads that share a key group —
+//! their scores against the keys the query may see, their softmax, and the values weighted by
+//! it — compiled for the widest vectors the CPU has. The heads share what they read: each tile
+//! of keys, each block of values (widened to f64 once for them all).
+//!
+//! The same numbers whatever the instruction set, and whether the keys are read one by one
+//! (decode) or from a transposed copy (prefill):
+//! - a score is [`dot`]`(q, k) · scale`: eight partial sums over the elements, added up in
+//!   order from -0.0 (as `Iterator::sum` folds), then the tail's sum. The transposed copy
+//!   ([`KeyTiles`]) puts 16 keys side by side, so that each partial sum is a vector lane and
+//!   the same additions run for 16 keys at once, without a horizontal sum per key;
+//! - a weighted value adds `p·v` key by key in f64. A product of two f32 is exact in f64, so a
+//!   fused multiply-add (where the CPU has one) rounds exactly as the multiply-then-add.
+//!
+//! The compiler never reorders float operations nor fuses them unless told (`mul_add`), so
+//! the one source compiled for AVX-512, AVX2, SSE2 or wasm simd128 gives the same bits.
+
+use super::attention::{dot, softmax_in_place, KvCache};
+
+/// Keys side by side in the transposed copy.
+const KEYS: usize = 16;
+
+/// One layer's keys, transposed in tiles of [`KEYS`]: for key group g and tile k, element e of
+/// the tile's keys side by side (past the last key, zeros). Built once per prefill step for
+/// all its queries; decode reads the keys as they are.
+pub struct KeyTiles {
+    data: Vec<f32>,
+    tiles: usize,
+    head_dim: usize,
+}
+
+impl KeyTiles {
+    pub fn new(cache: &KvCache) -> Self {
+        let (groups, d, len) = (cache.shape.n_kv_heads, cache.shape.head_dim, cache.len);
+        let tiles = len.div_ceil(KEYS);
+        let mut data = vec![0.0; groups * tiles * d * KEYS];
+        for g in 0..groups {
+            for j in 0..len {
+                let tile = &mut data[(g * tiles + j / KEYS) * d * KEYS..][..d * KEYS];
+                for (e, &k) in cache.key(g, j).iter().enumerate() {
+                    tile[e * KEYS + j % KEYS] = k;
+                }
+            }
+        }
+        KeyTiles {
+            data,
+            tiles,
+            head_dim: d,
+        }
+    }
+
+    /// Tile `k` of group `g`: `(head_dim, KEYS)`.
+    fn tile(&self, g: usize, k: usize) -> &[f32] {
+        let n = self.head_dim * KEYS;
+        &self.data[(g * self.tiles + k) * n..][..n]
+    }
+}
+
+/// One query position, the heads of key group `g` (their queries side by side, `(heads,
+/// head_dim)`): each head's scores against the keys `row` lets it see (from `tiles` if given),
+/// their softmax (into `scores`, `(heads, keys)`), and the values weighted by it (into `acc`,
+/// `(heads, head_dim)`, zeros on entry). The heads share each key and value they read.
+pub type AttendGroup =
+    fn(&[f32], &[bool], &KvCache, Option<&KeyTiles>, usize, f32, &mut [f32], &mut [f64]);
+
+/// [`attend_group`] for this CPU: 16 keys and 32 values at a time in AVX-512's 32 registers,
+/// 8 and 16 in AVX2's 16, 4 and 8 in 128-bit vectors (SSE2, wasm simd128).
+pub fn attend_group_kernel() -> AttendGroup {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+            return |q, row, cache, tiles, g, scale, scores, acc| {
+                // SAFETY: the CPU has AVX-512F and FMA (checked above).
+                unsafe { attend_group_avx512(q, row, cache, tiles, g, scale, scores, acc) }
+            };
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return |q, row, cache, tiles, g, scale, scores, acc| {
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                unsafe { attend_group_avx2(q, row, cache, tiles, g, scale, scores, acc) }
+            };
+        }
+    }
+    attend_group::<4, 8, false>
+}
+
+/// The kernel without wide vectors or a fused multiply-add: the baseline the others equal.
+#[cfg(test)]
+pub fn attend_group_baseline() -> AttendGroup {
+    attend_group::<4, 8, false>
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_group_avx512(
+    queries: &[f32],
+    row: &[bool],
+    cache: &KvCache,
+    tiles: Option<&KeyTiles>,
+    g: usize,
+    scale: f32,
+    scores: &mut [f32],
+    acc: &mut [f64],
+) {
+    attend_group::<16, 32, true>(queries, row, cache, tiles, g, scale, scores, acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_group_avx2(
+    queries: &[f32],
+    row: &[bool],
+    cache: &KvCache,
+    tiles: Option<&KeyTiles>,
+    g: usize,
+    scale: f32,
+    scores: &mut [f32],
+    acc: &mut [f64],
+) {
+    attend_group::<8, 16, true>(queries, row, cache, tiles, g, scale, scores, acc)
+}
+
+/// `LANES` keys scored at a time from the tiles, `CHUNK` values summed at a time per head,
+/// `FUSED`: whether `p·v + acc` is one fused multiply-add (only where the CPU has FMA:
+/// elsewhere `mul_add` is a slow library call).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend_group<const LANES: usize, const CHUNK: usize, const FUSED: bool>(
+    queries: &[f32],
+    row: &[bool],
+    cache: &KvCache,
+    tiles: Option<&KeyTiles>,
+    g: usize,
+    scale: f32,
+    scores: &mut [f32],
+    acc: &mut [f64],
+) {
+    let (d, keys) = (cache.shape.head_dim, row.len());
+    match tiles {
+        Some(tiles) => scores_from_tiles::<LANES>(queries, row, tiles, g, scale, scores),
+        None => {
+            for (query, scores) in queries.chunks_exact(d).zip(scores.chunks_exact_mut(keys)) {
+                for ((s, &visible), j) in scores.iter_mut().zip(row).zip(0..) {
+                    *s = if visible {
+                        dot(query, cache.key(g, j)) * scale
+                    } else {
+                        f32::NEG_INFINITY
+                    };
+                }
+            }
+        }
+    }
+    for scores in scores.chunks_exact_mut(keys) {
+        softmax_in_place(scores);
+    }
+    // The keys after the last one seen weigh 0 for every head (the future, in a prefill).
+    let seen = row.iter().rposition(|&v| v).map_or(0, |last| last + 1);
+    weighted_values::<CHUNK, FUSED>(scores, seen, cache, g, acc);
+}
+
+/// Each head's scores of the keys `row` lets the query see (-∞ for the others), `LANES` keys
+/// at a time, every head's before the next keys (so a tile is read from memory once);
+/// groups of keys that it may not see at all (the future, in a prefill) skipped.
+#[inline(always)]
+fn scores_from_tiles<const LANES: usize>(
+    queries: &[f32],
+    row: &[bool],
+    tiles: &KeyTiles,
+    g: usize,
+    scale: f32,
+    scores: &mut [f32],
+) {
+    const { assert!(KEYS.is_multiple_of(LANES)) };
+    let (d, keys) = (tiles.head_dim, row.len());
+    scores.fill(f32::NEG_INFINITY);
+    for first in (0..keys).step_by(LANES) {
+        let seen = &row[first..(first + LANES).min(keys)];
+        if !seen.contains(&true) {
+            continue;
+        }
+        let tile = tiles.tile(g, first / KEYS);
+        for (query, scores) in queries.chunks_exact(d).zip(scores.chunks_exact_mut(keys)) {
+            let dots = dot_lanes::<LANES>(query, tile, first % KEYS);
+            for ((s, &visible), d) in scores[first..].iter_mut().zip(seen).zip(dots) {
+                if visible {
+                    *s = d * scale;
+                }
+            }
+        }
+    }
+}
+
+/// [`dot`] of the query with `LANES` keys side by side (keys `lane..lane + LANES` of a tile):
+/// for each key the same products and additions, in the same order.
+#[inline(always)]
+fn dot_lanes<const LANES: usize>(query: &[f32], tile: &[f32], lane: usize) -> [f32; LANES] {
+    let (rows, _) = tile.as_chunks::<KEYS>(); // (head_dim, KEYS)
+    let keys =
+        |e: usize| -> &[f32; LANES] { rows[e][lane..lane + LANES].try_into().expect("LANES keys") };
+    let full = query.len() / 8 * 8;
+    let mut sums = [[0.0f32; LANES]; 8];
+    for c in (0..full).step_by(8) {
+        for (k, sum) in sums.iter_mut().enumerate() {
+            let (q, keys) = (query[c + k], keys(c + k));
+            for l in 0..LANES {
+                sum[l] += q * keys[l];
+            }
+        }
+    }
+    // `Iterator::sum` of the eight partial sums, and of the tail's products: folds from -0.0.
+    let mut total = [-0.0f32; LANES];
+    for sum in &sums {
+        for l in 0..LANES {
+            total[l] += sum[l];
+        }
+    }
+    let mut tail = [-0.0f32; LANES];
+    for (e, &q) in query.iter().enumerate().skip(full) {
+        let keys = keys(e);
+        for l in 0..LANES {
+            tail[l] += q * keys[l];
+        }
+    }
+    for l in 0..LANES {
+        total[l] += tail[l];
+    }
+    total
+}
+
+/// `a + p·v` in f64 (`v` an f32 widened), fused or not: the same result (see the module
+/// note). (A function, not a closure: a closure the compiler does not inline loses the
+/// caller's instruction set, and `mul_add` becomes a library call.)
+#[inline(always)]
+fn add_product<const FUSED: bool>(a: &mut f64, p: f64, v: f64) {
+    *a = if FUSED { p.mul_add(v, *a) } else { *a + p * v };
+}
+
+/// Keys whose values the heads take turns over, widened to f64 once for all of them.
+const KEY_BLOCK: usize = 16;
+
+/// For each head, `acc += Σ_j p_j · v_j` in f64 over the first `seen` keys, key by key in order
+/// (keys of weight 0 skipped), for each element. The keys go in blocks, whose values are
+/// widened to f64 once for all the heads (which then take turns over the block), and the
+/// elements `CHUNK` at a time, a head's sums held in registers across the block. Each
+/// element's sum is the same sequence of additions.
+#[inline(always)]
+fn weighted_values<const CHUNK: usize, const FUSED: bool>(
+    probs: &[f32],
+    seen: usize,
+    cache: &KvCache,
+    g: usize,
+    acc: &mut [f64],
+) {
+    let d = cache.shape.head_dim;
+    let keys = probs.len() / (acc.len() / d).max(1);
+    let full = d / CHUNK * CHUNK;
+    let mut values = vec![0.0f64; KEY_BLOCK * d]; // (KEY_BLOCK, head_dim)
+    for first in (0..seen).step_by(KEY_BLOCK) {
+        let block = first..(first + KEY_BLOCK).min(seen);
+        for (j, wide) in block.clone().zip(values.chunks_exact_mut(d)) {
+            for (w, &v) in wide.iter_mut().zip(cache.value(g, j)) {
+                *w = v as f64;
+            }
+        }
+        for (probs, acc) in probs.chunks_exact(keys).zip(acc.chunks_exact_mut(d)) {
+            let probs = &probs[block.clone()];
+            for start in (0..full).step_by(CHUNK) {
+                let sums: &mut [f64; CHUNK] = (&mut acc[start..start + CHUNK])
+                    .try_into()
+                    .expect("CHUNK sums");
+                let mut held = *sums;
+                for (&p, wide) in probs.iter().zip(values.chunks_exact(d)) {
+                    if p > 0.0 {
+                        for (a, &v) in held.iter_mut().zip(&wide[start..start + CHUNK]) {
+                            add_product::<FUSED>(a, p as f64, v);
+                        }
+                    }
+                }
+                *sums = held;
+            }
+            // The last elements, if the head size is no multiple of CHUNK.
+            for (&p, wide) in probs.iter().zip(values.chunks_exact(d)) {
+                if p > 0.0 {
+                    for (a, &v) in acc[full..].iter_mut().zip(&wide[full..]) {
+                        add_product::<FUSED>(a, p as f64, v);
+                    }
+                }
+            }
+        }
+    }
+}
