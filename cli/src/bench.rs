@@ -3,12 +3,13 @@
 //! time per kernel family and GPU memory). A benchmark that prints numbers, never a test:
 //! timings on a shared 2-core machine are noisy, so it reports min / median / max.
 
-use crate::commands::{configure_threads, load_on, webgpu_backend};
+use crate::commands::{configure_threads, load_on, read_text, webgpu_backend};
 use crate::{BackendChoice, RunArgs};
 use engine::analysis::inspect::Inspection;
 use engine::backend::Selection;
 use engine::runtime::{Device, Engine, EngineSession, Feed, Layout};
 use serde_json::{json, Value};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// The explorer's capture is timed on this many tokens (a 256-token exchange).
@@ -18,24 +19,55 @@ const INSPECT_TOKENS: usize = 256;
 pub const BENCH_TEXT: &str = include_str!("bench_prompt.txt");
 
 pub struct Settings {
-    pub prompt_tokens: usize,
+    pub prompt: BenchPrompt,
     pub decode_tokens: usize,
     pub runs: usize,
 }
 
-pub fn run(
-    run: &RunArgs,
-    prompt_tokens: usize,
-    decode_tokens: usize,
-    runs: usize,
-    json_out: bool,
-) -> Result<(), String> {
+/// What the prefill is fed.
+pub enum BenchPrompt {
+    /// The first N tokens of [`BENCH_TEXT`] (no BOS).
+    TextTokens(usize),
+    /// Token ids from a JSON array, as they are (`bench-compare` gives every engine the same).
+    IdsFile(PathBuf),
+}
+
+impl BenchPrompt {
+    fn ids(&self, engine: &Engine) -> Result<Vec<u32>, String> {
+        let tokenizer = engine.tokenizer();
+        match self {
+            BenchPrompt::TextTokens(n) => {
+                let mut ids = tokenizer.encode(BENCH_TEXT).map_err(|e| e.to_string())?;
+                if ids.len() < *n {
+                    return Err(format!("the bench text has only {} tokens", ids.len()));
+                }
+                ids.truncate(*n);
+                Ok(ids)
+            }
+            BenchPrompt::IdsFile(path) => {
+                let ids: Vec<u32> = serde_json::from_str(&read_text(path)?).map_err(|e| {
+                    format!("{}: expected a JSON array of ids ({e})", path.display())
+                })?;
+                if ids.is_empty() {
+                    return Err(format!("{}: no token ids", path.display()));
+                }
+                match ids
+                    .iter()
+                    .find(|&&id| id as usize >= tokenizer.vocab_size())
+                {
+                    Some(bad) => Err(format!(
+                        "{}: token id {bad} is outside the vocabulary",
+                        path.display()
+                    )),
+                    None => Ok(ids),
+                }
+            }
+        }
+    }
+}
+
+pub fn run(run: &RunArgs, settings: Settings, json_out: bool) -> Result<(), String> {
     configure_threads(run)?;
-    let settings = Settings {
-        prompt_tokens,
-        decode_tokens,
-        runs: runs.max(1),
-    };
     let device = match run.backend {
         BackendChoice::Cpu => Device::Cpu,
         BackendChoice::Webgpu => {
@@ -82,14 +114,7 @@ pub fn run(
 
 /// Times `runs` × (prefill of the prompt + greedy decode steps), and the explorer's capture.
 fn measure(engine: &Engine, s: &Settings) -> Result<Value, String> {
-    let mut ids = engine
-        .tokenizer()
-        .encode(BENCH_TEXT)
-        .map_err(|e| e.to_string())?;
-    if ids.len() < s.prompt_tokens {
-        return Err(format!("the bench text has only {} tokens", ids.len()));
-    }
-    ids.truncate(s.prompt_tokens);
+    let ids = s.prompt.ids(engine)?;
     let greedy_next = |session: &mut EngineSession, ids: &[u32]| -> Result<u32, String> {
         let fed = pollster::block_on(session.feed(Feed::append(ids).top_k(Selection::greedy())))
             .map_err(|e| e.to_string())?;
@@ -104,11 +129,11 @@ fn measure(engine: &Engine, s: &Settings) -> Result<Value, String> {
     let mut decode_work = None;
     for _ in 0..s.runs {
         let mut session = engine
-            .session(s.prompt_tokens + s.decode_tokens + 1)
+            .session(ids.len() + s.decode_tokens + 1)
             .map_err(|e| e.to_string())?;
         let t0 = Instant::now();
         let mut next = greedy_next(&mut session, &ids)?;
-        prefill.push(s.prompt_tokens as f64 / t0.elapsed().as_secs_f64());
+        prefill.push(ids.len() as f64 / t0.elapsed().as_secs_f64());
         let counts_before = engine.gpu().map(|g| g.work_counts());
         let t1 = Instant::now();
         for _ in 0..s.decode_tokens {
@@ -143,7 +168,7 @@ fn measure(engine: &Engine, s: &Settings) -> Result<Value, String> {
     Ok(json!({
         "model": engine.name(),
         "backend": engine.backend_name(),
-        "prompt_tokens": s.prompt_tokens,
+        "prompt_tokens": ids.len(),
         "decode_tokens": s.decode_tokens,
         "runs": s.runs,
         "prefill_tok_s": summary(&prefill),

@@ -90,8 +90,9 @@ pub fn read_header(path: &Path) -> Result<std::sync::Arc<engine::gguf::GgufHeade
     }
 }
 
-/// Only the tokenizer is needed: read the header and stop.
-pub fn tokenize(model: &ModelArgs, json_file: &Path) -> Result<(), String> {
+/// Only the tokenizer is needed: read the header and stop. `with_bos`: each string as a prompt
+/// fed from its start (BOS first where the model wants it).
+pub fn tokenize(model: &ModelArgs, json_file: &Path, with_bos: bool) -> Result<(), String> {
     let header = read_header(&model.path()?)?;
     let tokenizer = Tokenizer::from_gguf(&header).map_err(|e| e.to_string())?;
     let strings: Vec<String> = serde_json::from_str(&read_text(json_file)?).map_err(|e| {
@@ -102,8 +103,15 @@ pub fn tokenize(model: &ModelArgs, json_file: &Path) -> Result<(), String> {
     })?;
     let ids = strings
         .iter()
-        .map(|s| tokenizer.encode(s))
-        .collect::<Result<Vec<_>, _>>()
+        .map(|s| {
+            let ids = tokenizer.encode(s)?;
+            Ok(if with_bos {
+                tokenizer.with_bos(&ids)
+            } else {
+                ids
+            })
+        })
+        .collect::<engine::Result<Vec<_>>>()
         .map_err(|e| e.to_string())?;
     print_json(&json!(ids))
 }

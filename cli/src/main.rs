@@ -135,6 +135,10 @@ enum Command {
         /// A JSON file holding an array of strings.
         #[arg(long)]
         json_file: PathBuf,
+        /// Each string as a prompt fed from its start: BOS first where the model wants it
+        /// (`tokenizer.ggml.add_bos_token`), as `logits` and `generate` feed it.
+        #[arg(long)]
+        with_bos: bool,
     },
     /// The top-K next-token logits after a prompt (with --set-file, also the position ids).
     Logits {
@@ -302,9 +306,14 @@ enum Command {
     Bench {
         #[command(flatten)]
         run: RunArgs,
-        /// Prompt length in tokens (at least 400 for the reported figure).
+        /// Prompt length in tokens (at least 400 for the reported figure): the first tokens of
+        /// a fixed English text, no BOS.
         #[arg(long, default_value_t = 420)]
         prompt_tokens: usize,
+        /// Prefill these token ids instead (a JSON array, fed as they are), e.g. the ids other
+        /// engines get in a side-by-side comparison.
+        #[arg(long, conflicts_with = "prompt_tokens")]
+        ids_file: Option<PathBuf>,
         /// Greedy decode steps.
         #[arg(long, default_value_t = 64)]
         decode_tokens: usize,
@@ -367,7 +376,11 @@ fn main() -> ExitCode {
             context,
             json,
         } => info::run(&model, context, json),
-        Command::Tokenize { model, json_file } => commands::tokenize(&model, &json_file),
+        Command::Tokenize {
+            model,
+            json_file,
+            with_bos,
+        } => commands::tokenize(&model, &json_file, with_bos),
         Command::Logits {
             run,
             prompt,
@@ -438,10 +451,22 @@ fn main() -> ExitCode {
         Command::Bench {
             run,
             prompt_tokens,
+            ids_file,
             decode_tokens,
             runs,
             json,
-        } => bench::run(&run, prompt_tokens, decode_tokens, runs, json),
+        } => bench::run(
+            &run,
+            bench::Settings {
+                prompt: match ids_file {
+                    Some(path) => bench::BenchPrompt::IdsFile(path),
+                    None => bench::BenchPrompt::TextTokens(prompt_tokens),
+                },
+                decode_tokens,
+                runs: runs.max(1),
+            },
+            json,
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

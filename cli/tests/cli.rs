@@ -36,6 +36,79 @@ fn tokenize_prints_llamacpp_ids() {
     assert_eq!(got, want);
 }
 
+/// Gemma 3's GGUF asks for BOS (`tokenizer.ggml.add_bos_token`), SmolLM2's does not: with
+/// `--with-bos`, each gets the ids llama.cpp feeds for a prompt.
+#[test]
+fn tokenize_with_bos_gives_the_ids_llamacpp_feeds() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../engine/tests/fixtures/llamacpp_gemma3.json");
+    let gemma: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let prompts = gemma["prompts"].as_array().unwrap();
+    let texts: Vec<&Value> = prompts.iter().map(|p| &p["prompt"]).collect();
+    let file = temp_file(
+        "gemma-prompts.json",
+        &serde_json::to_string(&texts).unwrap(),
+    );
+    let (ok, stdout, stderr) = glassbox(&[
+        "tokenize",
+        "--model",
+        "www/models/gemma-3-270m-q4_k_m.gguf",
+        "--with-bos",
+        "--json-file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    let got: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    let want: Vec<Value> = prompts.iter().map(|p| p["ids"].clone()).collect();
+    assert_eq!(got, want);
+    assert_eq!(got[0][0], gemma["bos_id"]);
+
+    let fx = fixture();
+    let texts: Vec<&Value> = fx["tokenize"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["text"])
+        .collect();
+    let file = temp_file(
+        "smollm2-strings.json",
+        &serde_json::to_string(&texts).unwrap(),
+    );
+    let file = file.to_str().unwrap();
+    let (_, plain, _) = glassbox(&["tokenize", "--json-file", file]);
+    let (ok, with_bos, stderr) = glassbox(&["tokenize", "--with-bos", "--json-file", file]);
+    assert!(ok, "{stderr}");
+    assert_eq!(with_bos, plain);
+}
+
+#[test]
+fn bench_prefills_the_ids_file_as_given() {
+    let file = temp_file("bench-ids.json", "[2, 818, 5279, 529, 7001, 563]");
+    let (ok, stdout, stderr) = glassbox(&[
+        "bench",
+        "--model",
+        "www/models/gemma-3-270m-q4_k_m.gguf",
+        "--ids-file",
+        file.to_str().unwrap(),
+        "--decode-tokens",
+        "2",
+        "--runs",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["prompt_tokens"], 6);
+    assert_eq!(report["decode_tokens"], 2);
+
+    let file = temp_file("bench-bad-ids.json", "[2, 262144]");
+    let (ok, _, stderr) = glassbox(&["bench", "--ids-file", file.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("outside the vocabulary"), "{stderr}");
+}
+
 #[test]
 fn logits_prints_ids_and_top_k() {
     let fx = fixture();
