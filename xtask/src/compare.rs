@@ -1,5 +1,6 @@
 //! `cargo xtask bench-compare`: builds and installs what the side-by-side benchmark needs, then
-//! runs `tools/bench/compare.mjs`, which prints the table and writes `docs/benchmarks.md`.
+//! runs `tools/bench/compare.mjs` (its options passed on: `--runs`, `--webgpu-runs`, `--models`,
+//! `--skip`), which prints a table per model and writes `docs/benchmarks.md`.
 //!
 //! What it installs stays under `target/bench/` (llama-cpp-python, built from source by pip the
 //! first time with fixed CPU flags: slow, then reused until those flags change) and `tools/bench/node_modules` (wllama, Playwright); candle's

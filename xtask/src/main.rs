@@ -25,9 +25,10 @@ commands:
   bench-page [--no-build] [--tiers cpu,webgpu] [--tokens N] [--runs R]
                  benchmark the page in headless Chromium: cold and warm load, first token,
                  decode tokens/s per compute tier (prints numbers, asserts nothing)
-  bench-compare [--runs R] [--webgpu-runs R]
+  bench-compare [--runs R] [--webgpu-runs R] [--models smollm2,gemma3] [--skip PART,MODEL:PART]
                  Glassbox against llama.cpp, candle and wllama (natively and in Chromium) on the
-                 same prompt ids; installs what it needs, prints a table, writes docs/benchmarks.md
+                 same prompt ids, per model; installs what it needs, prints a table per model,
+                 writes docs/benchmarks.md (parts: native, llamacpp, candle, browser, wllama, webgpu)
   train-vision [trainer options]
                  retrain the MNIST ViT and ViR (trainer/), export them to www/models/ and
                  record their test accuracy in www/models/vision.json (about 30 minutes)
