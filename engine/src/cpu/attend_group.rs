@@ -15,7 +15,7 @@
 //! The compiler never reorders float operations nor fuses them unless told (`mul_add`), so
 //! the one source compiled for AVX-512, AVX2, SSE2 or wasm simd128 gives the same bits.
 
-use super::attention::{dot, softmax_in_place, KvCache};
+use super::kv_cache::KvCache;
 
 /// Keys side by side in the transposed copy.
 const KEYS: usize = 16;
@@ -290,4 +290,47 @@ fn weighted_values<const CHUNK: usize, const FUSED: bool>(
             }
         }
     }
+}
+
+/// Σ a·b with eight running sums, so the compiler can vectorize it (inlined, so that it is
+/// vectorized for the caller's instruction set).
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut sums = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            sums[k] += x[k] * y[k];
+        }
+    }
+    sums.iter().sum::<f32>() + tail
+}
+
+/// Softmax over a row; masked entries (-inf) become 0. A fully masked row stays all zero. The
+/// normaliser is summed in f64 (order-independent, see the module comment).
+#[inline(always)]
+pub fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    if max == f32::NEG_INFINITY {
+        row.iter_mut().for_each(|v| *v = 0.0);
+        return;
+    }
+    let mut sum = 0.0f64;
+    for v in row.iter_mut() {
+        // exp(-∞) is 0: masked keys (half of a causal prefill's) skip the call.
+        *v = if *v == f32::NEG_INFINITY {
+            0.0
+        } else {
+            (*v - max).exp()
+        };
+        sum += *v as f64;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v = (*v as f64 * inv) as f32);
 }

@@ -1,116 +1,19 @@
 //! Attention over a key/value cache on the CPU, with grouped-query heads and an explicit mask:
 //! the CPU backend's attention, and the twin the WebGPU attention kernel is tested against.
 //!
-//! Plain loops on f32 slices: at decode time each head attends a single query over a few
-//! hundred keys, where a general matmul costs more in setup than in arithmetic.
+//! Plain loops on f32 slices (`attend_group.rs`, compiled for the CPU's widest vectors): at
+//! decode time each head attends a single query over a few hundred keys, where a general
+//! matmul costs more in setup than in arithmetic; a prompt's queries read the keys transposed.
+//! The cache itself is in `kv_cache.rs`.
 //!
 //! The softmax normaliser and the weighted sum of values accumulate in f64, so the result does
 //! not depend on the order of the keys: Set-Based Prompting reorders set members in the cache
 //! and must get the very same numbers.
 
 use super::attend_group::{attend_group_kernel, KeyTiles};
-use crate::backend::checks::CacheState;
-use crate::backend::{AttentionShape, Mask, RopeStyle};
-use crate::error::{Error, Result};
-
-/// One layer's keys and values: `(kv_heads, capacity, head_dim)` each, row-major.
-#[derive(Debug, Clone)]
-pub struct KvCache {
-    pub keys: Vec<f32>,
-    pub values: Vec<f32>,
-    pub len: usize,
-    pub capacity: usize,
-    pub shape: AttentionShape,
-}
-
-impl KvCache {
-    pub fn new(shape: AttentionShape, capacity: usize) -> Result<Self> {
-        let n = shape
-            .n_kv_heads
-            .checked_mul(capacity)
-            .and_then(|n| n.checked_mul(shape.head_dim))
-            .ok_or_else(|| {
-                Error::InvalidRequest(format!(
-                    "a KV cache of {capacity} positions for {shape:?} does not fit in memory"
-                ))
-            })?;
-        Ok(KvCache {
-            keys: vec![0.0; n],
-            values: vec![0.0; n],
-            len: 0,
-            capacity,
-            shape,
-        })
-    }
-
-    /// What [`crate::backend::checks::attention`] needs to know.
-    pub fn state(&self) -> CacheState {
-        CacheState {
-            len: self.len,
-            capacity: self.capacity,
-            shape: self.shape,
-        }
-    }
-
-    /// Appends `k`, `v` of `t` new tokens, each `(t, kv_heads·head_dim)`; the caller has checked
-    /// the shapes and the room left ([`crate::backend::checks::attention`]).
-    pub fn append(&mut self, k: &[f32], v: &[f32], t: usize) {
-        let AttentionShape {
-            n_kv_heads,
-            head_dim,
-            ..
-        } = self.shape;
-        for i in 0..t {
-            for g in 0..n_kv_heads {
-                let src = i * n_kv_heads * head_dim + g * head_dim;
-                let dst = (g * self.capacity + self.len + i) * head_dim;
-                self.keys[dst..dst + head_dim].copy_from_slice(&k[src..src + head_dim]);
-                self.values[dst..dst + head_dim].copy_from_slice(&v[src..src + head_dim]);
-            }
-        }
-        self.len += t;
-    }
-
-    /// Moves rows `keep` to the front in order and turns each kept key by its `angles` row
-    /// (`head_dim / 2` pairs of (cos, sin), pairs chosen by `style`); the caller has checked
-    /// that `keep` ascends below the length ([`crate::backend::checks::cache_keep`]). The CPU
-    /// twin of the WebGPU `kv_keep` kernel.
-    pub fn keep(&mut self, keep: &[usize], angles: &[[f32; 2]], style: RopeStyle) {
-        let d = self.shape.head_dim;
-        let half = d / 2;
-        for g in 0..self.shape.n_kv_heads {
-            // Slots ascend, so a row only ever moves down onto one already moved or dropped.
-            for (i, &slot) in keep.iter().enumerate() {
-                let (src, dst) = ((g * self.capacity + slot) * d, (g * self.capacity + i) * d);
-                self.keys.copy_within(src..src + d, dst);
-                self.values.copy_within(src..src + d, dst);
-                let key = &mut self.keys[dst..dst + d];
-                for (p, [cos, sin]) in angles[i * half..(i + 1) * half].iter().enumerate() {
-                    let (first, second) = match style {
-                        RopeStyle::Interleaved => (2 * p, 2 * p + 1),
-                        RopeStyle::Halves => (p, p + half),
-                    };
-                    let (a, b) = (key[first], key[second]);
-                    key[first] = a * cos - b * sin;
-                    key[second] = a * sin + b * cos;
-                }
-            }
-        }
-        self.len = keep.len();
-    }
-
-    pub(super) fn key(&self, g: usize, j: usize) -> &[f32] {
-        let d = self.shape.head_dim;
-        let at = (g * self.capacity + j) * d;
-        &self.keys[at..at + d]
-    }
-
-    pub(super) fn value(&self, g: usize, j: usize) -> &[f32] {
-        let d = self.shape.head_dim;
-        let at = (g * self.capacity + j) * d;
-        &self.values[at..at + d]
-    }
-}
+pub use super::attend_group::{dot, softmax_in_place};
+pub use super::kv_cache::KvCache;
+use crate::backend::{AttentionShape, Mask};
 
 /// Attends the `t` newest queries `q` `(t, n_heads·head_dim)` over everything in `cache`
 /// (which already holds their own keys) under `mask`. Returns `(t, n_heads·head_dim)` and,
@@ -198,49 +101,6 @@ impl SharedOut {
     fn at(&self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
     }
-}
-
-/// Σ a·b with eight running sums, so the compiler can vectorize it (inlined, so that it is
-/// vectorized for the caller's instruction set).
-#[inline(always)]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut sums = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            sums[k] += x[k] * y[k];
-        }
-    }
-    sums.iter().sum::<f32>() + tail
-}
-
-/// Softmax over a row; masked entries (-inf) become 0. A fully masked row stays all zero. The
-/// normaliser is summed in f64 (order-independent, see the module comment).
-#[inline(always)]
-pub fn softmax_in_place(row: &mut [f32]) {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    if max == f32::NEG_INFINITY {
-        row.iter_mut().for_each(|v| *v = 0.0);
-        return;
-    }
-    let mut sum = 0.0f64;
-    for v in row.iter_mut() {
-        // exp(-∞) is 0: masked keys (half of a causal prefill's) skip the call.
-        *v = if *v == f32::NEG_INFINITY {
-            0.0
-        } else {
-            (*v - max).exp()
-        };
-        sum += *v as f64;
-    }
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|v| *v = (*v as f64 * inv) as f32);
 }
 
 #[cfg(test)]

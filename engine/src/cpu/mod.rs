@@ -8,6 +8,7 @@
 
 mod attend_group;
 pub mod attention;
+mod kv_cache;
 pub mod matrix;
 pub mod ops;
 #[cfg(not(target_arch = "wasm32"))]
