@@ -46,18 +46,24 @@ pub fn attend(
     // query's scores to make.
     let tiles = (t >= 4).then(|| KeyTiles::new(cache));
 
-    // One job per (query, key group): the group's heads share each key and value they read;
-    // each job writes its own heads' output and probability rows.
+    // One job per (query, key group): the group's heads share each key and value they read.
+    // Where that leaves a thread idle (decode with fewer key groups than threads: Gemma 3 270M
+    // has one), one job per (query, head) instead, at the cost of each head reading the
+    // group's keys and values on its own. Each job writes its own heads' output and
+    // probability rows, so the split changes no number.
+    let threads = super::pool::global().threads();
+    let heads_per_job = if n_kv_heads * t < threads { 1 } else { group };
     let out_ptr = SharedOut(out.as_mut_ptr());
     let probs_ptr = SharedOut(probs.as_mut_ptr());
     let job = |index: usize| {
-        let (g, i) = (index / t, index % t);
-        let heads = g * group..(g + 1) * group;
+        let (j, i) = (index / t, index % t);
+        let heads = j * heads_per_job..(j + 1) * heads_per_job;
+        let g = heads.start / group;
         let first = i * n_heads * head_dim + heads.start * head_dim;
-        let queries = &q[first..first + group * head_dim]; // (group, head_dim)
+        let queries = &q[first..first + heads_per_job * head_dim]; // (heads, head_dim)
         let row = &visible[i * total..(i + 1) * total];
-        let mut scores = vec![0.0f32; group * total]; // (group, total)
-        let mut acc = vec![0.0f64; group * head_dim]; // (group, head_dim)
+        let mut scores = vec![0.0f32; heads_per_job * total]; // (heads, total)
+        let mut acc = vec![0.0f64; heads_per_job * head_dim]; // (heads, head_dim)
         attend_group(
             queries,
             row,
@@ -68,10 +74,10 @@ pub fn attend(
             &mut scores,
             &mut acc,
         );
-        // SAFETY: job (g, i) alone writes out[i, heads of g] and the probability rows
-        // h·t + i of its heads h; both buffers outlive the parallel run.
+        // SAFETY: job (j, i) alone writes out[i, its heads] and the probability rows h·t + i
+        // of its heads h; both buffers outlive the parallel run.
         unsafe {
-            let dst = std::slice::from_raw_parts_mut(out_ptr.at(first), group * head_dim);
+            let dst = std::slice::from_raw_parts_mut(out_ptr.at(first), heads_per_job * head_dim);
             for (d, &a) in dst.iter_mut().zip(&acc) {
                 *d = a as f32;
             }
@@ -84,11 +90,8 @@ pub fn attend(
             }
         }
     };
-    let jobs = n_kv_heads * t;
-    #[cfg(not(target_arch = "wasm32"))]
+    let jobs = n_heads / heads_per_job * t;
     super::pool::global().run(jobs, &job);
-    #[cfg(target_arch = "wasm32")]
-    (0..jobs).for_each(job);
     (out, want_probs.then_some(probs))
 }
 

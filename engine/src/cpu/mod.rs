@@ -1,7 +1,8 @@
 //! The CPU backend: plain host tensors ([`crate::tensor::Tensor`]), our quantized matmul kernels
 //! ([`quant`], one file per instruction set), attention over a KV cache and retention on slices,
 //! and the small row-wise twins of the WGSL kernels ([`ops`]). Natively it uses every core (our
-//! own pool); in the browser it runs on the worker's thread with wasm SIMD.
+//! own [`pool`]); in the browser it runs with wasm SIMD on the engine worker's thread, and on a
+//! pool of Web Workers too where the page is cross-origin isolated (the threaded build).
 //!
 //! Every op checks its arguments with [`crate::backend::checks`] first, as the WebGPU backend
 //! does, so the slices below can be indexed without surprises.
@@ -11,7 +12,6 @@ pub mod attention;
 mod kv_cache;
 pub mod matrix;
 pub mod ops;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod pool;
 pub mod quant;
 pub mod retention;

@@ -1,17 +1,29 @@
-//! A small thread pool for the CPU kernels (native only).
+//! A small thread pool for the CPU kernels.
 //!
 //! A decode step runs ~120 parallel matmuls of a few hundred microseconds each. Rayon's workers
 //! fall asleep between them and waking them costs tens of microseconds each time; here, as in
 //! llama.cpp, workers spin for a short while after a task before they park, so back-to-back
 //! tasks start at once.
+//!
+//! Natively the workers are OS threads. In the browser, a wasm build with atomics (the page's
+//! threaded worker) gets its workers from a spawner the page installs ([`set_spawner`]: Web
+//! Workers that instantiate the same module on the same shared memory); the plain wasm build has
+//! no threads, so its pool runs every job on the calling thread. Jobs never share an output, so
+//! how many threads run them never changes a result.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 /// How long a worker spins for new work before it parks.
-const SPIN_FOR: Duration = Duration::from_micros(300);
+#[cfg(not(target_arch = "wasm32"))]
+const SPIN_FOR: std::time::Duration = std::time::Duration::from_micros(300);
+/// wasm has no clock without JavaScript: spins instead (a few hundred microseconds).
+#[cfg(target_arch = "wasm32")]
+const SPINS_BEFORE_PARKING: u32 = 1 << 17;
+
+/// Starts a thread that runs the closure; `Err` says why it could not.
+pub type Spawner = fn(Box<dyn FnOnce() + Send>) -> Result<(), String>;
 
 type Job = dyn Fn(usize) + Sync;
 
@@ -69,9 +81,14 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A pool of `threads` threads in all: the caller of `run` is one of them.
+    /// A pool of `threads` threads in all: the caller of `run` is one of them. Fewer where a
+    /// thread cannot be started (always one in a wasm build without atomics).
     pub fn new(threads: usize) -> Self {
-        let threads = threads.max(1);
+        let wanted = if cfg!(all(target_arch = "wasm32", not(target_feature = "atomics"))) {
+            1
+        } else {
+            threads.max(1)
+        };
         let nothing: &Job = &|_| {};
         let shared = Arc::new(Shared {
             job: UnsafeCell::new(nothing as *const Job),
@@ -82,11 +99,13 @@ impl Pool {
             wake: Condvar::new(),
             shutdown: AtomicBool::new(false),
         });
-        for i in 1..threads {
+        let mut threads = 1;
+        for i in 1..wanted {
             let shared = Arc::clone(&shared);
-            let _ = std::thread::Builder::new()
-                .name(format!("glassbox-cpu-{i}"))
-                .spawn(move || worker(&shared));
+            match spawn(i, Box::new(move || worker(&shared))) {
+                Ok(()) => threads += 1,
+                Err(_) => break,
+            }
         }
         Pool {
             shared,
@@ -136,19 +155,65 @@ impl Drop for Pool {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
+fn spawn(index: usize, body: Box<dyn FnOnce() + Send>) -> Result<(), String> {
+    std::thread::Builder::new()
+        .name(format!("glassbox-cpu-{index}"))
+        .spawn(body)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(target_arch = "wasm32")]
+fn spawn(_index: usize, body: Box<dyn FnOnce() + Send>) -> Result<(), String> {
+    let spawner = SPAWNER.get().ok_or("no thread spawner is installed")?;
+    spawner(body)
+}
+
+static SPAWNER: OnceLock<Spawner> = OnceLock::new();
+
+/// Installs how a wasm build starts threads (the page's threaded worker does, before the pool's
+/// first use). Natively the pool uses OS threads and ignores it.
+pub fn set_spawner(spawner: Spawner) {
+    let _ = SPAWNER.set(spawner);
+}
+
+/// A worker's spinning since its last task: says when it is time to park.
+struct Spinning {
+    spins: u32,
+    #[cfg(not(target_arch = "wasm32"))]
+    started: std::time::Instant,
+}
+
+impl Spinning {
+    fn start() -> Self {
+        Spinning {
+            spins: 0,
+            #[cfg(not(target_arch = "wasm32"))]
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn should_park(&mut self) -> bool {
+        self.spins = self.spins.wrapping_add(1);
+        #[cfg(not(target_arch = "wasm32"))]
+        return self.spins.is_multiple_of(256) && self.started.elapsed() > SPIN_FOR;
+        #[cfg(target_arch = "wasm32")]
+        return self.spins >= SPINS_BEFORE_PARKING;
+    }
+}
+
 fn worker(s: &Shared) {
     let mut seen = s.state.load(SeqCst) >> 32;
     loop {
         // Spin a little, then park until a new task arrives.
-        let started = Instant::now();
-        let mut spins = 0u32;
+        let mut spinning = Spinning::start();
         while s.state.load(SeqCst) >> 32 == seen {
             if s.shutdown.load(SeqCst) {
                 return;
             }
             std::hint::spin_loop();
-            spins = spins.wrapping_add(1);
-            if spins.is_multiple_of(256) && started.elapsed() > SPIN_FOR {
+            if spinning.should_park() {
                 let mut parked = s.parked.lock().unwrap_or_else(|p| p.into_inner());
                 *parked += 1;
                 while s.state.load(SeqCst) >> 32 == seen && !s.shutdown.load(SeqCst) {
@@ -170,12 +235,15 @@ pub fn set_threads(threads: usize) {
     REQUESTED_THREADS.store(threads, SeqCst);
 }
 
-/// The process-wide pool (all cores unless [`set_threads`] said otherwise).
+/// The process-wide pool: all cores natively, one thread in wasm, unless [`set_threads`] said
+/// otherwise.
 pub fn global() -> &'static Pool {
     GLOBAL.get_or_init(|| {
         let requested = REQUESTED_THREADS.load(SeqCst);
         let threads = if requested > 0 {
             requested
+        } else if cfg!(target_arch = "wasm32") {
+            1
         } else {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         };

@@ -64,14 +64,12 @@ pub(super) struct ActivationRow<'a> {
 
 /// Blocks of a prompt's activations per parallel job: quantizing one costs about as much as
 /// reading it, so a job should be worth more than the pool's wake-up.
-#[cfg(not(target_arch = "wasm32"))]
 const BLOCKS_PER_JOB: usize = 512;
 
-/// Quantizes every block of `x` into `qs` and `info`: a prompt's blocks in parallel natively
-/// (each block on its own, so the split changes nothing), the rest on this thread.
+/// Quantizes every block of `x` into `qs` and `info`: a prompt's blocks in parallel (each block
+/// on its own, so the split changes nothing), the rest on this thread.
 fn quantize_blocks(x: &[f32], qs: &mut [i16], info: &mut [BlockInfo]) {
-    #[cfg(not(target_arch = "wasm32"))]
-    if info.len() > BLOCKS_PER_JOB {
+    if info.len() > BLOCKS_PER_JOB && crate::cpu::pool::global().threads() > 1 {
         let jobs: Vec<std::sync::Mutex<Job<'_>>> = x
             .chunks(32 * BLOCKS_PER_JOB)
             .zip(qs.chunks_mut(32 * BLOCKS_PER_JOB))
@@ -89,7 +87,6 @@ fn quantize_blocks(x: &[f32], qs: &mut [i16], info: &mut [BlockInfo]) {
 }
 
 /// One parallel job's blocks: its part of the input and of the outputs.
-#[cfg(not(target_arch = "wasm32"))]
 struct Job<'a> {
     x: &'a [f32],
     qs: &'a mut [i16],

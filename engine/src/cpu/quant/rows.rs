@@ -1,20 +1,16 @@
-//! The split of a matmul's rows into parallel jobs (natively on [`crate::cpu::pool`]; wasm runs
-//! on the worker's one thread).
+//! The split of a matmul's rows into parallel jobs on [`crate::cpu::pool`].
 
 use super::QMatrix;
 use std::ops::Range;
 
 /// Multiply-adds below which a matmul is not worth splitting across threads.
-#[cfg(not(target_arch = "wasm32"))]
 const SERIAL_WORK: usize = 1 << 18;
 /// Weights below which a matmul runs on one thread whatever the number of tokens: the vision
 /// models' layers (at most 256 × 64 weights, a few microseconds per token). On a busy 2-core
 /// machine this made `eval-vision` ~1.6× faster per ViR image and ~10% per ViT image than
 /// splitting them; the chat models' smallest matmul has over half a million weights.
-#[cfg(not(target_arch = "wasm32"))]
 const SERIAL_WEIGHTS: usize = 1 << 16;
 
-#[cfg(not(target_arch = "wasm32"))]
 fn is_small(n_weights: usize, tokens: usize) -> bool {
     n_weights < SERIAL_WEIGHTS || n_weights * tokens < SERIAL_WORK
 }
@@ -77,14 +73,11 @@ pub(super) fn for_each_rows(
     };
     // Small products run on the calling thread: the pool's start and its spinning workers
     // cost about as much as the work.
-    #[cfg(not(target_arch = "wasm32"))]
     if is_small(total_rows * weights.first().map_or(0, |w| w.cols), tokens) {
         (0..jobs.len()).for_each(run);
     } else {
         crate::cpu::pool::global().run(jobs.len(), &run);
     }
-    #[cfg(target_arch = "wasm32")]
-    (0..jobs.len()).for_each(run);
     outputs
 }
 
@@ -104,12 +97,6 @@ fn chunk_rows(total_rows: usize, tokens: usize) -> usize {
     total_rows.div_ceil(jobs).clamp(16, 4096)
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 fn worker_threads() -> usize {
     crate::cpu::pool::global().threads()
-}
-
-#[cfg(target_arch = "wasm32")]
-fn worker_threads() -> usize {
-    1
 }
