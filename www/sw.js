@@ -5,6 +5,10 @@
 //
 // Network first, cache as the fallback: a new build is picked up whenever the server answers.
 //
+// Every response it serves gets Cross-Origin-Opener-Policy and Cross-Origin-Embedder-Policy, so
+// the page is cross-origin isolated on any static host (boot.js reloads once on a first visit)
+// and the engine can use its threaded build (worker_mt_loader.js, pool_worker.js).
+//
 // The engine worker's scripts get their Content-Security-Policy here. Models are fetched in the
 // engine worker, and a dedicated worker runs under the policy its script came with (not the
 // page's <meta> one): the server's policy for the worker scripts (or, without one, the default
@@ -22,6 +26,10 @@ const SHELL = [
   './worker.js',
   './worker_bg.wasm',
   './worker_loader.js',
+  './worker_mt.js',
+  './worker_mt_bg.wasm',
+  './worker_mt_loader.js',
+  './pool_worker.js',
   './style.css',
   './embed-demo.html',
   './models/manifest.json',
@@ -52,7 +60,7 @@ self.addEventListener('activate', (event) => {
 
 const SETTINGS_CACHE = 'glassbox-settings-v1';
 const ORIGINS_ENTRY = 'allowed-origins.json';
-const WORKER_SCRIPTS = ['worker_loader.js', 'worker.js'];
+const WORKER_SCRIPTS = ['worker_loader.js', 'worker.js', 'worker_mt_loader.js', 'worker_mt.js', 'pool_worker.js'];
 // The same default as `cargo xtask serve` sends (xtask/src/server.rs, WORKER_CSP).
 const WORKER_CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; object-src 'none'; base-uri 'none'";
 
@@ -116,6 +124,15 @@ async function workerScript(request) {
   const policy = response.headers.get('Content-Security-Policy') || WORKER_CSP;
   const headers = new Headers(response.headers);
   headers.set('Content-Security-Policy', withOrigins(policy, await allowedOrigins()));
+  return isolated(response, headers);
+}
+
+/** `response` with COOP/COEP added (and `headers` instead of its own, if given). */
+function isolated(response, headers = new Headers(response.headers)) {
+  // An opaque or error response cannot be rebuilt; same-origin ones never are either.
+  if (response.type === 'opaque' || response.type === 'error' || response.status === 0) return response;
+  headers.set('Cross-Origin-Opener-Policy', 'same-origin');
+  headers.set('Cross-Origin-Embedder-Policy', 'require-corp');
   return new Response(response.body, {
     status: response.status,
     statusText: response.statusText,
@@ -151,6 +168,7 @@ self.addEventListener('fetch', (event) => {
         caches.match(request, { ignoreSearch: true }).then(
           (cached) => cached || caches.match('./index.html'),
         ),
-      ),
+      )
+      .then((response) => (response ? isolated(response) : Response.error())),
   );
 });

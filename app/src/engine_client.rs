@@ -16,9 +16,9 @@ pub struct EngineClient {
 }
 
 impl EngineClient {
-    /// Starts `worker_loader.js` (made by Trunk) and routes its messages to `on_message`.
+    /// Starts the engine worker ([`worker_script`]) and routes its messages to `on_message`.
     pub fn spawn(on_message: impl Fn(FromWorker) + 'static) -> Result<Self, String> {
-        let worker = Worker::new("./worker_loader.js")
+        let worker = Worker::new(&worker_script())
             .map_err(|e| format!("cannot start the engine worker: {e:?}"))?;
         let queued: Rc<RefCell<Option<Vec<JsValue>>>> = Rc::new(RefCell::new(Some(Vec::new())));
         let (queue, target) = (Rc::clone(&queued), worker.clone());
@@ -76,3 +76,48 @@ impl EngineClient {
         self.worker.terminate();
     }
 }
+
+/// The engine worker to start. Two builds ship: `worker_loader.js` (made by Trunk: one thread)
+/// and `worker_mt_loader.js` (made by `cargo xtask build`: wasm threads on a shared memory,
+/// which needs a cross-origin isolated page). The threaded one runs wherever the page is
+/// isolated and has `Atomics.waitAsync` (the threaded build's futures wait with it; its polyfill
+/// would start workers from blob URLs, which the worker's policy forbids), with as many threads
+/// as the browser reports cores (at most 8) or as the page's `threads=N` asks; `threads=1`
+/// picks the one-thread build.
+fn worker_script() -> String {
+    let global = js_sys::global();
+    let isolated = js_sys::Reflect::get(&global, &"crossOriginIsolated".into())
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false)
+        && js_sys::Reflect::get(&global, &"Atomics".into())
+            .and_then(|atomics| js_sys::Reflect::get(&atomics, &"waitAsync".into()))
+            .is_ok_and(|wait| wait.is_function());
+    match requested_threads() {
+        _ if !isolated => "./worker_loader.js".into(),
+        Some(1) => "./worker_loader.js".into(),
+        Some(n) => format!("./worker_mt_loader.js?threads={}", n.min(MAX_THREADS)),
+        None => "./worker_mt_loader.js".into(),
+    }
+}
+
+/// The page's `threads=N`, as it opened (the address bar follows the shown state later, and
+/// keeps this).
+pub fn requested_threads() -> Option<usize> {
+    thread_local! {
+        static REQUESTED: Option<usize> = web_sys::window()
+            .and_then(|w| w.location().search().ok())
+            .and_then(|search| {
+                crate::query_string::parse_query(&search)
+                    .into_iter()
+                    .find(|(key, _)| key == "threads")
+                    .and_then(|(_, value)| value.parse::<usize>().ok())
+            })
+            .filter(|&n| n > 0);
+    }
+    REQUESTED.with(|n| *n)
+}
+
+/// More threads than this gain nothing for models of this size (and cost memory: each has its
+/// own stack and wasm instance).
+pub const MAX_THREADS: usize = 8;

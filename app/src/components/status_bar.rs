@@ -4,12 +4,12 @@ use leptos::prelude::*;
 
 /// The compute tier, the engine's state and the loaded model, announced politely to screen
 /// readers: "WebGPU (google swiftshader) — ready — SmolLM2 135M Instruct (Q4_1)",
-/// "CPU (wasm) — loading".
+/// "CPU (wasm) · 2 threads — loading".
 #[component]
 pub fn StatusBar() -> impl IntoView {
     let engine = use_app_state().engine;
     let text = move || {
-        let tier = engine.tier.get().map(|t| t.label());
+        let tier = engine.tier.get().map(|t| t.status());
         let status = match engine.status.get() {
             _ if engine.deferred.with(Option::is_some) => "waiting for Start".to_string(),
             EngineStatus::Starting => "starting".to_string(),
@@ -27,7 +27,7 @@ pub fn StatusBar() -> impl IntoView {
         }
     };
     let title = move || match engine.tier.get() {
-        Some(ComputeTier::Cpu { reason }) => reason,
+        Some(ComputeTier::Cpu { reason, .. }) => reason,
         _ => String::new(),
     };
     view! {

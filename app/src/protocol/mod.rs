@@ -261,16 +261,28 @@ pub struct BenchDone {
 pub enum ComputeTier {
     /// A WebGPU adapter, with its description.
     WebGpu { adapter: String },
-    /// The engine runs on the CPU in wasm; `reason` says why (or that the user chose it).
-    Cpu { reason: String },
+    /// The engine runs on the CPU in wasm, on `threads` threads; `reason` says why (or that
+    /// the user chose it).
+    Cpu { reason: String, threads: usize },
 }
 
 impl ComputeTier {
-    /// What the page shows: "WebGPU (adapter description)" or "CPU (wasm)".
+    /// What run cards record: "WebGPU (adapter description)" or "CPU (wasm)" (threads change
+    /// no result, so they are not part of it).
     pub fn label(&self) -> String {
         match self {
             ComputeTier::WebGpu { adapter } => format!("WebGPU ({adapter})"),
             ComputeTier::Cpu { .. } => "CPU (wasm)".to_string(),
+        }
+    }
+
+    /// What the status line shows: the label, and for the CPU how many threads run
+    /// ("CPU (wasm) · 2 threads").
+    pub fn status(&self) -> String {
+        match self {
+            ComputeTier::Cpu { threads: 1, .. } => format!("{} · 1 thread", self.label()),
+            ComputeTier::Cpu { threads, .. } => format!("{} · {threads} threads", self.label()),
+            ComputeTier::WebGpu { .. } => self.label(),
         }
     }
 }

@@ -42,6 +42,10 @@ impl AppState {
             if bench::requested() {
                 query.push_str("&bench");
             }
+            // Nor is the thread count, which a reload must keep too.
+            if let Some(threads) = crate::engine_client::requested_threads() {
+                query.push_str(&format!("&threads={threads}"));
+            }
             if let Some(history) = web_sys::window().and_then(|w| w.history().ok()) {
                 let _ =
                     history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&query));

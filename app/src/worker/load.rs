@@ -211,6 +211,7 @@ impl Worker {
     pub(super) async fn load_cpu(&mut self, reason: &str) -> Result<ModelInfo, LoadError> {
         post(EngineEvent::Tier(ComputeTier::Cpu {
             reason: reason.to_string(),
+            threads: super::cpu_threads(),
         }));
         self.load_on(Device::Cpu, Tier::Cpu).await
     }

@@ -23,6 +23,8 @@ mod order;
 pub mod probe;
 mod storage;
 pub mod store;
+#[cfg(target_feature = "atomics")]
+mod threads;
 mod vision;
 
 use crate::protocol::{
@@ -48,6 +50,14 @@ pub use probe::PAGE_CONTEXT;
 type Incoming = (ToWorker, Option<web_sys::File>);
 
 pub fn start() {
+    // A CPU thread of the threaded build instantiates this module too (`pool_worker.js`): it
+    // runs no engine.
+    let pool_thread = js_sys::Reflect::get(&js_sys::global(), &"glassboxPoolThread".into());
+    if pool_thread.is_ok_and(|flag| flag.is_truthy()) {
+        return;
+    }
+    #[cfg(target_feature = "atomics")]
+    threads::install();
     let (sender, receiver) = mpsc::unbounded::<Incoming>();
     let stop = Rc::new(Cell::new(false));
     let stop_flag = Rc::clone(&stop);
@@ -78,6 +88,11 @@ pub fn start() {
     on_message.forget();
     wasm_bindgen_futures::spawn_local(run(receiver, stop));
     post(FromWorker::Ready);
+}
+
+/// How many threads the CPU tier runs on (starts them, in the threaded build).
+pub fn cpu_threads() -> usize {
+    engine::cpu::pool::global().threads()
 }
 
 /// Sends a message, or any group of them, to the page.
@@ -231,6 +246,7 @@ impl Worker {
                 reason: error
                     .clone()
                     .unwrap_or_else(|| "WebGPU is not available".into()),
+                threads: cpu_threads(),
             },
         };
         post(EngineEvent::Tier(tier));
