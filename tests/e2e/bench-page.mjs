@@ -3,7 +3,11 @@
 // first token and decode speed, and from a reload to the first token of a short chat turn
 // (about 40 tokens; the warm-start figure of the speed issue, medians of RUNS). Not a test: it prints numbers and asserts nothing about them.
 //
-//   cargo xtask bench-page [--tiers cpu,webgpu] [--tokens 64] [--runs 3]
+//   cargo xtask bench-page [--tiers cpu,cpu1,webgpu] [--tokens 64] [--runs 3]
+//
+// Tiers: `cpu` is the CPU tier on every core the browser reports (the threaded build: the
+// server sends no COOP/COEP, so the cold load includes the service worker's one reload), `cpu1`
+// the same on one thread (`?threads=1`), `webgpu` the WebGPU tier.
 //
 // (xtask builds the page, serves it and sets GLASSBOX_BASE_URL.) WebGPU here is SwiftShader, a
 // CPU emulation of a GPU, so its numbers say nothing about a real GPU.
@@ -22,7 +26,7 @@ function option(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback;
 }
-const TIERS = option('tiers', 'cpu,webgpu').split(',');
+const TIERS = option('tiers', 'cpu,cpu1,webgpu').split(',');
 const TOKENS = Number(option('tokens', '64'));
 const RUNS = Number(option('runs', '3'));
 // Asks for a long answer, so a greedy reply rarely ends before TOKENS. Each run's prompt starts
@@ -38,8 +42,10 @@ const COMMON = [
   '--disable-sync',
   '--no-first-run',
 ];
+const CPU_FLAGS = [...COMMON, '--disable-gpu'];
 const FLAGS = {
-  cpu: [...COMMON, '--disable-gpu'],
+  cpu: CPU_FLAGS,
+  cpu1: CPU_FLAGS,
   webgpu: [
     ...COMMON,
     '--enable-unsafe-webgpu',
@@ -48,7 +54,8 @@ const FLAGS = {
     '--use-webgpu-adapter=swiftshader',
   ],
 };
-const EXPECTED_STATUS = { cpu: /^CPU \(wasm\)/, webgpu: /^WebGPU/ };
+const PATHS = { cpu: '/', cpu1: '/?threads=1', webgpu: '/' };
+const EXPECTED_STATUS = { cpu: /^CPU \(wasm\)/, cpu1: /^CPU \(wasm\) · 1 thread/, webgpu: /^WebGPU/ };
 
 const LOAD_TIMEOUT_MS = 10 * 60 * 1000;
 const REPLY_TIMEOUT_MS = 20 * 60 * 1000;
@@ -141,7 +148,7 @@ async function benchTier(tier) {
   try {
     const page = context.pages()[0] ?? (await context.newPage());
     let start = performance.now();
-    await page.goto('/');
+    await page.goto(PATHS[tier]);
     const coldLoadMs = await timeToReady(page, start);
     const status = await statusText(page);
     if (!EXPECTED_STATUS[tier].test(status)) {
@@ -187,7 +194,7 @@ console.log(`page benchmark: ${BASE_URL}, greedy replies of up to ${TOKENS} toke
 if (modelBytes) console.log(`model: ${(modelBytes / 1e6).toFixed(1)} MB, served from localhost`);
 const results = [];
 for (const tier of TIERS) {
-  if (!FLAGS[tier]) throw new Error(`unknown tier ${tier}; use cpu or webgpu`);
+  if (!FLAGS[tier]) throw new Error(`unknown tier ${tier}; use cpu, cpu1 or webgpu`);
   console.log(`\n${tier}: running…`);
   const r = await benchTier(tier);
   results.push(r);

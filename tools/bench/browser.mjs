@@ -1,5 +1,6 @@
-// The engines in headless Chromium, on one model: Glassbox's page (its CPU tier, wasm SIMD, and
-// its WebGPU tier on SwiftShader), driven through the page's benchmark hook (`?bench`,
+// The engines in headless Chromium, on one model: Glassbox's page (its CPU tier, wasm SIMD, at 1
+// thread and at 2 (its threaded build, isolated by its service worker), and its WebGPU tier on
+// SwiftShader), driven through the page's benchmark hook (`?bench`,
 // app/src/state/bench.rs), and wllama (llama.cpp in wasm, tools/bench/wllama.html) with and
 // without cross-origin isolation, at 1 and 2 threads, and its warm start.
 import { chromium } from '@playwright/test';
@@ -23,10 +24,13 @@ export const WLLAMA = 'wllama 3.13.0 (llama.cpp in wasm)';
 export async function browser(model, prompt) {
   const out = { rows: [], notRun: [], glassboxWarm: null, wllamaWarm: null };
   if (skipped(model, 'browser')) return out;
-  const cpu = await timed(`${model.key}, browser: Glassbox CPU tier, ${RUNS} run(s)`, () =>
-    glassboxPage(model, prompt, 'cpu'));
-  out.rows.push(cpu);
-  out.glassboxWarm = { loadS: cpu.warmLoadS, firstTokenS: cpu.warmFirstTokenS };
+  for (const threads of [1, 2]) {
+    const cpu = await timed(`${model.key}, browser: Glassbox CPU tier, ${threads} thread(s), ${RUNS} run(s)`, () =>
+      glassboxPage(model, prompt, 'cpu', threads));
+    out.rows.push(cpu);
+    // The warm start of what a visitor gets: the threaded build.
+    out.glassboxWarm = { loadS: cpu.warmLoadS, firstTokenS: cpu.warmFirstTokenS };
+  }
   if (!skipped(model, 'wllama')) {
     for (const [threads, isolated] of [[1, false], [1, true], [2, true]]) {
       out.rows.push(await timed(`${model.key}, browser: wllama, ${threads} thread(s), ${isolated ? 'with' : 'without'} COOP/COEP`,
@@ -71,11 +75,12 @@ function peakRendererMiB(before) {
 
 /**
  * The page on one tier with `model` (the default model as a first visit loads it, another by
- * its sha256 in the deep link): cold load, warm load (a reload, from the browser's cache), then
- * the benchmark hook's runs. Where the page puts the model on the CPU although WebGPU was asked
+ * its sha256 in the deep link) and, on the CPU, `threads` threads (`threads=N`; the server sends
+ * no COOP/COEP, so the cold load includes the service worker's one reload): cold load, warm
+ * load (a reload, from the browser's cache), then the benchmark hook's runs. Where the page puts the model on the CPU although WebGPU was asked
  * for (it does so where WebGPU cannot hold or run it), returns `{ notRun }` with its reason.
  */
-async function glassboxPage(model, prompt, tier) {
+async function glassboxPage(model, prompt, tier, threads = 1) {
   const webgpu = tier === 'webgpu';
   const runs = webgpu ? WEBGPU_RUNS : RUNS;
   const before = processIds();
@@ -92,7 +97,8 @@ async function glassboxPage(model, prompt, tier) {
       return text;
     };
     let t0 = performance.now();
-    await page.goto(`${BASE_URL}/?bench${model.isDefault ? '' : `&model=${model.sha256}`}`);
+    const query = `${model.isDefault ? '' : `&model=${model.sha256}`}${webgpu ? '' : `&threads=${threads}`}`;
+    await page.goto(`${BASE_URL}/?bench${query}`);
     await ready();
     const coldMs = performance.now() - t0;
     t0 = performance.now();
@@ -104,6 +110,7 @@ async function glassboxPage(model, prompt, tier) {
       return { notRun: `Glassbox's WebGPU tier: the page loads this model on the CPU under SwiftShader (${reason.trim()}).` };
     }
     if (webgpu !== text.startsWith('WebGPU')) throw new Error(`expected the ${tier} tier: ${text}`);
+    if (!webgpu && !text.includes(`· ${threads} thread`)) throw new Error(`expected ${threads} thread(s): ${text}`);
     const results = [];
     for (let r = 0; r < runs; r++) {
       await page.evaluate(({ ids, n }) => { window.glassboxBenchResult = undefined; window.glassboxBench(ids, n); },
@@ -118,14 +125,15 @@ async function glassboxPage(model, prompt, tier) {
     const memory = peakRendererMiB(before);
     return {
       engine: webgpu ? 'Glassbox WebGPU tier (SwiftShader: the CPU emulating a GPU)' : 'Glassbox CPU tier (wasm SIMD)',
-      threads: 1,
+      threads: webgpu ? 1 : threads,
       prefill: summary(results.map((r) => r.prompt_tokens / (r.prefill_ms / 1000))),
       decode: summary(results.map((r) => r.decode_tokens / (r.decode_ms / 1000))),
       loadS: coldMs / 1000,
       warmLoadS: warmMs / 1000,
       warmFirstTokenS: (warmMs + results[0].prefill_ms) / 1000,
       peakMiB: webgpu ? memory.renderer + memory.gpu : memory.renderer,
-      note: webgpu ? 'renderer + GPU process memory; f32 activations' : 'renderer process memory; one worker thread',
+      note: webgpu ? 'renderer + GPU process memory; f32 activations'
+        : `renderer process memory; ${threads === 1 ? 'the one-thread build' : 'the threaded build (wasm atomics), isolated by its service worker'}`,
     };
   } finally {
     await browser.close();

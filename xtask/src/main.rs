@@ -11,6 +11,7 @@ mod server;
 mod setup;
 mod shell;
 mod test;
+mod threads;
 mod train;
 
 use std::process::ExitCode;
@@ -22,7 +23,7 @@ commands:
   serve [--port P] [--no-build] [--isolate] [--test-hooks]
                  set up, build the page (release) and serve it at http://127.0.0.1:P (8080)
   test           set up and run every test (fmt, clippy, native, wasm in Chromium, e2e)
-  bench-page [--no-build] [--tiers cpu,webgpu] [--tokens N] [--runs R]
+  bench-page [--no-build] [--tiers cpu,cpu1,webgpu] [--tokens N] [--runs R]
                  benchmark the page in headless Chromium: cold and warm load, first token,
                  decode tokens/s per compute tier (prints numbers, asserts nothing)
   bench-compare [--runs R] [--webgpu-runs R] [--models smollm2,gemma3] [--skip PART,MODEL:PART]
@@ -66,7 +67,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Builds the page with Trunk into `dist/`, using only the tools setup installed.
+/// Builds the page with Trunk into `dist/`, using only the tools setup installed, then the
+/// engine worker's threaded build beside it.
 pub fn build_page() -> Result<(), String> {
     shell::step("build the page (trunk build --release --offline)", || {
         shell::run(
@@ -74,7 +76,8 @@ pub fn build_page() -> Result<(), String> {
                 .args(["build", "--release", "--offline"])
                 .current_dir(shell::root()),
         )
-    })
+    })?;
+    threads::build_worker()
 }
 
 /// Serves `dist/` on a free port for as long as xtask runs; returns its base URL.

@@ -20,14 +20,29 @@ use std::sync::{Arc, Mutex};
 /// default, `www/sw.js`): its own scripts and wasm, and fetches from this origin only.
 pub const WORKER_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; object-src 'none'; base-uri 'none'";
 
-/// The engine worker's scripts, which get [`WORKER_CSP`].
+/// The engine worker's scripts (one-thread and threaded builds, and the threads' own), which
+/// get [`WORKER_CSP`].
 fn is_worker_script(path: &str) -> bool {
-    matches!(path, "/worker_loader.js" | "/worker.js")
+    matches!(
+        path,
+        "/worker_loader.js"
+            | "/worker.js"
+            | "/worker_mt_loader.js"
+            | "/worker_mt.js"
+            | "/pool_worker.js"
+    )
+}
+
+/// The engine worker's entry scripts, which a test patch goes in front of.
+fn is_worker_loader(path: &str) -> bool {
+    matches!(path, "/worker_loader.js" | "/worker_mt_loader.js")
 }
 
 #[derive(Clone, Default)]
 pub struct Options {
-    /// Sends COOP/COEP so the page is cross-origin isolated (needed by wasm threads).
+    /// Sends COOP/COEP so the page is cross-origin isolated (needed by wasm threads). Not under
+    /// [`TEST_SUBPATH`]: there the page is as on a static host that sends no such headers (its
+    /// service worker isolates it).
     pub cross_origin_isolation: bool,
     /// Enables `/__test/…` endpoints: a request log, one-shot download cuts and slow downloads,
     /// files served as by a server without Range support, a network that is gone, and a worker
@@ -131,6 +146,8 @@ struct Request {
     path: String,
     query: String,
     range: Option<String>,
+    /// Asked for under [`TEST_SUBPATH`] (served as a plain static host would).
+    under_test_subpath: bool,
 }
 
 fn read_request(stream: &TcpStream) -> std::io::Result<Option<Request>> {
@@ -163,6 +180,7 @@ fn read_request(stream: &TcpStream) -> std::io::Result<Option<Request>> {
         path: percent_decode(&path),
         query,
         range,
+        under_test_subpath: false,
     }))
 }
 
@@ -176,6 +194,7 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
     if shared.options.test_hooks {
         if let Some(rest) = request.path.strip_prefix(TEST_SUBPATH) {
             request.path = format!("/{rest}");
+            request.under_test_subpath = true;
         }
         if let Some(hook) = request.path.strip_prefix("/__test/") {
             return test_hook(&mut stream, shared, hook, &request.query);
@@ -194,9 +213,12 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             // Like a network that is gone: the connection closes without an answer.
             return Ok(());
         }
-        if let (Some(patch), "/worker_loader.js") = (test.worker_patch, request.path.as_str()) {
+        if let Some(patch) = test
+            .worker_patch
+            .filter(|_| is_worker_loader(&request.path))
+        {
             drop(test);
-            return serve_patched_worker(&mut stream, shared, patch);
+            return serve_patched_worker(&mut stream, shared, &request, patch);
         }
     }
     if request.method == "OPTIONS" && request.path.ends_with(".gguf") {
@@ -246,7 +268,7 @@ fn handle(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
             end.saturating_sub(1)
         ));
     }
-    if shared.options.cross_origin_isolation {
+    if shared.options.cross_origin_isolation && !request.under_test_subpath {
         head.push_str("Cross-Origin-Opener-Policy: same-origin\r\n");
         head.push_str("Cross-Origin-Embedder-Policy: require-corp\r\n");
     }
@@ -368,18 +390,24 @@ fn test_hook(
     respond_plain(stream, 200, "OK", &body)
 }
 
-/// The worker's loader with a patch run before the engine starts (the Origin Private File
+/// A worker loader (`path`) with a patch run before the engine starts (the Origin Private File
 /// System taken away, or its handles or writes refused), so the e2e tests can check the
 /// fallbacks in a Chromium that has it all.
 fn serve_patched_worker(
     stream: &mut TcpStream,
     shared: &Shared,
+    request: &Request,
     patch: &str,
 ) -> std::io::Result<()> {
-    let loader = std::fs::read_to_string(shared.dist.join("worker_loader.js"))?;
+    let loader = std::fs::read_to_string(shared.dist.join(request.path.trim_start_matches('/')))?;
     let body = format!("{patch}\n{loader}");
+    let isolation = if shared.options.cross_origin_isolation && !request.under_test_subpath {
+        "Cross-Origin-Opener-Policy: same-origin\r\nCross-Origin-Embedder-Policy: require-corp\r\n"
+    } else {
+        ""
+    };
     let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: text/javascript\r\nContent-Length: {}\r\nCache-Control: no-store\r\nContent-Security-Policy: {WORKER_CSP}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Type: text/javascript\r\nContent-Length: {}\r\nCache-Control: no-store\r\nContent-Security-Policy: {WORKER_CSP}\r\n{isolation}Connection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;

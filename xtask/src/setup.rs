@@ -63,6 +63,10 @@ pub fn run(purpose: Purpose) -> Result<(), String> {
     step("setup: Debian packages", || debian_packages(purpose))?;
     step("setup: trunk", trunk)?;
     step("setup: wasm-bindgen-cli", wasm_bindgen_cli)?;
+    step(
+        "setup: nightly for the threaded build",
+        crate::threads::install_nightly,
+    )?;
     step("setup: chat model", chat_model)?;
     step("setup: Gemma 3 270M", gemma_model)?;
     step("setup: MNIST digits", mnist)?;

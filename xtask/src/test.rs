@@ -85,14 +85,16 @@ fn wasm_tests() -> Result<(), String> {
 }
 
 /// The release build in `dist/`, served by our own server with test hooks for as long as xtask
-/// runs; its base URL.
+/// runs; its base URL. It sends COOP/COEP, as a host that can set headers would (the page runs
+/// its threaded build at once); under its test subpath it sends none, and the page's service
+/// worker isolates it (`threads.spec.js`).
 fn test_server() -> Result<String, String> {
     let server = Server::bind(
         ("127.0.0.1", 0),
         root().join("dist"),
         Options {
             test_hooks: true,
-            ..Options::default()
+            cross_origin_isolation: true,
         },
     )
     .map_err(|e| format!("cannot start the test server: {e}"))?;

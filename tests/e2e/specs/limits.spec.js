@@ -146,11 +146,11 @@ test('a Vision deep link with a layer and head beyond the models shows the last 
   }
 });
 
-/** Fetches from inside the page's engine worker: `no-cors` and `cors` to another origin, then
- * its own. */
+/** Fetches from inside the page's engine worker (its one-thread or its threaded build):
+ * `no-cors` and `cors` to another origin, then its own. */
 async function probeWorker(page, tag) {
   const other = `http://localhost:${new URL(BASE_URL).port}`;
-  const worker = page.workers().find((w) => w.url().endsWith('/worker_loader.js'));
+  const worker = page.workers().find((w) => /\/worker(_mt)?_loader\.js(\?.*)?$/.test(w.url()));
   expect(worker, page.workers().map((w) => w.url()).join(', ')).toBeTruthy();
   return worker.evaluate(async ([target, own]) => {
     const attempt = (url, mode) => fetch(url, { mode, cache: 'no-store' })
