@@ -3,25 +3,16 @@
 // isolates it, after one reload on the first visit. Threads must not change a result: the
 // greedy reply on all the browser's cores equals the one-thread build's (`threads=1`).
 import { test, expect } from '@playwright/test';
-import { ask, profilePage, useGreedy, waitReady } from '../chromium.js';
+import { ask, sharedProfilePage, useGreedy, waitReady } from '../chromium.js';
 
 const SUBPATH = '/course/glassbox/';
 const QUESTION = 'What is the capital of France?';
 
 test.describe.serial('the CPU tier on threads', () => {
-  let profile;
-  let page;
-  let logs;
-
-  test.beforeAll(async () => {
-    ({ profile, page, logs } = await profilePage({ webgpu: false }));
-  });
-
-  test.afterAll(async () => {
-    await profile?.close();
-  });
+  const shared = sharedProfilePage(test, { webgpu: false });
 
   test('a host without COOP/COEP: one reload, then isolated, on threads; same reply as one thread', async () => {
+    const { page, logs } = shared;
     const loads = []; // documents loaded (the address bar's own changes are not loads)
     page.on('load', () => loads.push(page.url()));
     await page.goto(SUBPATH);
