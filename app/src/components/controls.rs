@@ -8,6 +8,16 @@ pub(super) fn number_input(
     value: RwSignal<usize>,
     max: impl Fn() -> usize + Copy + Send + Sync + 'static,
 ) -> impl IntoView {
+    number_input_then(label, value, max, || {})
+}
+
+/// [`number_input`], and `then()` after each change the user makes.
+pub(super) fn number_input_then(
+    label: &'static str,
+    value: RwSignal<usize>,
+    max: impl Fn() -> usize + Copy + Send + Sync + 'static,
+    then: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
     view! {
         <label class="field inline">
             <span>{label}</span>
@@ -19,6 +29,7 @@ pub(super) fn number_input(
                 on:change=move |ev| {
                     if let Ok(v) = event_target_value(&ev).parse::<usize>() {
                         value.set(v.min(max()));
+                        then();
                     }
                 }
             />

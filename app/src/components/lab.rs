@@ -8,6 +8,7 @@
 //! head is picked with two number fields. Every picture has a sentence beside it.
 
 use super::attribution::AttributionPanel;
+use super::controls;
 use super::export::{self, grid_svg, ExportBar};
 use super::heatmap;
 use super::legend::attention_legend;
@@ -244,23 +245,8 @@ fn AblatedAttention(lab: LabState, dims: Signal<(usize, usize)>) -> impl IntoVie
     });
     let pick =
         move |label: &'static str, value: RwSignal<usize>, max: fn((usize, usize)) -> usize| {
-            view! {
-                <label class="field inline">
-                    <span>{label}</span>
-                    <input
-                        type="number"
-                        min="0"
-                        max=move || max(dims.get()).saturating_sub(1).to_string()
-                        prop:value=move || value.get().to_string()
-                        on:change=move |ev| {
-                            if let Ok(v) = event_target_value(&ev).parse::<usize>() {
-                                value.set(v.min(max(dims.get_untracked()).saturating_sub(1)));
-                                state.run_ablation();
-                            }
-                        }
-                    />
-                </label>
-            }
+            let last = move || max(dims.get()).saturating_sub(1);
+            controls::number_input_then(label, value, last, move || state.run_ablation())
         };
     let description = move || {
         let r = lab.ablation.get()?;
