@@ -273,6 +273,10 @@ pub(super) fn completion_text(messages: &[ChatMessage]) -> String {
     text
 }
 
+/// A reply's text goes to the page at most this often (the first piece at once): each piece
+/// re-renders the conversation, and the page shares the cores with the engine's threads.
+const POST_EVERY_MS: f64 = 50.0;
+
 /// Answers `chat.messages` in the conversation's session (made on first use), posting each
 /// piece of text as it comes.
 async fn reply(
@@ -312,6 +316,8 @@ async fn reply(
     let first_token_ms = js::now_ms() - started;
     let decode_started = js::now_ms();
     let mut printer = TokenStream::new();
+    let mut unposted = String::new();
+    let mut posted_at = f64::NEG_INFINITY;
     let mut generated = 0;
     let mut stopped = false;
     let mut cut = false;
@@ -321,9 +327,13 @@ async fn reply(
         if tokenizer.is_end_of_generation(next) {
             break;
         }
-        let text = printer.push(tokenizer, next);
-        if !text.is_empty() {
-            post(ChatReply::Token { request, text });
+        unposted.push_str(&printer.push(tokenizer, next));
+        if !unposted.is_empty() && js::now_ms() - posted_at >= POST_EVERY_MS {
+            post(ChatReply::Token {
+                request,
+                text: std::mem::take(&mut unposted),
+            });
+            posted_at = js::now_ms();
         }
         // Let Stop arrive.
         js::yield_now().await;
@@ -345,11 +355,11 @@ async fn reply(
             .activations(Activations::Fastest);
         candidates = session.feed(feed).await?.top;
     }
-    let rest = printer.finish();
-    if !rest.is_empty() {
+    unposted.push_str(&printer.finish());
+    if !unposted.is_empty() {
         post(ChatReply::Token {
             request,
-            text: rest,
+            text: unposted,
         });
     }
     let seconds = ((js::now_ms() - decode_started) / 1000.0).max(1e-3);

@@ -51,6 +51,9 @@ fn cancel_error(have: u64, total: u64) -> LoadError {
 pub struct Feed<'a> {
     loader: EngineLoader,
     hasher: Sha256,
+    /// The digest of the first bytes fed (how many, and its hex), where the browser computed
+    /// it: a stored copy read whole.
+    digest_elsewhere: Option<(u64, String)>,
     fed: u64,
     total: u64,
     header_seen: bool,
@@ -66,6 +69,7 @@ impl<'a> Feed<'a> {
         Feed {
             loader: EngineLoader::new(device, Some(total)),
             hasher: Sha256::new(),
+            digest_elsewhere: None,
             fed: 0,
             total,
             header_seen: false,
@@ -81,6 +85,7 @@ impl<'a> Feed<'a> {
     pub fn restart(&mut self) {
         self.loader.restart();
         self.hasher = Sha256::new();
+        self.digest_elsewhere = None;
         self.fed = 0;
         self.header_seen = false;
     }
@@ -93,10 +98,15 @@ impl<'a> Feed<'a> {
     }
 
     fn push(&mut self, bytes: &[u8]) -> Result<(), LoadError> {
+        self.hasher.update(bytes);
+        self.push_unhashed(bytes)
+    }
+
+    /// Feeds the loader only: the caller hashes these bytes (see [`Feed::digested_elsewhere`]).
+    fn push_unhashed(&mut self, bytes: &[u8]) -> Result<(), LoadError> {
         if self.hooks.stop.get() {
             return Err(cancel_error(self.fed, self.total));
         }
-        self.hasher.update(bytes);
         self.loader.push(bytes)?;
         self.fed += bytes.len() as u64;
         if !self.header_seen {
@@ -127,9 +137,18 @@ impl<'a> Feed<'a> {
         });
     }
 
-    /// The sha256 of everything fed so far, as hex.
+    /// Everything fed so far was hashed by the caller, to this digest.
+    fn digested_elsewhere(&mut self, digest: &[u8]) {
+        self.digest_elsewhere = Some((self.fed, hex(digest)));
+    }
+
+    /// The sha256 of everything fed so far, as hex. (Bytes fed after a digest made elsewhere
+    /// were hashed by no one: the hasher's digest then matches nothing, and the load fails.)
     fn digest(&self) -> String {
-        hex(&self.hasher.clone().finalize())
+        match &self.digest_elsewhere {
+            Some((fed, digest)) if *fed == self.fed => digest.clone(),
+            _ => hex(&self.hasher.clone().finalize()),
+        }
     }
 
     /// The digest, if it is `expected` (or nothing was expected).
@@ -368,11 +387,13 @@ impl<'a> Sink<'a> {
     }
 }
 
-/// Feeds `feed` the first `len` bytes of the stored file.
+/// Feeds `feed` the first `len` bytes of the stored file. `whole`: they are all the feed gets,
+/// so the browser may hash them (see [`replay_whole`]).
 async fn replay_cache(
     store: &Store,
     storage: &str,
     len: u64,
+    whole: bool,
     feed: &mut Feed<'_>,
 ) -> Result<(), LoadError> {
     let mut reader = store
@@ -380,6 +401,12 @@ async fn replay_cache(
         .reader(storage, len)
         .await
         .map_err(|e| LoadError::new(format!("cannot read the cached model: {e}"), true))?;
+    if whole && feed.fed == 0 && len <= WHOLE_READ_LIMIT {
+        if let Some(file) = reader.whole_file().cloned() {
+            reader.close();
+            return replay_whole(&file, len, feed).await;
+        }
+    }
     let result = loop {
         match reader.next_chunk().await {
             Ok(Some(chunk)) => {
@@ -388,12 +415,7 @@ async fn replay_cache(
                 }
             }
             Ok(None) => break Ok(()),
-            Err(e) => {
-                break Err(LoadError::new(
-                    format!("cannot read the cached model: {e}"),
-                    true,
-                ))
-            }
+            Err(e) => break Err(read_error(e)),
         }
         // Let the worker answer messages (and the page repaint its progress bar).
         yield_now().await;
@@ -408,6 +430,51 @@ async fn replay_cache(
     result
 }
 
+/// A stored copy up to this size is read in one piece, so that the browser can hash it (the
+/// piece stays in JS memory until it is fed: twice the model's size for a moment).
+const WHOLE_READ_LIMIT: u64 = 1 << 30;
+
+/// Feeds a stored copy read in one piece, hashed by the browser meanwhile (see
+/// [`js::sha256_started`]); where the browser cannot hash, the feed hashes it as it goes.
+async fn replay_whole(
+    file: &web_sys::File,
+    len: u64,
+    feed: &mut Feed<'_>,
+) -> Result<(), LoadError> {
+    let bytes = js::read_file_js(file, 0, len).await.map_err(read_error)?;
+    if (bytes.length() as u64) < len {
+        return Err(LoadError::new(
+            "the cached model is shorter than recorded",
+            true,
+        ));
+    }
+    let digest = js::sha256_started(&bytes);
+    let mut at = 0;
+    while at < len {
+        let end = (at + REPLAY_CHUNK).min(len);
+        let chunk = bytes.subarray(at as u32, end as u32).to_vec();
+        match digest {
+            Some(_) => feed.push_unhashed(&chunk)?,
+            None => feed.push(&chunk)?,
+        }
+        at = end;
+        // Let the worker answer messages (and the page repaint its progress bar).
+        yield_now().await;
+    }
+    if let Some(digest) = digest {
+        let digest = js::sha256_finished(digest).await.map_err(read_error)?;
+        feed.digested_elsewhere(&digest);
+    }
+    Ok(())
+}
+
+/// A stored copy read in one piece goes to the loader this many bytes at a time.
+const REPLAY_CHUNK: u64 = 4 << 20;
+
+fn read_error(e: String) -> LoadError {
+    LoadError::new(format!("cannot read the cached model: {e}"), true)
+}
+
 /// Feeds the whole stored copy and checks its sha256; returns it.
 pub async fn read_cached(
     store: &Store,
@@ -417,7 +484,7 @@ pub async fn read_cached(
     feed: &mut Feed<'_>,
 ) -> Result<String, LoadError> {
     feed.stage(LoadStage::Cache);
-    replay_cache(store, storage, bytes, feed).await?;
+    replay_cache(store, storage, bytes, true, feed).await?;
     feed.verify(expected)
 }
 
@@ -488,7 +555,7 @@ pub async fn download(
     let mut have = partial.unwrap_or(0).min(target.bytes);
     if have > 0 {
         feed.stage(LoadStage::Cache);
-        if let Err(e) = replay_cache(store, &storage, have, feed).await {
+        if let Err(e) = replay_cache(store, &storage, have, false, feed).await {
             if cancelled(&e) || e.device || !e.retry {
                 return Err(e);
             }

@@ -403,6 +403,14 @@ pub enum FileReader {
 }
 
 impl FileReader {
+    /// The whole file as one blob, where the store keeps it as one (OPFS) and nothing was read.
+    pub fn whole_file(&self) -> Option<&web_sys::File> {
+        match self {
+            FileReader::Opfs { file, at: 0, .. } => Some(file),
+            _ => None,
+        }
+    }
+
     /// The next chunk, or None once `len` bytes were read. A file shorter than `len` is an error.
     pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, String> {
         match self {
