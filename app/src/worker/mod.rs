@@ -19,6 +19,7 @@ mod lab_measures;
 mod lab_prompt;
 mod load;
 mod models;
+mod offline;
 mod order;
 pub mod probe;
 mod storage;
@@ -87,6 +88,7 @@ pub fn start() {
     // The handler lives as long as the worker.
     on_message.forget();
     wasm_bindgen_futures::spawn_local(run(receiver, stop));
+    wasm_bindgen_futures::spawn_local(offline::keep_this_build());
     post(FromWorker::Ready);
 }
 

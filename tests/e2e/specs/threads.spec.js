@@ -23,6 +23,15 @@ test.describe.serial('the CPU tier on threads', () => {
     const threads = Math.min(cores, 8);
     const status = page.getByRole('status');
     await expect(status).toContainText(threads === 1 ? 'CPU (wasm) · 1 thread' : `CPU (wasm) · ${threads} threads`);
+    // The service worker precaches the shell without the engine's two builds: the one in use
+    // is kept (for offline visits), the other is not downloaded.
+    const kept = () => page.evaluate(async () => {
+      const cache = await caches.open('glassbox-shell-v1');
+      return (await cache.keys()).map((r) => new URL(r.url).pathname.split('/').pop());
+    });
+    const threadedBuild = ['worker_mt_loader.js', 'worker_mt.js', 'worker_mt_bg.wasm', 'pool_worker.js'];
+    await expect.poll(kept).toEqual(expect.arrayContaining(threadedBuild));
+    expect(await kept()).not.toContain('worker_bg.wasm');
     // The engine worker and its pool threads.
     await useGreedy(page);
     const threaded = await ask(page, QUESTION);
