@@ -4,8 +4,7 @@
 //! tile of four (prefill: sixteen ymm registers hold two chains of four tokens, the weights
 //! and the temporaries, not more). The helpers here serve the K-quant kernels (`avx2_k.rs`) too.
 
-use super::tile::{OneToken, TokenTile, Tokens};
-use super::ActivationRow;
+use super::tile::Tokens;
 use std::arch::x86_64::*;
 
 pub fn available() -> bool {
@@ -233,46 +232,14 @@ unsafe fn q5_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     chains.finish()
 }
 
-// SAFETY (all below): selected only when `available()` says the CPU has avx2, fma and f16c;
+// SAFETY (the entry points below): selected only when `available()` says the CPU has avx2, fma and f16c;
 // each kernel bounds its blocks by `row` (20, 18, 34, 22 or 24 bytes each) and by every
 // token's activations (`Tokens::blocks`); every load stays inside its block (the 4-byte
 // loads of d and of qh read bytes of the same block).
-pub fn dot_q4_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q4_1(row, OneToken(x))[0] }
-}
-
-pub fn tile4_q4_1(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
-    unsafe { q4_1(row, *x) }
-}
-
-pub fn dot_q4_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q4_0(row, OneToken(x))[0] }
-}
-
-pub fn tile4_q4_0(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
-    unsafe { q4_0(row, *x) }
-}
-
-pub fn dot_q8_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q8_0(row, OneToken(x))[0] }
-}
-
-pub fn tile4_q8_0(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
-    unsafe { q8_0(row, *x) }
-}
-
-pub fn dot_q5_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q5_0(row, OneToken(x))[0] }
-}
-
-pub fn tile4_q5_0(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
-    unsafe { q5_0(row, *x) }
-}
-
-pub fn dot_q5_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q5_1(row, OneToken(x))[0] }
-}
-
-pub fn tile4_q5_1(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
-    unsafe { q5_1(row, *x) }
+super::tile::entry_points! {
+    q4_1 => dot_q4_1, tile4_q4_1;
+    q4_0 => dot_q4_0, tile4_q4_0;
+    q8_0 => dot_q8_0, tile4_q8_0;
+    q5_0 => dot_q5_0, tile4_q5_0;
+    q5_1 => dot_q5_1, tile4_q5_1;
 }

@@ -7,8 +7,7 @@
 
 use super::avx2::{by_pairs, dot_i16, f16_at, Chains};
 use super::k_scales;
-use super::tile::{OneToken, TokenTile, Tokens};
-use super::ActivationRow;
+use super::tile::Tokens;
 use std::arch::x86_64::*;
 
 /// The super-blocks that `row` and every token's activations hold whole.
@@ -127,31 +126,13 @@ unsafe fn q6_k<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     chains.finish()
 }
 
-// SAFETY (all below): selected only when `avx2::available()` says the CPU has avx2, fma and
+// SAFETY (the entry points below): selected only when `avx2::available()` says the CPU has avx2, fma and
 // f16c; `super_blocks` bounds the loop by the whole super-blocks in `row` (144, 176 or 210
 // bytes) and by the activation rows (8 blocks of 32 values and 8 `BlockInfo`s each); every
 // load lies inside its super-block (the 4-byte loads of d and dmin read d, dmin, and the
 // scales after them; Q6_K's d, at the block's end, is read with a 2-byte load).
-pub fn dot_q4_k(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q45_k::<1, false>(row, OneToken(x))[0] }
-}
-
-pub fn tile4_q4_k(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
-    unsafe { q45_k::<4, false>(row, *x) }
-}
-
-pub fn dot_q5_k(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q45_k::<1, true>(row, OneToken(x))[0] }
-}
-
-pub fn tile4_q5_k(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
-    unsafe { q45_k::<4, true>(row, *x) }
-}
-
-pub fn dot_q6_k(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q6_k::<1>(row, OneToken(x))[0] }
-}
-
-pub fn tile4_q6_k(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
-    unsafe { q6_k::<4>(row, *x) }
+super::tile::entry_points! {
+    q45_k[false] => dot_q4_k, tile4_q4_k;
+    q45_k[true] => dot_q5_k, tile4_q5_k;
+    q6_k => dot_q6_k, tile4_q6_k;
 }

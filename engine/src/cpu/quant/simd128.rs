@@ -10,8 +10,7 @@
 //! convert with four integer operations instead of `half`'s branching fallback, and the
 //! loop reads through pointers after one length check.
 
-use super::tile::{OneToken, TokenTile, Tokens};
-use super::ActivationRow;
+use super::tile::Tokens;
 use std::arch::wasm32::*;
 
 /// An f16's value: its exponent and mantissa shifted into an f32's places, rescaled by
@@ -276,44 +275,12 @@ unsafe fn q5_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     chains.finish()
 }
 
-// SAFETY (all below): each kernel bounds its blocks by `row` (20, 18, 34, 22 or 24 bytes each)
+// SAFETY (the entry points below): each kernel bounds its blocks by `row` (20, 18, 34, 22 or 24 bytes each)
 // and by every token's activations (`Tokens::blocks`); every load stays inside its block.
-pub fn dot_q4_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q4_1(row, OneToken(x))[0] }
-}
-
-pub fn tile4_q4_1(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
-    unsafe { q4_1(row, *x) }
-}
-
-pub fn dot_q4_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q4_0(row, OneToken(x))[0] }
-}
-
-pub fn tile4_q4_0(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
-    unsafe { q4_0(row, *x) }
-}
-
-pub fn dot_q8_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q8_0(row, OneToken(x))[0] }
-}
-
-pub fn tile4_q8_0(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
-    unsafe { q8_0(row, *x) }
-}
-
-pub fn dot_q5_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q5_0(row, OneToken(x))[0] }
-}
-
-pub fn tile4_q5_0(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
-    unsafe { q5_0(row, *x) }
-}
-
-pub fn dot_q5_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q5_1(row, OneToken(x))[0] }
-}
-
-pub fn tile4_q5_1(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
-    unsafe { q5_1(row, *x) }
+super::tile::entry_points! {
+    q4_1 => dot_q4_1, tile4_q4_1;
+    q4_0 => dot_q4_0, tile4_q4_0;
+    q8_0 => dot_q8_0, tile4_q8_0;
+    q5_0 => dot_q5_0, tile4_q5_0;
+    q5_1 => dot_q5_1, tile4_q5_1;
 }

@@ -6,8 +6,8 @@
 //! token.
 
 use super::simd128::{by_pairs, dot32, f16_at, Chains};
-use super::tile::{OneToken, TokenTile, Tokens};
-use super::{k_scales, ActivationRow};
+use super::tile::Tokens;
+use super::k_scales;
 use std::arch::wasm32::*;
 
 /// The super-blocks that `row` and every token's activations hold whole.
@@ -126,29 +126,11 @@ unsafe fn q6_k<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     chains.finish()
 }
 
-// SAFETY (all below): `super_blocks` bounds the loop by the whole super-blocks in `row` (144,
+// SAFETY (the entry points below): `super_blocks` bounds the loop by the whole super-blocks in `row` (144,
 // 176 or 210 bytes) and by the activation rows (8 blocks of 32 values and 8 `BlockInfo`s
 // each); every load lies inside its super-block.
-pub fn dot_q4_k(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q45_k::<1, false>(row, OneToken(x))[0] }
-}
-
-pub fn tile4_q4_k(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
-    unsafe { q45_k::<4, false>(row, *x) }
-}
-
-pub fn dot_q5_k(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q45_k::<1, true>(row, OneToken(x))[0] }
-}
-
-pub fn tile4_q5_k(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
-    unsafe { q45_k::<4, true>(row, *x) }
-}
-
-pub fn dot_q6_k(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q6_k::<1>(row, OneToken(x))[0] }
-}
-
-pub fn tile4_q6_k(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
-    unsafe { q6_k::<4>(row, *x) }
+super::tile::entry_points! {
+    q45_k[false] => dot_q4_k, tile4_q4_k;
+    q45_k[true] => dot_q5_k, tile4_q5_k;
+    q6_k => dot_q6_k, tile4_q6_k;
 }

@@ -17,6 +17,24 @@
 //! 1 row × 8 tokens measured 25.7 GMAC/s against 24.0 for 2 × 4, 23.6 for 3 × 4 and 24.2
 //! for 2 × 8 (1536 × 576 by 420 tokens, one thread, thread CPU time, best of 15).
 
+/// The public entry points of a file's kernels, each written once over its tokens
+/// (`unsafe fn kernel<const T: usize, …>(row: &[u8], x: impl Tokens<T>) -> [f32; T]`): `dot_*`
+/// runs it on one token (decode), `tile4_*` on a tile of four (prefill). Bracketed arguments
+/// follow T in the kernel's generics. The calling file says why its kernels are safe to call
+/// (what bounds their loads; the CPU features they were selected for).
+macro_rules! entry_points {
+    ($($kernel:ident $([$($generic:expr),*])? => $dot:ident, $tile4:ident;)*) => {$(
+        pub fn $dot(row: &[u8], x: super::ActivationRow<'_>) -> f32 {
+            unsafe { $kernel::<1 $($(, $generic)*)?>(row, super::tile::OneToken(x))[0] }
+        }
+
+        pub fn $tile4(row: &[u8], x: &super::tile::TokenTile<'_, 4>) -> [f32; 4] {
+            unsafe { $kernel::<4 $($(, $generic)*)?>(row, *x) }
+        }
+    )*};
+}
+pub(super) use entry_points;
+
 use super::rows::RowsOut;
 use super::{ActivationRow, Q16Activations, Q16Kernels, QMatrix};
 use std::ops::Range;
