@@ -13,17 +13,11 @@ use engine::gguf::blocks;
 use engine::gguf::{GgmlType, GgufEvent, GgufStream, GgufWriter, Limits, MetadataValue};
 use engine::testing::{check_close, SeededRng};
 
+mod kernel_cases;
+use kernel_cases::{dual_test, TYPES};
+
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
-
-/// A test that runs natively and in the browser.
-macro_rules! dual_test {
-    ($name:ident, $body:block) => {
-        #[cfg_attr(not(target_arch = "wasm32"), test)]
-        #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-        fn $name() $body
-    };
-}
 
 fn reference_matmul(x: &[f32], tokens: usize, w: &QMatrix) -> Vec<f32> {
     let wf = blocks::dequantize_to_vec(w.ty, &w.data);
@@ -37,21 +31,6 @@ fn reference_matmul(x: &[f32], tokens: usize, w: &QMatrix) -> Vec<f32> {
     }
     y
 }
-
-/// Every weight type: the block types with 16-bit activations, then the float ones.
-const TYPES: [GgmlType; 11] = [
-    GgmlType::Q4_1,
-    GgmlType::Q4_0,
-    GgmlType::Q8_0,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q4K,
-    GgmlType::Q5K,
-    GgmlType::Q6K,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::F32,
-];
 
 /// (rows, cols, tokens): odd row counts, and token counts that leave a remainder after the
 /// four-token kernel; columns whole blocks of `ty` (and, for the float types, not a multiple of

@@ -14,31 +14,11 @@ use engine::gguf::blocks;
 use engine::gguf::GgmlType;
 use engine::testing::SeededRng;
 
+mod kernel_cases;
+use kernel_cases::{dual_test, TYPES};
+
 #[cfg(target_arch = "wasm32")]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
-
-/// A test that runs natively and in the browser.
-macro_rules! dual_test {
-    ($name:ident, $body:block) => {
-        #[cfg_attr(not(target_arch = "wasm32"), test)]
-        #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
-        fn $name() $body
-    };
-}
-
-const TYPES: [GgmlType; 11] = [
-    GgmlType::Q4_1,
-    GgmlType::Q4_0,
-    GgmlType::Q8_0,
-    GgmlType::Q5_0,
-    GgmlType::Q5_1,
-    GgmlType::Q4K,
-    GgmlType::Q5K,
-    GgmlType::Q6K,
-    GgmlType::F16,
-    GgmlType::BF16,
-    GgmlType::F32,
-];
 
 /// Columns: two super-blocks for the K-quants, an odd number of blocks (so the two chains end
 /// unevenly) for the blocks of 32, and a length that is no multiple of the SIMD width for the

@@ -5,9 +5,9 @@
 //! tokens come from (one for decode, a tile of four for prefill) with the same order for each
 //! token.
 
+use super::k_scales;
 use super::simd128::{by_pairs, dot32, f16_at, Chains};
 use super::tile::Tokens;
-use super::k_scales;
 use std::arch::wasm32::*;
 
 /// The super-blocks that `row` and every token's activations hold whole.
