@@ -101,8 +101,9 @@ impl<'a> Feed<'a> {
     }
 
     fn push(&mut self, bytes: &[u8]) -> Result<(), LoadError> {
+        self.push_unhashed(bytes)?;
         self.hasher.update(bytes);
-        self.push_unhashed(bytes)
+        Ok(())
     }
 
     /// Feeds the loader only: the caller hashes these bytes (see [`Feed::digested_elsewhere`]).

@@ -44,7 +44,7 @@ pub fn now_ms() -> f64 {
 /// Lets the worker's event loop run (incoming messages, such as Stop) before going on.
 pub async fn yield_now() {
     // A message to itself rather than a zero timeout: browsers stretch nested timeouts to 4 ms,
-    // a tenth of a decoding step. The port stays alive while its message is on the way.
+    // a sixth of a 25 ms decoding step. The port stays alive while its message is on the way.
     let promise = Promise::new(&mut |resolve, _| match MessageChannel::new() {
         Ok(channel) => {
             channel.port1().set_onmessage(Some(resolve.unchecked_ref()));
