@@ -1,27 +1,29 @@
-//! AVX-512 (F + BW) Q4_1 kernels: a block's 32 weights widen to one 512-bit vector of
-//! 16-bit lanes and meet its 32 activations in a single `vpmaddwd`. Written once for one token
-//! (decode) and for tiles of four and eight tokens (prefill): 32 zmm registers hold two chains
-//! of eight tokens beside the weights.
+//! AVX-512 (F + BW) kernels for the blocks of 32 (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): a block's 32
+//! weights widen to one 512-bit vector of 16-bit lanes and meet its 32 activations in a single
+//! `vpmaddwd`. One kernel serves every format ([`Block32`] says how a block's weights come
+//! out), written once for one token (decode) and for tiles of four and eight tokens (prefill):
+//! 32 zmm registers hold two chains of eight tokens beside the weights.
 
-use super::tile::{OneToken, TokenTile, Tokens};
-use super::ActivationRow;
+use super::tile::Tokens;
 use std::arch::x86_64::*;
 
 pub fn available() -> bool {
     is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
         && is_x86_feature_detected!("f16c")
 }
 
+/// The two f16 at `p` (d and m of a block) as f32.
 #[inline(always)]
-unsafe fn f16_pair(p: *const u8) -> (f32, f32) {
+pub(super) unsafe fn f16_pair(p: *const u8) -> (f32, f32) {
     let v = _mm_cvtph_ps(_mm_cvtsi32_si128((p as *const i32).read_unaligned()));
     (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
 }
 
-/// The block's 32 4-bit weights as 32 16-bit lanes (low nibbles first).
+/// 16 bytes of nibbles as 32 16-bit lanes (low nibbles first: weights 0..15, then 16..31).
 #[inline(always)]
-unsafe fn weights(p: *const u8) -> __m512i {
+unsafe fn nibbles(p: *const u8) -> __m512i {
     let q = _mm_loadu_si128(p as *const __m128i);
     let mask = _mm_set1_epi8(0x0F);
     let lo = _mm_and_si128(q, mask);
@@ -29,19 +31,87 @@ unsafe fn weights(p: *const u8) -> __m512i {
     _mm512_cvtepu8_epi16(_mm256_set_m128i(hi, lo))
 }
 
+/// The nibbles at `qs` with bit j of the u32 at `qh` adding 16 to weight j: one masked add,
+/// since the 32 bits of `qh` are the 32 lanes' mask as they stand.
 #[inline(always)]
-unsafe fn block_sums(w: __m512i, a: *const i16) -> __m512 {
-    _mm512_cvtepi32_ps(_mm512_madd_epi16(
-        w,
-        _mm512_loadu_si512(a as *const __m512i),
-    ))
+unsafe fn five_bits(qh: *const u8, qs: *const u8) -> __m512i {
+    let high = (qh as *const u32).read_unaligned();
+    let w = nibbles(qs);
+    _mm512_mask_add_epi16(w, high, w, _mm512_set1_epi16(16))
 }
 
-/// Q4_1 against T tokens: `d·dₓ·Σ q·qₓ + m·Σx` per block, in two chains (even and odd
-/// blocks) per token.
-#[target_feature(enable = "avx512f,avx512bw,f16c")]
-unsafe fn q4_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
-    let n = x.blocks().min(row.len() / 20);
+/// One ggml block format of 32 weights: `w = d·(q - OFFSET)`, plus `m` where it has a min.
+trait Block32 {
+    const BYTES: usize;
+    /// Subtracted from every q (Q4_0's 8, Q5_0's 16), as `OFFSET·Σqₓ` from the integer sum.
+    const OFFSET: i32;
+    /// Whether the f16 after d is a min m (`w = q·d + m`: Q4_1, Q5_1).
+    const HAS_MIN: bool;
+    /// The block's 32 q as 16-bit lanes, in the activations' order.
+    unsafe fn weights(block: *const u8) -> __m512i;
+}
+
+struct Q4_0;
+struct Q4_1;
+struct Q5_0;
+struct Q5_1;
+struct Q8_0;
+
+impl Block32 for Q4_0 {
+    const BYTES: usize = 18;
+    const OFFSET: i32 = 8;
+    const HAS_MIN: bool = false;
+    #[inline(always)]
+    unsafe fn weights(b: *const u8) -> __m512i {
+        nibbles(b.add(2))
+    }
+}
+
+impl Block32 for Q4_1 {
+    const BYTES: usize = 20;
+    const OFFSET: i32 = 0;
+    const HAS_MIN: bool = true;
+    #[inline(always)]
+    unsafe fn weights(b: *const u8) -> __m512i {
+        nibbles(b.add(4))
+    }
+}
+
+impl Block32 for Q5_0 {
+    const BYTES: usize = 22;
+    const OFFSET: i32 = 16;
+    const HAS_MIN: bool = false;
+    #[inline(always)]
+    unsafe fn weights(b: *const u8) -> __m512i {
+        five_bits(b.add(2), b.add(6))
+    }
+}
+
+impl Block32 for Q5_1 {
+    const BYTES: usize = 24;
+    const OFFSET: i32 = 0;
+    const HAS_MIN: bool = true;
+    #[inline(always)]
+    unsafe fn weights(b: *const u8) -> __m512i {
+        five_bits(b.add(4), b.add(8))
+    }
+}
+
+impl Block32 for Q8_0 {
+    const BYTES: usize = 34;
+    const OFFSET: i32 = 0;
+    const HAS_MIN: bool = false;
+    #[inline(always)]
+    unsafe fn weights(b: *const u8) -> __m512i {
+        _mm512_cvtepi8_epi16(_mm256_loadu_si256(b.add(2) as *const __m256i))
+    }
+}
+
+/// A row of blocks of format `B` against T tokens: `d·dₓ·Σ (q - OFFSET)·qₓ (+ m·Σx)` per block,
+/// in two chains (even and odd blocks) per token.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+unsafe fn blocks32<const T: usize, B: Block32>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
+    let n = x.blocks().min(row.len() / B::BYTES);
     let w = row.as_ptr();
     // The chains as separate arrays, each block's function inlined with one of them: indexed
     // by `i & 1` inside a loop, eight tokens' chains did not stay in registers.
@@ -49,13 +119,67 @@ unsafe fn q4_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let (mut even_extra, mut odd_extra) = ([0.0f32; T], [0.0f32; T]);
     let mut i = 0;
     while i + 2 <= n {
-        q4_1_block(w, &x, i, &mut even, &mut even_extra);
-        q4_1_block(w, &x, i + 1, &mut odd, &mut odd_extra);
+        block::<T, B>(w, &x, i, &mut even, &mut even_extra);
+        block::<T, B>(w, &x, i + 1, &mut odd, &mut odd_extra);
         i += 2;
     }
     if i < n {
-        q4_1_block(w, &x, i, &mut even, &mut even_extra);
+        block::<T, B>(w, &x, i, &mut even, &mut even_extra);
     }
+    finish(even, odd, even_extra, odd_extra)
+}
+
+/// Block `i` of the row at `w` into one chain of each token.
+#[inline(always)]
+unsafe fn block<const T: usize, B: Block32>(
+    w: *const u8,
+    x: &impl Tokens<T>,
+    i: usize,
+    acc: &mut [__m512; T],
+    extra: &mut [f32; T],
+) {
+    let b = w.add(i * B::BYTES);
+    let (d, m) = f16_pair(b);
+    add_block(B::weights(b), B::OFFSET, x, i, d, acc);
+    if B::HAS_MIN {
+        for (e, add) in extra.iter_mut().zip(x.sums_times(i, m)) {
+            *e += add;
+        }
+    }
+}
+
+/// `step·dₓ·Σ (q - offset)·qₓ` of activation block `i`, `weights` its 32 q, into one chain of
+/// each token. Shared with the K-quant kernels (`avx512_k.rs`).
+#[inline(always)]
+pub(super) unsafe fn add_block<const T: usize>(
+    weights: __m512i,
+    offset: i32,
+    x: &impl Tokens<T>,
+    i: usize,
+    step: f32,
+    acc: &mut [__m512; T],
+) {
+    let steps = x.scales_times(i, step);
+    for (t, acc) in acc.iter_mut().enumerate() {
+        let mut sums = _mm512_madd_epi16(weights, _mm512_loadu_si512(x.qs(t, i) as *const _));
+        if offset != 0 {
+            // In lane 0 alone: the whole block's correction, exact in i32.
+            let correction = _mm_cvtsi32_si128(offset * x.q_sum(t, i));
+            sums = _mm512_sub_epi32(sums, _mm512_zextsi128_si512(correction));
+        }
+        let sums = _mm512_cvtepi32_ps(sums);
+        *acc = _mm512_fmadd_ps(_mm512_set1_ps(steps.get(t)), sums, *acc);
+    }
+}
+
+/// Each token's total: its two chains' lanes, then its two extras.
+#[inline(always)]
+pub(super) unsafe fn finish<const T: usize>(
+    even: [__m512; T],
+    odd: [__m512; T],
+    even_extra: [f32; T],
+    odd_extra: [f32; T],
+) -> [f32; T] {
     // A loop, not `array::from_fn`: intrinsics in a closure that is not inlined become calls.
     let mut out = [0.0; T];
     for (t, y) in out.iter_mut().enumerate() {
@@ -64,38 +188,34 @@ unsafe fn q4_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     out
 }
 
-/// Q4_1 block `i` of the row at `w` into one chain of each token.
-#[inline(always)]
-unsafe fn q4_1_block<const T: usize>(
-    w: *const u8,
-    x: &impl Tokens<T>,
-    i: usize,
-    acc: &mut [__m512; T],
-    extra: &mut [f32; T],
-) {
-    let b = w.add(i * 20);
-    let (d, m) = f16_pair(b);
-    let weights = weights(b.add(4));
-    let steps = x.scales_times(i, d);
-    for (t, acc) in acc.iter_mut().enumerate() {
-        let sums = block_sums(weights, x.qs(t, i));
-        *acc = _mm512_fmadd_ps(_mm512_set1_ps(steps.get(t)), sums, *acc);
-    }
-    for (e, add) in extra.iter_mut().zip(x.sums_times(i, m)) {
-        *e += add;
-    }
-}
+/// The public entry points of a file's AVX-512 kernels, each written once over its tokens
+/// (`unsafe fn kernel<const T: usize, …>(row: &[u8], x: impl Tokens<T>) -> [f32; T]`): `dot_*`
+/// on one token (decode), `tile4_*` and `tile8_*` on tiles of four and eight (prefill). Bracketed
+/// arguments follow T in the kernel's generics. The calling file says why they are safe.
+macro_rules! entry_points {
+    ($($kernel:ident [$($generic:tt),*] => $dot:ident, $tile4:ident, $tile8:ident;)*) => {$(
+        pub fn $dot(row: &[u8], x: super::ActivationRow<'_>) -> f32 {
+            unsafe { $kernel::<1 $(, $generic)*>(row, super::tile::OneToken(x))[0] }
+        }
 
-// SAFETY (all three): selected only when `available()`; reads stay inside `row` (20 bytes per
-// block) and every token's activations (32 values and one block info per block).
-pub fn dot_q4_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q4_1(row, OneToken(x))[0] }
-}
+        pub fn $tile4(row: &[u8], x: &super::tile::TokenTile<'_, 4>) -> [f32; 4] {
+            unsafe { $kernel::<4 $(, $generic)*>(row, *x) }
+        }
 
-pub fn tile4_q4_1(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
-    unsafe { q4_1(row, *x) }
+        pub fn $tile8(row: &[u8], x: &super::tile::TokenTile<'_, 8>) -> [f32; 8] {
+            unsafe { $kernel::<8 $(, $generic)*>(row, *x) }
+        }
+    )*};
 }
+pub(super) use entry_points;
 
-pub fn tile8_q4_1(row: &[u8], x: &TokenTile<'_, 8>) -> [f32; 8] {
-    unsafe { q4_1(row, *x) }
+// SAFETY (all of them): selected only when `available()`; reads stay inside `row` (B::BYTES per
+// block: the 4-byte loads of d, m and qh read bytes of the same block) and every token's
+// activations (32 values and one block info per block).
+entry_points! {
+    blocks32[Q4_0] => dot_q4_0, tile4_q4_0, tile8_q4_0;
+    blocks32[Q4_1] => dot_q4_1, tile4_q4_1, tile8_q4_1;
+    blocks32[Q5_0] => dot_q5_0, tile4_q5_0, tile8_q5_0;
+    blocks32[Q5_1] => dot_q5_1, tile4_q5_1, tile8_q5_1;
+    blocks32[Q8_0] => dot_q8_0, tile4_q8_0, tile8_q8_0;
 }

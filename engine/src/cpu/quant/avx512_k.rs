@@ -1,0 +1,127 @@
+//! AVX-512 (F + BW + VL) kernels for the K-quants (Q4_K, Q5_K, Q6_K). A super-block of 256
+//! weights spans 8 activation blocks of 32; each block's weights widen to one 512-bit vector
+//! of 16-bit lanes and meet its activations in one `vpmaddwd`, summed in `avx512.rs`'s two
+//! chains. Written once for one token (decode) and for tiles of four and eight (prefill).
+
+use super::avx512::{add_block, f16_pair, finish};
+use super::k_scales;
+use super::tile::Tokens;
+use std::arch::x86_64::*;
+
+/// The super-blocks that `row` and every token's activations hold whole.
+#[inline(always)]
+fn super_blocks<const T: usize>(row: &[u8], bytes: usize, x: &impl Tokens<T>) -> usize {
+    (row.len() / bytes).min(x.blocks() / 8)
+}
+
+/// Q4_K (`FIVE` false: d, dmin, scales[12], qs[128]) and Q5_K (`FIVE` true: qh[32] before qs):
+/// chunk c of qs holds sub-block 2c in its low nibbles and 2c + 1 in its high ones; for Q5_K,
+/// bit j of qh[l] is the fifth bit of weight l of sub-block j, so one byte test per sub-block
+/// gives the mask of its lanes that get 16.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+unsafe fn q45_k<const T: usize, const FIVE: bool>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
+    let (bytes, qs_at) = if FIVE { (176, 48) } else { (144, 16) };
+    let n = super_blocks(row, bytes, &x);
+    let mask = _mm256_set1_epi8(0x0F);
+    let sixteen = _mm512_set1_epi16(16);
+    let (mut even, mut odd) = ([_mm512_setzero_ps(); T], [_mm512_setzero_ps(); T]);
+    let (mut even_extra, mut odd_extra) = ([0.0f32; T], [0.0f32; T]);
+    for s in 0..n {
+        let b = row.as_ptr().add(s * bytes);
+        let (d, dmin) = f16_pair(b);
+        let (sc, mn) = k_scales(&*(b.add(4) as *const [u8; 12]));
+        let qh = _mm256_loadu_si256(b.add(16) as *const __m256i);
+        // Sub-block j's 32 weights: its nibbles, and 16 more where bit j of qh says so.
+        let weights = |nibbles: __m256i, j: usize| {
+            let w = _mm512_cvtepu8_epi16(nibbles);
+            if FIVE {
+                let fifth = _mm256_test_epi8_mask(qh, _mm256_set1_epi8(1 << j));
+                _mm512_mask_add_epi16(w, fifth, w, sixteen)
+            } else {
+                w
+            }
+        };
+        for c in 0..4 {
+            let q = _mm256_loadu_si256(b.add(qs_at + 32 * c) as *const __m256i);
+            let (j, i) = (2 * c, 8 * s + 2 * c);
+            let lo = weights(_mm256_and_si256(q, mask), j);
+            add_block(lo, 0, &x, i, d * sc[j] as f32, &mut even);
+            for (e, m) in even_extra
+                .iter_mut()
+                .zip(x.sums_times(i, dmin * mn[j] as f32))
+            {
+                *e += -m;
+            }
+            let hi = weights(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), j + 1);
+            add_block(hi, 0, &x, i + 1, d * sc[j + 1] as f32, &mut odd);
+            for (e, m) in odd_extra
+                .iter_mut()
+                .zip(x.sums_times(i + 1, dmin * mn[j + 1] as f32))
+            {
+                *e += -m;
+            }
+        }
+    }
+    finish(even, odd, even_extra, odd_extra)
+}
+
+/// Q6_K (ql[128], qh[64], scales[16], d): activation block k of half h takes the low (k < 2)
+/// or high nibbles of ql[64h + 32(k % 2)..], two bits of qh[32h..] from bit 2k, and its two
+/// sub-blocks' scales, which multiply the 16-bit weights ((q-32)·sc fits in 13 bits).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+unsafe fn q6_k<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
+    let n = super_blocks(row, 210, &x);
+    let mask = _mm256_set1_epi8(0x0F);
+    let three = _mm256_set1_epi8(3);
+    let (mut even, mut odd) = ([_mm512_setzero_ps(); T], [_mm512_setzero_ps(); T]);
+    for s in 0..n {
+        let b = row.as_ptr().add(s * 210);
+        // A 16-bit load: the block ends with d.
+        let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+            (b.add(208) as *const u16).read_unaligned() as i32,
+        )));
+        let scales = b.add(192) as *const i8;
+        for h in 0..2 {
+            let ql = [
+                _mm256_loadu_si256(b.add(64 * h) as *const __m256i),
+                _mm256_loadu_si256(b.add(64 * h + 32) as *const __m256i),
+            ];
+            let mut qh = _mm256_loadu_si256(b.add(128 + 32 * h) as *const __m256i);
+            let mut weights = |k: usize| {
+                let nibbles = if k < 2 {
+                    _mm256_and_si256(ql[k], mask)
+                } else {
+                    _mm256_and_si256(_mm256_srli_epi16(ql[k - 2], 4), mask)
+                };
+                let top = _mm256_slli_epi16(_mm256_and_si256(qh, three), 4);
+                qh = _mm256_srli_epi16(qh, 2);
+                let q = _mm256_sub_epi8(_mm256_or_si256(nibbles, top), _mm256_set1_epi8(32));
+                let sc = scales.add(8 * h + 2 * k);
+                // Lanes 0..15 take the first sub-block's scale, 16..31 the second's.
+                let both = _mm512_mask_set1_epi16(
+                    _mm512_set1_epi16(*sc as i16),
+                    0xFFFF_0000,
+                    *sc.add(1) as i16,
+                );
+                _mm512_mullo_epi16(_mm512_cvtepi8_epi16(q), both)
+            };
+            for k in [0, 2] {
+                let i = 8 * s + 4 * h + k;
+                add_block(weights(k), 0, &x, i, d, &mut even);
+                add_block(weights(k + 1), 0, &x, i + 1, d, &mut odd);
+            }
+        }
+    }
+    finish(even, odd, [0.0; T], [0.0; T])
+}
+
+// SAFETY (the entry points below): selected only when `avx512::available()`; `super_blocks`
+// bounds the loop by the whole super-blocks in `row` (144, 176 or 210 bytes) and by the
+// activation rows (8 blocks of 32 values and 8 `BlockInfo`s each); every load lies inside its
+// super-block (the 4-byte load of d and dmin reads both; Q4_K's 32 bytes at 16 are its first
+// quants, read but unused; Q6_K's d, at the block's end, is read with a 2-byte load).
+super::avx512::entry_points! {
+    q45_k[false] => dot_q4_k, tile4_q4_k, tile8_q4_k;
+    q45_k[true] => dot_q5_k, tile4_q5_k, tile8_q5_k;
+    q6_k[] => dot_q6_k, tile4_q6_k, tile8_q6_k;
+}
