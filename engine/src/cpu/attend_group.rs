@@ -15,6 +15,7 @@
 //! The compiler never reorders float operations nor fuses them unless told (`mul_add`), so
 //! the one source compiled for AVX-512, AVX2, SSE2 or wasm simd128 gives the same bits.
 
+use super::float;
 use super::kv_cache::KvCache;
 
 /// Keys side by side in the transposed copy.
@@ -316,21 +317,18 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// normaliser is summed in f64 (order-independent, see the module comment).
 #[inline(always)]
 pub fn softmax_in_place(row: &mut [f32]) {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let max = row
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &v| float::larger(m, v));
     if max == f32::NEG_INFINITY {
         row.iter_mut().for_each(|v| *v = 0.0);
         return;
     }
-    let mut sum = 0.0f64;
+    // exp(-∞) is 0 for the masked keys. One loop of exps alone, which the compiler vectorizes.
     for v in row.iter_mut() {
-        // exp(-∞) is 0: masked keys (half of a causal prefill's) skip the call.
-        *v = if *v == f32::NEG_INFINITY {
-            0.0
-        } else {
-            (*v - max).exp()
-        };
-        sum += *v as f64;
+        *v = float::exp(*v - max);
     }
+    let sum = row.iter().fold(0.0f64, |sum, &v| sum + v as f64);
     let inv = 1.0 / sum;
     row.iter_mut().for_each(|v| *v = (*v as f64 * inv) as f32);
 }

@@ -9,6 +9,7 @@
 
 mod attend_group;
 pub mod attention;
+pub mod float;
 mod kv_cache;
 pub mod matrix;
 pub mod ops;

@@ -46,7 +46,7 @@ pub fn gelu_mul(gate: f32, up: f32) -> f32 {
 
 /// `silu(gate) · up`, with silu(g) = g / (1 + e^(-g)) as the WebGPU kernel computes it.
 pub fn silu_mul(gate: f32, up: f32) -> f32 {
-    gate / (1.0 + (-gate).exp()) * up
+    gate / (1.0 + super::float::exp(-gate)) * up
 }
 
 /// RoPE on interleaved pairs (x[2i], x[2i+1]) of each head, rotated by the angles of

@@ -2,6 +2,7 @@
 //! block of 32, with each block's scale and sums, as the kernels read them.
 
 use super::tile::{tile_blocks, TileBlock};
+use crate::cpu::float;
 
 /// Activations quantized to 16 bits per block of 32, for `tokens` rows.
 #[derive(Debug, Default, Clone)]
@@ -101,7 +102,7 @@ fn quantize_serially(x: &[f32], qs: &mut [i16], info: &mut [BlockInfo]) {
 
 /// One block of 32: scale = max|x| / 32767, values rounded to the nearest, ties to even.
 fn quantize_block(block: &[f32], qs: &mut [i16]) -> BlockInfo {
-    let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let amax = block.iter().fold(0f32, |m, v| float::larger(m, v.abs()));
     let scale = amax / 32767.0;
     let inverse = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
     let mut q_sum = 0i32;
