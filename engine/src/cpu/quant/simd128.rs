@@ -3,7 +3,7 @@
 //! 16-bit activations. Each kernel is written once for one token (decode) and for a tile of
 //! four (prefill), like the AVX2 ones; Q4_1 and Q8_0 (SmolLM2's types) have their own
 //! one-token kernels besides, which compute the same values with a block's scalar work in
-//! vector lanes (measured about 10% faster decode in the page). The helpers here serve the
+//! vector lanes (a few percent faster decode in the page, measured). The helpers here serve the
 //! K-quant kernels (`simd128_k.rs`) too.
 //!
 //! Shaped like the AVX2 kernels, because V8 turns each wasm instruction into about one x86
