@@ -33,10 +33,14 @@ pub fn group_norm_rows(data: &mut [f32], groups: usize, weight: &[f32], bias: &[
     }
 }
 
-/// GELU, tanh approximation (as candle's `gelu` and the WebGPU kernel compute it).
+/// GELU, tanh approximation (candle's `gelu` and the WebGPU kernel's): ½x(1 + tanh y) with
+/// y = √(2/π)(x + 0.044715x³), computed as x / (1 + e^(-2y)), the same function: with
+/// [`super::float::exp`] it vectorizes, where `tanhf` was a call per element (8% of Gemma 3's
+/// prefill, on one thread).
 pub fn gelu(x: f32) -> f32 {
     const SQRT_TWO_OVER_PI: f32 = 0.797_884_6;
-    0.5 * x * (1.0 + (SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x)).tanh())
+    let y = SQRT_TWO_OVER_PI * x * (1.0 + 0.044715 * x * x);
+    x / (1.0 + super::float::exp(-2.0 * y))
 }
 
 /// `gelu(gate) · up` (GeGLU).
