@@ -1,0 +1,68 @@
+// Two builds of the page, measured at the same time: each runs the benchmark hook (one thread,
+// so each has one core of a 2-core machine) on N prompt ids and DEC greedy steps, ROUNDS times,
+// and the ratio of the second to the first is printed per round. On a machine whose speed
+// drifts by ±30% from minute to minute, both builds see the same minute; run it both ways round
+// (swap the URLs), since the two cores need not be equal. Not a test.
+//
+//   cargo xtask serve --no-build --port 8097 &                  # this build (dist/)
+//   (cd /tmp/old-dist && python3 -m http.server 8098) &        # another (with its models/)
+//   node tests/e2e/pair-page.mjs http://127.0.0.1:8098 http://127.0.0.1:8097 [--tokens 420]
+//     [--decode 0] [--rounds 8]
+import { chromium } from '@playwright/test';
+
+function option(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return Number(i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback);
+}
+const urls = process.argv.slice(2).filter((a) => a.startsWith('http'));
+if (urls.length !== 2) {
+  console.error('usage: node pair-page.mjs URL_A URL_B [--tokens N] [--decode N] [--rounds N]');
+  process.exit(2);
+}
+const TOKENS = option('tokens', 420);
+const DECODE = option('decode', 0);
+const ROUNDS = option('rounds', 8);
+const ids = Array.from({ length: TOKENS }, (_, i) => 100 + i * 7);
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true,
+  args: ['--no-sandbox', '--disable-gpu'] });
+try {
+  const pages = [];
+  for (const url of urls) {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(`${url}/?bench&threads=1`);
+    await page.getByRole('status').filter({ hasText: /ready/ }).waitFor({ timeout: 5 * 60 * 1000 });
+    pages.push(page);
+  }
+  const run = async (page) => {
+    await page.evaluate(({ ids, n }) => { window.glassboxBenchResult = undefined; window.glassboxBench(ids, n); },
+      { ids, n: DECODE });
+    const handle = await page.waitForFunction(() => window.glassboxBenchResult, null,
+      { timeout: 30 * 60 * 1000, polling: 50 });
+    const result = JSON.parse(await handle.jsonValue());
+    if (result.Err) throw new Error(`the benchmark failed: ${result.Err}`);
+    const o = result.Ok;
+    return { prefill: o.prompt_tokens / (o.prefill_ms / 1000), decode: o.decode_tokens / (o.decode_ms / 1000) };
+  };
+  const ratios = { prefill: [], decode: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    const [a, b] = await Promise.all(pages.map(run));
+    const line = [];
+    for (const what of ['prefill', 'decode']) {
+      if (what === 'decode' && !DECODE) continue;
+      ratios[what].push(b[what] / a[what]);
+      line.push(`${what} ${a[what].toFixed(1)} / ${b[what].toFixed(1)} tok/s = ${(b[what] / a[what]).toFixed(3)}`);
+    }
+    console.log(`round ${r + 1}: ${line.join('; ')}`);
+  }
+  for (const what of ['prefill', 'decode']) {
+    if (ratios[what].length) console.log(`${what}: B/A median ${median(ratios[what]).toFixed(3)} over ${ROUNDS} rounds`);
+  }
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,93 @@
+// Where the page's engine spends its time: a CPU profile of the engine worker (V8's sampling
+// profiler, through the DevTools protocol) while the benchmark hook prefills N token ids and
+// decodes DEC steps; prints each function's share of the samples (self time), heaviest first.
+// The wasm carries its name section, so the kernels appear by their Rust names. Not a test.
+//
+//   cargo xtask serve --no-build --isolate --port 8097 &
+//   GLASSBOX_BASE_URL=http://127.0.0.1:8097 node tests/e2e/profile-page.mjs [--tokens 420]
+//     [--decode 0] [--threads 1] [--top 25]
+//
+// With --threads 2 the pool's workers are profiled too, each on its own.
+import { chromium } from '@playwright/test';
+
+const BASE_URL = process.env.GLASSBOX_BASE_URL;
+if (!BASE_URL) {
+  console.error('GLASSBOX_BASE_URL is not set: serve dist/ first (see the comment at the top)');
+  process.exit(2);
+}
+function option(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return Number(i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback);
+}
+const TOKENS = option('tokens', 420);
+const DECODE = option('decode', 0);
+const THREADS = option('threads', 1);
+const TOP = option('top', 25);
+// Fixed ids of ordinary tokens: what the prompt says does not change the work.
+const ids = Array.from({ length: TOKENS }, (_, i) => 100 + i * 7);
+
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true,
+  args: ['--no-sandbox', '--disable-gpu'] });
+try {
+  const page = await (await browser.newContext()).newPage();
+  const ready = () => page.getByRole('status').filter({ hasText: /ready/ }).waitFor({ timeout: 5 * 60 * 1000 });
+  await page.goto(`${BASE_URL}/?bench&threads=${THREADS}`);
+  await ready();
+  const status = await page.getByRole('status').textContent();
+  if (!status.includes(`${THREADS} thread`)) throw new Error(`expected ${THREADS} thread(s): ${status}`);
+
+  // Workers are targets of their own: attach to each through the browser's session and speak
+  // to it in messages (Playwright's sessions address pages only).
+  const cdp = await browser.newBrowserCDPSession();
+  const { targetInfos } = await cdp.send('Target.getTargets');
+  let lastId = 0;
+  const pending = new Map();
+  cdp.on('Target.receivedMessageFromTarget', ({ message }) => {
+    const reply = JSON.parse(message);
+    if (reply.id && pending.has(reply.id)) {
+      pending.get(reply.id)(reply);
+      pending.delete(reply.id);
+    }
+  });
+  const send = (sessionId, method, params = {}) => new Promise((resolve) => {
+    const id = ++lastId;
+    pending.set(id, resolve);
+    cdp.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id, method, params }) });
+  });
+  const workers = [];
+  for (const target of targetInfos.filter((t) => t.type === 'worker')) {
+    const { sessionId } = await cdp.send('Target.attachToTarget', { targetId: target.targetId, flatten: false });
+    await send(sessionId, 'Profiler.enable');
+    await send(sessionId, 'Profiler.setSamplingInterval', { interval: 200 });
+    await send(sessionId, 'Profiler.start');
+    workers.push({ url: target.url, sessionId });
+  }
+
+  await page.evaluate(({ ids, n }) => { window.glassboxBenchResult = undefined; window.glassboxBench(ids, n); },
+    { ids, n: DECODE });
+  const handle = await page.waitForFunction(() => window.glassboxBenchResult, null, { timeout: 30 * 60 * 1000, polling: 100 });
+  const result = JSON.parse(await handle.jsonValue());
+  if (result.Err) throw new Error(`the benchmark failed: ${result.Err}`);
+  const o = result.Ok;
+  console.log(`${status}\nprefill ${o.prompt_tokens} tokens in ${(o.prefill_ms / 1000).toFixed(2)} s, ` +
+    `decode ${o.decode_tokens} in ${(o.decode_ms / 1000).toFixed(2)} s`);
+
+  for (const { url, sessionId } of workers) {
+    const { result: { profile } } = await send(sessionId, 'Profiler.stop');
+    const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+    const self = new Map();
+    for (const id of profile.samples) {
+      const name = nodes.get(id).callFrame.functionName || '(anonymous)';
+      self.set(name, (self.get(name) ?? 0) + 1);
+    }
+    const busy = [...self].filter(([name]) => name !== '(idle)' && name !== '(program)');
+    const total = profile.samples.length;
+    if (busy.reduce((s, [, c]) => s + c, 0) < total / 20) continue; // a worker that did nothing
+    console.log(`\n${url}: ${total} samples`);
+    for (const [name, count] of [...self].sort((a, b) => b[1] - a[1]).slice(0, TOP)) {
+      console.log(`${(100 * count / total).toFixed(1).padStart(5)}%  ${name.replace(/::h[0-9a-f]{16}$/, '')}`);
+    }
+  }
+} finally {
+  await browser.close();
+}
