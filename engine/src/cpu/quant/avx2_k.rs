@@ -75,37 +75,63 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(row: &[u8], x: impl Tokens<T>)
     chains.finish()
 }
 
-/// Q6_K (ql[128], qh[64], scales[16], d): activation block k of half h takes the low (k < 2)
-/// or high nibbles of ql[64h + 32(k % 2)..], two bits of qh[32h..] from bit 2k, and its two
-/// sub-blocks' scales, which multiply the 16-bit weights ((q-32)·sc fits in 13 bits).
+/// One half (128 weights) of a Q6_K super-block at `b`, unpacked an activation block at a time
+/// ([`Q6Half::next`], k = 0..4 in order): block k takes the low (k < 2) or high nibbles of
+/// ql[64h + 32(k % 2)..] and two bits of qh[32h..] from bit 2k. Shared with `avx512_k.rs`.
+pub(super) struct Q6Half {
+    ql: [__m256i; 2],
+    qh: __m256i,
+}
+
+impl Q6Half {
+    #[inline(always)]
+    pub(super) unsafe fn load(b: *const u8, h: usize) -> Self {
+        Q6Half {
+            ql: [
+                _mm256_loadu_si256(b.add(64 * h) as *const __m256i),
+                _mm256_loadu_si256(b.add(64 * h + 32) as *const __m256i),
+            ],
+            qh: _mm256_loadu_si256(b.add(128 + 32 * h) as *const __m256i),
+        }
+    }
+
+    /// Activation block k's 32 weights q - 32 as signed bytes; called for k = 0, 1, 2, 3.
+    #[inline(always)]
+    pub(super) unsafe fn next(&mut self, k: usize) -> __m256i {
+        let mask = _mm256_set1_epi8(0x0F);
+        let nibbles = if k < 2 {
+            _mm256_and_si256(self.ql[k], mask)
+        } else {
+            _mm256_and_si256(_mm256_srli_epi16(self.ql[k - 2], 4), mask)
+        };
+        let top = _mm256_slli_epi16(_mm256_and_si256(self.qh, _mm256_set1_epi8(3)), 4);
+        self.qh = _mm256_srli_epi16(self.qh, 2);
+        _mm256_sub_epi8(_mm256_or_si256(nibbles, top), _mm256_set1_epi8(32))
+    }
+}
+
+/// Q6_K's d (an f16 at the block's end, read with a 16-bit load).
+#[inline(always)]
+pub(super) unsafe fn q6_d(b: *const u8) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+        (b.add(208) as *const u16).read_unaligned() as i32,
+    )))
+}
+
+/// Q6_K (ql[128], qh[64], scales[16], d): each activation block's weights from [`Q6Half`], and
+/// its two sub-blocks' scales, which multiply the 16-bit weights ((q-32)·sc fits in 13 bits).
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q6_k<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let n = super_blocks(row, 210, &x);
-    let mask = _mm256_set1_epi8(0x0F);
-    let three = _mm256_set1_epi8(3);
     let mut chains = Chains::<T>::new();
     for s in 0..n {
         let b = row.as_ptr().add(s * 210);
-        // A 16-bit load: the block ends with d.
-        let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
-            (b.add(208) as *const u16).read_unaligned() as i32,
-        )));
+        let d = q6_d(b);
         let scales = b.add(192) as *const i8;
         for h in 0..2 {
-            let ql = [
-                _mm256_loadu_si256(b.add(64 * h) as *const __m256i),
-                _mm256_loadu_si256(b.add(64 * h + 32) as *const __m256i),
-            ];
-            let mut qh = _mm256_loadu_si256(b.add(128 + 32 * h) as *const __m256i);
+            let mut half = Q6Half::load(b, h);
             by_pairs(4, |k, chain| {
-                let nibbles = if k < 2 {
-                    _mm256_and_si256(ql[k], mask)
-                } else {
-                    _mm256_and_si256(_mm256_srli_epi16(ql[k - 2], 4), mask)
-                };
-                let top = _mm256_slli_epi16(_mm256_and_si256(qh, three), 4);
-                qh = _mm256_srli_epi16(qh, 2);
-                let q = _mm256_sub_epi8(_mm256_or_si256(nibbles, top), _mm256_set1_epi8(32));
+                let q = half.next(k);
                 let sc = scales.add(8 * h + 2 * k);
                 let w0 = _mm256_mullo_epi16(
                     _mm256_cvtepi8_epi16(_mm256_castsi256_si128(q)),

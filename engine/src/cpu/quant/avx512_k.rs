@@ -3,6 +3,7 @@
 //! of 16-bit lanes and meet its activations in one `vpmaddwd`, summed in `avx512.rs`'s two
 //! chains. Written once for one token (decode) and for tiles of four and eight (prefill).
 
+use super::avx2_k::{q6_d, Q6Half};
 use super::avx512::{add_block, f16_pair, finish};
 use super::k_scales;
 use super::tile::Tokens;
@@ -65,37 +66,21 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(row: &[u8], x: impl Tokens<T>)
     finish(even, odd, even_extra, odd_extra)
 }
 
-/// Q6_K (ql[128], qh[64], scales[16], d): activation block k of half h takes the low (k < 2)
-/// or high nibbles of ql[64h + 32(k % 2)..], two bits of qh[32h..] from bit 2k, and its two
-/// sub-blocks' scales, which multiply the 16-bit weights ((q-32)·sc fits in 13 bits).
+/// Q6_K (ql[128], qh[64], scales[16], d): each activation block's weights from `avx2_k.rs`'s
+/// [`Q6Half`], and its two sub-blocks' scales, which multiply the 16-bit weights ((q-32)·sc
+/// fits in 13 bits).
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
 unsafe fn q6_k<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let n = super_blocks(row, 210, &x);
-    let mask = _mm256_set1_epi8(0x0F);
-    let three = _mm256_set1_epi8(3);
     let (mut even, mut odd) = ([_mm512_setzero_ps(); T], [_mm512_setzero_ps(); T]);
     for s in 0..n {
         let b = row.as_ptr().add(s * 210);
-        // A 16-bit load: the block ends with d.
-        let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
-            (b.add(208) as *const u16).read_unaligned() as i32,
-        )));
+        let d = q6_d(b);
         let scales = b.add(192) as *const i8;
         for h in 0..2 {
-            let ql = [
-                _mm256_loadu_si256(b.add(64 * h) as *const __m256i),
-                _mm256_loadu_si256(b.add(64 * h + 32) as *const __m256i),
-            ];
-            let mut qh = _mm256_loadu_si256(b.add(128 + 32 * h) as *const __m256i);
+            let mut half = Q6Half::load(b, h);
             let mut weights = |k: usize| {
-                let nibbles = if k < 2 {
-                    _mm256_and_si256(ql[k], mask)
-                } else {
-                    _mm256_and_si256(_mm256_srli_epi16(ql[k - 2], 4), mask)
-                };
-                let top = _mm256_slli_epi16(_mm256_and_si256(qh, three), 4);
-                qh = _mm256_srli_epi16(qh, 2);
-                let q = _mm256_sub_epi8(_mm256_or_si256(nibbles, top), _mm256_set1_epi8(32));
+                let q = half.next(k);
                 let sc = scales.add(8 * h + 2 * k);
                 // Lanes 0..15 take the first sub-block's scale, 16..31 the second's.
                 let both = _mm512_mask_set1_epi16(

@@ -200,23 +200,31 @@ unsafe fn f16_pair(p: *const u8) -> v128 {
     v128_or(magnitude, i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16))
 }
 
-/// Q4_1 against one token (decode), where the per-block scalar work is as long as the dot
-/// product: d and m convert together ([`f16_pair`]), and one multiply by the block's
-/// `[dₓ, Σx]` gives `[d·dₓ, m·Σx]`, the min term summed in lane 1 of a vector per chain. The
-/// same products and sums as the generic kernel, so decode still equals prefill to the bit.
+/// A row of `BYTES`-byte blocks (d first, then m where `MIN`) against one token (decode),
+/// where the per-block scalar work is as long as the dot product: d and m convert together
+/// ([`f16_pair`]), and one multiply by the block's `[dₓ, Σx]` gives `[d·dₓ, m·Σx]`, the min
+/// term summed in lane 1 of a vector per chain (without a min, lane 1 holds whatever the two
+/// bytes after d give and goes unused). The same products and sums as the generic kernels, so
+/// decode still equals prefill to the bit. `weights` unpacks a block's 32 weights.
 #[inline(always)]
-unsafe fn q4_1_one(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    let n = OneToken(x).blocks().min(row.len() / 20);
+unsafe fn one_token<const BYTES: usize, const MIN: bool>(
+    row: &[u8],
+    x: ActivationRow<'_>,
+    weights: impl Fn(*const u8) -> [v128; 4],
+) -> f32 {
+    let n = OneToken(x).blocks().min(row.len() / BYTES);
     let mut acc = [f32x4_splat(0.0); 2];
     let mut extra = [f32x4_splat(0.0); 2];
     by_pairs(n, |i, chain| {
-        let b = row.as_ptr().add(i * 20);
+        let b = row.as_ptr().add(i * BYTES);
         let info = v128_load64_zero(x.info.as_ptr().add(i) as *const u64); // [dₓ, Σx, 0, 0]
         let products = f32x4_mul(f16_pair(b), info);
-        let sums = dot32(nibbles(b.add(4)), x.qs.as_ptr().add(32 * i));
+        let sums = dot32(weights(b), x.qs.as_ptr().add(32 * i));
         let step = i32x4_shuffle::<0, 0, 0, 0>(products, products);
         acc[chain] = f32x4_add(acc[chain], f32x4_mul(f32x4_convert_i32x4(sums), step));
-        extra[chain] = f32x4_add(extra[chain], products);
+        if MIN {
+            extra[chain] = f32x4_add(extra[chain], products);
+        }
     });
     finish(
         acc,
@@ -225,23 +233,6 @@ unsafe fn q4_1_one(row: &[u8], x: ActivationRow<'_>) -> f32 {
             f32x4_extract_lane::<1>(extra[1]),
         ],
     )
-}
-
-/// Q8_0 against one token (decode), its scale converted as [`q4_1_one`]'s (lane 1, the
-/// block's first two quants read as an f16, goes unused).
-#[inline(always)]
-unsafe fn q8_0_one(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    let n = OneToken(x).blocks().min(row.len() / 34);
-    let mut acc = [f32x4_splat(0.0); 2];
-    by_pairs(n, |i, chain| {
-        let b = row.as_ptr().add(i * 34);
-        let info = v128_load64_zero(x.info.as_ptr().add(i) as *const u64); // [dₓ, Σx, 0, 0]
-        let products = f32x4_mul(f16_pair(b), info);
-        let sums = dot32(bytes(b.add(2)), x.qs.as_ptr().add(32 * i));
-        let step = i32x4_shuffle::<0, 0, 0, 0>(products, products);
-        acc[chain] = f32x4_add(acc[chain], f32x4_mul(f32x4_convert_i32x4(sums), step));
-    });
-    finish(acc, [0.0, 0.0])
 }
 
 /// Q4_1 (20 bytes: d, m, qs): `d·dₓ·Σ q·qₓ + m·Σx`.
@@ -339,7 +330,7 @@ unsafe fn q5_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
 // one 12-byte block info per block, of which the one-token kernels load the first 8); every
 // load stays inside its block (the 4-byte loads of d read the next two bytes of the block).
 pub fn dot_q4_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q4_1_one(row, x) }
+    unsafe { one_token::<20, true>(row, x, |b| nibbles(b.add(4))) }
 }
 
 pub fn tile4_q4_1(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
@@ -347,7 +338,7 @@ pub fn tile4_q4_1(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
 }
 
 pub fn dot_q8_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { q8_0_one(row, x) }
+    unsafe { one_token::<34, false>(row, x, |b| bytes(b.add(2))) }
 }
 
 pub fn tile4_q8_0(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
