@@ -1,4 +1,4 @@
-//! AVX-512 (F + BW) kernels for the blocks of 32 (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): a block's 32
+//! AVX-512 (F, BW, VL) kernels for the blocks of 32 (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): a block's 32
 //! weights widen to one 512-bit vector of 16-bit lanes and meet its 32 activations in a single
 //! `vpmaddwd`. One kernel serves every format ([`Block32`] says how a block's weights come
 //! out), written once for one token (decode) and for tiles of four and eight tokens (prefill):
