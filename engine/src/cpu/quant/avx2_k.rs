@@ -10,9 +10,10 @@ use super::k_scales;
 use super::tile::Tokens;
 use std::arch::x86_64::*;
 
-/// The super-blocks that `row` and every token's activations hold whole.
+/// The super-blocks that `row` and every token's activations hold whole. Shared with
+/// `avx512_k.rs`, as are [`q45_layout`], [`Q6Half`] and [`q6_d`].
 #[inline(always)]
-fn super_blocks<const T: usize>(row: &[u8], bytes: usize, x: &impl Tokens<T>) -> usize {
+pub(super) fn super_blocks<const T: usize>(row: &[u8], bytes: usize, x: &impl Tokens<T>) -> usize {
     (row.len() / bytes).min(x.blocks() / 8)
 }
 
@@ -25,12 +26,22 @@ unsafe fn widen_u8(v: __m256i) -> (__m256i, __m256i) {
     )
 }
 
+/// A Q4_K (`five` false) or Q5_K super-block's size in bytes and where its qs start.
+#[inline(always)]
+pub(super) const fn q45_layout(five: bool) -> (usize, usize) {
+    if five {
+        (176, 48)
+    } else {
+        (144, 16)
+    }
+}
+
 /// Q4_K (`FIVE` false: d, dmin, scales[12], qs[128]) and Q5_K (`FIVE` true: qh[32] before qs):
 /// chunk c of qs holds sub-block 2c in its low nibbles and 2c + 1 in its high ones; for Q5_K,
 /// bit j of qh[l] is the fifth bit of weight l of sub-block j.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q45_k<const T: usize, const FIVE: bool>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
-    let (bytes, qs_at) = if FIVE { (176, 48) } else { (144, 16) };
+    let (bytes, qs_at) = q45_layout(FIVE);
     let n = super_blocks(row, bytes, &x);
     let mask = _mm256_set1_epi8(0x0F);
     let one = _mm256_set1_epi8(1);

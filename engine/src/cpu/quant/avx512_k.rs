@@ -3,17 +3,11 @@
 //! of 16-bit lanes and meet its activations in one `vpmaddwd`, summed in `avx512.rs`'s two
 //! chains. Written once for one token (decode) and for tiles of four and eight (prefill).
 
-use super::avx2_k::{q6_d, Q6Half};
+use super::avx2_k::{q45_layout, q6_d, super_blocks, Q6Half};
 use super::avx512::{add_block, f16_pair, finish};
 use super::k_scales;
 use super::tile::Tokens;
 use std::arch::x86_64::*;
-
-/// The super-blocks that `row` and every token's activations hold whole.
-#[inline(always)]
-fn super_blocks<const T: usize>(row: &[u8], bytes: usize, x: &impl Tokens<T>) -> usize {
-    (row.len() / bytes).min(x.blocks() / 8)
-}
 
 /// Q4_K (`FIVE` false: d, dmin, scales[12], qs[128]) and Q5_K (`FIVE` true: qh[32] before qs):
 /// chunk c of qs holds sub-block 2c in its low nibbles and 2c + 1 in its high ones; for Q5_K,
@@ -21,7 +15,7 @@ fn super_blocks<const T: usize>(row: &[u8], bytes: usize, x: &impl Tokens<T>) ->
 /// gives the mask of its lanes that get 16.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
 unsafe fn q45_k<const T: usize, const FIVE: bool>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
-    let (bytes, qs_at) = if FIVE { (176, 48) } else { (144, 16) };
+    let (bytes, qs_at) = q45_layout(FIVE);
     let n = super_blocks(row, bytes, &x);
     let mask = _mm256_set1_epi8(0x0F);
     let sixteen = _mm512_set1_epi16(16);
