@@ -4,6 +4,7 @@
 //! tile of four (prefill: sixteen ymm registers hold two chains of four tokens, the weights
 //! and the temporaries, not more). The helpers here serve the K-quant kernels (`avx2_k.rs`) too.
 
+use super::prefetch;
 use super::tile::Tokens;
 use std::arch::x86_64::*;
 
@@ -117,6 +118,7 @@ unsafe fn q4_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let mut chains = Chains::<T>::new();
     by_pairs(n, |i, chain| {
         let b = row.as_ptr().add(i * 20);
+        prefetch::weights_ahead::<T>(b, 20);
         let (lo, hi) = nibbles_i16(b.add(4));
         let steps = x.scales_times(i, f16_at(b));
         for t in 0..T {
@@ -134,6 +136,7 @@ unsafe fn q4_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let mut chains = Chains::<T>::new();
     by_pairs(n, |i, chain| {
         let b = row.as_ptr().add(i * 18);
+        prefetch::weights_ahead::<T>(b, 18);
         let (lo, hi) = nibbles_i16(b.add(2));
         let steps = x.scales_times(i, f16_at(b));
         for t in 0..T {
@@ -154,6 +157,7 @@ unsafe fn q8_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let mut chains = Chains::<T>::new();
     by_pairs(n, |i, chain| {
         let b = row.as_ptr().add(i * 34);
+        prefetch::weights_ahead::<T>(b, 34);
         let lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(2) as *const __m128i));
         let hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(18) as *const __m128i));
         let steps = x.scales_times(i, f16_at(b));
@@ -202,6 +206,7 @@ unsafe fn q5_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let mut chains = Chains::<T>::new();
     by_pairs(n, |i, chain| {
         let b = row.as_ptr().add(i * 22);
+        prefetch::weights_ahead::<T>(b, 22);
         let (lo, hi) = five_bits(b.add(2), b.add(6));
         let steps = x.scales_times(i, f16_at(b));
         for t in 0..T {
@@ -222,6 +227,7 @@ unsafe fn q5_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let mut chains = Chains::<T>::new();
     by_pairs(n, |i, chain| {
         let b = row.as_ptr().add(i * 24);
+        prefetch::weights_ahead::<T>(b, 24);
         let (lo, hi) = five_bits(b.add(4), b.add(8));
         let steps = x.scales_times(i, f16_at(b));
         for t in 0..T {

@@ -7,6 +7,7 @@
 
 use super::avx2::{by_pairs, dot_i16, f16_at, Chains};
 use super::k_scales;
+use super::prefetch;
 use super::tile::Tokens;
 use std::arch::x86_64::*;
 
@@ -48,6 +49,7 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(row: &[u8], x: impl Tokens<T>)
     let mut chains = Chains::<T>::new();
     for s in 0..n {
         let b = row.as_ptr().add(s * bytes);
+        prefetch::weights_ahead::<T>(b, bytes);
         let (d, dmin) = (f16_at(b), f16_at(b.add(2)));
         let (sc, mn) = k_scales(&*(b.add(4) as *const [u8; 12]));
         // The fifth bits, shifted down one sub-block at a time (16-bit shifts move bits across
@@ -137,6 +139,7 @@ unsafe fn q6_k<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let mut chains = Chains::<T>::new();
     for s in 0..n {
         let b = row.as_ptr().add(s * 210);
+        prefetch::weights_ahead::<T>(b, 210);
         let d = q6_d(b);
         let scales = b.add(192) as *const i8;
         for h in 0..2 {

@@ -4,6 +4,7 @@
 //! out), written once for one token (decode) and for tiles of four and eight tokens (prefill):
 //! 32 zmm registers hold two chains of eight tokens beside the weights.
 
+use super::prefetch;
 use super::tile::Tokens;
 use std::arch::x86_64::*;
 
@@ -119,6 +120,7 @@ unsafe fn blocks32<const T: usize, B: Block32>(row: &[u8], x: impl Tokens<T>) ->
     let (mut even_extra, mut odd_extra) = ([0.0f32; T], [0.0f32; T]);
     let mut i = 0;
     while i + 2 <= n {
+        prefetch::weights_ahead::<T>(w.add(i * B::BYTES), 2 * B::BYTES);
         block::<T, B>(w, &x, i, &mut even, &mut even_extra);
         block::<T, B>(w, &x, i + 1, &mut odd, &mut odd_extra);
         i += 2;

@@ -6,6 +6,7 @@
 use super::avx2_k::{q45_layout, q6_d, super_blocks, Q6Half};
 use super::avx512::{add_block, f16_pair, finish};
 use super::k_scales;
+use super::prefetch;
 use super::tile::Tokens;
 use std::arch::x86_64::*;
 
@@ -23,6 +24,7 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(row: &[u8], x: impl Tokens<T>)
     let (mut even_extra, mut odd_extra) = ([0.0f32; T], [0.0f32; T]);
     for s in 0..n {
         let b = row.as_ptr().add(s * bytes);
+        prefetch::weights_ahead::<T>(b, bytes);
         let (d, dmin) = f16_pair(b);
         let (sc, mn) = k_scales(&*(b.add(4) as *const [u8; 12]));
         let qh = _mm256_loadu_si256(b.add(16) as *const __m256i);
@@ -69,6 +71,7 @@ unsafe fn q6_k<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let (mut even, mut odd) = ([_mm512_setzero_ps(); T], [_mm512_setzero_ps(); T]);
     for s in 0..n {
         let b = row.as_ptr().add(s * 210);
+        prefetch::weights_ahead::<T>(b, 210);
         let d = q6_d(b);
         let scales = b.add(192) as *const i8;
         for h in 0..2 {

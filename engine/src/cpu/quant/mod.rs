@@ -51,6 +51,8 @@ mod avx2_k;
 mod avx512;
 #[cfg(target_arch = "x86_64")]
 mod avx512_k;
+#[cfg(target_arch = "x86_64")]
+mod prefetch;
 mod rows;
 mod scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -162,8 +164,8 @@ fn x86_kernels(ty: GgmlType) -> Option<Kernels> {
 /// activation block's 32 weights in one register of 16-bit lanes, with tiles of eight tokens.
 /// On this project's Intel Xeon machines they prefill 1.2–2× faster than the AVX2 ones
 /// (`qmm_speed`, 16 tokens) and decode about as fast: one token is bound by reading the
-/// weights, not by the arithmetic. (An earlier K-quant version measured no faster on an AMD
-/// EPYC; re-measure there before relying on them.)
+/// weights (`prefetch.rs`), not by the arithmetic. (An earlier K-quant version measured no
+/// faster on an AMD EPYC; re-measure there before relying on them.)
 #[cfg(target_arch = "x86_64")]
 fn avx512_kernels(ty: GgmlType) -> Option<Kernels> {
     use GgmlType::*;
