@@ -22,6 +22,8 @@ pub struct Settings {
     pub prompt: BenchPrompt,
     pub decode_tokens: usize,
     pub runs: usize,
+    /// Whether each run also times the explorer's capture.
+    pub explorer: bool,
 }
 
 /// What the prefill is fed.
@@ -149,6 +151,9 @@ fn measure(engine: &Engine, s: &Settings) -> Result<Value, String> {
             }));
         }
 
+        if !s.explorer {
+            continue;
+        }
         // The explorer's capture against the same prefill without taps, on the tokens it takes.
         let short = &ids[..ids.len().min(INSPECT_TOKENS)];
         let mut session = engine.session(short.len()).map_err(|e| e.to_string())?;
@@ -175,8 +180,8 @@ fn measure(engine: &Engine, s: &Settings) -> Result<Value, String> {
         "decode_tok_s": summary(&decode),
         "decode_step_work": decode_work,
         "inspect_tokens": ids.len().min(INSPECT_TOKENS),
-        "prefill_without_taps_tok_s": summary(&plain_short),
-        "prefill_with_all_taps_tok_s": summary(&inspect),
+        "prefill_without_taps_tok_s": s.explorer.then(|| summary(&plain_short)),
+        "prefill_with_all_taps_tok_s": s.explorer.then(|| summary(&inspect)),
     }))
 }
 
@@ -213,12 +218,16 @@ fn print_report(r: &Value) {
         &r["prefill_without_taps_tok_s"],
         &r["prefill_with_all_taps_tok_s"],
     );
-    println!(
-        "explorer: {} tokens: {:.1} tok/s with every tap captured and read back, {:.1} without (medians)",
-        r["inspect_tokens"],
-        taps["median"].as_f64().unwrap_or(0.0),
-        plain["median"].as_f64().unwrap_or(0.0),
-    );
+    if taps.is_null() {
+        println!("explorer: not timed (--skip-explorer)");
+    } else {
+        println!(
+            "explorer: {} tokens: {:.1} tok/s with every tap captured and read back, {:.1} without (medians)",
+            r["inspect_tokens"],
+            taps["median"].as_f64().unwrap_or(0.0),
+            plain["median"].as_f64().unwrap_or(0.0),
+        );
+    }
     match r["peak_rss_mib"].as_f64() {
         Some(mib) => println!("peak RSS: {mib:.0} MiB"),
         None => println!("peak RSS: unknown on this system"),

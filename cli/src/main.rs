@@ -320,6 +320,10 @@ enum Command {
         /// Repetitions (the median is reported).
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Leave out the explorer's capture, so that a profile of the run shows prefill and
+        /// decode alone.
+        #[arg(long)]
+        skip_explorer: bool,
         #[arg(long)]
         json: bool,
     },
@@ -454,6 +458,7 @@ fn main() -> ExitCode {
             ids_file,
             decode_tokens,
             runs,
+            skip_explorer,
             json,
         } => bench::run(
             &run,
@@ -464,6 +469,7 @@ fn main() -> ExitCode {
                 },
                 decode_tokens,
                 runs: runs.max(1),
+                explorer: !skip_explorer,
             },
             json,
         ),
