@@ -8,8 +8,7 @@ use crate::cpu::float;
 #[derive(Debug, Default, Clone)]
 pub struct Q16Activations {
     pub blocks_per_row: usize,
-    /// Per block: the scale dₓ, the block's true sum Σ x (the Q4_1 min term), and the sum of
-    /// its quantized values Σ qₓ (the Q4_0 offset term), side by side.
+    /// Per block: the scale dₓ and the block's true sum Σ x (the Q4_1 min term), side by side.
     pub block_info: Vec<BlockInfo>,
     /// 32 quantized values per block.
     pub qs: Vec<i16>,
@@ -24,7 +23,6 @@ pub struct Q16Activations {
 pub struct BlockInfo {
     pub scale: f32,
     pub sum: f32,
-    pub q_sum: i32,
 }
 
 impl Q16Activations {
@@ -105,15 +103,12 @@ fn quantize_block(block: &[f32], qs: &mut [i16]) -> BlockInfo {
     let amax = block.iter().fold(0f32, |m, v| float::larger(m, v.abs()));
     let scale = amax / 32767.0;
     let inverse = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
-    let mut q_sum = 0i32;
     for (q, &v) in qs.iter_mut().zip(block) {
         *q = round_ties_even(v * inverse) as i16;
-        q_sum += *q as i32;
     }
     BlockInfo {
         scale,
         sum: block.iter().sum(),
-        q_sum,
     }
 }
 

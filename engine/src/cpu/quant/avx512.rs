@@ -44,8 +44,8 @@ unsafe fn five_bits(qh: *const u8, qs: *const u8) -> __m512i {
 /// One ggml block format of 32 weights: `w = d·(q - OFFSET)`, plus `m` where it has a min.
 trait Block32 {
     const BYTES: usize;
-    /// Subtracted from every q (Q4_0's 8, Q5_0's 16), as `OFFSET·Σqₓ` from the integer sum.
-    const OFFSET: i32;
+    /// Subtracted from every q (Q4_0's 8, Q5_0's 16) once per block, before the tokens.
+    const OFFSET: i16;
     /// Whether the f16 after d is a min m (`w = q·d + m`: Q4_1, Q5_1).
     const HAS_MIN: bool;
     /// The block's 32 q as 16-bit lanes, in the activations' order.
@@ -60,7 +60,7 @@ struct Q8_0;
 
 impl Block32 for Q4_0 {
     const BYTES: usize = 18;
-    const OFFSET: i32 = 8;
+    const OFFSET: i16 = 8;
     const HAS_MIN: bool = false;
     #[inline(always)]
     unsafe fn weights(b: *const u8) -> __m512i {
@@ -70,7 +70,7 @@ impl Block32 for Q4_0 {
 
 impl Block32 for Q4_1 {
     const BYTES: usize = 20;
-    const OFFSET: i32 = 0;
+    const OFFSET: i16 = 0;
     const HAS_MIN: bool = true;
     #[inline(always)]
     unsafe fn weights(b: *const u8) -> __m512i {
@@ -80,7 +80,7 @@ impl Block32 for Q4_1 {
 
 impl Block32 for Q5_0 {
     const BYTES: usize = 22;
-    const OFFSET: i32 = 16;
+    const OFFSET: i16 = 16;
     const HAS_MIN: bool = false;
     #[inline(always)]
     unsafe fn weights(b: *const u8) -> __m512i {
@@ -90,7 +90,7 @@ impl Block32 for Q5_0 {
 
 impl Block32 for Q5_1 {
     const BYTES: usize = 24;
-    const OFFSET: i32 = 0;
+    const OFFSET: i16 = 0;
     const HAS_MIN: bool = true;
     #[inline(always)]
     unsafe fn weights(b: *const u8) -> __m512i {
@@ -100,7 +100,7 @@ impl Block32 for Q5_1 {
 
 impl Block32 for Q8_0 {
     const BYTES: usize = 34;
-    const OFFSET: i32 = 0;
+    const OFFSET: i16 = 0;
     const HAS_MIN: bool = false;
     #[inline(always)]
     unsafe fn weights(b: *const u8) -> __m512i {
@@ -142,7 +142,11 @@ unsafe fn block<const T: usize, B: Block32>(
 ) {
     let b = w.add(i * B::BYTES);
     let (d, m) = f16_pair(b);
-    add_block(B::weights(b), B::OFFSET, x, i, d, acc);
+    let mut weights = B::weights(b);
+    if B::OFFSET != 0 {
+        weights = _mm512_sub_epi16(weights, _mm512_set1_epi16(B::OFFSET));
+    }
+    add_block(weights, x, i, d, acc);
     if B::HAS_MIN {
         for (e, add) in extra.iter_mut().zip(x.sums_times(i, m)) {
             *e += add;
@@ -150,12 +154,11 @@ unsafe fn block<const T: usize, B: Block32>(
     }
 }
 
-/// `step·dₓ·Σ (q - offset)·qₓ` of activation block `i`, `weights` its 32 q, into one chain of
+/// `step·dₓ·Σ w·qₓ` of activation block `i`, `weights` its 32 w, into one chain of
 /// each token. Shared with the K-quant kernels (`avx512_k.rs`).
 #[inline(always)]
 pub(super) unsafe fn add_block<const T: usize>(
     weights: __m512i,
-    offset: i32,
     x: &impl Tokens<T>,
     i: usize,
     step: f32,
@@ -163,12 +166,7 @@ pub(super) unsafe fn add_block<const T: usize>(
 ) {
     let steps = x.scales_times(i, step);
     for (t, acc) in acc.iter_mut().enumerate() {
-        let mut sums = _mm512_madd_epi16(weights, _mm512_loadu_si512(x.qs(t, i) as *const _));
-        if offset != 0 {
-            // In lane 0 alone: the whole block's correction, exact in i32.
-            let correction = _mm_cvtsi32_si128(offset * x.q_sum(t, i));
-            sums = _mm512_sub_epi32(sums, _mm512_zextsi128_si512(correction));
-        }
+        let sums = _mm512_madd_epi16(weights, _mm512_loadu_si512(x.qs(t, i) as *const _));
         let sums = _mm512_cvtepi32_ps(sums);
         *acc = _mm512_fmadd_ps(_mm512_set1_ps(steps.get(t)), sums, *acc);
     }

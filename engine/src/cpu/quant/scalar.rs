@@ -26,11 +26,10 @@ pub fn dot_q4_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
         let qx = &x.qs[i * 32..i * 32 + 32];
         let mut sum = 0i32;
         for j in 0..16 {
-            sum += (block[2 + j] & 0x0F) as i32 * qx[j] as i32;
-            sum += (block[2 + j] >> 4) as i32 * qx[j + 16] as i32;
+            sum += ((block[2 + j] & 0x0F) as i32 - 8) * qx[j] as i32;
+            sum += ((block[2 + j] >> 4) as i32 - 8) * qx[j + 16] as i32;
         }
-        let info = x.info[i];
-        total += d * info.scale * (sum - 8 * info.q_sum) as f32;
+        total += d * x.info[i].scale * sum as f32;
     }
     total
 }
@@ -60,8 +59,11 @@ fn five_bit(qs: &[u8], qh: u32, j: usize) -> i32 {
     nibble as i32 | (((qh >> j) & 1) << 4) as i32
 }
 
-fn q5_sum(qs: &[u8], qh: u32, qx: &[i16]) -> i32 {
-    (0..32).map(|j| five_bit(qs, qh, j) * qx[j] as i32).sum()
+/// Σ (q - offset)·qₓ over a Q5 block's 32 weights.
+fn q5_sum(qs: &[u8], qh: u32, offset: i32, qx: &[i16]) -> i32 {
+    (0..32)
+        .map(|j| (five_bit(qs, qh, j) - offset) * qx[j] as i32)
+        .sum()
 }
 
 pub fn dot_q5_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
@@ -69,10 +71,8 @@ pub fn dot_q5_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
     for (i, block) in row.chunks_exact(22).enumerate() {
         let d = f16_le(block, 0);
         let qh = u32::from_le_bytes([block[2], block[3], block[4], block[5]]);
-        let sum = q5_sum(&block[6..22], qh, &x.qs[i * 32..i * 32 + 32]);
-        let info = x.info[i];
-        // Σ (q-16)·qₓ = Σ q·qₓ - 16·Σ qₓ.
-        total += d * info.scale * (sum - 16 * info.q_sum) as f32;
+        let sum = q5_sum(&block[6..22], qh, 16, &x.qs[i * 32..i * 32 + 32]);
+        total += d * x.info[i].scale * sum as f32;
     }
     total
 }
@@ -82,7 +82,7 @@ pub fn dot_q5_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
     for (i, block) in row.chunks_exact(24).enumerate() {
         let (d, m) = (f16_le(block, 0), f16_le(block, 2));
         let qh = u32::from_le_bytes([block[4], block[5], block[6], block[7]]);
-        let sum = q5_sum(&block[8..24], qh, &x.qs[i * 32..i * 32 + 32]);
+        let sum = q5_sum(&block[8..24], qh, 0, &x.qs[i * 32..i * 32 + 32]);
         let info = x.info[i];
         total += d * info.scale * sum as f32 + m * info.sum;
     }

@@ -43,17 +43,30 @@ pub(super) unsafe fn dot32(w: [v128; 4], a: *const i16) -> v128 {
     )
 }
 
-/// 16 bytes of nibbles as 32 16-bit weights: low nibbles (weights 0..15), then high.
+/// 16 bytes of nibbles less `offset` as 32 16-bit weights: low nibbles (weights 0..15), then
+/// high.
 #[inline(always)]
-unsafe fn nibbles(p: *const u8) -> [v128; 4] {
+unsafe fn nibbles(p: *const u8, offset: i8) -> [v128; 4] {
     let q = v128_load(p as *const v128);
     let lo = v128_and(q, u8x16_splat(0x0F));
     let hi = u8x16_shr(q, 4);
+    less_offset(lo, hi, offset)
+}
+
+/// Two vectors of weights 0..31 (weights 0..15, then 16..31) less `offset`, as 16-bit lanes.
+/// Subtracting Q4_0's 8 or Q5_0's 16 here, once per block, gives the dot products Σ (q - o)·qₓ
+/// directly, instead of a correction `o·Σ qₓ` for every token.
+#[inline(always)]
+unsafe fn less_offset(lo: v128, hi: v128, offset: i8) -> [v128; 4] {
+    let (lo, hi) = (
+        i8x16_sub(lo, i8x16_splat(offset)),
+        i8x16_sub(hi, i8x16_splat(offset)),
+    );
     [
-        u16x8_extend_low_u8x16(lo),
-        u16x8_extend_high_u8x16(lo),
-        u16x8_extend_low_u8x16(hi),
-        u16x8_extend_high_u8x16(hi),
+        i16x8_extend_low_i8x16(lo),
+        i16x8_extend_high_i8x16(lo),
+        i16x8_extend_low_i8x16(hi),
+        i16x8_extend_high_i8x16(hi),
     ]
 }
 
@@ -132,10 +145,10 @@ pub(super) fn by_pairs(n: usize, mut block: impl FnMut(usize, usize)) {
     }
 }
 
-/// A Q5_0 / Q5_1 block's 32 5-bit weights as 16-bit lanes: the nibbles as Q4_0's, and bit j
-/// of `qh` (the u32 at `qh`) adds 16 to weight j.
+/// A Q5_0 / Q5_1 block's 32 5-bit weights less `offset` as 16-bit lanes: the nibbles as Q4_0's,
+/// and bit j of `qh` (the u32 at `qh`) adds 16 to weight j.
 #[inline(always)]
-unsafe fn five_bits(qh: *const u8, nibbles: *const u8) -> [v128; 4] {
+unsafe fn five_bits(qh: *const u8, nibbles: *const u8, offset: i8) -> [v128; 4] {
     let qh = u32x4_splat((qh as *const u32).read_unaligned());
     // Byte j of each half gets the byte of qh that holds its bit, then tests bit j % 8.
     let bit = u64x2_splat(0x8040_2010_0804_0201);
@@ -180,12 +193,7 @@ unsafe fn five_bits(qh: *const u8, nibbles: *const u8) -> [v128; 4] {
     let q = v128_load(nibbles as *const v128);
     let lo = v128_or(v128_and(q, u8x16_splat(0x0F)), low_high);
     let hi = v128_or(u8x16_shr(q, 4), high_high);
-    [
-        u16x8_extend_low_u8x16(lo),
-        u16x8_extend_high_u8x16(lo),
-        u16x8_extend_low_u8x16(hi),
-        u16x8_extend_high_u8x16(hi),
-    ]
+    less_offset(lo, hi, offset)
 }
 
 /// The f16 pair at `p` (a block's d and m) as f32 lanes `[d, m, 0, 0]`: [`f16_at`]'s
@@ -242,7 +250,7 @@ unsafe fn q4_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let mut chains = Chains::<T>::new();
     by_pairs(n, |i, chain| {
         let b = row.as_ptr().add(i * 20);
-        let weights = nibbles(b.add(4));
+        let weights = nibbles(b.add(4), 0);
         let steps = x.scales_times(i, f16_at(b));
         for t in 0..T {
             chains.add(t, chain, dot32(weights, x.qs(t, i)), steps.get(t));
@@ -252,21 +260,17 @@ unsafe fn q4_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     chains.finish()
 }
 
-/// Q4_0 (18 bytes: d, qs): Σ (q-8)·qₓ = Σ q·qₓ - 8·Σ qₓ, the correction in lane 0.
+/// Q4_0 (18 bytes: d, qs): `d·dₓ·Σ (q-8)·qₓ`.
 #[inline(always)]
 unsafe fn q4_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let n = x.blocks().min(row.len() / 18);
     let mut chains = Chains::<T>::new();
     by_pairs(n, |i, chain| {
         let b = row.as_ptr().add(i * 18);
-        let weights = nibbles(b.add(2));
+        let weights = nibbles(b.add(2), 8);
         let steps = x.scales_times(i, f16_at(b));
         for t in 0..T {
-            let sums = i32x4_sub(
-                dot32(weights, x.qs(t, i)),
-                i32x4(8 * x.q_sum(t, i), 0, 0, 0),
-            );
-            chains.add(t, chain, sums, steps.get(t));
+            chains.add(t, chain, dot32(weights, x.qs(t, i)), steps.get(t));
         }
     });
     chains.finish()
@@ -288,21 +292,17 @@ unsafe fn q8_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     chains.finish()
 }
 
-/// Q5_0 (22 bytes: d, qh, qs): Σ (q-16)·qₓ = Σ q·qₓ - 16·Σ qₓ, the correction in lane 0.
+/// Q5_0 (22 bytes: d, qh, qs): `d·dₓ·Σ (q-16)·qₓ`.
 #[inline(always)]
 unsafe fn q5_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let n = x.blocks().min(row.len() / 22);
     let mut chains = Chains::<T>::new();
     by_pairs(n, |i, chain| {
         let b = row.as_ptr().add(i * 22);
-        let weights = five_bits(b.add(2), b.add(6));
+        let weights = five_bits(b.add(2), b.add(6), 16);
         let steps = x.scales_times(i, f16_at(b));
         for t in 0..T {
-            let sums = i32x4_sub(
-                dot32(weights, x.qs(t, i)),
-                i32x4(16 * x.q_sum(t, i), 0, 0, 0),
-            );
-            chains.add(t, chain, sums, steps.get(t));
+            chains.add(t, chain, dot32(weights, x.qs(t, i)), steps.get(t));
         }
     });
     chains.finish()
@@ -315,7 +315,7 @@ unsafe fn q5_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let mut chains = Chains::<T>::new();
     by_pairs(n, |i, chain| {
         let b = row.as_ptr().add(i * 24);
-        let weights = five_bits(b.add(4), b.add(8));
+        let weights = five_bits(b.add(4), b.add(8), 0);
         let steps = x.scales_times(i, f16_at(b));
         for t in 0..T {
             chains.add(t, chain, dot32(weights, x.qs(t, i)), steps.get(t));
@@ -327,10 +327,10 @@ unsafe fn q5_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
 
 // SAFETY (these four and the entry points below): each kernel bounds its blocks by `row` (20, 18,
 // 34, 22 or 24 bytes each) and by every token's activations (`Tokens::blocks`: 32 values and
-// one 12-byte block info per block, of which the one-token kernels load the first 8); every
-// load stays inside its block (the 4-byte loads of d read the next two bytes of the block).
+// one 8-byte block info per block); every load stays inside its block (the 4-byte loads of d
+// read the next two bytes of the block).
 pub fn dot_q4_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
-    unsafe { one_token::<20, true>(row, x, |b| nibbles(b.add(4))) }
+    unsafe { one_token::<20, true>(row, x, |b| nibbles(b.add(4), 0)) }
 }
 
 pub fn tile4_q4_1(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {

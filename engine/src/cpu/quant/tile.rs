@@ -42,14 +42,12 @@ use std::ops::Range;
 /// Tokens per tile in the activations' layout: the widest kernel's tile (AVX-512's eight).
 pub(super) const TILE: usize = 8;
 
-/// One activation block of [`TILE`] tokens: their scales dₓ, sums Σ x and quantized sums Σ qₓ,
-/// each side by side (the tile's last tokens, past the end of the input, repeat its last one).
+/// One activation block of [`TILE`] tokens: their scales dₓ and sums Σ x, each side by side (the tile's last tokens, past the end of the input, repeat its last one).
 #[derive(Debug, Default, Clone, Copy)]
 #[repr(C, align(32))]
 pub struct TileBlock {
     pub scale: [f32; TILE],
     pub sum: [f32; TILE],
-    pub q_sum: [i32; TILE],
 }
 
 /// The tile-major copy of `x`'s block infos: for each tile of [`TILE`] tokens, for each block
@@ -67,7 +65,6 @@ pub(super) fn tile_blocks(x: &Q16Activations) -> Vec<TileBlock> {
             for (block, info) in blocks.iter_mut().zip(infos) {
                 block.scale[lane] = info.scale;
                 block.sum[lane] = info.sum;
-                block.q_sum[lane] = info.q_sum;
             }
         }
     }
@@ -140,8 +137,6 @@ pub(super) trait Tokens<const T: usize>: Copy {
     unsafe fn scales_times(&self, i: usize, a: f32) -> Scaled<T>;
     /// `a·Σx` of block `i` for each token.
     unsafe fn sums_times(&self, i: usize, a: f32) -> [f32; T];
-    /// Σ qₓ of block `i` of token `t`.
-    unsafe fn q_sum(&self, t: usize, i: usize) -> i32;
     /// Block `i`'s 32 quantized values of token `t`.
     unsafe fn qs(&self, t: usize, i: usize) -> *const i16;
 }
@@ -164,11 +159,6 @@ impl Tokens<1> for OneToken<'_> {
     #[inline(always)]
     unsafe fn sums_times(&self, i: usize, a: f32) -> [f32; 1] {
         [a * self.0.info.get_unchecked(i).sum]
-    }
-
-    #[inline(always)]
-    unsafe fn q_sum(&self, _t: usize, i: usize) -> i32 {
-        self.0.info.get_unchecked(i).q_sum
     }
 
     #[inline(always)]
@@ -224,15 +214,6 @@ impl<const T: usize> Tokens<T> for TokenTile<'_, T> {
     unsafe fn sums_times(&self, i: usize, a: f32) -> [f32; T] {
         let s = self.blocks.get_unchecked(i).sum.as_ptr().add(self.lane);
         std::array::from_fn(|t| a * *s.add(t))
-    }
-
-    #[inline(always)]
-    unsafe fn q_sum(&self, t: usize, i: usize) -> i32 {
-        *self
-            .blocks
-            .get_unchecked(i)
-            .q_sum
-            .get_unchecked(self.lane + t)
     }
 
     #[inline(always)]
