@@ -102,7 +102,10 @@ impl Backend for CpuBackend {
     fn rms_norm(&self, x: &Tensor, weight: &Tensor, eps: f32) -> Result<Tensor> {
         checks::rms_norm(x.dims(), weight.data().len())?;
         let mut out = x.clone();
-        rms_norm_rows(out.data_mut(), weight.data(), eps);
+        let weight = weight.data();
+        pool::for_each_chunk(out.data_mut(), weight.len(), |_, rows| {
+            rms_norm_rows(rows, weight, eps)
+        });
         Ok(out)
     }
 
@@ -132,7 +135,12 @@ impl Backend for CpuBackend {
             RopeStyle::Interleaved => rope_interleaved,
             RopeStyle::Halves => rope_halves,
         };
-        rotate(out.data_mut(), x.cols(), head_dim, positions, base);
+        let cols = x.cols();
+        pool::for_each_chunk(out.data_mut(), cols, |start, rows| {
+            let first = start / cols.max(1);
+            let positions = &positions[first..first + rows.len() / cols.max(1)];
+            rotate(rows, cols, head_dim, positions, base)
+        });
         Ok(out)
     }
 
@@ -208,17 +216,17 @@ impl Backend for CpuBackend {
 
     fn silu_mul(&self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         checks::same_shape("silu_mul", gate.dims(), up.dims())?;
-        Ok(gate.zip_map(up, ops::silu_mul))
+        Ok(zip_map_in_parallel(gate, up, ops::silu_mul))
     }
 
     fn gelu_mul(&self, gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         checks::same_shape("gelu_mul", gate.dims(), up.dims())?;
-        Ok(gate.zip_map(up, ops::gelu_mul))
+        Ok(zip_map_in_parallel(gate, up, ops::gelu_mul))
     }
 
     fn add(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         checks::same_shape("add", a.dims(), b.dims())?;
-        Ok(a.zip_map(b, |a, b| a + b))
+        Ok(zip_map_in_parallel(a, b, |a, b| a + b))
     }
 
     fn scale(&self, x: &Tensor, factor: f32) -> Result<Tensor> {
@@ -276,4 +284,16 @@ impl Backend for CpuBackend {
             selection.penalty,
         ))
     }
+}
+
+/// [`Tensor::zip_map`] spread over the pool where the tensors are large (a prompt's MLP).
+fn zip_map_in_parallel(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Tensor {
+    let mut out = a.clone();
+    let b = b.data();
+    pool::for_each_chunk(out.data_mut(), 1, |start, chunk| {
+        for (v, &w) in chunk.iter_mut().zip(&b[start..]) {
+            *v = f(*v, w);
+        }
+    });
+    out
 }

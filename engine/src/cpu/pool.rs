@@ -251,6 +251,36 @@ pub fn global() -> &'static Pool {
     })
 }
 
+/// Values below which [`for_each_chunk`] stays on the calling thread: waking the pool costs
+/// about what a few thousand values of an elementwise op do (a decode step's are all below).
+const PARALLEL_VALUES: usize = 1 << 14;
+
+/// Calls `f(start, chunk)` over `data` cut into consecutive chunks of whole `unit`s (`start`:
+/// the chunk's first index), spread over the global pool where `data` is large. For ops whose
+/// every value (or every row of `unit` values) depends only on itself: the split changes no
+/// result.
+pub fn for_each_chunk(data: &mut [f32], unit: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let pool = global();
+    let unit = unit.max(1);
+    if data.len() < PARALLEL_VALUES || pool.threads() == 1 || data.len() < 2 * unit {
+        f(0, data);
+        return;
+    }
+    // A few chunks per thread, so that a thread slowed by the machine does not hold up the rest.
+    let units = data.len().div_ceil(unit);
+    let chunk = units.div_ceil(4 * pool.threads()) * unit;
+    let chunks: Vec<Mutex<(usize, &mut [f32])>> = data
+        .chunks_mut(chunk)
+        .enumerate()
+        .map(|(i, c)| Mutex::new((i * chunk, c)))
+        .collect();
+    pool.run(chunks.len(), &|i| {
+        let mut guard = chunks[i].lock().unwrap_or_else(|p| p.into_inner());
+        let (start, chunk) = &mut *guard;
+        f(*start, chunk);
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +296,30 @@ mod tests {
                 });
             }
             assert!(hits.iter().all(|h| h.load(SeqCst) == 50), "count {count}");
+        }
+    }
+
+    #[test]
+    fn chunks_cover_the_data_once_in_whole_units() {
+        for (len, unit) in [
+            (10usize, 1usize),
+            (PARALLEL_VALUES * 3 + 7, 1),
+            (576 * 420, 576),
+        ] {
+            let mut data: Vec<f32> = (0..len).map(|i| i as f32).collect();
+            for_each_chunk(&mut data, unit, |start, chunk| {
+                assert_eq!(start % unit, 0);
+                assert!(chunk.len() % unit == 0 || start + chunk.len() == len);
+                for (i, v) in chunk.iter_mut().enumerate() {
+                    assert_eq!(
+                        *v,
+                        (start + i) as f32,
+                        "chunk at {start} holds its own values"
+                    );
+                    *v = -*v;
+                }
+            });
+            assert!(data.iter().enumerate().all(|(i, &v)| v == -(i as f32)));
         }
     }
 }
