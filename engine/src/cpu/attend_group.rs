@@ -57,10 +57,12 @@ impl KeyTiles {
     }
 }
 
-/// One query position, the heads of key group `g` (their queries side by side, `(heads,
-/// head_dim)`): each head's scores against the keys `row` lets it see (from `tiles` if given),
-/// their softmax (into `scores`, `(heads, keys)`), and the values weighted by it (into `acc`,
-/// `(heads, head_dim)`, zeros on entry). The heads share each key and value they read.
+/// Query positions side by side (one at decode, a few in a prefill), the heads of key group `g`
+/// at each (their queries `(positions, heads, head_dim)`): each head's scores against the keys
+/// that its position's row of `rows` (`(positions, cache.len)`) lets it see (from `tiles` if
+/// given), their softmax (into `scores`, `(positions·heads, keys)`), and the values weighted by
+/// it (into `acc`, `(positions·heads, head_dim)`, zeros on entry). The heads share each key
+/// they read, and the heads of every position each value block.
 pub type AttendGroup =
     fn(&[f32], &[bool], &KvCache, Option<&KeyTiles>, usize, f32, &mut [f32], &mut [f64]);
 
@@ -70,15 +72,15 @@ pub fn attend_group_kernel() -> AttendGroup {
     #[cfg(target_arch = "x86_64")]
     {
         if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
-            return |q, row, cache, tiles, g, scale, scores, acc| {
+            return |q, rows, cache, tiles, g, scale, scores, acc| {
                 // SAFETY: the CPU has AVX-512F and FMA (checked above).
-                unsafe { attend_group_avx512(q, row, cache, tiles, g, scale, scores, acc) }
+                unsafe { attend_group_avx512(q, rows, cache, tiles, g, scale, scores, acc) }
             };
         }
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return |q, row, cache, tiles, g, scale, scores, acc| {
+            return |q, rows, cache, tiles, g, scale, scores, acc| {
                 // SAFETY: the CPU has AVX2 and FMA (checked above).
-                unsafe { attend_group_avx2(q, row, cache, tiles, g, scale, scores, acc) }
+                unsafe { attend_group_avx2(q, rows, cache, tiles, g, scale, scores, acc) }
             };
         }
     }
@@ -96,7 +98,7 @@ pub fn attend_group_baseline() -> AttendGroup {
 #[allow(clippy::too_many_arguments)]
 unsafe fn attend_group_avx512(
     queries: &[f32],
-    row: &[bool],
+    rows: &[bool],
     cache: &KvCache,
     tiles: Option<&KeyTiles>,
     g: usize,
@@ -104,7 +106,7 @@ unsafe fn attend_group_avx512(
     scores: &mut [f32],
     acc: &mut [f64],
 ) {
-    attend_group::<16, 32, true>(queries, row, cache, tiles, g, scale, scores, acc)
+    attend_group::<16, 32, true>(queries, rows, cache, tiles, g, scale, scores, acc)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -112,7 +114,7 @@ unsafe fn attend_group_avx512(
 #[allow(clippy::too_many_arguments)]
 unsafe fn attend_group_avx2(
     queries: &[f32],
-    row: &[bool],
+    rows: &[bool],
     cache: &KvCache,
     tiles: Option<&KeyTiles>,
     g: usize,
@@ -120,7 +122,7 @@ unsafe fn attend_group_avx2(
     scores: &mut [f32],
     acc: &mut [f64],
 ) {
-    attend_group::<8, 16, true>(queries, row, cache, tiles, g, scale, scores, acc)
+    attend_group::<8, 16, true>(queries, rows, cache, tiles, g, scale, scores, acc)
 }
 
 /// `LANES` keys scored at a time from the tiles, `CHUNK` values summed at a time per head,
@@ -130,7 +132,7 @@ unsafe fn attend_group_avx2(
 #[allow(clippy::too_many_arguments)]
 fn attend_group<const LANES: usize, const CHUNK: usize, const FUSED: bool>(
     queries: &[f32],
-    row: &[bool],
+    rows: &[bool],
     cache: &KvCache,
     tiles: Option<&KeyTiles>,
     g: usize,
@@ -138,17 +140,29 @@ fn attend_group<const LANES: usize, const CHUNK: usize, const FUSED: bool>(
     scores: &mut [f32],
     acc: &mut [f64],
 ) {
-    let (d, keys) = (cache.shape.head_dim, row.len());
-    match tiles {
-        Some(tiles) => scores_from_tiles::<LANES>(queries, row, tiles, g, scale, scores),
-        None => {
-            for (query, scores) in queries.chunks_exact(d).zip(scores.chunks_exact_mut(keys)) {
-                for ((s, &visible), j) in scores.iter_mut().zip(row).zip(0..) {
-                    *s = if visible {
-                        dot(query, cache.key(g, j)) * scale
-                    } else {
-                        f32::NEG_INFINITY
-                    };
+    let (d, keys) = (cache.shape.head_dim, cache.len);
+    if keys == 0 || rows.is_empty() {
+        return;
+    }
+    let positions = rows.len() / keys;
+    let per_position = queries.len() / positions; // heads · head_dim
+    let position_scores = scores.chunks_exact_mut(per_position / d * keys);
+    for ((row, queries), scores) in rows
+        .chunks_exact(keys)
+        .zip(queries.chunks_exact(per_position))
+        .zip(position_scores)
+    {
+        match tiles {
+            Some(tiles) => scores_from_tiles::<LANES>(queries, row, tiles, g, scale, scores),
+            None => {
+                for (query, scores) in queries.chunks_exact(d).zip(scores.chunks_exact_mut(keys)) {
+                    for ((s, &visible), j) in scores.iter_mut().zip(row).zip(0..) {
+                        *s = if visible {
+                            dot(query, cache.key(g, j)) * scale
+                        } else {
+                            f32::NEG_INFINITY
+                        };
+                    }
                 }
             }
         }
@@ -156,8 +170,14 @@ fn attend_group<const LANES: usize, const CHUNK: usize, const FUSED: bool>(
     for scores in scores.chunks_exact_mut(keys) {
         softmax_in_place(scores);
     }
-    // The keys after the last one seen weigh 0 for every head (the future, in a prefill).
-    let seen = row.iter().rposition(|&v| v).map_or(0, |last| last + 1);
+    // The keys after the last one any position sees weigh 0 for every head (the future, in a
+    // prefill); a position's keys that only a later position sees weigh 0 too, and are skipped
+    // as every key of weight 0 is, so each head's sum is the same as on its own.
+    let seen = rows
+        .chunks_exact(keys)
+        .filter_map(|row| row.iter().rposition(|&v| v))
+        .max()
+        .map_or(0, |last| last + 1);
     weighted_values::<CHUNK, FUSED>(scores, seen, cache, g, acc);
 }
 

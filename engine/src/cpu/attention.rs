@@ -15,6 +15,9 @@ pub use super::attend_group::{dot, softmax_in_place};
 pub use super::kv_cache::KvCache;
 use crate::backend::{AttentionShape, Mask};
 
+/// Query positions per job in a prefill: each block of values is read once for them all.
+const POSITIONS_PER_JOB: usize = 8;
+
 /// Attends the `t` newest queries `q` `(t, n_heads·head_dim)` over everything in `cache`
 /// (which already holds their own keys) under `mask`. Returns `(t, n_heads·head_dim)` and,
 /// when asked, the probabilities `(n_heads·t, cache.len)`, head-major.
@@ -46,27 +49,46 @@ pub fn attend(
     // query's scores to make.
     let tiles = (t >= 4).then(|| KeyTiles::new(cache));
 
-    // One job per (query, key group): the group's heads share each key and value they read.
-    // Where that leaves a thread idle (decode with fewer key groups than threads: Gemma 3 270M
-    // has one), one job per (query, head) instead, at the cost of each head reading the
-    // group's keys and values on its own. Each job writes its own heads' output and
-    // probability rows, so the split changes no number.
+    // One job per (a few query positions, key group): the group's heads share each key they
+    // read, and the heads of all the job's positions each block of values (a prefill's values
+    // pass waits on reading them). Where that leaves a thread idle (decode with fewer key
+    // groups than threads: Gemma 3 270M has one), one job per (query, head) instead, at the
+    // cost of each head reading the group's keys and values on its own. Each job writes its
+    // own positions' and heads' output and probability rows, so the split changes no number.
     let threads = super::pool::global().threads();
-    let heads_per_job = if n_kv_heads * t < threads { 1 } else { group };
+    let per_job = if t >= POSITIONS_PER_JOB * threads {
+        POSITIONS_PER_JOB
+    } else {
+        1
+    };
+    let blocks = t.div_ceil(per_job);
+    let heads_per_job = if n_kv_heads * blocks < threads {
+        1
+    } else {
+        group
+    };
     let out_ptr = SharedOut(out.as_mut_ptr());
     let probs_ptr = SharedOut(probs.as_mut_ptr());
     let job = |index: usize| {
-        let (j, i) = (index / t, index % t);
+        // The last positions first: under a causal mask they see the most keys, and the
+        // pool hands out jobs in order, so the run ends on short jobs rather than long ones.
+        let (j, b) = (index / blocks, blocks - 1 - index % blocks);
         let heads = j * heads_per_job..(j + 1) * heads_per_job;
+        let positions = b * per_job..((b + 1) * per_job).min(t);
         let g = heads.start / group;
-        let first = i * n_heads * head_dim + heads.start * head_dim;
-        let queries = &q[first..first + heads_per_job * head_dim]; // (heads, head_dim)
-        let row = &visible[i * total..(i + 1) * total];
-        let mut scores = vec![0.0f32; heads_per_job * total]; // (heads, total)
-        let mut acc = vec![0.0f64; heads_per_job * head_dim]; // (heads, head_dim)
+        let width = heads_per_job * head_dim;
+        let at = |i: usize| i * n_heads * head_dim + heads.start * head_dim;
+        let queries: Vec<f32> = positions // (positions, heads, head_dim)
+            .clone()
+            .flat_map(|i| &q[at(i)..at(i) + width])
+            .copied()
+            .collect();
+        let rows = &visible[positions.start * total..positions.end * total];
+        let mut scores = vec![0.0f32; positions.len() * heads_per_job * total];
+        let mut acc = vec![0.0f64; positions.len() * width];
         attend_group(
-            queries,
-            row,
+            &queries,
+            rows,
             cache,
             tiles.as_ref(),
             g,
@@ -74,15 +96,19 @@ pub fn attend(
             &mut scores,
             &mut acc,
         );
-        // SAFETY: job (j, i) alone writes out[i, its heads] and the probability rows h·t + i
-        // of its heads h; both buffers outlive the parallel run.
+        // SAFETY: job (j, b) alone writes out[i, its heads] and the probability rows h·t + i
+        // of its heads h, for its positions i; both buffers outlive the parallel run.
         unsafe {
-            let dst = std::slice::from_raw_parts_mut(out_ptr.at(first), heads_per_job * head_dim);
-            for (d, &a) in dst.iter_mut().zip(&acc) {
-                *d = a as f32;
+            for (i, acc) in positions.zip(acc.chunks_exact(width)) {
+                let dst = std::slice::from_raw_parts_mut(out_ptr.at(at(i)), width);
+                for (d, &a) in dst.iter_mut().zip(acc) {
+                    *d = a as f32;
+                }
             }
             if want_probs {
-                for (h, scores) in heads.zip(scores.chunks_exact(total)) {
+                let rows = scores.chunks_exact(total);
+                let owners = (b * per_job..).flat_map(|i| heads.clone().map(move |h| (i, h)));
+                for ((i, h), scores) in owners.zip(rows) {
                     let dst =
                         std::slice::from_raw_parts_mut(probs_ptr.at((h * t + i) * total), total);
                     dst.copy_from_slice(scores);
@@ -90,7 +116,7 @@ pub fn attend(
             }
         }
     };
-    let jobs = n_heads / heads_per_job * t;
+    let jobs = n_heads / heads_per_job * blocks;
     super::pool::global().run(jobs, &job);
     (out, want_probs.then_some(probs))
 }
