@@ -145,24 +145,21 @@ fn attend_group<const LANES: usize, const CHUNK: usize, const FUSED: bool>(
         return;
     }
     let positions = rows.len() / keys;
-    let per_position = queries.len() / positions; // heads · head_dim
-    let position_scores = scores.chunks_exact_mut(per_position / d * keys);
-    for ((row, queries), scores) in rows
-        .chunks_exact(keys)
-        .zip(queries.chunks_exact(per_position))
-        .zip(position_scores)
-    {
-        match tiles {
-            Some(tiles) => scores_from_tiles::<LANES>(queries, row, tiles, g, scale, scores),
-            None => {
-                for (query, scores) in queries.chunks_exact(d).zip(scores.chunks_exact_mut(keys)) {
-                    for ((s, &visible), j) in scores.iter_mut().zip(row).zip(0..) {
-                        *s = if visible {
-                            dot(query, cache.key(g, j)) * scale
-                        } else {
-                            f32::NEG_INFINITY
-                        };
-                    }
+    let heads = queries.len() / (positions * d);
+    match tiles {
+        Some(tiles) => scores_from_tiles::<LANES>(queries, rows, heads, tiles, g, scale, scores),
+        None => {
+            let query_rows = rows
+                .chunks_exact(keys)
+                .flat_map(|row| (0..heads).map(move |_| row));
+            let per_head = queries.chunks_exact(d).zip(scores.chunks_exact_mut(keys));
+            for ((query, scores), row) in per_head.zip(query_rows) {
+                for ((s, &visible), j) in scores.iter_mut().zip(row).zip(0..) {
+                    *s = if visible {
+                        dot(query, cache.key(g, j)) * scale
+                    } else {
+                        f32::NEG_INFINITY
+                    };
                 }
             }
         }
@@ -181,32 +178,39 @@ fn attend_group<const LANES: usize, const CHUNK: usize, const FUSED: bool>(
     weighted_values::<CHUNK, FUSED>(scores, seen, cache, g, acc);
 }
 
-/// Each head's scores of the keys `row` lets the query see (-∞ for the others), `LANES` keys
-/// at a time, every head's before the next keys (so a tile is read from memory once);
-/// groups of keys that it may not see at all (the future, in a prefill) skipped.
+/// Each head's scores of the keys its position's row of `rows` lets it see (-∞ for the
+/// others), `LANES` keys at a time, every position's and head's before the next keys (so a
+/// tile is read from memory once for them all); keys that a position may not see at all (the
+/// future, in a prefill) skipped.
 #[inline(always)]
 fn scores_from_tiles<const LANES: usize>(
     queries: &[f32],
-    row: &[bool],
+    rows: &[bool],
+    heads: usize,
     tiles: &KeyTiles,
     g: usize,
     scale: f32,
     scores: &mut [f32],
 ) {
     const { assert!(KEYS.is_multiple_of(LANES)) };
-    let (d, keys) = (tiles.head_dim, row.len());
+    let d = tiles.head_dim;
+    let keys = scores.len() / (queries.len() / d).max(1);
     scores.fill(f32::NEG_INFINITY);
     for first in (0..keys).step_by(LANES) {
-        let seen = &row[first..(first + LANES).min(keys)];
-        if !seen.contains(&true) {
-            continue;
-        }
         let tile = tiles.tile(g, first / KEYS);
-        for (query, scores) in queries.chunks_exact(d).zip(scores.chunks_exact_mut(keys)) {
-            let dots = dot_lanes::<LANES>(query, tile, first % KEYS);
-            for ((s, &visible), d) in scores[first..].iter_mut().zip(seen).zip(dots) {
-                if visible {
-                    *s = d * scale;
+        let queries = queries.chunks_exact(heads * d);
+        let scores = scores.chunks_exact_mut(heads * keys);
+        for ((row, queries), scores) in rows.chunks_exact(keys).zip(queries).zip(scores) {
+            let seen = &row[first..(first + LANES).min(keys)];
+            if !seen.contains(&true) {
+                continue;
+            }
+            for (query, scores) in queries.chunks_exact(d).zip(scores.chunks_exact_mut(keys)) {
+                let dots = dot_lanes::<LANES>(query, tile, first % KEYS);
+                for ((s, &visible), d) in scores[first..].iter_mut().zip(seen).zip(dots) {
+                    if visible {
+                        *s = d * scale;
+                    }
                 }
             }
         }
