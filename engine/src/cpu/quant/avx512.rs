@@ -119,29 +119,49 @@ unsafe fn blocks32<const T: usize, B: Block32>(row: &[u8], x: impl Tokens<T>) ->
     let (mut even, mut odd) = ([_mm512_setzero_ps(); T], [_mm512_setzero_ps(); T]);
     let (mut even_extra, mut odd_extra) = ([0.0f32; T], [0.0f32; T]);
     let mut i = 0;
-    while i + 2 <= n {
-        prefetch::weights_ahead::<T>(w.add(i * B::BYTES), 2 * B::BYTES);
-        block::<T, B>(w, &x, i, &mut even, &mut even_extra);
-        block::<T, B>(w, &x, i + 1, &mut odd, &mut odd_extra);
-        i += 2;
-    }
-    if i < n {
-        block::<T, B>(w, &x, i, &mut even, &mut even_extra);
+    while i < n {
+        // A tile's scales d, widened ahead of the blocks that use them: each token's
+        // multiply-add waits on its d, and a d widened in the block that uses it put a chain
+        // of five instructions in front of eight tokens' multiply-adds.
+        let end = (i + SCALES_AHEAD).min(n);
+        let mut d = [0.0f32; SCALES_AHEAD];
+        if T > 1 {
+            for (k, d) in d.iter_mut().enumerate().take(end - i) {
+                *d = f16_pair(w.add((i + k) * B::BYTES)).0;
+            }
+        }
+        let first = i;
+        while i + 2 <= end {
+            prefetch::weights_ahead::<T>(w.add(i * B::BYTES), 2 * B::BYTES);
+            block::<T, B>(w, &x, i, d[i - first], &mut even, &mut even_extra);
+            block::<T, B>(w, &x, i + 1, d[i + 1 - first], &mut odd, &mut odd_extra);
+            i += 2;
+        }
+        if i < end {
+            block::<T, B>(w, &x, i, d[i - first], &mut even, &mut even_extra);
+            i += 1;
+        }
     }
     finish(even, odd, even_extra, odd_extra)
 }
 
-/// Block `i` of the row at `w` into one chain of each token.
+/// Blocks whose scales a tile widens at a time (even, so that each block keeps its chain).
+const SCALES_AHEAD: usize = 32;
+
+/// Block `i` of the row at `w` into one chain of each token; `d_ahead` is its d where
+/// [`blocks32`] widened it ahead (tiles), unused for one token.
 #[inline(always)]
 unsafe fn block<const T: usize, B: Block32>(
     w: *const u8,
     x: &impl Tokens<T>,
     i: usize,
+    d_ahead: f32,
     acc: &mut [__m512; T],
     extra: &mut [f32; T],
 ) {
     let b = w.add(i * B::BYTES);
     let (d, m) = f16_pair(b);
+    let d = if T > 1 { d_ahead } else { d };
     let mut weights = B::weights(b);
     if B::OFFSET != 0 {
         weights = _mm512_sub_epi16(weights, _mm512_set1_epi16(B::OFFSET));
@@ -172,7 +192,10 @@ pub(super) unsafe fn add_block<const T: usize>(
     }
 }
 
-/// Each token's total: its two chains' lanes, then its two extras.
+/// Each token's total: its two chains' lanes, then its two extras. A tile's tokens are summed
+/// eight at a time across their vectors ([`sum_lanes_of_eight`]), in the same tree that one
+/// token's vector is summed in ([`sum_lanes`]), so a tile still gives each token what decode
+/// gives it, to the bit.
 #[inline(always)]
 pub(super) unsafe fn finish<const T: usize>(
     even: [__m512; T],
@@ -180,12 +203,70 @@ pub(super) unsafe fn finish<const T: usize>(
     even_extra: [f32; T],
     odd_extra: [f32; T],
 ) -> [f32; T] {
-    // A loop, not `array::from_fn`: intrinsics in a closure that is not inlined become calls.
+    // Loops, not `array::from_fn`: intrinsics in a closure that is not inlined become calls.
     let mut out = [0.0; T];
-    for (t, y) in out.iter_mut().enumerate() {
-        *y = _mm512_reduce_add_ps(_mm512_add_ps(even[t], odd[t])) + (even_extra[t] + odd_extra[t]);
+    if T == 1 {
+        out[0] = sum_lanes(_mm512_add_ps(even[0], odd[0])) + (even_extra[0] + odd_extra[0]);
+        return out;
     }
+    // A tile of four fills the other four vectors with zeros, whose sums are dropped.
+    const { assert!(T <= 8) };
+    let mut eight = [_mm512_setzero_ps(); 8];
+    let mut extras = [0.0f32; 8];
+    for t in 0..T {
+        eight[t] = _mm512_add_ps(even[t], odd[t]);
+        extras[t] = even_extra[t] + odd_extra[t];
+    }
+    let mut sums = [0.0f32; 8];
+    let sums_of_eight = sum_lanes_of_eight(eight);
+    _mm256_storeu_ps(
+        sums.as_mut_ptr(),
+        _mm256_add_ps(sums_of_eight, _mm256_loadu_ps(extras.as_ptr())),
+    );
+    out.copy_from_slice(&sums[..T]);
     out
+}
+
+/// The sum of `v`'s 16 lanes, as a tree: lanes j and j + 8, then j and j + 4, then j and j + 2,
+/// then the last two.
+#[inline(always)]
+unsafe fn sum_lanes(v: __m512) -> f32 {
+    let high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    let s = _mm256_add_ps(_mm512_castps512_ps256(v), high);
+    let s = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+}
+
+/// [`sum_lanes`] of eight vectors at once, in its tree, each step adding two vectors' worth of
+/// pairs: 15 shuffles and 8 adds instead of eight reductions of 8 steps each.
+#[inline(always)]
+unsafe fn sum_lanes_of_eight(v: [__m512; 8]) -> __m256 {
+    // Lanes j and j + 8: the four 128-bit chunks of a and b as [a0 a1 b0 b1] + [a2 a3 b2 b3].
+    let halves = |a: __m512, b: __m512| {
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4(a, b, 0b01_00_01_00),
+            _mm512_shuffle_f32x4(a, b, 0b11_10_11_10),
+        )
+    };
+    // Lanes j and j + 4: [a0 a2 b0 b2] + [a1 a3 b1 b3], each chunk one vector's four sums.
+    let quarters = |a: __m512, b: __m512| {
+        _mm512_add_ps(
+            _mm512_shuffle_f32x4(a, b, 0b10_00_10_00),
+            _mm512_shuffle_f32x4(a, b, 0b11_01_11_01),
+        )
+    };
+    let first = quarters(halves(v[0], v[1]), halves(v[2], v[3]));
+    let second = quarters(halves(v[4], v[5]), halves(v[6], v[7]));
+    // Lanes j and j + 2 in each chunk: chunk k holds vector k's two sums, then vector k + 4's.
+    let pairs = _mm512_add_ps(
+        _mm512_shuffle_ps(first, second, 0b01_00_01_00),
+        _mm512_shuffle_ps(first, second, 0b11_10_11_10),
+    );
+    // The last two: lanes 0 and 2 of chunk k hold vectors k and k + 4.
+    let sums = _mm512_add_ps(pairs, _mm512_permute_ps(pairs, 0b10_11_00_01));
+    let order = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+    _mm512_castps512_ps256(_mm512_permutexvar_ps(order, sums))
 }
 
 /// The public entry points of a file's AVX-512 kernels, each written once over its tokens

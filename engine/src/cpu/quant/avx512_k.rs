@@ -22,44 +22,66 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(row: &[u8], x: impl Tokens<T>)
     let sixteen = _mm512_set1_epi16(16);
     let (mut even, mut odd) = ([_mm512_setzero_ps(); T], [_mm512_setzero_ps(); T]);
     let (mut even_extra, mut odd_extra) = ([0.0f32; T], [0.0f32; T]);
-    for s in 0..n {
-        let b = row.as_ptr().add(s * bytes);
-        prefetch::weights_ahead::<T>(b, bytes);
-        let (d, dmin) = f16_pair(b);
-        let (sc, mn) = k_scales(&*(b.add(4) as *const [u8; 12]));
-        let qh = _mm256_loadu_si256(b.add(16) as *const __m256i);
-        // Sub-block j's 32 weights: its nibbles, and 16 more where bit j of qh says so.
-        let weights = |nibbles: __m256i, j: usize| {
-            let w = _mm512_cvtepu8_epi16(nibbles);
-            if FIVE {
-                let fifth = _mm256_test_epi8_mask(qh, _mm256_set1_epi8(1 << j));
-                _mm512_mask_add_epi16(w, fifth, w, sixteen)
-            } else {
-                w
-            }
-        };
-        for c in 0..4 {
-            let q = _mm256_loadu_si256(b.add(qs_at + 32 * c) as *const __m256i);
-            let (j, i) = (2 * c, 8 * s + 2 * c);
-            let lo = weights(_mm256_and_si256(q, mask), j);
-            add_block(lo, &x, i, d * sc[j] as f32, &mut even);
-            for (e, m) in even_extra
-                .iter_mut()
-                .zip(x.sums_times(i, dmin * mn[j] as f32))
-            {
-                *e += -m;
-            }
-            let hi = weights(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), j + 1);
-            add_block(hi, &x, i + 1, d * sc[j + 1] as f32, &mut odd);
-            for (e, m) in odd_extra
-                .iter_mut()
-                .zip(x.sums_times(i + 1, dmin * mn[j + 1] as f32))
-            {
-                *e += -m;
+    let mut first = 0;
+    while first < n {
+        // A tile's sub-block scales, unpacked ahead of the super-blocks that use them (as
+        // `avx512.rs`'s blocks32 does with its d): unpacked in place, they were a chain of
+        // scalar work in front of every sub-block's multiply-adds.
+        let end = (first + SUPER_BLOCKS_AHEAD).min(n);
+        let mut ahead = [([0.0f32; 8], [0.0f32; 8]); SUPER_BLOCKS_AHEAD];
+        if T > 1 {
+            for (k, ahead) in ahead.iter_mut().enumerate().take(end - first) {
+                *ahead = q45_steps(row.as_ptr().add((first + k) * bytes));
             }
         }
+        for s in first..end {
+            let b = row.as_ptr().add(s * bytes);
+            prefetch::weights_ahead::<T>(b, bytes);
+            let (steps, mins) = if T > 1 {
+                ahead[s - first]
+            } else {
+                q45_steps(b)
+            };
+            let qh = _mm256_loadu_si256(b.add(16) as *const __m256i);
+            // Sub-block j's 32 weights: its nibbles, and 16 more where bit j of qh says so.
+            let weights = |nibbles: __m256i, j: usize| {
+                let w = _mm512_cvtepu8_epi16(nibbles);
+                if FIVE {
+                    let fifth = _mm256_test_epi8_mask(qh, _mm256_set1_epi8(1 << j));
+                    _mm512_mask_add_epi16(w, fifth, w, sixteen)
+                } else {
+                    w
+                }
+            };
+            for c in 0..4 {
+                let q = _mm256_loadu_si256(b.add(qs_at + 32 * c) as *const __m256i);
+                let (j, i) = (2 * c, 8 * s + 2 * c);
+                let lo = weights(_mm256_and_si256(q, mask), j);
+                add_block(lo, &x, i, steps[j], &mut even);
+                for (e, m) in even_extra.iter_mut().zip(x.sums_times(i, mins[j])) {
+                    *e += -m;
+                }
+                let hi = weights(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), j + 1);
+                add_block(hi, &x, i + 1, steps[j + 1], &mut odd);
+                for (e, m) in odd_extra.iter_mut().zip(x.sums_times(i + 1, mins[j + 1])) {
+                    *e += -m;
+                }
+            }
+        }
+        first = end;
     }
     finish(even, odd, even_extra, odd_extra)
+}
+
+/// Super-blocks whose scales a tile unpacks at a time.
+const SUPER_BLOCKS_AHEAD: usize = 8;
+
+/// A Q4_K/Q5_K super-block's eight `d·scale` and eight `dmin·min`.
+#[inline(always)]
+unsafe fn q45_steps(b: *const u8) -> ([f32; 8], [f32; 8]) {
+    let (d, dmin) = f16_pair(b);
+    let (sc, mn) = k_scales(&*(b.add(4) as *const [u8; 12]));
+    (sc.map(|s| d * s as f32), mn.map(|m| dmin * m as f32))
 }
 
 /// Q6_K (ql[128], qh[64], scales[16], d): each activation block's weights from `avx2_k.rs`'s

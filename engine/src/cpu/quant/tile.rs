@@ -175,6 +175,9 @@ pub(super) struct TokenTile<'a, const T: usize> {
     blocks: &'a [TileBlock],
     /// Where the tile's first token sits in each [`TileBlock`].
     lane: usize,
+    /// The blocks that every token's row holds, counted once here rather than in each
+    /// kernel call (one per weight row).
+    n_blocks: usize,
 }
 
 impl<'a, const T: usize> TokenTile<'a, T> {
@@ -185,10 +188,17 @@ impl<'a, const T: usize> TokenTile<'a, T> {
         assert!(first.is_multiple_of(T) && first < x.tokens);
         let per_row = x.blocks_per_row;
         let tile = first / TILE;
+        let rows: [ActivationRow<'a>; T] =
+            std::array::from_fn(|i| x.row((first + i).min(x.tokens - 1)));
+        let blocks = &x.tile_blocks[tile * per_row..(tile + 1) * per_row];
+        let n_blocks = rows.iter().fold(blocks.len(), |n, r| {
+            n.min(r.info.len()).min(r.qs.len() / 32)
+        });
         TokenTile {
-            rows: std::array::from_fn(|i| x.row((first + i).min(x.tokens - 1))),
-            blocks: &x.tile_blocks[tile * per_row..(tile + 1) * per_row],
+            rows,
+            blocks,
             lane: first % TILE,
+            n_blocks,
         }
     }
 }
@@ -196,9 +206,7 @@ impl<'a, const T: usize> TokenTile<'a, T> {
 impl<const T: usize> Tokens<T> for TokenTile<'_, T> {
     #[inline(always)]
     fn blocks(&self) -> usize {
-        self.rows.iter().fold(self.blocks.len(), |n, r| {
-            n.min(r.info.len()).min(r.qs.len() / 32)
-        })
+        self.n_blocks
     }
 
     #[inline(always)]
