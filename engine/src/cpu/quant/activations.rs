@@ -93,28 +93,173 @@ struct Job<'a> {
 }
 
 fn quantize_serially(x: &[f32], qs: &mut [i16], info: &mut [BlockInfo]) {
-    for ((block, qs), info) in x.chunks_exact(32).zip(qs.chunks_exact_mut(32)).zip(info) {
-        *info = quantize_block(block, qs);
+    #[cfg(target_arch = "x86_64")]
+    if super::avx512::available() {
+        // SAFETY: the CPU has the features `avx512_block` is compiled for.
+        return unsafe { quantize_serially_avx512(x, qs, info) };
+    }
+    quantize_with(x, qs, info, quantize_block);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn quantize_serially_avx512(x: &[f32], qs: &mut [i16], info: &mut [BlockInfo]) {
+    quantize_with(x, qs, info, |block, qs| {
+        // SAFETY: compiled with, and called for, the features it needs.
+        unsafe { avx512_block(block, qs) }
+    });
+}
+
+/// Quantizes each block of `x` with `quantize` (which fills the block's qs and returns its
+/// scale), and sums the blocks a group at a time.
+#[inline(always)]
+fn quantize_with(
+    x: &[f32],
+    qs: &mut [i16],
+    info: &mut [BlockInfo],
+    quantize: impl Fn(&[f32], &mut [i16]) -> f32,
+) {
+    let blocks = x.chunks_exact(32 * SUMS_SIDE_BY_SIDE);
+    let (qs_groups, info_groups) = (
+        qs.chunks_exact_mut(32 * SUMS_SIDE_BY_SIDE),
+        info.chunks_exact_mut(SUMS_SIDE_BY_SIDE),
+    );
+    let done = blocks.len() * SUMS_SIDE_BY_SIDE;
+    for ((x, qs), info) in blocks.zip(qs_groups).zip(info_groups) {
+        for ((block, qs), info) in x
+            .chunks_exact(32)
+            .zip(qs.chunks_exact_mut(32))
+            .zip(&mut *info)
+        {
+            info.scale = quantize(block, qs);
+        }
+        let sums = sums_in_order::<SUMS_SIDE_BY_SIDE>(x);
+        for (info, sum) in info.iter_mut().zip(sums) {
+            info.sum = sum;
+        }
+    }
+    let rest = x[32 * done..].chunks_exact(32);
+    for ((block, qs), info) in rest
+        .zip(qs[32 * done..].chunks_exact_mut(32))
+        .zip(&mut info[done..])
+    {
+        info.scale = quantize(block, qs);
+        info.sum = sums_in_order::<1>(block)[0];
     }
 }
 
-/// One block of 32: scale = max|x| / 32767, values rounded to the nearest, ties to even.
-fn quantize_block(block: &[f32], qs: &mut [i16]) -> BlockInfo {
+/// Blocks whose sums run side by side.
+const SUMS_SIDE_BY_SIDE: usize = 8;
+
+/// The sums Σ x of N consecutive blocks of 32, each added in order from -0.0 (what
+/// `block.iter().sum::<f32>()` gives): the N additions of a step are independent, so they
+/// overlap, where one block's 32 additions in a row each wait for the one before.
+#[inline(always)]
+fn sums_in_order<const N: usize>(x: &[f32]) -> [f32; N] {
+    let mut sums = [-0.0f32; N];
+    for k in 0..32 {
+        for (b, sum) in sums.iter_mut().enumerate() {
+            *sum += x[32 * b + k];
+        }
+    }
+    sums
+}
+
+/// One block of 32 into `qs`: scale = max|x| / 32767, values rounded to the nearest, ties to
+/// even. Returns the scale.
+fn quantize_block(block: &[f32], qs: &mut [i16]) -> f32 {
     let amax = block.iter().fold(0f32, |m, v| float::larger(m, v.abs()));
-    let scale = amax / 32767.0;
     let inverse = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
     for (q, &v) in qs.iter_mut().zip(block) {
         *q = round_ties_even(v * inverse) as i16;
     }
-    BlockInfo {
-        scale,
-        sum: block.iter().sum(),
-    }
+    amax / 32767.0
 }
+
+/// [`quantize_block`] in two 512-bit vectors: the same scale and values, to the bit, for
+/// finite values (the largest |x| by lanes is the same maximum; each value's product and
+/// rounding are the same f32 operations). A block with an infinity or a NaN goes to
+/// [`quantize_block`], whose comparisons and `as i16` treat them their own way.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn avx512_block(block: &[f32], qs: &mut [i16]) -> f32 {
+    use std::arch::x86_64::*;
+    assert!(block.len() == 32 && qs.len() == 32);
+    let (x, q) = (block.as_ptr(), qs.as_mut_ptr());
+    let magnitude = _mm512_set1_epi32(0x7fff_ffff);
+    let halves = [_mm512_loadu_ps(x), _mm512_loadu_ps(x.add(16))];
+    // |x| as bits; an infinity or a NaN has all its exponent bits set.
+    let abs = [
+        _mm512_and_si512(_mm512_castps_si512(halves[0]), magnitude),
+        _mm512_and_si512(_mm512_castps_si512(halves[1]), magnitude),
+    ];
+    let infinity = _mm512_set1_epi32(0x7f80_0000);
+    let not_finite =
+        _mm512_cmpge_epu32_mask(abs[0], infinity) | _mm512_cmpge_epu32_mask(abs[1], infinity);
+    if not_finite != 0 {
+        return quantize_block(block, qs);
+    }
+    let amax = _mm512_reduce_max_ps(_mm512_max_ps(
+        _mm512_castsi512_ps(abs[0]),
+        _mm512_castsi512_ps(abs[1]),
+    ));
+    let inverse = _mm512_set1_ps(if amax > 0.0 { 32767.0 / amax } else { 0.0 });
+    let magic = _mm512_set1_ps(ROUNDING_MAGIC);
+    for (k, &h) in halves.iter().enumerate() {
+        let rounded = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(h, inverse), magic), magic);
+        let values = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(rounded));
+        _mm256_storeu_si256(q.add(16 * k) as *mut __m256i, values);
+    }
+    amax / 32767.0
+}
+
+/// 1.5·2²³: adding and removing it leaves an f32 of magnitude below 2²² rounded to an integer,
+/// ties to even.
+const ROUNDING_MAGIC: f32 = 12_582_912.0;
 
 /// Rounds to the nearest integer, ties to even, for |v| < 2²²: adding and removing 1.5·2²³
 /// leaves no fraction bits. (`f32::round_ties_even` is a libm call without SSE4.1.)
 fn round_ties_even(v: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0;
-    (v + MAGIC) - MAGIC
+    (v + ROUNDING_MAGIC) - ROUNDING_MAGIC
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SeededRng;
+
+    // Every block's sum is the one `Iterator::sum` gives, and its scale and values are the
+    // plain quantizer's, to the bit (whichever quantizer the CPU picks), for whole groups of
+    // blocks and the blocks after them, with values of very different sizes (where the order
+    // of the additions shows), blocks of zeros of either sign and blocks with a NaN or an
+    // infinity.
+    #[test]
+    fn each_block_is_quantized_and_summed_as_the_plain_code_does() {
+        let mut rng = SeededRng::new(5);
+        let blocks = 3 * SUMS_SIDE_BY_SIDE + 5;
+        let mut x: Vec<f32> = rng
+            .vec_f32(32 * blocks, 1.0)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * [1.0, 1e-7, 3e5][i % 3])
+            .collect();
+        x[..32].fill(-0.0);
+        x[32..64].fill(0.0);
+        // Blocks the SIMD quantizers leave to the plain one.
+        x[64 + 5] = f32::NAN;
+        x[96 + 30] = f32::NEG_INFINITY;
+        let mut qs = vec![0; x.len()];
+        let mut info = vec![BlockInfo::default(); blocks];
+        quantize_serially(&x, &mut qs, &mut info);
+        for (b, (block, info)) in x.chunks_exact(32).zip(&info).enumerate() {
+            let alone: f32 = block.iter().sum();
+            assert_eq!(info.sum.to_bits(), alone.to_bits(), "block {b}");
+            let mut q = [0i16; 32];
+            assert_eq!(
+                info.scale.to_bits(),
+                quantize_block(block, &mut q).to_bits()
+            );
+            assert_eq!(&qs[32 * b..32 * (b + 1)], &q[..], "block {b}");
+        }
+    }
 }
