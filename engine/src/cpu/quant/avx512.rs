@@ -109,8 +109,9 @@ impl Block32 for Q8_0 {
 }
 
 /// A row of blocks of format `B` against T tokens: `d·dₓ·Σ (q - OFFSET)·qₓ (+ m·Σx)` per block,
-/// in two chains (even and odd blocks) per token.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+/// in two chains (even and odd blocks) per token. Inlined into [`entry_points`]' functions,
+/// which give it the instruction set.
+#[inline(always)]
 unsafe fn blocks32<const T: usize, B: Block32>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let n = x.blocks().min(row.len() / B::BYTES);
     let w = row.as_ptr();
@@ -271,20 +272,49 @@ unsafe fn sum_lanes_of_eight(v: [__m512; 8]) -> __m256 {
 
 /// The public entry points of a file's AVX-512 kernels, each written once over its tokens
 /// (`unsafe fn kernel<const T: usize, …>(row: &[u8], x: impl Tokens<T>) -> [f32; T]`): `dot_*`
-/// on one token (decode), `tile4_*` and `tile8_*` on tiles of four and eight (prefill). Bracketed
-/// arguments follow T in the kernel's generics. The calling file says why they are safe.
+/// on one token (decode), `tile4_*` on a tile of four, and `tile8_*` on a tile of eight against
+/// each row of a run of rows (prefill). A kernel marked `#[inline(always)]` compiles into these
+/// functions, so that what it sets up once (the tokens' addresses, its constants) is set up
+/// once per run of rows rather than per row (Q5_0's tiles of 20 blocks, about 5% faster); one
+/// with closures over intrinsics stays a `#[target_feature]` function of its own, since a
+/// closure inlined elsewhere would lose the instruction set. Bracketed arguments follow T in
+/// the kernel's generics. The calling file says why they are safe.
 macro_rules! entry_points {
     ($($kernel:ident [$($generic:tt),*] => $dot:ident, $tile4:ident, $tile8:ident;)*) => {$(
         pub fn $dot(row: &[u8], x: super::ActivationRow<'_>) -> f32 {
-            unsafe { $kernel::<1 $(, $generic)*>(row, super::tile::OneToken(x))[0] }
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+            unsafe fn one(row: &[u8], x: super::ActivationRow<'_>) -> f32 {
+                $kernel::<1 $(, $generic)*>(row, super::tile::OneToken(x))[0]
+            }
+            unsafe { one(row, x) }
         }
 
         pub fn $tile4(row: &[u8], x: &super::tile::TokenTile<'_, 4>) -> [f32; 4] {
-            unsafe { $kernel::<4 $(, $generic)*>(row, *x) }
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+            unsafe fn four(row: &[u8], x: super::tile::TokenTile<'_, 4>) -> [f32; 4] {
+                $kernel::<4 $(, $generic)*>(row, x)
+            }
+            unsafe { four(row, *x) }
         }
 
-        pub fn $tile8(row: &[u8], x: &super::tile::TokenTile<'_, 8>) -> [f32; 8] {
-            unsafe { $kernel::<8 $(, $generic)*>(row, *x) }
+        pub fn $tile8(
+            rows: &[u8],
+            row_bytes: usize,
+            x: &super::tile::TokenTile<'_, 8>,
+            out: &mut [[f32; 8]],
+        ) {
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,f16c")]
+            unsafe fn each_row(
+                rows: &[u8],
+                row_bytes: usize,
+                x: super::tile::TokenTile<'_, 8>,
+                out: &mut [[f32; 8]],
+            ) {
+                for (row, y) in rows.chunks_exact(row_bytes).zip(out) {
+                    *y = $kernel::<8 $(, $generic)*>(row, x);
+                }
+            }
+            unsafe { each_row(rows, row_bytes, *x, out) }
         }
     )*};
 }

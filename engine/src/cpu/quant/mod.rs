@@ -112,7 +112,9 @@ type DotFn = fn(&[u8], ActivationRow<'_>) -> f32;
 /// the tile. Each token's sums run in the one-token kernel's order, so prefill equals decode
 /// to the bit.
 type Tile4Fn = fn(&[u8], &TokenTile<'_, 4>) -> [f32; 4];
-type Tile8Fn = fn(&[u8], &TokenTile<'_, 8>) -> [f32; 8];
+/// A tile of eight tokens against each row of a run of rows (`rows`, `row_bytes` each), into
+/// one output per row.
+type Tile8Fn = fn(&[u8], usize, &TokenTile<'_, 8>, &mut [[f32; 8]]);
 type FloatDotFn = fn(&[u8], &[f32]) -> f32;
 /// A four-token kernel over activations of type `A`.
 type Four<A> = fn(&[u8], [A; 4]) -> [f32; 4];
@@ -361,7 +363,9 @@ pub fn every_simd_dot(
             }
             if let Some(tile8) = k.tile8 {
                 let first = token / 8 * 8;
-                let y = tile8(row, &TokenTile::new(x, first));
+                let mut y = [[0.0; 8]];
+                tile8(row, row.len(), &TokenTile::new(x, first), &mut y);
+                let y = y[0];
                 out.push((format!("{isa} ×8"), y[token - first]));
             }
         }

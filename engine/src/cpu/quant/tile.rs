@@ -244,6 +244,7 @@ pub(super) fn rows_by_tiles(
 ) {
     let n = x.tokens;
     let mut t = 0;
+    let mut tile8_out = Vec::new();
     while t < n {
         let left = n - t;
         // Eight-token tiles start at multiples of eight, four-token ones at multiples of four.
@@ -253,8 +254,11 @@ pub(super) fn rows_by_tiles(
         let four = k.tile4.filter(|_| left > 1);
         if let Some(tile8) = eight {
             let tile = TokenTile::<8>::new(x, t);
-            for r in rows.clone() {
-                let y = tile8(w.row(r), &tile);
+            let row_bytes = w.row_bytes();
+            let run = &w.data[rows.start * row_bytes..rows.end * row_bytes];
+            tile8_out.resize(rows.len(), [0.0; 8]);
+            tile8(run, row_bytes, &tile, &mut tile8_out);
+            for (r, y) in rows.clone().zip(&tile8_out) {
                 for (i, &y) in y.iter().take(left).enumerate() {
                     out.set(t + i, r, y);
                 }
