@@ -35,6 +35,30 @@ impl RowsOut<'_> {
         // this job writes (its rows); the output outlives the parallel run.
         unsafe { *self.base.add(token * self.stride + row) = value };
     }
+
+    /// Writes a tile's outputs for a run of the job's rows: `ys[k][i]` is row `rows.start + k`
+    /// for token `first + i`, for the first `tokens` of each tile. One bounds check for them all.
+    #[inline(always)]
+    pub(super) fn set_tiles<const T: usize>(
+        &mut self,
+        first: usize,
+        tokens: usize,
+        rows: Range<usize>,
+        ys: &[[f32; T]],
+    ) {
+        assert!(tokens <= T && first + tokens <= self.tokens && ys.len() == rows.len());
+        assert!(rows.start >= self.rows.start && rows.end <= self.rows.end);
+        // Token by token, so that each token's row of the output is written in one run of
+        // addresses (row by row, every write went to another of the tokens' rows).
+        for i in 0..tokens {
+            // SAFETY: checked above: inside the output, in the job's own columns.
+            let out = unsafe { self.base.add((first + i) * self.stride + rows.start) };
+            for (k, y) in ys.iter().enumerate() {
+                // SAFETY: as above (`k < rows.len()`).
+                unsafe { *out.add(k) = y[i] };
+            }
+        }
+    }
 }
 
 /// Runs `job_kernel(index, matrix, rows, out)` over every matrix's rows, split into chunks of rows

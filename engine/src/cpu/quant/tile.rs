@@ -258,11 +258,7 @@ pub(super) fn rows_by_tiles(
             let run = &w.data[rows.start * row_bytes..rows.end * row_bytes];
             tile8_out.resize(rows.len(), [0.0; 8]);
             tile8(run, row_bytes, &tile, &mut tile8_out);
-            for (r, y) in rows.clone().zip(&tile8_out) {
-                for (i, &y) in y.iter().take(left).enumerate() {
-                    out.set(t + i, r, y);
-                }
-            }
+            out.set_tiles(t, left.min(8), rows.clone(), &tile8_out);
             t += 8;
         } else if let Some(tile4) = four {
             let tile = TokenTile::<4>::new(x, t);
