@@ -120,26 +120,44 @@ unsafe fn blocks32<const T: usize, B: Block32>(row: &[u8], x: impl Tokens<T>) ->
     let (mut even, mut odd) = ([_mm512_setzero_ps(); T], [_mm512_setzero_ps(); T]);
     let (mut even_extra, mut odd_extra) = ([0.0f32; T], [0.0f32; T]);
     let mut i = 0;
+    if T == 1 {
+        // One token (decode) waits on memory, not on d: each block widens its own, in a loop
+        // that kept decode about 30% faster than the tiles' loop below (Q8_0, one thread).
+        while i + 2 <= n {
+            prefetch::weights_ahead::<T>(w.add(i * B::BYTES), 2 * B::BYTES);
+            block::<T, B>(w, &x, i, None, &mut even, &mut even_extra);
+            block::<T, B>(w, &x, i + 1, None, &mut odd, &mut odd_extra);
+            i += 2;
+        }
+        if i < n {
+            block::<T, B>(w, &x, i, None, &mut even, &mut even_extra);
+        }
+        return finish(even, odd, even_extra, odd_extra);
+    }
     while i < n {
         // A tile's scales d, widened ahead of the blocks that use them: each token's
         // multiply-add waits on its d, and a d widened in the block that uses it put a chain
         // of five instructions in front of eight tokens' multiply-adds.
         let end = (i + SCALES_AHEAD).min(n);
         let mut d = [0.0f32; SCALES_AHEAD];
-        if T > 1 {
-            for (k, d) in d.iter_mut().enumerate().take(end - i) {
-                *d = f16_pair(w.add((i + k) * B::BYTES)).0;
-            }
+        for (k, d) in d.iter_mut().enumerate().take(end - i) {
+            *d = f16_pair(w.add((i + k) * B::BYTES)).0;
         }
         let first = i;
         while i + 2 <= end {
-            prefetch::weights_ahead::<T>(w.add(i * B::BYTES), 2 * B::BYTES);
-            block::<T, B>(w, &x, i, d[i - first], &mut even, &mut even_extra);
-            block::<T, B>(w, &x, i + 1, d[i + 1 - first], &mut odd, &mut odd_extra);
+            block::<T, B>(w, &x, i, Some(d[i - first]), &mut even, &mut even_extra);
+            block::<T, B>(
+                w,
+                &x,
+                i + 1,
+                Some(d[i + 1 - first]),
+                &mut odd,
+                &mut odd_extra,
+            );
             i += 2;
         }
         if i < end {
-            block::<T, B>(w, &x, i, d[i - first], &mut even, &mut even_extra);
+            block::<T, B>(w, &x, i, Some(d[i - first]), &mut even, &mut even_extra);
             i += 1;
         }
     }
@@ -150,19 +168,19 @@ unsafe fn blocks32<const T: usize, B: Block32>(row: &[u8], x: impl Tokens<T>) ->
 const SCALES_AHEAD: usize = 32;
 
 /// Block `i` of the row at `w` into one chain of each token; `d_ahead` is its d where
-/// [`blocks32`] widened it ahead (tiles), unused for one token.
+/// [`blocks32`] widened it ahead (tiles).
 #[inline(always)]
 unsafe fn block<const T: usize, B: Block32>(
     w: *const u8,
     x: &impl Tokens<T>,
     i: usize,
-    d_ahead: f32,
+    d_ahead: Option<f32>,
     acc: &mut [__m512; T],
     extra: &mut [f32; T],
 ) {
     let b = w.add(i * B::BYTES);
     let (d, m) = f16_pair(b);
-    let d = if T > 1 { d_ahead } else { d };
+    let d = d_ahead.unwrap_or(d);
     let mut weights = B::weights(b);
     if B::OFFSET != 0 {
         weights = _mm512_sub_epi16(weights, _mm512_set1_epi16(B::OFFSET));
