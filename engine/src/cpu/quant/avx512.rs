@@ -261,20 +261,6 @@ unsafe fn sum_lanes(v: __m512) -> f32 {
 /// pairs: 15 shuffles and 8 adds instead of eight reductions of 8 steps each.
 #[inline(always)]
 unsafe fn sum_lanes_of_eight(v: [__m512; 8]) -> __m256 {
-    // Lanes j and j + 8: the four 128-bit chunks of a and b as [a0 a1 b0 b1] + [a2 a3 b2 b3].
-    let halves = |a: __m512, b: __m512| {
-        _mm512_add_ps(
-            _mm512_shuffle_f32x4(a, b, 0b01_00_01_00),
-            _mm512_shuffle_f32x4(a, b, 0b11_10_11_10),
-        )
-    };
-    // Lanes j and j + 4: [a0 a2 b0 b2] + [a1 a3 b1 b3], each chunk one vector's four sums.
-    let quarters = |a: __m512, b: __m512| {
-        _mm512_add_ps(
-            _mm512_shuffle_f32x4(a, b, 0b10_00_10_00),
-            _mm512_shuffle_f32x4(a, b, 0b11_01_11_01),
-        )
-    };
     let first = quarters(halves(v[0], v[1]), halves(v[2], v[3]));
     let second = quarters(halves(v[4], v[5]), halves(v[6], v[7]));
     // Lanes j and j + 2 in each chunk: chunk k holds vector k's two sums, then vector k + 4's.
@@ -286,6 +272,27 @@ unsafe fn sum_lanes_of_eight(v: [__m512; 8]) -> __m256 {
     let sums = _mm512_add_ps(pairs, _mm512_permute_ps(pairs, 0b10_11_00_01));
     let order = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0);
     _mm512_castps512_ps256(_mm512_permutexvar_ps(order, sums))
+}
+
+/// Lanes j and j + 8 of `a` and of `b`: their four 128-bit chunks as [a0 a1 b0 b1] +
+/// [a2 a3 b2 b3]. (Functions, not closures: a closure inlined into a function without the
+/// instruction set would call its intrinsics.)
+#[inline(always)]
+unsafe fn halves(a: __m512, b: __m512) -> __m512 {
+    _mm512_add_ps(
+        _mm512_shuffle_f32x4(a, b, 0b01_00_01_00),
+        _mm512_shuffle_f32x4(a, b, 0b11_10_11_10),
+    )
+}
+
+/// Lanes j and j + 4 of two [`halves`]: [a0 a2 b0 b2] + [a1 a3 b1 b3], each chunk one
+/// vector's four sums.
+#[inline(always)]
+unsafe fn quarters(a: __m512, b: __m512) -> __m512 {
+    _mm512_add_ps(
+        _mm512_shuffle_f32x4(a, b, 0b10_00_10_00),
+        _mm512_shuffle_f32x4(a, b, 0b11_01_11_01),
+    )
 }
 
 /// The public entry points of a file's AVX-512 kernels, each written once over its tokens
