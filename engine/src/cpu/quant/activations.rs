@@ -94,9 +94,15 @@ struct Job<'a> {
 
 fn quantize_serially(x: &[f32], qs: &mut [i16], info: &mut [BlockInfo]) {
     #[cfg(target_arch = "x86_64")]
-    if super::avx512::available() {
-        // SAFETY: the CPU has the features `avx512_block` is compiled for.
-        return unsafe { quantize_serially_avx512(x, qs, info) };
+    {
+        if super::avx512::available() {
+            // SAFETY: the CPU has the features `avx512_block` is compiled for.
+            return unsafe { quantize_serially_avx512(x, qs, info) };
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has the features `avx2_block` is compiled for.
+            return unsafe { quantize_serially_avx2(x, qs, info) };
+        }
     }
     quantize_with(x, qs, info, quantize_block);
 }
@@ -107,6 +113,15 @@ unsafe fn quantize_serially_avx512(x: &[f32], qs: &mut [i16], info: &mut [BlockI
     quantize_with(x, qs, info, |block, qs| {
         // SAFETY: compiled with, and called for, the features it needs.
         unsafe { avx512_block(block, qs) }
+    });
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_serially_avx2(x: &[f32], qs: &mut [i16], info: &mut [BlockInfo]) {
+    quantize_with(x, qs, info, |block, qs| {
+        // SAFETY: compiled with, and called for, the features it needs.
+        unsafe { avx2_block(block, qs) }
     });
 }
 
@@ -213,6 +228,57 @@ unsafe fn avx512_block(block: &[f32], qs: &mut [i16]) -> f32 {
     amax / 32767.0
 }
 
+/// [`avx512_block`] in four 256-bit vectors, for CPUs with AVX2 and without AVX-512: the same
+/// scale and values as [`quantize_block`], to the bit, for finite values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn avx2_block(block: &[f32], qs: &mut [i16]) -> f32 {
+    use std::arch::x86_64::*;
+    assert!(block.len() == 32 && qs.len() == 32);
+    let (x, q) = (block.as_ptr(), qs.as_mut_ptr());
+    let magnitude = _mm256_set1_epi32(0x7fff_ffff);
+    let largest_finite = _mm256_set1_epi32(0x7f7f_ffff);
+    let quarters = [
+        _mm256_loadu_ps(x),
+        _mm256_loadu_ps(x.add(8)),
+        _mm256_loadu_ps(x.add(16)),
+        _mm256_loadu_ps(x.add(24)),
+    ];
+    // |x| as bits, and whether any is an infinity or a NaN (all exponent bits set: as a
+    // signed integer, above the largest finite f32's bits).
+    let mut largest = _mm256_setzero_ps();
+    let mut not_finite = _mm256_setzero_si256();
+    for &v in &quarters {
+        let abs = _mm256_and_si256(_mm256_castps_si256(v), magnitude);
+        not_finite = _mm256_or_si256(not_finite, _mm256_cmpgt_epi32(abs, largest_finite));
+        largest = _mm256_max_ps(_mm256_castsi256_ps(abs), largest);
+    }
+    if _mm256_movemask_epi8(not_finite) != 0 {
+        return quantize_block(block, qs);
+    }
+    let m = _mm_max_ps(
+        _mm256_castps256_ps128(largest),
+        _mm256_extractf128_ps(largest, 1),
+    );
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+    let inverse = _mm256_set1_ps(if amax > 0.0 { 32767.0 / amax } else { 0.0 });
+    let magic = _mm256_set1_ps(ROUNDING_MAGIC);
+    let round = |v: __m256| {
+        _mm256_cvtps_epi32(_mm256_sub_ps(
+            _mm256_add_ps(_mm256_mul_ps(v, inverse), magic),
+            magic,
+        ))
+    };
+    for half in 0..2 {
+        let (a, b) = (round(quarters[2 * half]), round(quarters[2 * half + 1]));
+        // `packs` works within 128-bit lanes: a0..3 b0..3 a4..7 b4..7, put back in order.
+        let packed = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0b11_01_10_00);
+        _mm256_storeu_si256(q.add(16 * half) as *mut __m256i, packed);
+    }
+    amax / 32767.0
+}
+
 /// 1.5·2²³: adding and removing it leaves an f32 of magnitude below 2²² rounded to an integer,
 /// ties to even.
 const ROUNDING_MAGIC: f32 = 12_582_912.0;
@@ -251,15 +317,23 @@ mod tests {
         let mut qs = vec![0; x.len()];
         let mut info = vec![BlockInfo::default(); blocks];
         quantize_serially(&x, &mut qs, &mut info);
-        for (b, (block, info)) in x.chunks_exact(32).zip(&info).enumerate() {
+        check_blocks("this CPU's", &x, &qs, &info);
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            unsafe { quantize_serially_avx2(&x, &mut qs, &mut info) };
+            check_blocks("AVX2", &x, &qs, &info);
+        }
+    }
+
+    fn check_blocks(name: &str, x: &[f32], qs: &[i16], info: &[BlockInfo]) {
+        for (b, (block, info)) in x.chunks_exact(32).zip(info).enumerate() {
             let alone: f32 = block.iter().sum();
-            assert_eq!(info.sum.to_bits(), alone.to_bits(), "block {b}");
+            assert_eq!(info.sum.to_bits(), alone.to_bits(), "{name}: block {b}");
             let mut q = [0i16; 32];
-            assert_eq!(
-                info.scale.to_bits(),
-                quantize_block(block, &mut q).to_bits()
-            );
-            assert_eq!(&qs[32 * b..32 * (b + 1)], &q[..], "block {b}");
+            let scale = quantize_block(block, &mut q);
+            assert_eq!(info.scale.to_bits(), scale.to_bits(), "{name}: block {b}");
+            assert_eq!(&qs[32 * b..32 * (b + 1)], &q[..], "{name}: block {b}");
         }
     }
 }
