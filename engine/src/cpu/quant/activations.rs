@@ -184,11 +184,19 @@ fn sums_in_order<const N: usize>(x: &[f32]) -> [f32; N] {
 /// even. Returns the scale.
 fn quantize_block(block: &[f32], qs: &mut [i16]) -> f32 {
     let amax = block.iter().fold(0f32, |m, v| float::larger(m, v.abs()));
-    let inverse = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
+    let (scale, inverse) = scale_of(amax);
     for (q, &v) in qs.iter_mut().zip(block) {
         *q = round_ties_even(v * inverse) as i16;
     }
-    amax / 32767.0
+    scale
+}
+
+/// A block's scale and the factor its values are multiplied by, from its largest |x|: one
+/// definition for every quantizer, so that they agree to the bit.
+#[inline(always)]
+fn scale_of(amax: f32) -> (f32, f32) {
+    let inverse = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
+    (amax / 32767.0, inverse)
 }
 
 /// [`quantize_block`] in two 512-bit vectors: the same scale and values, to the bit, for
@@ -218,14 +226,15 @@ unsafe fn avx512_block(block: &[f32], qs: &mut [i16]) -> f32 {
         _mm512_castsi512_ps(abs[0]),
         _mm512_castsi512_ps(abs[1]),
     ));
-    let inverse = _mm512_set1_ps(if amax > 0.0 { 32767.0 / amax } else { 0.0 });
+    let (scale, inverse) = scale_of(amax);
+    let inverse = _mm512_set1_ps(inverse);
     let magic = _mm512_set1_ps(ROUNDING_MAGIC);
     for (k, &h) in halves.iter().enumerate() {
         let rounded = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(h, inverse), magic), magic);
         let values = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(rounded));
         _mm256_storeu_si256(q.add(16 * k) as *mut __m256i, values);
     }
-    amax / 32767.0
+    scale
 }
 
 /// [`avx512_block`] in four 256-bit vectors, for CPUs with AVX2 and without AVX-512: the same
@@ -262,7 +271,8 @@ unsafe fn avx2_block(block: &[f32], qs: &mut [i16]) -> f32 {
     );
     let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
     let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
-    let inverse = _mm256_set1_ps(if amax > 0.0 { 32767.0 / amax } else { 0.0 });
+    let (scale, inverse) = scale_of(amax);
+    let inverse = _mm256_set1_ps(inverse);
     let magic = _mm256_set1_ps(ROUNDING_MAGIC);
     let round = |v: __m256| {
         _mm256_cvtps_epi32(_mm256_sub_ps(
@@ -276,7 +286,7 @@ unsafe fn avx2_block(block: &[f32], qs: &mut [i16]) -> f32 {
         let packed = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0b11_01_10_00);
         _mm256_storeu_si256(q.add(16 * half) as *mut __m256i, packed);
     }
-    amax / 32767.0
+    scale
 }
 
 /// 1.5·2²³: adding and removing it leaves an f32 of magnitude below 2²² rounded to an integer,
