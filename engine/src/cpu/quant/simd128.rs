@@ -196,11 +196,20 @@ unsafe fn five_bits(qh: *const u8, nibbles: *const u8, offset: i8) -> [v128; 4] 
     less_offset(lo, hi, offset)
 }
 
-/// The f16 pair at `p` (a block's d and m) as f32 lanes `[d, m, 0, 0]`: [`f16_at`]'s
-/// operations on both at once, so the same values.
+/// The f16 pair at `p` (a block's d and m) as f32 lanes `[d, m, 0, 0]`, or without a min
+/// (`MIN` false) `[d, d, d, d]`: [`f16_at`]'s operations on every lane at once, so the same
+/// values. Without a min, the two bytes after d are weights, not an f16: widened, small
+/// ones are subnormal f32s, and a multiply with a subnormal operand costs x86 CPUs a
+/// microcode assist of about a hundred cycles. With a Q8_0 block's first weights small often
+/// enough, those assists took a quarter of the one-token Q8_0 kernel's time in Chromium.
 #[inline(always)]
-unsafe fn f16_pair(p: *const u8) -> v128 {
-    let h = u32x4_extend_low_u16x8(v128_load32_zero(p as *const u32));
+unsafe fn f16_pair<const MIN: bool>(p: *const u8) -> v128 {
+    let halves = if MIN {
+        v128_load32_zero(p as *const u32)
+    } else {
+        v128_load16_splat(p as *const u16)
+    };
+    let h = u32x4_extend_low_u16x8(halves);
     let magnitude = f32x4_mul(
         i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13),
         f32x4_splat(f32::from_bits(0x7780_0000)),
@@ -211,8 +220,7 @@ unsafe fn f16_pair(p: *const u8) -> v128 {
 /// A row of `BYTES`-byte blocks (d first, then m where `MIN`) against one token (decode),
 /// where the per-block scalar work is as long as the dot product: d and m convert together
 /// ([`f16_pair`]), and one multiply by the block's `[dₓ, Σx]` gives `[d·dₓ, m·Σx]`, the min
-/// term summed in lane 1 of a vector per chain (without a min, lane 1 holds whatever the two
-/// bytes after d give and goes unused). The same products and sums as the generic kernels, so
+/// term summed in lane 1 of a vector per chain (without a min, lane 1 goes unused). The same products and sums as the generic kernels, so
 /// decode still equals prefill to the bit. `weights` unpacks a block's 32 weights.
 #[inline(always)]
 unsafe fn one_token<const BYTES: usize, const MIN: bool>(
@@ -226,7 +234,7 @@ unsafe fn one_token<const BYTES: usize, const MIN: bool>(
     by_pairs(n, |i, chain| {
         let b = row.as_ptr().add(i * BYTES);
         let info = v128_load64_zero(x.info.as_ptr().add(i) as *const u64); // [dₓ, Σx, 0, 0]
-        let products = f32x4_mul(f16_pair(b), info);
+        let products = f32x4_mul(f16_pair::<MIN>(b), info);
         let sums = dot32(weights(b), x.qs.as_ptr().add(32 * i));
         let step = i32x4_shuffle::<0, 0, 0, 0>(products, products);
         acc[chain] = f32x4_add(acc[chain], f32x4_mul(f32x4_convert_i32x4(sums), step));
