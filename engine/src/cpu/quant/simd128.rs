@@ -16,15 +16,19 @@ use super::tile::{OneToken, TokenTile, Tokens};
 use super::ActivationRow;
 use std::arch::wasm32::*;
 
-/// An f16's value: its exponent and mantissa shifted into an f32's places, rescaled by
-/// 2¹¹² (the difference of the two exponent biases), sign restored. Exact for every finite
-/// half, subnormals included; scales in a model file are finite.
+/// An f16's value: its sign, exponent and mantissa shifted into an f32's places, rescaled by
+/// 2¹¹² (the difference of the two exponent biases). Exact for every finite half, subnormals
+/// included; scales in a model file are finite. The half is read sign-extended, so one shift
+/// puts its sign on the f32's (the mask drops the sign's copies between the two), and the
+/// multiply keeps it.
 #[inline(always)]
 pub(super) unsafe fn f16_at(p: *const u8) -> f32 {
-    let h = (p as *const u16).read_unaligned() as u32;
-    let magnitude = f32::from_bits((h & 0x7fff) << 13) * f32::from_bits(0x7780_0000);
-    f32::from_bits(magnitude.to_bits() | ((h & 0x8000) << 16))
+    let h = (p as *const i16).read_unaligned() as i32;
+    f32::from_bits(((h << 13) as u32) & HALF_BITS) * f32::from_bits(0x7780_0000)
 }
+
+/// Where [`f16_at`]'s shift puts a half's sign (bit 31), exponent and mantissa (bits 13..28).
+const HALF_BITS: u32 = 0x8FFF_E000;
 
 /// Σ w·a over 32 pairs, `w` as four vectors of eight 16-bit weights: four i32 lanes.
 #[inline(always)]
@@ -209,12 +213,11 @@ unsafe fn f16_pair<const MIN: bool>(p: *const u8) -> v128 {
     } else {
         v128_load16_splat(p as *const u16)
     };
-    let h = u32x4_extend_low_u16x8(halves);
-    let magnitude = f32x4_mul(
-        i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13),
+    let h = i32x4_extend_low_i16x8(halves);
+    f32x4_mul(
+        v128_and(i32x4_shl(h, 13), u32x4_splat(HALF_BITS)),
         f32x4_splat(f32::from_bits(0x7780_0000)),
-    );
-    v128_or(magnitude, i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16))
+    )
 }
 
 /// A row of `BYTES`-byte blocks (d first, then m where `MIN`) against one token (decode),

@@ -10,18 +10,14 @@ const F32: u8 = 0;
 const F16: u8 = 1;
 const BF16: u8 = 2;
 
-/// Four halves (in the low 16 bits of u32 lanes) as f32: exponent and mantissa shifted into an
-/// f32's places and rescaled by 2¹¹², the sign put back, as `simd128::f16_at` does one at a
-/// time. Exact for every finite half, subnormals included.
+/// Four halves (sign-extended into i32 lanes) as f32: sign, exponent and mantissa shifted
+/// into an f32's places and rescaled by 2¹¹², as `simd128::f16_at` does one at a time. Exact
+/// for every finite half, subnormals included.
 #[inline(always)]
 fn halves_to_f32(h: v128) -> v128 {
-    let magnitude = f32x4_mul(
-        v128_and(u32x4_shl(h, 13), u32x4_splat(0x7fff << 13)),
+    f32x4_mul(
+        v128_and(i32x4_shl(h, 13), u32x4_splat(0x8FFF_E000)),
         f32x4_splat(f32::from_bits(0x7780_0000)),
-    );
-    v128_or(
-        magnitude,
-        v128_and(u32x4_shl(h, 16), u32x4_splat(0x8000_0000)),
     )
 }
 
@@ -36,8 +32,8 @@ unsafe fn load8<const KIND: u8>(row: *const u8, i: usize) -> [v128; 2] {
         F16 => {
             let h = v128_load(row.add(2 * i) as *const v128);
             [
-                halves_to_f32(u32x4_extend_low_u16x8(h)),
-                halves_to_f32(u32x4_extend_high_u16x8(h)),
+                halves_to_f32(i32x4_extend_low_i16x8(h)),
+                halves_to_f32(i32x4_extend_high_i16x8(h)),
             ]
         }
         _ => {
