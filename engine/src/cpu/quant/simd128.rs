@@ -48,13 +48,19 @@ pub(super) unsafe fn dot32(w: [v128; 4], a: *const i16) -> v128 {
 }
 
 /// 16 bytes of nibbles less `offset` as 32 16-bit weights: low nibbles (weights 0..15), then
-/// high.
+/// high. Each half of the bytes is loaded widened to 16-bit lanes (one instruction), where its
+/// nibbles are a mask and a shift apart: no byte shift (which x86 lacks) and no widening of
+/// a vector's high half (two instructions each).
 #[inline(always)]
 unsafe fn nibbles(p: *const u8, offset: i8) -> [v128; 4] {
-    let q = v128_load(p as *const v128);
-    let lo = v128_and(q, u8x16_splat(0x0F));
-    let hi = u8x16_shr(q, 4);
-    less_offset(lo, hi, offset)
+    let (first, second) = (u16x8_load_extend_u8x8(p), u16x8_load_extend_u8x8(p.add(8)));
+    let (mask, offset) = (u16x8_splat(0x0F), i16x8_splat(offset as i16));
+    [
+        i16x8_sub(v128_and(first, mask), offset),
+        i16x8_sub(v128_and(second, mask), offset),
+        i16x8_sub(u16x8_shr(first, 4), offset),
+        i16x8_sub(u16x8_shr(second, 4), offset),
+    ]
 }
 
 /// Two vectors of weights 0..31 (weights 0..15, then 16..31) less `offset`, as 16-bit lanes.
