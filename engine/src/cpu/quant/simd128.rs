@@ -48,9 +48,11 @@ pub(super) unsafe fn dot32(w: [v128; 4], a: *const i16) -> v128 {
 }
 
 /// 16 bytes of nibbles less `offset` as 32 16-bit weights: low nibbles (weights 0..15), then
-/// high. Each half of the bytes is loaded widened to 16-bit lanes (one instruction), where its
-/// nibbles are a mask and a shift apart: no byte shift (which x86 lacks) and no widening of
-/// a vector's high half (two instructions each).
+/// high. Subtracting Q4_0's 8 here, once per block, gives the dot products Σ (q - 8)·qₓ
+/// directly, instead of a correction `8·Σ qₓ` for every token. Each half of the bytes is
+/// loaded widened to 16-bit lanes (one instruction), where its nibbles are a mask and a shift
+/// apart: no byte shift (which x86 lacks) and no widening of a vector's high half (two
+/// instructions each).
 #[inline(always)]
 unsafe fn nibbles(p: *const u8, offset: i8) -> [v128; 4] {
     let (first, second) = (u16x8_load_extend_u8x8(p), u16x8_load_extend_u8x8(p.add(8)));
@@ -60,23 +62,6 @@ unsafe fn nibbles(p: *const u8, offset: i8) -> [v128; 4] {
         i16x8_sub(v128_and(second, mask), offset),
         i16x8_sub(u16x8_shr(first, 4), offset),
         i16x8_sub(u16x8_shr(second, 4), offset),
-    ]
-}
-
-/// Two vectors of weights 0..31 (weights 0..15, then 16..31) less `offset`, as 16-bit lanes.
-/// Subtracting Q4_0's 8 or Q5_0's 16 here, once per block, gives the dot products Σ (q - o)·qₓ
-/// directly, instead of a correction `o·Σ qₓ` for every token.
-#[inline(always)]
-unsafe fn less_offset(lo: v128, hi: v128, offset: i8) -> [v128; 4] {
-    let (lo, hi) = (
-        i8x16_sub(lo, i8x16_splat(offset)),
-        i8x16_sub(hi, i8x16_splat(offset)),
-    );
-    [
-        i16x8_extend_low_i8x16(lo),
-        i16x8_extend_high_i8x16(lo),
-        i16x8_extend_low_i8x16(hi),
-        i16x8_extend_high_i8x16(hi),
     ]
 }
 
@@ -155,55 +140,50 @@ pub(super) fn by_pairs(n: usize, mut block: impl FnMut(usize, usize)) {
     }
 }
 
-/// A Q5_0 / Q5_1 block's 32 5-bit weights less `offset` as 16-bit lanes: the nibbles as Q4_0's,
-/// and bit j of `qh` (the u32 at `qh`) adds 16 to weight j.
+/// A Q5_0 / Q5_1 block's 32 5-bit weights less `offset` (16 or 0) as 16-bit lanes: the
+/// nibbles as Q4_0's, and bit j of `qh` (the u32 at `qh`) adds 16 to weight j. Each vector
+/// of eight weights takes its eight bits of `qh` from a splat of `qh`'s half: multiplying
+/// lane k by a power of two puts its bit on the lane's sign, which an arithmetic shift
+/// spreads over the lane, and a mask makes 16 of it.
 #[inline(always)]
-unsafe fn five_bits(qh: *const u8, nibbles: *const u8, offset: i8) -> [v128; 4] {
-    let qh = u32x4_splat((qh as *const u32).read_unaligned());
-    // Byte j of each half gets the byte of qh that holds its bit, then tests bit j % 8.
-    let bit = u64x2_splat(0x8040_2010_0804_0201);
-    let sixteen = u8x16_splat(16);
-    let high = |spread: v128| v128_and(i8x16_eq(v128_and(spread, bit), bit), sixteen);
-    let low_high = high(u8x16_shuffle::<
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        1,
-        1,
-        1,
-        1,
-        1,
-        1,
-        1,
-        1,
-    >(qh, qh));
-    let high_high = high(u8x16_shuffle::<
-        2,
-        2,
-        2,
-        2,
-        2,
-        2,
-        2,
-        2,
-        3,
-        3,
-        3,
-        3,
-        3,
-        3,
-        3,
-        3,
-    >(qh, qh));
-    let q = v128_load(nibbles as *const v128);
-    let lo = v128_or(v128_and(q, u8x16_splat(0x0F)), low_high);
-    let hi = v128_or(u8x16_shr(q, 4), high_high);
-    less_offset(lo, hi, offset)
+unsafe fn five_bits(qh: *const u8, nibbles_at: *const u8, offset: i8) -> [v128; 4] {
+    let qh = (qh as *const u32).read_unaligned();
+    let (low, high) = (i16x8_splat(qh as i16), i16x8_splat((qh >> 16) as i16));
+    // Lane k of the first eight weights of a half: bit k to the sign; of the next: bit 8 + k.
+    // Read from memory on purpose: LLVM turns a multiply by constant powers of two into a
+    // shift by a different amount per lane, which wasm lacks, and scalarizes it.
+    let first = std::ptr::read_volatile(&BIT_TO_SIGN[0]);
+    let second = std::ptr::read_volatile(&BIT_TO_SIGN[1]);
+    let n = nibbles(nibbles_at, 0);
+    [
+        with_bit(n[0], i16x8_mul(low, first), offset),
+        with_bit(n[1], i16x8_mul(low, second), offset),
+        with_bit(n[2], i16x8_mul(high, first), offset),
+        with_bit(n[3], i16x8_mul(high, second), offset),
+    ]
+}
+
+/// Multipliers that move bit k (first) or bit 8 + k (second) of lane k to its sign.
+static BIT_TO_SIGN: [v128; 2] = [
+    i16x8(
+        i16::MIN,
+        1 << 14,
+        1 << 13,
+        1 << 12,
+        1 << 11,
+        1 << 10,
+        1 << 9,
+        1 << 8,
+    ),
+    i16x8(1 << 7, 1 << 6, 1 << 5, 1 << 4, 1 << 3, 1 << 2, 1 << 1, 1),
+];
+
+/// Eight nibbles with their fifth bit (on the sign of `sign`'s lanes), less `offset`.
+#[inline(always)]
+fn with_bit(nibbles: v128, sign: v128, offset: i8) -> v128 {
+    let set = i16x8_shr(sign, 15); // -1 where the bit is set, else 0
+    let weights = v128_or(nibbles, v128_and(set, i16x8_splat(16)));
+    i16x8_sub(weights, i16x8_splat(offset as i16))
 }
 
 /// The f16 pair at `p` (a block's d and m) as f32 lanes `[d, m, 0, 0]`, or without a min
