@@ -7,7 +7,10 @@
 //   cargo xtask serve --no-build --port 8097 &                  # this build (dist/)
 //   (cd /tmp/old-dist && python3 -m http.server 8098) &        # another (with its models/)
 //   node tests/e2e/pair-page.mjs http://127.0.0.1:8098 http://127.0.0.1:8097 [--tokens 420]
-//     [--decode 0] [--rounds 8]
+//     [--decode 0] [--rounds 8] [--model SHA256]
+//
+// --model picks another model of the page's manifest by its SHA-256 (as the page's `?model=`
+// deep link does), e.g. Gemma 3's from `dist/models/manifest.json`.
 import { chromium } from '@playwright/test';
 
 function option(name, fallback) {
@@ -22,6 +25,8 @@ if (urls.length !== 2) {
 const TOKENS = option('tokens', 420);
 const DECODE = option('decode', 0);
 const ROUNDS = option('rounds', 8);
+const modelArg = process.argv.indexOf('--model');
+const MODEL = modelArg >= 0 ? `&model=${process.argv[modelArg + 1]}` : '';
 const ids = Array.from({ length: TOKENS }, (_, i) => 100 + i * 7);
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -35,7 +40,7 @@ try {
   const pages = [];
   for (const url of urls) {
     const page = await (await browser.newContext()).newPage();
-    await page.goto(`${url}/?bench&threads=1`);
+    await page.goto(`${url}/?bench&threads=1${MODEL}`);
     await page.getByRole('status').filter({ hasText: /ready/ }).waitFor({ timeout: 5 * 60 * 1000 });
     pages.push(page);
   }

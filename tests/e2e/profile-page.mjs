@@ -5,7 +5,9 @@
 //
 //   cargo xtask serve --no-build --isolate --port 8097 &
 //   GLASSBOX_BASE_URL=http://127.0.0.1:8097 node tests/e2e/profile-page.mjs [--tokens 420]
-//     [--decode 0] [--threads 1] [--top 25]
+//     [--decode 0] [--threads 1] [--top 25] [--model SHA256]
+//
+// --model picks another model of the page's manifest by its SHA-256 (the page's `?model=`).
 //
 // With --threads 2 the pool's workers are profiled too, each on its own.
 import { chromium } from '@playwright/test';
@@ -23,6 +25,8 @@ const TOKENS = option('tokens', 420);
 const DECODE = option('decode', 0);
 const THREADS = option('threads', 1);
 const TOP = option('top', 25);
+const modelArg = process.argv.indexOf('--model');
+const MODEL = modelArg >= 0 ? `&model=${process.argv[modelArg + 1]}` : '';
 // Fixed ids of ordinary tokens: what the prompt says does not change the work.
 const ids = Array.from({ length: TOKENS }, (_, i) => 100 + i * 7);
 
@@ -31,7 +35,7 @@ const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', hea
 try {
   const page = await (await browser.newContext()).newPage();
   const ready = () => page.getByRole('status').filter({ hasText: /ready/ }).waitFor({ timeout: 5 * 60 * 1000 });
-  await page.goto(`${BASE_URL}/?bench&threads=${THREADS}`);
+  await page.goto(`${BASE_URL}/?bench&threads=${THREADS}${MODEL}`);
   await ready();
   const status = await page.getByRole('status').textContent();
   if (!status.includes(`${THREADS} thread`)) throw new Error(`expected ${THREADS} thread(s): ${status}`);
