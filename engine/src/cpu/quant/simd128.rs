@@ -28,7 +28,7 @@ pub(super) unsafe fn f16_at(p: *const u8) -> f32 {
 }
 
 /// Where [`f16_at`]'s shift puts a half's sign (bit 31), exponent and mantissa (bits 13..28).
-const HALF_BITS: u32 = 0x8FFF_E000;
+pub(super) const HALF_BITS: u32 = 0x8FFF_E000;
 
 /// Σ w·a over 32 pairs, `w` as four vectors of eight 16-bit weights: four i32 lanes.
 #[inline(always)]
@@ -209,8 +209,9 @@ unsafe fn f16_pair<const MIN: bool>(p: *const u8) -> v128 {
 /// A row of `BYTES`-byte blocks (d first, then m where `MIN`) against one token (decode),
 /// where the per-block scalar work is as long as the dot product: d and m convert together
 /// ([`f16_pair`]), and one multiply by the block's `[dₓ, Σx]` gives `[d·dₓ, m·Σx]`, the min
-/// term summed in lane 1 of a vector per chain (without a min, lane 1 goes unused). The same products and sums as the generic kernels, so
-/// decode still equals prefill to the bit. `weights` unpacks a block's 32 weights.
+/// term summed in lane 1 of a vector per chain (without a min, lane 1 goes unused). The same
+/// products and sums as the generic kernels, so decode still equals prefill to the bit.
+/// `weights` unpacks a block's 32 weights.
 #[inline(always)]
 unsafe fn one_token<const BYTES: usize, const MIN: bool>(
     row: &[u8],

@@ -4,6 +4,7 @@
 //! four lanes per token. Generic over the number of tokens (one for decode, four for prefill,
 //! where each weight vector serves four tokens) with the same order for each token.
 
+use super::simd128::HALF_BITS;
 use std::arch::wasm32::*;
 
 const F32: u8 = 0;
@@ -16,7 +17,7 @@ const BF16: u8 = 2;
 #[inline(always)]
 fn halves_to_f32(h: v128) -> v128 {
     f32x4_mul(
-        v128_and(i32x4_shl(h, 13), u32x4_splat(0x8FFF_E000)),
+        v128_and(i32x4_shl(h, 13), u32x4_splat(HALF_BITS)),
         f32x4_splat(f32::from_bits(0x7780_0000)),
     )
 }
