@@ -6,9 +6,9 @@
 //! the CPU backend's own entry point; prints the best and median milliseconds of 15 runs and
 //! the multiply-adds per second (scores and weighted values, causal half only).
 use engine::backend::{AttentionShape, Mask};
-use engine::cpu::attention::{attend, KvCache};
+use engine::cpu::attention::attend;
 use engine::cpu::pool;
-use engine::testing::SeededRng;
+use engine::testing::random_prompt_attention;
 use std::time::Instant;
 
 fn main() {
@@ -22,11 +22,7 @@ fn main() {
         head_dim: arg(5, 256),
     };
     pool::set_threads(threads);
-    let mut rng = SeededRng::new(3);
-    let kv = shape.n_kv_heads * shape.head_dim;
-    let mut cache = KvCache::new(shape, t).expect("cache");
-    cache.append(&rng.vec_f32(t * kv, 1.0), &rng.vec_f32(t * kv, 1.0), t);
-    let q = rng.vec_f32(t * shape.n_heads * shape.head_dim, 1.0);
+    let (cache, q) = random_prompt_attention(shape, t, 3);
     let run = || std::hint::black_box(attend(&q, t, &cache, &Mask::Causal, false));
     run();
     let mut ms: Vec<f64> = (0..15)

@@ -17,11 +17,11 @@
 #![cfg(target_arch = "wasm32")]
 
 use engine::backend::{AttentionShape, Mask};
-use engine::cpu::attention::{attend, KvCache};
+use engine::cpu::attention::attend;
 use engine::cpu::quant::{matmul, QMatrix};
 use engine::gguf::blocks;
 use engine::gguf::GgmlType;
-use engine::testing::SeededRng;
+use engine::testing::{random_prompt_attention, SeededRng};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::{console_log, wasm_bindgen_test, wasm_bindgen_test_configure};
 
@@ -121,11 +121,7 @@ fn attention() {
         n_kv_heads: 3,
         head_dim: 64,
     };
-    let mut rng = SeededRng::new(3);
-    let kv = shape.n_kv_heads * shape.head_dim;
-    let mut cache = KvCache::new(shape, t).expect("cache");
-    cache.append(&rng.vec_f32(t * kv, 1.0), &rng.vec_f32(t * kv, 1.0), t);
-    let q = rng.vec_f32(t * shape.n_heads * shape.head_dim, 1.0);
+    let (cache, q) = random_prompt_attention(shape, t, 3);
     let run = || std::hint::black_box(attend(&q, t, &cache, &Mask::Causal, false));
     run();
     let mut ms: Vec<f64> = (0..9)
