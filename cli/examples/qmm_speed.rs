@@ -60,7 +60,7 @@ fn main() {
             offset: 0,
             n_bytes: bytes.len() as u64,
         };
-        let w = CpuMatrix::upload(&info, &bytes).expect("upload");
+        let w = CpuMatrix::upload(&info, bytes).expect("upload");
         let mut line = format!("{:>5}", ty.name());
         for tokens in [1, prefill] {
             let x = Tensor::new(rng.vec_f32(tokens * cols, 1.0), tokens, cols).unwrap();

@@ -52,7 +52,7 @@ fn dequantization_equals_ggml_on_reference_blocks() {
                 offset: 0,
                 n_bytes: case.bytes.len() as u64,
             };
-            let table = gpu.upload_matrix(&info, &case.bytes).unwrap();
+            let table = gpu.upload_matrix(&info, case.bytes.clone()).unwrap();
             let got = pollster::block_on(gpu.read(&gpu.embed(&table, &[0]).unwrap())).unwrap();
             let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
             assert_same(

@@ -228,7 +228,7 @@ async fn check_embedding(gpu: &GpuBackend) {
         let (rows, cols) = (37, columns(ty, 96));
         let (bytes, exact) = weights(&mut rng, ty, rows, cols);
         let table = gpu
-            .upload_matrix(&info("table", ty, rows, cols), &bytes)
+            .upload_matrix(&info("table", ty, rows, cols), bytes)
             .unwrap();
         let ids = [0u32, 36, 5, 5, 17];
         let got = gpu.read(&gpu.embed(&table, &ids).unwrap()).await.unwrap();
@@ -328,7 +328,7 @@ async fn check_matmul_case(
 ) {
     let (bytes, exact) = weights(rng, ty, rows, cols);
     let w = gpu
-        .upload_matrix(&info("w", ty, rows, cols), &bytes)
+        .upload_matrix(&info("w", ty, rows, cols), bytes)
         .unwrap();
     let x = rng.vec_f32(tokens * cols, 2.0);
     let got = gpu

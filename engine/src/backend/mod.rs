@@ -111,8 +111,9 @@ pub trait Backend {
     /// People-facing name: "CPU", "WebGPU (adapter)".
     fn name(&self) -> String;
 
-    /// Takes a weight matrix as the GGUF stores it (any supported type).
-    fn upload_matrix(&self, info: &TensorInfo, bytes: &[u8]) -> Result<Self::Matrix>;
+    /// Takes a weight matrix as the GGUF stores it (any supported type). The bytes are given,
+    /// not lent: the CPU keeps them as they are, without a copy.
+    fn upload_matrix(&self, info: &TensorInfo, bytes: Vec<u8>) -> Result<Self::Matrix>;
     /// Takes a 1-D weight (norm gains), dequantized to f32.
     fn upload_vector(&self, info: &TensorInfo, bytes: &[u8]) -> Result<Self::Tensor>;
     /// An f32 tensor of shape `(rows, cols)` from host data.

@@ -14,9 +14,9 @@ pub struct CpuMatrix(QMatrix);
 
 impl CpuMatrix {
     /// Takes a weight matrix as the GGUF stores it (the reader has checked its byte length).
-    pub fn upload(info: &TensorInfo, bytes: &[u8]) -> Result<Self> {
+    pub fn upload(info: &TensorInfo, bytes: Vec<u8>) -> Result<Self> {
         let (rows, cols) = info.rows_cols();
-        let matrix = QMatrix::new(info.ggml_type, rows, cols, bytes.to_vec())
+        let matrix = QMatrix::new(info.ggml_type, rows, cols, bytes)
             .map_err(|e| Error::BadModel(format!("{}: {e}", info.name)))?;
         Ok(CpuMatrix(matrix))
     }

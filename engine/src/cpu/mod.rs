@@ -49,7 +49,7 @@ impl Backend for CpuBackend {
         "CPU".to_string()
     }
 
-    fn upload_matrix(&self, info: &TensorInfo, bytes: &[u8]) -> Result<CpuMatrix> {
+    fn upload_matrix(&self, info: &TensorInfo, bytes: Vec<u8>) -> Result<CpuMatrix> {
         CpuMatrix::upload(info, bytes)
     }
 

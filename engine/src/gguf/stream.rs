@@ -145,6 +145,10 @@ impl GgufStream {
                 continue;
             }
             let take = (end - self.position).min(bytes.len() as u64) as usize;
+            if self.current.is_empty() {
+                // One allocation per tensor: growing by doubling copies a large one several times.
+                self.current.reserve_exact(info.n_bytes as usize);
+            }
             self.current.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
             self.position += take as u64;

@@ -107,7 +107,7 @@ impl Backend for GpuBackend {
         format!("WebGPU ({})", self.context().description())
     }
 
-    fn upload_matrix(&self, info: &TensorInfo, bytes: &[u8]) -> Result<GpuMatrix> {
+    fn upload_matrix(&self, info: &TensorInfo, bytes: Vec<u8>) -> Result<GpuMatrix> {
         let (rows, cols) = info.rows_cols();
         let (ty, data) = repack(info, bytes);
         let row_bytes = data.len() / rows.max(1);

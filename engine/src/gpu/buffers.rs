@@ -156,7 +156,7 @@ impl GpuCache {
 /// in `quant_blocks.wgsl`): Q4_0, Q5_0 and Q8_0 get two zero bytes after their f16 scale, Q6_K
 /// two after the block; the other block types are aligned as stored. F16 and BF16 rows of odd
 /// length would split a word between rows: they become F32.
-pub(super) fn repack(info: &TensorInfo, bytes: &[u8]) -> (GgmlType, Vec<u8>) {
+pub(super) fn repack(info: &TensorInfo, bytes: Vec<u8>) -> (GgmlType, Vec<u8>) {
     // Blocks of `block` bytes with two zero bytes inserted at `at`.
     let padded = |block: usize, at: usize| -> Vec<u8> {
         let mut out = Vec::with_capacity(bytes.len() / block * (block + 2));
@@ -170,15 +170,15 @@ pub(super) fn repack(info: &TensorInfo, bytes: &[u8]) -> (GgmlType, Vec<u8>) {
     let ty = info.ggml_type;
     match ty {
         GgmlType::Q4_1 | GgmlType::Q5_1 | GgmlType::Q4K | GgmlType::Q5K | GgmlType::F32 => {
-            (ty, bytes.to_vec())
+            (ty, bytes)
         }
         GgmlType::Q4_0 => (ty, padded(18, 2)),
         GgmlType::Q5_0 => (ty, padded(22, 2)),
         GgmlType::Q8_0 => (ty, padded(34, 2)),
         GgmlType::Q6K => (ty, padded(210, 210)),
-        GgmlType::F16 | GgmlType::BF16 if info.dims[0].is_multiple_of(2) => (ty, bytes.to_vec()),
+        GgmlType::F16 | GgmlType::BF16 if info.dims[0].is_multiple_of(2) => (ty, bytes),
         GgmlType::F16 | GgmlType::BF16 => {
-            let values = blocks::dequantize_to_vec(ty, bytes);
+            let values = blocks::dequantize_to_vec(ty, &bytes);
             (GgmlType::F32, bytemuck::cast_slice(&values).to_vec())
         }
     }

@@ -156,7 +156,7 @@ impl<B: Backend> DecoderLoader<B> {
     }
 
     /// Uploads one tensor to the backend.
-    pub fn accept(&mut self, backend: &B, tensor: &TensorData) -> Result<()> {
+    pub fn accept(&mut self, backend: &B, tensor: TensorData) -> Result<()> {
         match self {
             DecoderLoader::Llama(l) => l.accept(backend, tensor),
             DecoderLoader::Gemma3(l) => l.accept(backend, tensor),

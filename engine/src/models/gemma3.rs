@@ -345,7 +345,7 @@ impl<B: Backend> Gemma3Loader<B> {
     }
 
     /// Uploads one tensor (see [`Weights::accept`]).
-    pub fn accept(&mut self, backend: &B, tensor: &TensorData) -> Result<()> {
+    pub fn accept(&mut self, backend: &B, tensor: TensorData) -> Result<()> {
         self.weights.accept(backend, tensor)
     }
 

@@ -321,7 +321,7 @@ impl<B: Backend> LlamaLoader<B> {
     }
 
     /// Uploads one tensor (see [`Weights::accept`]).
-    pub fn accept(&mut self, backend: &B, tensor: &TensorData) -> Result<()> {
+    pub fn accept(&mut self, backend: &B, tensor: TensorData) -> Result<()> {
         self.weights.accept(backend, tensor)
     }
 

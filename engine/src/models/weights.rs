@@ -23,14 +23,14 @@ impl<B: Backend> Default for Weights<B> {
 
 impl<B: Backend> Weights<B> {
     /// Uploads one tensor: 1-D tensors are norm gains, the rest matrices.
-    pub fn accept(&mut self, backend: &B, tensor: &TensorData) -> Result<()> {
-        let info = &tensor.info;
+    pub fn accept(&mut self, backend: &B, tensor: TensorData) -> Result<()> {
+        let TensorData { info, bytes } = tensor;
         if info.dims.len() == 1 {
-            let v = backend.upload_vector(info, &tensor.bytes)?;
-            self.vectors.insert(info.name.clone(), v);
+            let v = backend.upload_vector(&info, &bytes)?;
+            self.vectors.insert(info.name, v);
         } else {
-            let m = backend.upload_matrix(info, &tensor.bytes)?;
-            self.matrices.insert(info.name.clone(), m);
+            let m = backend.upload_matrix(&info, bytes)?;
+            self.matrices.insert(info.name, m);
         }
         Ok(())
     }

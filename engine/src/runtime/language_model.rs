@@ -100,7 +100,7 @@ impl<B: Backend> LanguageModelLoader<B> {
                 }
                 GgufEvent::Tensor(tensor) => {
                     if let Some(decoder) = &mut self.decoder {
-                        decoder.accept(backend, &tensor)?;
+                        decoder.accept(backend, tensor)?;
                     }
                     self.tensors_loaded += 1;
                 }

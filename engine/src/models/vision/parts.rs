@@ -252,7 +252,7 @@ impl<B: Backend> VisionWeights<B> {
                 n_bytes: (values.len() * 4) as u64,
                 ..info.clone()
             };
-            let m = backend.upload_matrix(&wide, bytemuck::cast_slice(&values))?;
+            let m = backend.upload_matrix(&wide, bytemuck::cast_slice(&values).to_vec())?;
             self.matrices.insert(info.name.clone(), m);
         }
         Ok(())
