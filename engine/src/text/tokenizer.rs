@@ -16,7 +16,6 @@
 use super::sentencepiece::{parse_byte_token, SentencePiece};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufHeader, MetadataValue};
-use std::collections::HashMap;
 use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{Vocab, BPE};
 use tokenizers::normalizers::{NormalizerWrapper, Prepend, Replace, Sequence as Normalizers};
@@ -166,13 +165,20 @@ impl Tokenizer {
                     return text.as_bytes().to_vec();
                 }
                 match kind {
-                    Kind::ByteLevelBpe => text
-                        .chars()
-                        .flat_map(|c| match byte_of_char.get(&c) {
-                            Some(&b) => vec![b],
-                            None => c.to_string().into_bytes(),
-                        })
-                        .collect(),
+                    Kind::ByteLevelBpe => {
+                        // (Run for every token of the vocabulary at each load: no allocation
+                        // per character.)
+                        let mut bytes = Vec::with_capacity(text.len());
+                        for c in text.chars() {
+                            match byte_of_char.get(c as usize).copied().flatten() {
+                                Some(b) => bytes.push(b),
+                                None => {
+                                    bytes.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes())
+                                }
+                            }
+                        }
+                        bytes
+                    }
                     Kind::SentencePiece => match parse_byte_token(text) {
                         Some(byte) if t == TOKEN_TYPE_BYTE => vec![byte],
                         _ => text.replace(SPACE_MARKER, " ").into_bytes(),
@@ -426,8 +432,9 @@ fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper> {
     })
 }
 
-/// GPT-2's byte-level alphabet, reversed: the printable character that stands for each byte.
-fn byte_level_decoder() -> HashMap<char, u8> {
+/// GPT-2's byte-level alphabet, reversed: the byte each printable character stands for, by the
+/// character's code point (all below 324).
+fn byte_level_decoder() -> Vec<Option<u8>> {
     let mut printable: Vec<u32> = (u32::from(b'!')..=u32::from(b'~'))
         .chain(0xA1..=0xAC)
         .chain(0xAE..=0xFF)
@@ -441,11 +448,11 @@ fn byte_level_decoder() -> HashMap<char, u8> {
             extra += 1;
         }
     }
-    printable
-        .into_iter()
-        .zip(chars)
-        .filter_map(|(b, c)| Some((char::from_u32(c)?, b as u8)))
-        .collect()
+    let mut byte_of = vec![None; 256 + extra as usize];
+    for (b, c) in printable.into_iter().zip(chars) {
+        byte_of[c as usize] = Some(b as u8);
+    }
+    byte_of
 }
 
 /// Turns a stream of token ids into text pieces, holding back a UTF-8 sequence whose bytes
