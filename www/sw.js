@@ -24,6 +24,7 @@ const SHELL = [
   './',
   './index.html',
   './boot.js',
+  './hash_worker.js',
   './app.js',
   './app_bg.wasm',
   './style.css',
@@ -56,7 +57,7 @@ self.addEventListener('activate', (event) => {
 
 const SETTINGS_CACHE = 'glassbox-settings-v1';
 const ORIGINS_ENTRY = 'allowed-origins.json';
-const WORKER_SCRIPTS = ['worker_loader.js', 'worker.js', 'worker_mt_loader.js', 'worker_mt.js', 'pool_worker.js'];
+const WORKER_SCRIPTS = ['worker_loader.js', 'worker.js', 'worker_mt_loader.js', 'worker_mt.js', 'pool_worker.js', 'hash_worker.js'];
 // The same default as `cargo xtask serve` sends (xtask/src/server.rs, WORKER_CSP).
 const WORKER_CSP = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; object-src 'none'; base-uri 'none'";
 

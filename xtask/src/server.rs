@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 /// default, `www/sw.js`): its own scripts and wasm, and fetches from this origin only.
 pub const WORKER_CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; object-src 'none'; base-uri 'none'";
 
-/// The engine worker's scripts (one-thread and threaded builds, and the threads' own), which
+/// The engine worker's scripts (one-thread and threaded builds, and its threads' own), which
 /// get [`WORKER_CSP`].
 fn is_worker_script(path: &str) -> bool {
     matches!(
@@ -30,6 +30,7 @@ fn is_worker_script(path: &str) -> bool {
             | "/worker_mt_loader.js"
             | "/worker_mt.js"
             | "/pool_worker.js"
+            | "/hash_worker.js"
     )
 }
 

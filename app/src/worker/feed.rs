@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 use std::cell::Cell;
 use wasm_bindgen::JsCast;
 
+mod file_hash;
 mod stored;
 use stored::{read_cached, replay_cache};
 

@@ -59,22 +59,6 @@ pub async fn yield_now() {
     let _ = JsFuture::from(promise).await;
 }
 
-/// Starts the SHA-256 of `bytes` in the browser's own code (WebCrypto: several times the speed
-/// of hashing in wasm); `None` where WebCrypto is missing (outside a secure context).
-pub fn sha256_started(bytes: &Uint8Array) -> Option<JsFuture> {
-    let subtle = scope().crypto().ok()?.subtle();
-    let promise = subtle
-        .digest_with_str_and_buffer_source("SHA-256", bytes)
-        .ok()?;
-    Some(JsFuture::from(promise))
-}
-
-/// The 32 bytes of a digest [`sha256_started`] began.
-pub async fn sha256_finished(digest: JsFuture) -> Result<Vec<u8>, String> {
-    let buffer = digest.await.map_err(message)?;
-    Ok(Uint8Array::new(&buffer).to_vec())
-}
-
 async fn fetch(url: &str, range: Option<String>) -> Result<Response, String> {
     let init = RequestInit::new();
     init.set_method("GET");
@@ -145,22 +129,21 @@ pub fn cancel(reader: &ReadableStreamDefaultReader) {
     let _ = reader.cancel();
 }
 
-/// Bytes `start..end` of a file the user opened.
+/// Bytes `start..end` of a file.
 pub async fn read_file(file: &web_sys::File, start: u64, end: u64) -> Result<Vec<u8>, String> {
-    Ok(read_file_js(file, start, end).await?.to_vec())
+    let buffer = file_span_started(file, start, end)?
+        .await
+        .map_err(message)?;
+    Ok(Uint8Array::new(&buffer).to_vec())
 }
 
-/// Bytes `start..end` of a file, left in JS memory.
-pub async fn read_file_js(
-    file: &web_sys::File,
-    start: u64,
-    end: u64,
-) -> Result<Uint8Array, String> {
+/// Starts reading bytes `start..end` of a file (the read goes on while the caller does); the
+/// future gives an `ArrayBuffer`.
+pub fn file_span_started(file: &web_sys::File, start: u64, end: u64) -> Result<JsFuture, String> {
     let blob = file
         .slice_with_f64_and_f64(start as f64, end as f64)
         .map_err(message)?;
-    let buffer = JsFuture::from(blob.array_buffer()).await.map_err(message)?;
-    Ok(Uint8Array::new(&buffer))
+    Ok(JsFuture::from(blob.array_buffer()))
 }
 
 /// `url` made absolute against the worker's own address (the page's directory).
