@@ -51,6 +51,36 @@ impl Worker {
         }
     }
 
+    /// Feeds the chat's opening (what every first question's prompt begins with: the chat
+    /// format's default system prompt and the start of the user's turn) into the conversation's
+    /// cache, so that the first question feeds only its own tokens. Runs after a load, while the
+    /// user types; a question sent sooner waits for it and then feeds less. The opening is fed
+    /// as a reply feeds it, so the reply's numbers are those of a cold cache.
+    pub(super) async fn prime_chat(&mut self) {
+        self.chat = None;
+        self.primed = false;
+        let Some(engine) = &self.engine else {
+            return;
+        };
+        let context = self.context.min(engine.config().context_len);
+        let first_question = |text: &str| {
+            conversation_ids(engine, &[ChatMessage::new("user", text)], true).unwrap_or_default()
+        };
+        let (a, b) = (first_question("a"), first_question("b"));
+        let opening = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+        if opening < 2 || opening >= context {
+            return;
+        }
+        let Ok(mut session) = engine.session(context) else {
+            return;
+        };
+        let feed = Feed::sequence(&a[..opening]).activations(Activations::Fastest);
+        if session.feed(feed).await.is_ok() {
+            self.chat = Some(session);
+            self.primed = true;
+        }
+    }
+
     async fn generate(&mut self, request: u32, messages: Vec<ChatMessage>, reply_to: Reply) {
         let Reply {
             params,
@@ -72,6 +102,10 @@ impl Worker {
                 return;
             }
         };
+        if std::mem::take(&mut self.primed) && !interventions.is_empty() {
+            // The opening was fed without them.
+            self.chat = None;
+        }
         let result = match &self.engine {
             Some(engine) => {
                 let context = self.context.min(engine.config().context_len);

@@ -62,6 +62,7 @@ impl Worker {
                     ..info
                 })));
                 self.list().await;
+                self.prime_chat().await;
             }
             Err(e) => {
                 if !e.retry {

@@ -108,6 +108,8 @@ struct Worker {
     engine: Option<Engine>,
     /// The conversation's KV cache on `engine`.
     chat: Option<EngineSession>,
+    /// `chat` holds only the chat's opening, fed after the load ([`Worker::prime_chat`]).
+    primed: bool,
     /// The context the page gives the loaded model (its own, capped at the page's and at what
     /// fits the tier).
     context: usize,
@@ -138,6 +140,7 @@ async fn run(mut messages: mpsc::UnboundedReceiver<Incoming>, stop: Rc<Cell<bool
     let mut worker = Worker {
         engine: None,
         chat: None,
+        primed: false,
         context: PAGE_CONTEXT,
         target: None,
         source: None,
