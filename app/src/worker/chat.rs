@@ -63,18 +63,13 @@ impl Worker {
             return;
         };
         let context = self.context.min(engine.config().context_len);
-        let first_question = |text: &str| {
-            conversation_ids(engine, &[ChatMessage::new("user", text)], true).unwrap_or_default()
-        };
-        let (a, b) = (first_question("a"), first_question("b"));
-        let opening = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-        if opening < 2 || opening >= context {
+        let Some(opening) = chat_opening(engine).filter(|o| o.len() < context) else {
             return;
-        }
+        };
         let Ok(mut session) = engine.session(context) else {
             return;
         };
-        let feed = Feed::sequence(&a[..opening]).activations(Activations::Fastest);
+        let feed = Feed::sequence(&opening).activations(Activations::Fastest);
         if session.feed(feed).await.is_ok() {
             self.chat = Some(session);
             self.primed = true;
@@ -251,6 +246,18 @@ pub(super) fn conversation_ids(
         Some(template) => tokenizer.encode(&template.render(messages, generation_prompt)?),
         None => Ok(tokenizer.with_bos(&tokenizer.encode(&completion_text(messages))?)),
     }
+}
+
+/// The ids every first question's prompt begins with, where that is more than a BOS: what the
+/// prompts of two different questions share (with the default system prompt).
+pub(super) fn chat_opening(engine: &Engine) -> Option<Vec<u32>> {
+    let first_question = |text: &str| {
+        conversation_ids(engine, &[ChatMessage::new("user", text)], true).unwrap_or_default()
+    };
+    let (mut a, b) = (first_question("a"), first_question("b"));
+    let shared = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    a.truncate(shared);
+    (shared >= 2).then_some(a)
 }
 
 /// The conversation's prompt with `reserve` tokens of room in `context`: the oldest turns after
@@ -447,5 +454,60 @@ mod tests {
             "One, two, three, four\nNext line"
         );
         assert_eq!(completion_text(&[]), "");
+    }
+
+    #[test]
+    fn the_chat_opening_begins_every_first_question_and_feeding_it_first_keeps_the_reply() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../www/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+        );
+        let bytes = std::fs::read(path).expect("the bundled model (`cargo xtask setup`)");
+        let mut loader = engine::runtime::EngineLoader::new(engine::runtime::Device::Cpu, None);
+        loader.push(&bytes).unwrap();
+        let engine = loader.finish().unwrap();
+
+        let opening = chat_opening(&engine).expect("SmolLM2 has a chat format");
+        let text = engine.tokenizer().decode(&opening);
+        assert!(text.starts_with("<|im_start|>system\n"), "{text:?}");
+        assert!(text.ends_with("<|im_start|>user\n"), "{text:?}");
+        for question in [
+            "What is the capital of France?",
+            "hi",
+            "2+2=",
+            " leading space",
+        ] {
+            let ids =
+                conversation_ids(&engine, &[ChatMessage::new("user", question)], true).unwrap();
+            assert!(ids.starts_with(&opening), "{question:?}");
+        }
+
+        // The first reply after priming: as on a cold cache (a cache grown in two feeds agrees
+        // with one feed to rounding, as every later turn of a chat already does).
+        let ids = conversation_ids(
+            &engine,
+            &[ChatMessage::new("user", "What is the capital of France?")],
+            true,
+        )
+        .unwrap();
+        let next = |session: &mut engine::runtime::EngineSession| {
+            let feed = Feed::sequence(&ids)
+                .top_k(engine::backend::Selection::greedy())
+                .activations(Activations::Fastest);
+            pollster::block_on(session.feed(feed)).unwrap()
+        };
+        let cold = next(&mut engine.session(256).unwrap());
+        let mut primed = engine.session(256).unwrap();
+        let feed = Feed::sequence(&opening).activations(Activations::Fastest);
+        pollster::block_on(primed.feed(feed)).unwrap();
+        let warm = next(&mut primed);
+        assert_eq!(warm.reused, opening.len());
+        assert_eq!(warm.top[0].0, cold.top[0].0);
+        assert!(
+            (warm.top[0].1 - cold.top[0].1).abs() < 1e-3,
+            "{:?} {:?}",
+            warm.top,
+            cold.top
+        );
     }
 }
