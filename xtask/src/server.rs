@@ -90,6 +90,13 @@ const WORKER_PATCHES: &[(&str, &str)] = &[
         "FileSystemFileHandle.prototype.createSyncAccessHandle = function () { \
          return Promise.reject(new DOMException('The operation is not supported.', 'NotSupportedError')); };",
     ),
+    // The thread that hashes a stored model does not start (its script is not found): the
+    // engine worker hashes it itself.
+    (
+        "no-hash-thread",
+        "(() => { const Worker = self.Worker; self.Worker = function (url, options) { \
+         return new Worker(String(url).includes('hash_worker') ? './no-such-hash-worker.js' : url, options); }; })();",
+    ),
     // Handles open, and writes fail once 8 MB were written (a store that breaks mid-way).
     (
         "failing-writes",

@@ -140,6 +140,32 @@ test('a file system that refuses its handles: the Cache API keeps the model, and
   }
 });
 
+test('without its hash thread, a stored model is hashed in the engine worker: verified, and damage found', async () => {
+  await serverHook('worker-patch', { name: 'no-hash-thread' });
+  const { profile, page, logs } = await profilePage({ webgpu: false, ready: true });
+  try {
+    await page.reload();
+    await waitReady(page, logs);
+    expect(logs.join('\n')).toContain('the stored model is hashed here instead');
+    await expect(cacheRegion(page)).toContainText('(verified)');
+    await page.evaluate(async (file) => {
+      const dir = await navigator.storage.getDirectory();
+      const writable = await (await dir.getFileHandle(file)).createWritable({ keepExistingData: true });
+      await writable.write({ type: 'write', position: 30_000_000, data: new Uint8Array(4096).fill(0x5A) });
+      await writable.close();
+    }, MODEL_FILE);
+    await serverHook('clear-log');
+    await page.reload();
+    await waitReady(page, logs);
+    expect(await modelRequests()).toEqual([`GET ${MODEL_PATH} range=-`]);
+    await useGreedy(page, 12);
+    expect(await ask(page, 'What is the capital of France?')).toContain('Paris');
+  } finally {
+    await serverHook('worker-patch', { name: '' });
+    await profile.close();
+  }
+});
+
 test('a store whose writes fail mid-way: the load goes on from memory, nothing half-written stays', async () => {
   await serverHook('worker-patch', { name: 'failing-writes' });
   const { profile, page, logs } = await profilePage({ webgpu: false });
