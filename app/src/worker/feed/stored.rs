@@ -1,7 +1,7 @@
 //! Feeding a stored copy of the model: a verified one whole (hashed by the browser on a thread
 //! of its own, where it can), or the part a download stopped at before the rest arrives.
 
-use super::file_hash::FileHash;
+use super::file_hash::{self, FileHash};
 use super::{js, warn, yield_now, Feed, LoadError, LoadStage, Store};
 use js_sys::Uint8Array;
 use sha2::{Digest, Sha256};
@@ -46,20 +46,23 @@ pub(super) async fn replay_cache(
     result
 }
 
-/// A stored copy up to this size is read in one piece, and hashed by the browser (the piece, and
-/// the hash thread's own, stay in JS memory until fed and hashed).
+/// A stored copy up to this size is read in one piece, and hashed by the browser (the piece stays
+/// in JS memory until it is fed; the hash's copies are in `file_hash`).
 const WHOLE_READ_LIMIT: u64 = 1 << 30;
 
 /// Feeds a stored copy read in one piece while a thread of its own hashes it ([`FileHash`]:
-/// WebCrypto, about four times the speed of hashing in wasm). Where that thread cannot start or
-/// gives no digest, this worker hashes: as it feeds, or once more at the end. (Read 4 MB at a
-/// time, 100 MB take twice as long here: 155 ms against 75.)
+/// WebCrypto, about four times the speed of hashing in wasm; a large file is hashed by WebCrypto
+/// here). Where no digest can be started, this worker hashes as it feeds; where the thread gives
+/// none, once more at the end. (Read 4 MB at a time, 100 MB take twice as long: 155 ms against
+/// 75.)
 async fn replay_whole(
     file: &web_sys::File,
     len: u64,
     feed: &mut Feed<'_>,
 ) -> Result<(), LoadError> {
-    let hash = FileHash::start();
+    let thread = (len <= file_hash::THREAD_LIMIT)
+        .then(FileHash::start_thread)
+        .flatten();
     let buffer = js::file_span_started(file, 0, len)
         .map_err(read_error)?
         .await
@@ -68,7 +71,10 @@ async fn replay_whole(
     if u64::from(bytes.length()) < len {
         return Err(shorter());
     }
-    let hash = hash.and_then(|hash| hash.hash(file, len));
+    let hash = match thread {
+        Some(thread) => thread.hash(file, len),
+        None => FileHash::here(&bytes),
+    };
     let mut chunk = Vec::new();
     let mut at = 0;
     while at < len {
