@@ -55,7 +55,8 @@ impl Worker {
     /// format's default system prompt and the start of the user's turn) into the conversation's
     /// cache, so that the first question feeds only its own tokens. Runs after a load, while the
     /// user types; a question sent sooner waits for it and then feeds less. The opening is fed
-    /// as a reply feeds it, so the reply's numbers are those of a cold cache.
+    /// as a reply feeds it (the fastest products), so the reply is a cold cache's to rounding,
+    /// as every later turn's already is; a reply with interventions starts over.
     pub(super) async fn prime_chat(&mut self) {
         self.chat = None;
         self.primed = false;
