@@ -23,8 +23,8 @@
 //! F16, BF16 and F32 weights meet the activations as they are, in f32 (F16C natively). No
 //! library's kernels are used: candle has no SIMD kernel for Q4_1, the bundled model's type,
 //! nor one with 16-bit activations for any type.
-//! Rows are split across threads natively ([`crate::cpu::pool`]); wasm runs on the worker's one
-//! thread. Where several tokens are multiplied (prefill), every block type has kernels for
+//! Rows are split across threads ([`crate::cpu::pool`]: natively, and in the page's threaded
+//! wasm build). Where several tokens are multiplied (prefill), every block type has kernels for
 //! tiles of tokens (four, and eight on AVX-512) that unpack each weight block once for
 //! the tile and scale its sums for all the tile's tokens at once, summing each token in the
 //! one-token kernel's order, so prefill and decode agree to the bit (`tile.rs`).
@@ -108,6 +108,9 @@ impl QMatrix {
 }
 
 type DotFn = fn(&[u8], ActivationRow<'_>) -> f32;
+/// Two consecutive weight rows (the slice holds both) against one token: the one-token
+/// kernel's sums for each, sharing what the two rows read of the activations.
+type Rows2Fn = fn(&[u8], ActivationRow<'_>) -> [f32; 2];
 /// One weight row against a tile of tokens (prefill): the row's blocks are unpacked once for
 /// the tile. Each token's sums run in the one-token kernel's order, so prefill equals decode
 /// to the bit.
@@ -132,6 +135,7 @@ enum Kernels {
 #[derive(Clone, Copy)]
 struct Q16Kernels {
     dot: DotFn,
+    rows2: Option<Rows2Fn>,
     tile4: Option<Tile4Fn>,
     tile8: Option<Tile8Fn>,
 }
@@ -140,6 +144,7 @@ struct Q16Kernels {
 fn q16(dot: DotFn, tile4: Tile4Fn) -> Kernels {
     Kernels::Q16(Q16Kernels {
         dot,
+        rows2: None,
         tile4: Some(tile4),
         tile8: None,
     })
@@ -199,6 +204,7 @@ fn avx512_kernels(ty: GgmlType) -> Option<Kernels> {
     };
     Some(Kernels::Q16(Q16Kernels {
         dot,
+        rows2: None,
         tile4: Some(tile4),
         tile8: Some(tile8),
     }))
@@ -250,10 +256,24 @@ fn simd_kernels(ty: GgmlType) -> Vec<(&'static str, Kernels)> {
 fn simd128_kernels(ty: GgmlType) -> Kernels {
     use GgmlType::*;
     use Kernels::F32 as F;
+    // SmolLM2's types decode two rows at a time.
+    let with_rows2 = |kernels: Kernels, rows2: Rows2Fn| match kernels {
+        Kernels::Q16(k) => Kernels::Q16(Q16Kernels {
+            rows2: Some(rows2),
+            ..k
+        }),
+        float => float,
+    };
     match ty {
-        Q4_1 => q16(simd128::dot_q4_1, simd128::tile4_q4_1),
+        Q4_1 => with_rows2(
+            q16(simd128::dot_q4_1, simd128::tile4_q4_1),
+            simd128::rows2_q4_1,
+        ),
         Q4_0 => q16(simd128::dot_q4_0, simd128::tile4_q4_0),
-        Q8_0 => q16(simd128::dot_q8_0, simd128::tile4_q8_0),
+        Q8_0 => with_rows2(
+            q16(simd128::dot_q8_0, simd128::tile4_q8_0),
+            simd128::rows2_q8_0,
+        ),
         Q5_0 => q16(simd128::dot_q5_0, simd128::tile4_q5_0),
         Q5_1 => q16(simd128::dot_q5_1, simd128::tile4_q5_1),
         Q4K => q16(simd128_k::dot_q4_k, simd128_k::tile4_q4_k),
@@ -272,6 +292,7 @@ fn scalar_kernels(ty: GgmlType) -> Kernels {
     let one = |dot: DotFn| {
         Kernels::Q16(Q16Kernels {
             dot,
+            rows2: None,
             tile4: None,
             tile8: None,
         })
@@ -356,6 +377,10 @@ pub fn every_simd_dot(
     for (isa, kernels) in simd_kernels(ty) {
         if let Kernels::Q16(k) = kernels {
             out.push((isa.to_string(), (k.dot)(row, x.row(token))));
+            if let Some(rows2) = k.rows2 {
+                let y = rows2(&row.repeat(2), x.row(token));
+                out.extend([0, 1].map(|i| (format!("{isa} 2 rows [{i}]"), y[i])));
+            }
             if let Some(tile4) = k.tile4 {
                 let first = token / 4 * 4;
                 let y = tile4(row, &TokenTile::new(x, first));

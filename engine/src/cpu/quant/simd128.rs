@@ -3,8 +3,9 @@
 //! 16-bit activations. Each kernel is written once for one token (decode) and for a tile of
 //! four (prefill), like the AVX2 ones; Q4_1 and Q8_0 (SmolLM2's types) have their own
 //! one-token kernels besides, which compute the same values with a block's scalar work in
-//! vector lanes (a few percent faster decode in the page, measured). The helpers here serve the
-//! K-quant kernels (`simd128_k.rs`) too.
+//! vector lanes (a few percent faster decode in the page, measured), and two-row ones that
+//! share a token's loads between two rows. The helpers here serve the K-quant kernels
+//! (`simd128_k.rs`) too.
 //!
 //! Shaped like the AVX2 kernels, because V8 turns each wasm instruction into about one x86
 //! instruction and the kernel is bound by their count: a block's i32 sums are scaled in
@@ -241,6 +242,68 @@ unsafe fn one_token<const BYTES: usize, const MIN: bool>(
     )
 }
 
+/// [`f16_pair`] of two rows' blocks in one vector: `[dA, mA, dB, mB]`, or without a min
+/// `[dA, dA, dB, dB]` (each d loaded on its own, for the reason [`f16_pair`] gives).
+#[inline(always)]
+unsafe fn f16_pairs<const MIN: bool>(a: *const u8, b: *const u8) -> v128 {
+    let halves = if MIN {
+        v128_load32_lane::<1>(v128_load32_zero(a as *const u32), b as *const u32)
+    } else {
+        let d = v128_load16_splat(a as *const u16);
+        v128_load16_lane::<3>(v128_load16_lane::<2>(d, b as *const u16), b as *const u16)
+    };
+    let h = i32x4_extend_low_i16x8(halves);
+    f32x4_mul(
+        v128_and(i32x4_shl(h, 13), u32x4_splat(HALF_BITS)),
+        f32x4_splat(f32::from_bits(0x7780_0000)),
+    )
+}
+
+/// [`one_token`] for two consecutive rows (`pair` holds both): each block's activations and
+/// info are read once for the two, and both rows' d·dₓ and m·Σx come from one multiply (the
+/// rows in lanes 0–1 and 2–3). Each row gets [`one_token`]'s operations in its order, so the
+/// same sums to the bit; only loads and conversions are shared. Four rows at once measured
+/// no faster than two.
+#[inline(always)]
+unsafe fn two_rows<const BYTES: usize, const MIN: bool>(
+    pair: &[u8],
+    x: ActivationRow<'_>,
+    weights: impl Fn(*const u8) -> [v128; 4],
+) -> [f32; 2] {
+    let row_bytes = pair.len() / 2;
+    let n = OneToken(x).blocks().min(row_bytes / BYTES);
+    let (first, second) = (pair.as_ptr(), pair.as_ptr().add(row_bytes));
+    let mut acc = [[f32x4_splat(0.0); 2]; 2];
+    let mut extra = [f32x4_splat(0.0); 2];
+    by_pairs(n, |i, chain| {
+        let (a, b) = (first.add(i * BYTES), second.add(i * BYTES));
+        let info = v128_load64_splat(x.info.as_ptr().add(i) as *const u64); // [dₓ, Σx, dₓ, Σx]
+        let products = f32x4_mul(f16_pairs::<MIN>(a, b), info);
+        let qx = x.qs.as_ptr().add(32 * i);
+        let (sums_a, sums_b) = (dot32(weights(a), qx), dot32(weights(b), qx));
+        let step_a = i32x4_shuffle::<0, 0, 0, 0>(products, products);
+        let step_b = i32x4_shuffle::<2, 2, 2, 2>(products, products);
+        let scaled_a = f32x4_mul(f32x4_convert_i32x4(sums_a), step_a);
+        let scaled_b = f32x4_mul(f32x4_convert_i32x4(sums_b), step_b);
+        acc[0][chain] = f32x4_add(acc[0][chain], scaled_a);
+        acc[1][chain] = f32x4_add(acc[1][chain], scaled_b);
+        if MIN {
+            extra[chain] = f32x4_add(extra[chain], products);
+        }
+    });
+    let (a, b) = (extra[0], extra[1]);
+    [
+        finish(
+            acc[0],
+            [f32x4_extract_lane::<1>(a), f32x4_extract_lane::<1>(b)],
+        ),
+        finish(
+            acc[1],
+            [f32x4_extract_lane::<3>(a), f32x4_extract_lane::<3>(b)],
+        ),
+    ]
+}
+
 /// Q4_1 (20 bytes: d, m, qs): `d·dₓ·Σ q·qₓ + m·Σx`.
 #[inline(always)]
 unsafe fn q4_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
@@ -324,11 +387,15 @@ unsafe fn q5_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
 }
 
 // SAFETY (these four and the entry points below): each kernel bounds its blocks by `row` (20, 18,
-// 34, 22 or 24 bytes each) and by every token's activations (`Tokens::blocks`: 32 values and
+// 34, 22 or 24 bytes each; the two-row kernels by half of `pair`) and by every token's activations (`Tokens::blocks`: 32 values and
 // one 8-byte block info per block); every load stays inside its block (the 4-byte loads of d
 // read the next two bytes of the block).
 pub fn dot_q4_1(row: &[u8], x: ActivationRow<'_>) -> f32 {
     unsafe { one_token::<20, true>(row, x, |b| nibbles(b.add(4), 0)) }
+}
+
+pub fn rows2_q4_1(pair: &[u8], x: ActivationRow<'_>) -> [f32; 2] {
+    unsafe { two_rows::<20, true>(pair, x, |b| nibbles(b.add(4), 0)) }
 }
 
 pub fn tile4_q4_1(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
@@ -337,6 +404,10 @@ pub fn tile4_q4_1(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
 
 pub fn dot_q8_0(row: &[u8], x: ActivationRow<'_>) -> f32 {
     unsafe { one_token::<34, false>(row, x, |b| bytes(b.add(2))) }
+}
+
+pub fn rows2_q8_0(pair: &[u8], x: ActivationRow<'_>) -> [f32; 2] {
+    unsafe { two_rows::<34, false>(pair, x, |b| bytes(b.add(2))) }
 }
 
 pub fn tile4_q8_0(row: &[u8], x: &TokenTile<'_, 4>) -> [f32; 4] {
