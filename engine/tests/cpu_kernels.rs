@@ -262,3 +262,47 @@ dual_test!(gguf_streams_the_same_in_any_chunking, {
         );
     }
 });
+
+// The activations' 16-bit quantizer (SIMD where the CPU or the browser has it) against plain
+// arithmetic written here: each block's scale is max|x| / 32767, its values x · (32767 / max|x|)
+// rounded to the nearest (ties to even), its sum the one `Iterator::sum` gives; to the bit, for
+// blocks of very different sizes, of zeros of either sign, and beside a block with a NaN.
+dual_test!(activations_are_quantized_as_plain_arithmetic_does, {
+    let mut rng = SeededRng::new(6);
+    let (cols, tokens) = (576, 3);
+    let mut x: Vec<f32> = rng
+        .vec_f32(tokens * cols, 1.0)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * [1.0, 1e-7, 3e5, 2.5][(i / 32) % 4])
+        .collect();
+    x[..32].fill(-0.0);
+    x[32..64].fill(0.0);
+    // Ties: with a largest |x| of 32767 the values are not scaled.
+    let ties = [
+        32767.0, 2.5, 3.5, -2.5, -3.5, 0.5, -0.5, 1.5, 32766.5, -32766.5,
+    ];
+    x[96..96 + ties.len()].copy_from_slice(&ties);
+    x[5 * 32 + 3] = f32::NAN;
+    let q = Q16Activations::quantize(&x, cols);
+    for (b, block) in x.chunks_exact(32).enumerate() {
+        let info = q.block_info[b];
+        let want_sum: f32 = block.iter().sum();
+        assert_eq!(info.sum.to_bits(), want_sum.to_bits(), "block {b}: sum");
+        if block.iter().any(|v| !v.is_finite()) {
+            continue;
+        }
+        let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert_eq!(
+            info.scale.to_bits(),
+            (amax / 32767.0).to_bits(),
+            "block {b}: scale"
+        );
+        let inverse = if amax > 0.0 { 32767.0 / amax } else { 0.0 };
+        let want: Vec<i16> = block
+            .iter()
+            .map(|v| (v * inverse).round_ties_even() as i16)
+            .collect();
+        assert_eq!(&q.qs[32 * b..32 * (b + 1)], &want[..], "block {b}: values");
+    }
+});

@@ -104,6 +104,9 @@ fn quantize_serially(x: &[f32], qs: &mut [i16], info: &mut [BlockInfo]) {
             return unsafe { quantize_serially_avx2(x, qs, info) };
         }
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return quantize_with(x, qs, info, simd128_block);
+    #[allow(unreachable_code)]
     quantize_with(x, qs, info, quantize_block);
 }
 
@@ -287,6 +290,47 @@ unsafe fn avx2_block(block: &[f32], qs: &mut [i16]) -> f32 {
         _mm256_storeu_si256(q.add(16 * half) as *mut __m256i, packed);
     }
     scale
+}
+
+/// [`quantize_block`] in eight 128-bit vectors, for the browser (wasm simd128): the same scale
+/// and values, to the bit, for finite values, as [`avx2_block`]. In the page's decode the plain
+/// loop took 2–2.5% of the time.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn simd128_block(block: &[f32], qs: &mut [i16]) -> f32 {
+    use std::arch::wasm32::*;
+    assert!(block.len() == 32 && qs.len() == 32);
+    let (x, q) = (block.as_ptr(), qs.as_mut_ptr());
+    // SAFETY: eight 16-byte loads inside `block`, four 16-byte stores inside `qs` (both 32 long).
+    unsafe {
+        let values: [v128; 8] = std::array::from_fn(|i| v128_load(x.add(4 * i) as *const v128));
+        let (magnitude, largest_finite) = (u32x4_splat(0x7fff_ffff), u32x4_splat(0x7f7f_ffff));
+        let (mut largest, mut not_finite) = (f32x4_splat(0.0), u32x4_splat(0));
+        for &v in &values {
+            let abs = v128_and(v, magnitude);
+            not_finite = v128_or(not_finite, u32x4_gt(abs, largest_finite));
+            // Finite and not negative: the plain maximum needs none of `f32x4_max`'s care.
+            largest = f32x4_pmax(abs, largest);
+        }
+        if v128_any_true(not_finite) {
+            return quantize_block(block, qs);
+        }
+        let pairs = f32x4_pmax(largest, i32x4_shuffle::<2, 3, 0, 1>(largest, largest));
+        let amax = float::larger(
+            f32x4_extract_lane::<0>(pairs),
+            f32x4_extract_lane::<1>(pairs),
+        );
+        let (scale, inverse) = scale_of(amax);
+        let (inverse, magic) = (f32x4_splat(inverse), f32x4_splat(ROUNDING_MAGIC));
+        let round = |v: v128| {
+            let rounded = f32x4_sub(f32x4_add(f32x4_mul(v, inverse), magic), magic);
+            i32x4_trunc_sat_f32x4(rounded)
+        };
+        for k in 0..4 {
+            let (a, b) = (round(values[2 * k]), round(values[2 * k + 1]));
+            v128_store(q.add(8 * k) as *mut v128, i16x8_narrow_i32x4(a, b));
+        }
+        scale
+    }
 }
 
 /// 1.5·2²³: adding and removing it leaves an f32 of magnitude below 2²² rounded to an integer,
