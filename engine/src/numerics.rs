@@ -50,8 +50,39 @@ pub fn argmax(values: &[f32]) -> u32 {
     best as u32
 }
 
-/// The `k` largest values with their indices, largest first (ties: lower index first).
+/// The `k` largest values with their indices, largest first (ties: lower index first), in
+/// `total_cmp`'s order (so -0.0 below 0.0, and NaNs at the ends).
 pub fn top_k(values: &[f32], k: usize) -> Vec<(u32, f32)> {
+    if k <= KEPT_IN_ONE_PASS {
+        return top_k_in_one_pass(values, k);
+    }
+    top_k_by_selection(values, k)
+}
+
+/// Up to this `k`, [`top_k`] keeps the best so far in one pass over the values: a sampler's
+/// 40 of a 49,152-word vocabulary cost a comparison each, where a selection over all of
+/// them (pairs copied, then partitioned) took about 1% of the page's decode.
+const KEPT_IN_ONE_PASS: usize = 64;
+
+fn top_k_in_one_pass(values: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(k + 1);
+    if k == 0 {
+        return best;
+    }
+    for (i, &v) in values.iter().enumerate() {
+        // A value equal to the last kept one stays out: that one has the lower index.
+        if best.len() == k && v.total_cmp(&best[k - 1].1) != Ordering::Greater {
+            continue;
+        }
+        // After every kept value at least as large (all have lower indices).
+        let at = best.partition_point(|&(_, b)| b.total_cmp(&v) != Ordering::Less);
+        best.insert(at, (i as u32, v));
+        best.truncate(k);
+    }
+    best
+}
+
+fn top_k_by_selection(values: &[f32], k: usize) -> Vec<(u32, f32)> {
     let mut all: Vec<(u32, f32)> = values
         .iter()
         .enumerate()
@@ -71,14 +102,15 @@ pub fn top_k(values: &[f32], k: usize) -> Vec<(u32, f32)> {
 /// once: positive logits divided by `penalty`, negative ones multiplied), as llama.cpp applies
 /// it. The CPU twin of the WebGPU `select` kernels.
 pub fn penalized_top_k(row: &[f32], k: usize, penalized: &[u32], penalty: f32) -> Vec<(u32, f32)> {
+    if penalty == 1.0 {
+        return top_k(row, k);
+    }
     let mut row = row.to_vec();
-    if penalty != 1.0 {
-        let mut seen = std::collections::HashSet::new();
-        for &id in penalized {
-            if let Some(l) = row.get_mut(id as usize) {
-                if seen.insert(id) {
-                    *l = if *l > 0.0 { *l / penalty } else { *l * penalty };
-                }
+    let mut seen = std::collections::HashSet::new();
+    for &id in penalized {
+        if let Some(l) = row.get_mut(id as usize) {
+            if seen.insert(id) {
+                *l = if *l > 0.0 { *l / penalty } else { *l * penalty };
             }
         }
     }
@@ -112,6 +144,45 @@ mod tests {
         );
         assert_eq!(argmax(&[0.1, 3.0, -1.0, 3.0]), 1);
         assert!(top_k(&[], 2).is_empty());
+    }
+
+    // The one-pass selection against the full one, on rows with many ties, zeros of both
+    // signs and NaNs, for every k around the switch between them.
+    #[test]
+    fn top_k_in_one_pass_equals_the_full_selection() {
+        let mut rng = crate::rng::SeededRng::new(9);
+        for n in [0, 1, 7, 100, 3000] {
+            let mut row: Vec<f32> = rng
+                .vec_f32(n, 4.0)
+                .iter()
+                .map(|v| (v * 2.0).round() / 2.0)
+                .collect();
+            for (i, v) in row.iter_mut().enumerate() {
+                match i % 97 {
+                    3 => *v = -0.0,
+                    5 => *v = 0.0,
+                    11 => *v = f32::NAN,
+                    13 => *v = -f32::NAN,
+                    _ => {}
+                }
+            }
+            for k in [
+                0,
+                1,
+                2,
+                5,
+                40,
+                KEPT_IN_ONE_PASS,
+                KEPT_IN_ONE_PASS + 1,
+                n + 3,
+            ] {
+                let (fast, full) = (top_k_in_one_pass(&row, k), top_k_by_selection(&row, k));
+                let bits = |v: &[(u32, f32)]| -> Vec<(u32, u32)> {
+                    v.iter().map(|&(i, x)| (i, x.to_bits())).collect()
+                };
+                assert_eq!(bits(&fast), bits(&full), "n {n}, k {k}");
+            }
+        }
     }
 
     #[test]
