@@ -274,18 +274,18 @@ pub(super) fn rows_by_tiles(
             }
             t += 4;
         } else {
-            let mut r = rows.start;
+            let (token, mut r) = (x.row(t), rows.start);
             if let Some(rows2) = k.rows2 {
                 let row_bytes = w.row_bytes();
                 while r + 2 <= rows.end {
-                    let y = rows2(&w.data[r * row_bytes..(r + 2) * row_bytes], x.row(t));
+                    let y = rows2(&w.data[r * row_bytes..(r + 2) * row_bytes], token);
                     out.set(t, r, y[0]);
                     out.set(t, r + 1, y[1]);
                     r += 2;
                 }
             }
             for r in r..rows.end {
-                out.set(t, r, (k.dot)(w.row(r), x.row(t)));
+                out.set(t, r, (k.dot)(w.row(r), token));
             }
             t += 1;
         }
