@@ -67,7 +67,9 @@ pub type AttendGroup =
     fn(&[f32], &[bool], &KvCache, Option<&KeyTiles>, usize, f32, &mut [f32], &mut [f64]);
 
 /// [`attend_group`] for this CPU: 16 keys and 32 values at a time in AVX-512's 32 registers,
-/// 8 and 16 in AVX2's 16, 4 and 8 in 128-bit vectors (SSE2, wasm simd128).
+/// 8 and 16 in AVX2's 16, 4 and 16 in 128-bit vectors (SSE2, wasm simd128: 16 values are 8
+/// f64 pairs, which made a decode step's attention 6% faster in Chromium than 8; 32 was no
+/// faster, `wasm_speed`'s `attention_decode`).
 pub fn attend_group_kernel() -> AttendGroup {
     #[cfg(target_arch = "x86_64")]
     {
@@ -84,7 +86,12 @@ pub fn attend_group_kernel() -> AttendGroup {
             };
         }
     }
-    attend_group::<4, 8, false>
+    attend_group_128_bits()
+}
+
+/// The kernel for 128-bit vectors without a fused multiply-add (SSE2, wasm simd128).
+pub fn attend_group_128_bits() -> AttendGroup {
+    attend_group::<4, 16, false>
 }
 
 /// The kernel without wide vectors or a fused multiply-add: the baseline the others equal.

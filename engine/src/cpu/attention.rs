@@ -193,7 +193,9 @@ mod tests {
     // sums and the chunks of values.
     #[test]
     fn every_kernel_gives_the_plain_loops_bits() {
-        use super::super::attend_group::{attend_group_baseline, attend_group_kernel};
+        use super::super::attend_group::{
+            attend_group_128_bits, attend_group_baseline, attend_group_kernel,
+        };
         let shape = AttentionShape {
             n_heads: 6,
             n_kv_heads: 1,
@@ -235,6 +237,8 @@ mod tests {
             for (name, f, tiles) in [
                 ("baseline, keys one by one", attend_group_baseline(), None),
                 ("baseline, tiles", attend_group_baseline(), Some(&tiles)),
+                ("128-bit, keys one by one", attend_group_128_bits(), None),
+                ("128-bit, tiles", attend_group_128_bits(), Some(&tiles)),
                 ("this CPU's, keys one by one", attend_group_kernel(), None),
                 ("this CPU's, tiles", attend_group_kernel(), Some(&tiles)),
             ] {
