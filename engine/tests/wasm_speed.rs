@@ -6,7 +6,7 @@
 //! CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 //! CHROMEDRIVER=/usr/bin/chromedriver WASM_BINDGEN_TEST_TIMEOUT=300 \
 //!   cargo test --release --target wasm32-unknown-unknown -p glassbox-engine --test wasm_speed \
-//!   -- --include-ignored --nocapture [q4_1|q8_0|q5_0|q4_k|q6_k|attention]
+//!   -- --include-ignored --nocapture [q4_1|q8_0|q5_0|q4_k|q6_k|attention|attention_decode]
 //! ```
 //!
 //! Matmuls print GMAC/s (multiply-adds per second) for one token (decode) and for 64 (prefill,
@@ -136,5 +136,27 @@ fn attention() {
         "attention, {t} tokens, 9 heads on 3 groups of 64: best {:.1} ms, median {:.1} ms",
         ms[0],
         ms[4]
+    );
+}
+
+/// One decoding step of one layer of SmolLM2's attention after a 420-token prompt: the newest
+/// query (9 heads on 3 key groups of 64) over 421 keys; microseconds, best of the batches.
+#[wasm_bindgen_test]
+#[ignore]
+fn attention_decode() {
+    let t = 421;
+    let shape = AttentionShape {
+        n_heads: 9,
+        n_kv_heads: 3,
+        head_dim: 64,
+    };
+    let (cache, q) = random_prompt_attention(shape, t, 3);
+    let newest = &q[(t - 1) * 9 * 64..];
+    let calls = best_rate(|| {
+        std::hint::black_box(attend(newest, 1, &cache, &Mask::Causal, false));
+    });
+    console_log!(
+        "attention decode, 1 query over {t} keys, 9 heads on 3 groups of 64: {:.1} µs",
+        1e6 / calls
     );
 }
