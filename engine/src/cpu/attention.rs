@@ -51,10 +51,12 @@ pub fn attend(
 
     // One job per (a few query positions, key group): the group's heads share each key they
     // read, and the heads of all the job's positions each block of values (a prefill's values
-    // pass waits on reading them). Where that leaves a thread idle (decode with fewer key
-    // groups than threads: Gemma 3 270M has one), one job per (query, head) instead, at the
-    // cost of each head reading the group's keys and values on its own. Each job writes its
-    // own positions' and heads' output and probability rows, so the split changes no number.
+    // pass waits on reading them). At decode, where whole groups would leave a thread idle
+    // for part of the step (Gemma 3 270M's one group, SmolLM2's three on two threads), each
+    // group is split into parts of its heads ([`decode_parts`]), at the cost of each part
+    // reading the group's keys and values on its own. A prefill whose groups and positions
+    // are fewer than the threads takes one job per head. Each job writes its own positions'
+    // and heads' output and probability rows, so the split changes no number.
     let threads = super::pool::global().threads();
     let per_job = if t >= POSITIONS_PER_JOB * threads {
         POSITIONS_PER_JOB
@@ -62,21 +64,32 @@ pub fn attend(
         1
     };
     let blocks = t.div_ceil(per_job);
-    let heads_per_job = if n_kv_heads * blocks < threads {
-        1
-    } else {
+    let parts = if blocks == 1 {
+        decode_parts(n_kv_heads, group, threads)
+    } else if n_kv_heads * blocks < threads {
         group
+    } else {
+        1
     };
+    // Each group's heads in `parts` runs as even as can be, the larger runs of every group
+    // first (the pool hands out jobs in order, so the last jobs to start are short ones).
+    let mut head_runs: Vec<std::ops::Range<usize>> = (0..n_kv_heads)
+        .flat_map(|g| {
+            (0..parts)
+                .map(move |p| g * group + p * group / parts..g * group + (p + 1) * group / parts)
+        })
+        .collect();
+    head_runs.sort_by_key(|run| std::cmp::Reverse(run.len()));
     let out_ptr = SharedOut(out.as_mut_ptr());
     let probs_ptr = SharedOut(probs.as_mut_ptr());
     let job = |index: usize| {
         // The last positions first: under a causal mask they see the most keys, and the
         // pool hands out jobs in order, so the run ends on short jobs rather than long ones.
         let (j, b) = (index / blocks, blocks - 1 - index % blocks);
-        let heads = j * heads_per_job..(j + 1) * heads_per_job;
+        let heads = head_runs[j].clone();
         let positions = b * per_job..((b + 1) * per_job).min(t);
         let g = heads.start / group;
-        let width = heads_per_job * head_dim;
+        let width = heads.len() * head_dim;
         let at = |i: usize| i * n_heads * head_dim + heads.start * head_dim;
         let queries: Vec<f32> = positions // (positions, heads, head_dim)
             .clone()
@@ -84,7 +97,7 @@ pub fn attend(
             .copied()
             .collect();
         let rows = &visible[positions.start * total..positions.end * total];
-        let mut scores = vec![0.0f32; positions.len() * heads_per_job * total];
+        let mut scores = vec![0.0f32; positions.len() * heads.len() * total];
         let mut acc = vec![0.0f64; positions.len() * width];
         attend_group(
             &queries,
@@ -116,9 +129,33 @@ pub fn attend(
             }
         }
     };
-    let jobs = n_heads / heads_per_job * blocks;
-    super::pool::global().run(jobs, &job);
+    super::pool::global().run(head_runs.len() * blocks, &job);
     (out, want_probs.then_some(probs))
+}
+
+/// Into how many parts to split each key group's heads for one query (decode): the fewest
+/// (the more heads share a part, the fewer times the group's keys and values are read) that
+/// keep the busiest of `threads` threads as short as any split can, in heads, with the parts
+/// handed out largest first to the least busy thread.
+fn decode_parts(groups: usize, heads_per_group: usize, threads: usize) -> usize {
+    let busiest = |parts: usize| {
+        let mut sizes: Vec<usize> = (0..groups)
+            .flat_map(|_| {
+                (0..parts)
+                    .map(move |p| (p + 1) * heads_per_group / parts - p * heads_per_group / parts)
+            })
+            .collect();
+        sizes.sort_unstable_by(|a, b| b.cmp(a));
+        let mut load = vec![0; threads.max(1)];
+        for size in sizes {
+            let least = load.iter_mut().min().expect("a thread");
+            *least += size;
+        }
+        load.into_iter().max().unwrap_or(0)
+    };
+    (1..=heads_per_group.max(1))
+        .min_by_key(|&parts| (busiest(parts), parts))
+        .unwrap_or(1)
 }
 
 struct SharedOut(*mut f32);
@@ -281,6 +318,64 @@ mod tests {
             let probs = probs.unwrap();
             for row in probs.chunks(cache.len) {
                 assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn decode_splits_groups_only_where_threads_would_wait() {
+        // (groups, heads per group, threads) → parts per group.
+        for (case, want) in [
+            ((3, 3, 1), 1), // one thread: whole groups
+            ((3, 3, 2), 2), // SmolLM2 on two threads: runs of 2 and 1 heads (5 heads each way)
+            ((3, 3, 3), 1), // a group per thread
+            ((3, 3, 4), 1), // a fourth thread would not shorten the busiest
+            ((3, 3, 8), 2), // a head per job would leave the busiest with two all the same
+            ((1, 4, 2), 2), // Gemma 3 270M on two threads: two heads a job
+            ((1, 4, 4), 4),
+            ((4, 2, 2), 1),
+        ] {
+            let (groups, heads, threads) = case;
+            assert_eq!(decode_parts(groups, heads, threads), want, "{case:?}");
+        }
+    }
+
+    // However the pool splits a decoding step's heads (by the machine's threads), each head's
+    // output and probabilities are those of the same query's position in a prefill, to the bit.
+    #[test]
+    fn a_decoded_query_equals_its_place_in_a_prefill() {
+        for (n_heads, n_kv_heads) in [(9, 3), (4, 1), (6, 2)] {
+            let shape = AttentionShape {
+                n_heads,
+                n_kv_heads,
+                head_dim: 64,
+            };
+            let (cache, q) = crate::testing::random_prompt_attention(shape, 40, 11);
+            let (all, all_probs) = attend(&q, 40, &cache, &Mask::Causal, true);
+            let width = n_heads * 64;
+            let (last, last_probs) = attend(&q[39 * width..], 1, &cache, &Mask::Causal, true);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&last), bits(&all[39 * width..]), "{shape:?}: output");
+            let rows = |of: fn(&KvCache, usize, usize) -> &[f32]| -> Vec<Vec<f32>> {
+                (0..40)
+                    .map(|j| {
+                        (0..n_kv_heads)
+                            .flat_map(|g| of(&cache, g, j).to_vec())
+                            .collect()
+                    })
+                    .collect()
+            };
+            let (keys, values) = (rows(KvCache::key), rows(KvCache::value));
+            let want = naive(&q[39 * width..], &keys, &values, shape, 1, &Mask::Causal);
+            check_close(&format!("{shape:?}"), &last, &want, 1e-5, 1e-4).unwrap();
+            let (all_probs, last_probs) = (all_probs.unwrap(), last_probs.unwrap());
+            for h in 0..n_heads {
+                let row = &all_probs[(h * 40 + 39) * 40..][..40];
+                assert_eq!(
+                    bits(&last_probs[h * 40..][..40]),
+                    bits(row),
+                    "{shape:?}: head {h}"
+                );
             }
         }
     }
