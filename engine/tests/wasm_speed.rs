@@ -110,18 +110,20 @@ fn q6_k() {
     matmul_speed(GgmlType::Q6K, 640, 2048);
 }
 
+/// SmolLM2's attention: 9 heads on 3 key groups of 64.
+const SMOLLM2_ATTENTION: AttentionShape = AttentionShape {
+    n_heads: 9,
+    n_kv_heads: 3,
+    head_dim: 64,
+};
+
 /// One layer of SmolLM2's attention over a 420-token prompt (9 heads on 3 key groups of 64),
 /// causal: milliseconds, best and median of 9.
 #[wasm_bindgen_test]
 #[ignore]
 fn attention() {
     let t = 420;
-    let shape = AttentionShape {
-        n_heads: 9,
-        n_kv_heads: 3,
-        head_dim: 64,
-    };
-    let (cache, q) = random_prompt_attention(shape, t, 3);
+    let (cache, q) = random_prompt_attention(SMOLLM2_ATTENTION, t, 3);
     let run = || std::hint::black_box(attend(&q, t, &cache, &Mask::Causal, false));
     run();
     let mut ms: Vec<f64> = (0..9)
@@ -145,12 +147,7 @@ fn attention() {
 #[ignore]
 fn attention_decode() {
     let t = 421;
-    let shape = AttentionShape {
-        n_heads: 9,
-        n_kv_heads: 3,
-        head_dim: 64,
-    };
-    let (cache, q) = random_prompt_attention(shape, t, 3);
+    let (cache, q) = random_prompt_attention(SMOLLM2_ATTENTION, t, 3);
     let newest = &q[(t - 1) * 9 * 64..];
     let calls = best_rate(|| {
         std::hint::black_box(attend(newest, 1, &cache, &Mask::Causal, false));
