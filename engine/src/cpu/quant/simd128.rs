@@ -200,6 +200,12 @@ unsafe fn f16_pair<const MIN: bool>(p: *const u8) -> v128 {
     } else {
         v128_load16_splat(p as *const u16)
     };
+    halves_as_f32(halves)
+}
+
+/// The four f16 in the low lanes of `halves` as f32 lanes: [`f16_at`]'s operations on each.
+#[inline(always)]
+fn halves_as_f32(halves: v128) -> v128 {
     let h = i32x4_extend_low_i16x8(halves);
     f32x4_mul(
         v128_and(i32x4_shl(h, 13), u32x4_splat(HALF_BITS)),
@@ -252,11 +258,7 @@ unsafe fn f16_pairs<const MIN: bool>(a: *const u8, b: *const u8) -> v128 {
         let d = v128_load16_splat(a as *const u16);
         v128_load16_lane::<3>(v128_load16_lane::<2>(d, b as *const u16), b as *const u16)
     };
-    let h = i32x4_extend_low_i16x8(halves);
-    f32x4_mul(
-        v128_and(i32x4_shl(h, 13), u32x4_splat(HALF_BITS)),
-        f32x4_splat(f32::from_bits(0x7780_0000)),
-    )
+    halves_as_f32(halves)
 }
 
 /// [`one_token`] for two consecutive rows (`pair` holds both): each block's activations and
