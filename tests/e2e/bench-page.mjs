@@ -9,7 +9,8 @@
 //
 // Tiers: `cpu` is the CPU tier on every core the browser reports (the threaded build: the
 // server sends no COOP/COEP, so the cold load includes the service worker's one reload), `cpu1`
-// the same on one thread (`?threads=1`), `webgpu` the WebGPU tier.
+// the same on one thread (`?threads=1`), `webgpu` the WebGPU tier. Every wait runs in the page
+// (page-waits.mjs): a harness polling the page took CPU from it.
 //
 // (xtask builds the page, serves it and sets GLASSBOX_BASE_URL.) WebGPU here is SwiftShader, a
 // CPU emulation of a GPU, so its numbers say nothing about a real GPU.
@@ -17,6 +18,7 @@ import { chromium } from '@playwright/test';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { epochNow, readyAt, recordReady, sendTurn, whenInPage } from './page-waits.mjs';
 
 const BASE_URL = process.env.GLASSBOX_BASE_URL;
 if (!BASE_URL) {
@@ -62,32 +64,13 @@ const EXPECTED_STATUS = { cpu: /^CPU \(wasm\)/, cpu1: /^CPU \(wasm\) · 1 thread
 const LOAD_TIMEOUT_MS = 10 * 60 * 1000;
 const REPLY_TIMEOUT_MS = 20 * 60 * 1000;
 
-async function until(what, check, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 async function statusText(page) {
   return (await page.getByRole('status').textContent()) ?? '';
 }
 
-/** Milliseconds from now until the status says "ready"; throws on a load error. */
+/** Milliseconds from `start` (`epochNow`) until the status said "ready"; throws on a load error. */
 async function timeToReady(page, start) {
-  await until(
-    'the model to load',
-    async () => {
-      const status = await statusText(page);
-      if (/failed|error/i.test(status)) throw new Error(`load failed: ${status}`);
-      return status.includes('ready');
-    },
-    LOAD_TIMEOUT_MS,
-  );
-  return performance.now() - start;
+  return (await readyAt(page, LOAD_TIMEOUT_MS)) - start;
 }
 
 async function setField(page, label, value) {
@@ -98,15 +81,9 @@ async function setField(page, label, value) {
 /** One greedy reply: first token as seen by the page and by the worker, decode speed. */
 async function reply(page, run) {
   await page.getByRole('button', { name: 'New chat' }).click();
-  const box = page.getByRole('textbox', { name: 'Message' });
-  await box.fill(prompt(run));
-  const start = performance.now();
-  await box.press('Enter');
-  const answer = page.locator('.turn.assistant .text').last();
-  await until('the first token', async () => ((await answer.textContent()) ?? '').length > 0, REPLY_TIMEOUT_MS);
-  const firstTokenSeenMs = performance.now() - start;
-  const stop = page.getByRole('button', { name: 'Stop' });
-  await until('the reply to end', async () => await stop.isDisabled(), REPLY_TIMEOUT_MS);
+  const { sent, firstToken } = await sendTurn(page, prompt(run), 0, REPLY_TIMEOUT_MS);
+  const firstTokenSeenMs = firstToken - sent;
+  await whenInPage(page, 'replyEnded', 0, REPLY_TIMEOUT_MS);
   const stats = (await page.locator('.stats').textContent()) ?? '';
   const m = stats.match(/^(\d+) tokens, ([\d.]+) tokens\/s, first token after ([\d.]+) s/);
   if (!m) throw new Error(`cannot read the reply's statistics from ${JSON.stringify(stats)}`);
@@ -124,18 +101,12 @@ const SHORT_TURN = 'In two sentences, why is the sky blue on a clear day and red
 /** A reload with the model in the browser's storage, then a short turn sent `pauseMs` after
  *  ready: milliseconds from the reload to its first token, and from Enter to it. */
 async function reloadToFirstToken(page, pauseMs = 0) {
-  const start = performance.now();
+  const start = epochNow();
   await page.reload();
   await timeToReady(page, start);
-  const box = page.getByRole('textbox', { name: 'Message' });
-  await box.fill(SHORT_TURN);
-  if (pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
-  const sent = performance.now();
-  await box.press('Enter');
-  const answer = page.locator('.turn.assistant .text').last();
-  await until('the first token', async () => ((await answer.textContent()) ?? '').length > 0, REPLY_TIMEOUT_MS);
-  const ms = { fromReload: performance.now() - start, fromSend: performance.now() - sent };
-  await until('the reply to end', async () => await page.getByRole('button', { name: 'Stop' }).isDisabled(), REPLY_TIMEOUT_MS);
+  const { sent, firstToken } = await sendTurn(page, SHORT_TURN, pauseMs, REPLY_TIMEOUT_MS);
+  const ms = { fromReload: firstToken - start, fromSend: firstToken - sent };
+  await whenInPage(page, 'replyEnded', 0, REPLY_TIMEOUT_MS);
   await page.getByRole('button', { name: 'New chat' }).click();
   return ms;
 }
@@ -151,15 +122,16 @@ async function benchTier(tier) {
     baseURL: BASE_URL,
   });
   try {
+    await context.addInitScript(recordReady);
     const page = context.pages()[0] ?? (await context.newPage());
-    let start = performance.now();
+    let start = epochNow();
     await page.goto(PATHS[tier]);
     const coldLoadMs = await timeToReady(page, start);
     const status = await statusText(page);
     if (!EXPECTED_STATUS[tier].test(status)) {
       throw new Error(`expected the ${tier} tier, the page says ${JSON.stringify(status)}`);
     }
-    start = performance.now();
+    start = epochNow();
     await page.reload();
     const warmLoadMs = await timeToReady(page, start);
     await setField(page, 'Temperature', 0);

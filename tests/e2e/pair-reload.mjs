@@ -2,7 +2,8 @@
 // "ready", and to the first token of a short chat turn, ROUNDS times each, alternating which
 // goes first; prints every time and the medians. On a machine whose speed drifts from minute to
 // minute, alternating gives both builds the same minutes. Each build has its own browser
-// profile (its own storage), opened and loaded once before the rounds. Not a test.
+// profile (its own storage), opened and loaded once before the rounds. Every wait runs in the
+// page (page-waits.mjs). Not a test.
 //
 //   cargo xtask serve --no-build --port 8097 &                  # this build (dist/)
 //   (cd /tmp/old-dist && python3 -m http.server 8098) &        # another (with its models/)
@@ -16,6 +17,7 @@ import { chromium } from '@playwright/test';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { epochNow, readyAt, recordReady, sendTurn, whenInPage } from './page-waits.mjs';
 
 function option(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
@@ -33,15 +35,6 @@ const PATH = MODEL ? `/?model=${MODEL}` : '/';
 const TURN = 'In two sentences, why is the sky blue on a clear day and red at sunset?';
 const TIMEOUT_MS = 10 * 60 * 1000;
 
-async function until(what, check) {
-  const deadline = Date.now() + TIMEOUT_MS;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 /** A fresh profile on `base`, the model loaded once (downloaded and stored), greedy, 8 tokens. */
 async function open(base) {
   const dir = mkdtempSync(join(tmpdir(), 'glassbox-pair-reload-'));
@@ -52,38 +45,26 @@ async function open(base) {
       '--disable-component-update', '--no-first-run'],
     baseURL: base,
   });
+  await context.addInitScript(recordReady);
   const page = context.pages()[0] ?? (await context.newPage());
-  const ready = async () => {
-    const status = (await page.getByRole('status').textContent()) ?? '';
-    if (/failed|error/i.test(status)) throw new Error(`load failed on ${base}: ${status}`);
-    return status.includes('ready');
-  };
   await page.goto(PATH);
-  await until('the first load', ready);
+  await readyAt(page, TIMEOUT_MS);
   for (const [label, value] of [['Max new tokens', 8], ['Temperature', 0]]) {
     await page.getByLabel(label).fill(String(value));
     await page.getByLabel(label).press('Tab');
   }
-  return { base, context, page, ready, dir };
+  return { base, context, page, dir };
 }
 
 /** One reload: milliseconds to ready, to the first token, and from Enter to the first token. */
-async function reload({ page, ready }) {
-  const start = performance.now();
+async function reload({ page }) {
+  const start = epochNow();
   await page.reload();
-  await until('ready', ready);
-  const readyMs = performance.now() - start;
-  const box = page.getByRole('textbox', { name: 'Message' });
-  await box.fill(TURN);
-  if (PAUSE_MS > 0) await new Promise((resolve) => setTimeout(resolve, PAUSE_MS));
-  const sent = performance.now();
-  await box.press('Enter');
-  const answer = page.locator('.turn.assistant .text').last();
-  await until('the first token', async () => ((await answer.textContent()) ?? '').length > 0);
-  const now = performance.now();
-  await until('the reply to end', () => page.getByRole('button', { name: 'Stop' }).isDisabled());
+  const readyMs = (await readyAt(page, TIMEOUT_MS)) - start;
+  const { sent, firstToken } = await sendTurn(page, TURN, PAUSE_MS, TIMEOUT_MS);
+  await whenInPage(page, 'replyEnded', 0, TIMEOUT_MS);
   await page.getByRole('button', { name: 'New chat' }).click();
-  return { readyMs, firstMs: now - start, fromSendMs: now - sent };
+  return { readyMs, firstMs: firstToken - start, fromSendMs: firstToken - sent };
 }
 
 const builds = [await open(urls[0]), await open(urls[1])];
