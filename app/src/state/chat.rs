@@ -193,6 +193,8 @@ struct Saved {
 }
 
 const STORAGE_KEY: &str = "glassbox.chat.v1";
+/// How often a streaming reply is saved (see [`ChatState::new`]).
+const SAVE_WHILE_STREAMING_MS: f64 = 1000.0;
 
 #[derive(Clone, Copy)]
 pub struct ChatState {
@@ -229,16 +231,41 @@ impl ChatState {
             next_turn: StoredValue::new(next_turn),
             engine,
         };
+        // Every piece of a streaming reply changes `turns`. Serializing the whole conversation
+        // into localStorage for each piece took the page's thread from the engine's: while a
+        // reply streams, it is saved at most every SAVE_WHILE_STREAMING_MS (a reload then loses
+        // at most that much of it), and at once otherwise, which includes the reply's end.
+        let last_saved = StoredValue::new(f64::NEG_INFINITY);
         Effect::new(move |_| {
+            chat.turns.track();
+            chat.settings.track();
+            let streaming = chat.generating.get().is_some();
+            let now = js_sys::Date::now();
+            if streaming && now - last_saved.get_value() < SAVE_WHILE_STREAMING_MS {
+                return;
+            }
+            last_saved.set_value(now);
             let saved = Saved {
-                turns: chat.turns.get(),
-                settings: chat.settings.get(),
+                turns: chat.turns.get_untracked(),
+                settings: chat.settings.get_untracked(),
             };
             if let (Some(storage), Ok(text)) = (local_storage(), serde_json::to_string(&saved)) {
                 let _ = storage.set_item(STORAGE_KEY, &text);
             }
         });
         chat
+    }
+
+    /// The text of turn `id` (empty once the turn is gone), tracked.
+    pub fn text_of(self, id: u64) -> String {
+        self.turns.with(|turns| {
+            turns
+                .iter()
+                .rev()
+                .find(|t| t.id == id)
+                .map(|t| t.text.clone())
+                .unwrap_or_default()
+        })
     }
 
     fn new_turn_id(self) -> u64 {
