@@ -79,9 +79,12 @@ pub fn ChatPanel() -> impl IntoView {
             </p>
         })}
         <div class="conversation" role="log" aria-label="Conversation" aria-live="polite">
+            // A row stays as its reply streams in: its text node follows the turn's text, so a
+            // piece of a reply costs the page one text change (and a screen reader hears the
+            // new words only), not a new row.
             <For
                 each=move || chat.turns.get()
-                key=|turn| (turn.id, turn.text.len(), turn.cut)
+                key=|turn| (turn.id, turn.cut)
                 let:turn
             >
                 <div class=match turn.role { Role::User => "turn user", Role::Assistant => "turn assistant" }>
@@ -90,7 +93,11 @@ pub fn ChatPanel() -> impl IntoView {
                         (Role::Assistant, false) => "Model",
                         (Role::Assistant, true) => "Model (continuing)",
                     }}</span>
-                    <p class="text">{turn.text.clone()}</p>
+                    <p class="text">{
+                        let id = turn.id;
+                        let text = Memo::new(move |_| chat.text_of(id));
+                        move || text.get()
+                    }</p>
                     {turn.cut.then(|| view! {
                         <p class="cut-note">"[Cut: the reply reached the end of the model's context.]"</p>
                     })}
