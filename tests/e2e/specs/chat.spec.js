@@ -44,8 +44,12 @@ test.describe.serial('chat on WebGPU (SwiftShader), one browser profile', () => 
     // Streaming: text shows while the reply is still running.
     await expect(reply).not.toBeEmpty({ timeout: 5 * 60 * 1000 });
     await expect(page.getByRole('button', { name: 'Stop' })).toBeEnabled();
+    const streaming = await reply.elementHandle();
     await expect(page.getByRole('button', { name: 'Stop' })).toBeDisabled({ timeout: 5 * 60 * 1000 });
     await expect(reply, logs.join('\n')).toContainText('Paris');
+    // The text grew in the node that showed its first piece: the log adds words, it does not
+    // replace its row (a screen reader would read the whole reply again at every piece).
+    expect(await streaming.evaluate((node) => node.isConnected && node.textContent)).toContain('Paris');
     await expect(page.locator('.stats')).toContainText('tokens/s');
   });
 
