@@ -125,6 +125,10 @@ test.describe.serial('chat on the CPU tier (no WebGPU), one browser profile', ()
     await useGreedy(page, 12);
     const reply = await ask(page, 'What is the capital of France?');
     expect(reply, logs.join('\n')).toContain('Paris');
+    // Saved whole once it ended: while a reply streams it is saved at most once a second, and
+    // this one streams for less than that.
+    await expect.poll(() => page.evaluate(() => JSON.parse(localStorage.getItem('glassbox.chat.v1')).turns.at(-1)?.text))
+      .toBe(reply);
   });
 
   test('a corrupted cache entry is detected and downloaded again', async () => {
