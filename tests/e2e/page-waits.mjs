@@ -1,5 +1,6 @@
 // Waiting for the page without slowing it: what the page benchmarks (bench-page.mjs,
-// pair-reload.mjs) time a load or a chat turn with.
+// pair-reload.mjs, pair-page.mjs, profile-page.mjs, chat-vs-hook.mjs) time a load, a chat turn
+// or a run of the benchmark hook with.
 //
 // Every wait runs in the page. On a 2-core machine, a harness that asks the page every 20 ms (a
 // DevTools round trip and a script run each time) took a quarter of the chat's decode speed
@@ -96,4 +97,25 @@ export async function sendTurn(page, text, pauseMs, timeoutMs) {
   const sent = epochNow();
   await box.press('Enter');
   return { sent, firstToken: await answered };
+}
+
+/** Runs the benchmark hook (`?bench`: `window.glassboxBench`) on prompt `ids` and `decodeTokens`
+ *  greedy steps; resolves with its times (`prompt_tokens`, `prefill_ms`, `decode_tokens`,
+ *  `decode_ms`). A setter on `window.glassboxBenchResult`, where the page leaves the result,
+ *  resolves the wait: nothing polls the page while it runs. */
+export async function runBenchHook(page, ids, decodeTokens) {
+  const text = await page.evaluate(({ ids, n }) => new Promise((resolve) => {
+    delete window.glassboxBenchResult;
+    Object.defineProperty(window, 'glassboxBenchResult', {
+      configurable: true,
+      set(value) {
+        Object.defineProperty(window, 'glassboxBenchResult', { value, writable: true, configurable: true });
+        resolve(value);
+      },
+    });
+    window.glassboxBench(ids, n);
+  }), { ids, n: decodeTokens });
+  const result = JSON.parse(text);
+  if (result.Err) throw new Error(`the benchmark hook failed: ${result.Err}`);
+  return result.Ok;
 }

@@ -14,6 +14,7 @@
 // --model picks another model of the page's manifest by its SHA-256 (as the page's `?model=`
 // deep link does), e.g. Gemma 3's from `dist/models/manifest.json`.
 import { chromium } from '@playwright/test';
+import { runBenchHook } from './page-waits.mjs';
 
 function option(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
@@ -48,13 +49,7 @@ try {
     pages.push(page);
   }
   const run = async (page) => {
-    await page.evaluate(({ ids, n }) => { window.glassboxBenchResult = undefined; window.glassboxBench(ids, n); },
-      { ids, n: DECODE });
-    const handle = await page.waitForFunction(() => window.glassboxBenchResult, null,
-      { timeout: 30 * 60 * 1000, polling: 50 });
-    const result = JSON.parse(await handle.jsonValue());
-    if (result.Err) throw new Error(`the benchmark failed: ${result.Err}`);
-    const o = result.Ok;
+    const o = await runBenchHook(page, ids, DECODE);
     return { prefill: o.prompt_tokens / (o.prefill_ms / 1000), decode: o.decode_tokens / (o.decode_ms / 1000) };
   };
   const ratios = { prefill: [], decode: [] };

@@ -13,6 +13,7 @@
 //
 // With --threads 2 the pool's workers are profiled too, each on its own.
 import { chromium } from '@playwright/test';
+import { runBenchHook } from './page-waits.mjs';
 
 const BASE_URL = process.env.GLASSBOX_BASE_URL;
 if (!BASE_URL) {
@@ -72,12 +73,7 @@ try {
     workers.push({ url: target.url, sessionId });
   }
 
-  await page.evaluate(({ ids, n }) => { window.glassboxBenchResult = undefined; window.glassboxBench(ids, n); },
-    { ids, n: DECODE });
-  const handle = await page.waitForFunction(() => window.glassboxBenchResult, null, { timeout: 30 * 60 * 1000, polling: 100 });
-  const result = JSON.parse(await handle.jsonValue());
-  if (result.Err) throw new Error(`the benchmark failed: ${result.Err}`);
-  const o = result.Ok;
+  const o = await runBenchHook(page, ids, DECODE);
   console.log(`${status}\nprefill ${o.prompt_tokens} tokens in ${(o.prefill_ms / 1000).toFixed(2)} s, ` +
     `decode ${o.decode_tokens} in ${(o.decode_ms / 1000).toFixed(2)} s`);
 
