@@ -13,16 +13,9 @@
 // about 60 tokens with the chat template, so the hook gets 60 ids; each round's order alternates.
 import { chromium } from '@playwright/test';
 import { runBenchHook, sendTurn, whenInPage } from './page-waits.mjs';
+import { numberOption as option, servedBaseUrl } from './script-options.mjs';
 
-const BASE_URL = process.env.GLASSBOX_BASE_URL;
-if (!BASE_URL) {
-  console.error('GLASSBOX_BASE_URL is not set: serve dist/ first (see the comment at the top)');
-  process.exit(2);
-}
-function option(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`);
-  return Number(i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback);
-}
+const BASE_URL = servedBaseUrl();
 const THREADS = option('threads', 2);
 const ROUNDS = option('rounds', 6);
 const PROMPT_IDS = Array.from({ length: 60 }, (_, i) => 100 + i * 7);

@@ -15,11 +15,7 @@
 // deep link does), e.g. Gemma 3's from `dist/models/manifest.json`.
 import { chromium } from '@playwright/test';
 import { runBenchHook } from './page-waits.mjs';
-
-function option(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`);
-  return Number(i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback);
-}
+import { numberOption as option } from './script-options.mjs';
 const urls = process.argv.slice(2).filter((a) => a.startsWith('http'));
 if (urls.length !== 2) {
   console.error('usage: node pair-page.mjs URL_A URL_B [--tokens N] [--decode N] [--rounds N] [--threads N]');

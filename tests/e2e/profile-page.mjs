@@ -14,16 +14,9 @@
 // With --threads 2 the pool's workers are profiled too, each on its own.
 import { chromium } from '@playwright/test';
 import { runBenchHook } from './page-waits.mjs';
+import { numberOption as option, servedBaseUrl } from './script-options.mjs';
 
-const BASE_URL = process.env.GLASSBOX_BASE_URL;
-if (!BASE_URL) {
-  console.error('GLASSBOX_BASE_URL is not set: serve dist/ first (see the comment at the top)');
-  process.exit(2);
-}
-function option(name, fallback) {
-  const i = process.argv.indexOf(`--${name}`);
-  return Number(i >= 0 && process.argv[i + 1] ? process.argv[i + 1] : fallback);
-}
+const BASE_URL = servedBaseUrl();
 const TOKENS = option('tokens', 420);
 const DECODE = option('decode', 0);
 const THREADS = option('threads', 1);
