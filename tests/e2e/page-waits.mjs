@@ -1,6 +1,6 @@
 // Waiting for the page without slowing it: what the page benchmarks (bench-page.mjs,
-// pair-reload.mjs, pair-page.mjs, profile-page.mjs, chat-vs-hook.mjs) time a load, a chat turn
-// or a run of the benchmark hook with.
+// pair-reload.mjs, pair-page.mjs, profile-page.mjs, chat-vs-hook.mjs, and bench-compare's
+// tools/bench/browser.mjs) time a load, a chat turn or a run of the benchmark hook with.
 //
 // Every wait runs in the page. On a 2-core machine, a harness that asks the page every 20 ms (a
 // DevTools round trip and a script run each time) took a quarter of the chat's decode speed

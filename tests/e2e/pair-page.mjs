@@ -16,6 +16,7 @@
 import { chromium } from '@playwright/test';
 import { runBenchHook } from './page-waits.mjs';
 import { numberOption as option } from './script-options.mjs';
+
 const urls = process.argv.slice(2).filter((a) => a.startsWith('http'));
 if (urls.length !== 2) {
   console.error('usage: node pair-page.mjs URL_A URL_B [--tokens N] [--decode N] [--rounds N] [--threads N]');

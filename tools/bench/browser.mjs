@@ -8,6 +8,8 @@ import { createReadStream, readFileSync, readdirSync, statSync } from 'node:fs';
 import http from 'node:http';
 import { extname, join } from 'node:path';
 import { BASE_URL, DECODE_TOKENS, RUNS, WEBGPU_RUNS, skipped, summary, timed } from './common.mjs';
+// The page's own benchmark hook, waited for without polling the page (which took CPU from it).
+import { runBenchHook } from '../../tests/e2e/page-waits.mjs';
 
 const COMMON_FLAGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update',
   '--disable-sync', '--no-first-run'];
@@ -113,14 +115,9 @@ async function glassboxPage(model, prompt, tier, threads = 1) {
     if (!webgpu && !text.includes(`· ${threads} thread`)) throw new Error(`expected ${threads} thread(s): ${text}`);
     const results = [];
     for (let r = 0; r < runs; r++) {
-      await page.evaluate(({ ids, n }) => { window.glassboxBenchResult = undefined; window.glassboxBench(ids, n); },
-        { ids: prompt.ids, n: DECODE_TOKENS });
-      const handle = await page.waitForFunction(() => window.glassboxBenchResult, null,
-        { timeout: 30 * 60 * 1000, polling: 100 });
-      const result = JSON.parse(await handle.jsonValue());
-      if (result.Err) throw new Error(`the page's benchmark failed: ${result.Err}`);
-      if (result.Ok.prompt_tokens !== prompt.ids.length) throw new Error(`the page prefilled ${result.Ok.prompt_tokens} tokens`);
-      results.push(result.Ok);
+      const times = await runBenchHook(page, prompt.ids, DECODE_TOKENS);
+      if (times.prompt_tokens !== prompt.ids.length) throw new Error(`the page prefilled ${times.prompt_tokens} tokens`);
+      results.push(times);
     }
     const memory = peakRendererMiB(before);
     return {
