@@ -57,12 +57,18 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(row: &[u8], x: impl Tokens<T>)
                 let q = _mm256_loadu_si256(b.add(qs_at + 32 * c) as *const __m256i);
                 let (j, i) = (2 * c, 8 * s + 2 * c);
                 let lo = weights(_mm256_and_si256(q, mask), j);
-                add_block(lo, &x, i, steps[j], &mut even);
+                add_block(lo, &x, i, &x.scales_times(i, steps[j]), &mut even);
                 for (e, m) in even_extra.iter_mut().zip(x.sums_times(i, mins[j])) {
                     *e += -m;
                 }
                 let hi = weights(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), j + 1);
-                add_block(hi, &x, i + 1, steps[j + 1], &mut odd);
+                add_block(
+                    hi,
+                    &x,
+                    i + 1,
+                    &x.scales_times(i + 1, steps[j + 1]),
+                    &mut odd,
+                );
                 for (e, m) in odd_extra.iter_mut().zip(x.sums_times(i + 1, mins[j + 1])) {
                     *e += -m;
                 }
@@ -111,8 +117,14 @@ unsafe fn q6_k<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
             };
             for k in [0, 2] {
                 let i = 8 * s + 4 * h + k;
-                add_block(weights(k), &x, i, d, &mut even);
-                add_block(weights(k + 1), &x, i + 1, d, &mut odd);
+                add_block(weights(k), &x, i, &x.scales_times(i, d), &mut even);
+                add_block(
+                    weights(k + 1),
+                    &x,
+                    i + 1,
+                    &x.scales_times(i + 1, d),
+                    &mut odd,
+                );
             }
         }
     }

@@ -80,6 +80,9 @@ pub(super) fn tile_blocks(x: &Q16Activations) -> Vec<TileBlock> {
 pub(super) struct Scaled<const T: usize>([f32; T]);
 
 impl<const T: usize> Scaled<T> {
+    /// Room for products computed ahead of the blocks that use them.
+    pub(super) const ZERO: Self = Scaled([0.0; T]);
+
     /// `a · s[t]` for each token, in one vector multiply where the tile fills a vector (the
     /// compiler otherwise multiplies lane by lane, since each lane is read back on its own).
     /// SAFETY: `s` points to T floats.
