@@ -66,8 +66,8 @@ impl KeyTiles {
 pub type AttendGroup =
     fn(&[f32], &[bool], &KvCache, Option<&KeyTiles>, usize, f32, &mut [f32], &mut [f64]);
 
-/// [`attend_group`] for this CPU: 16 keys and 32 values at a time in AVX-512's 32 registers,
-/// 8 and 16 in AVX2's 16, 4 and 16 in 128-bit vectors (SSE2, wasm simd128: 16 values are 8
+/// [`attend_group`] for this CPU: 16 keys and 32 values (of two heads) at a time in AVX-512's
+/// 32 registers, 8 and 16 in AVX2's 16, 4 and 16 in 128-bit vectors (SSE2, wasm simd128: 16 values are 8
 /// f64 pairs, which made a decode step's attention 6% faster in Chromium than 8; 32 was no
 /// faster, `wasm_speed`'s `attention_decode`).
 pub fn attend_group_kernel() -> AttendGroup {
@@ -91,13 +91,13 @@ pub fn attend_group_kernel() -> AttendGroup {
 
 /// The kernel for 128-bit vectors without a fused multiply-add (SSE2, wasm simd128).
 pub fn attend_group_128_bits() -> AttendGroup {
-    attend_group::<4, 16, false>
+    attend_group::<4, 16, false, 1, 16>
 }
 
 /// The kernel without wide vectors or a fused multiply-add: the baseline the others equal.
 #[cfg(test)]
 pub fn attend_group_baseline() -> AttendGroup {
-    attend_group::<4, 8, false>
+    attend_group::<4, 8, false, 1, 16>
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -113,7 +113,7 @@ unsafe fn attend_group_avx512(
     scores: &mut [f32],
     acc: &mut [f64],
 ) {
-    attend_group::<16, 32, true>(queries, rows, cache, tiles, g, scale, scores, acc)
+    attend_group::<16, 32, true, 2, 8>(queries, rows, cache, tiles, g, scale, scores, acc)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -129,7 +129,7 @@ unsafe fn attend_group_avx2(
     scores: &mut [f32],
     acc: &mut [f64],
 ) {
-    attend_group::<8, 16, true>(queries, rows, cache, tiles, g, scale, scores, acc)
+    attend_group::<8, 16, true, 1, 16>(queries, rows, cache, tiles, g, scale, scores, acc)
 }
 
 /// `LANES` keys scored at a time from the tiles, `CHUNK` values summed at a time per head,
@@ -137,7 +137,13 @@ unsafe fn attend_group_avx2(
 /// elsewhere `mul_add` is a slow library call).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn attend_group<const LANES: usize, const CHUNK: usize, const FUSED: bool>(
+fn attend_group<
+    const LANES: usize,
+    const CHUNK: usize,
+    const FUSED: bool,
+    const HEADS: usize,
+    const KEY_BLOCK: usize,
+>(
     queries: &[f32],
     rows: &[bool],
     cache: &KvCache,
@@ -182,7 +188,7 @@ fn attend_group<const LANES: usize, const CHUNK: usize, const FUSED: bool>(
         .filter_map(|row| row.iter().rposition(|&v| v))
         .max()
         .map_or(0, |last| last + 1);
-    weighted_values::<CHUNK, FUSED>(scores, seen, cache, g, acc);
+    weighted_values::<CHUNK, FUSED, HEADS, KEY_BLOCK>(scores, seen, cache, g, acc);
 }
 
 /// Each head's scores of the keys its position's row of `rows` lets it see (-∞ for the
@@ -269,25 +275,41 @@ fn add_product<const FUSED: bool>(a: &mut f64, p: f64, v: f64) {
     *a = if FUSED { p.mul_add(v, *a) } else { *a + p * v };
 }
 
-/// Keys whose values the heads take turns over, widened to f64 once for all of them.
-const KEY_BLOCK: usize = 16;
-
-/// For each head, `acc += Σ_j p_j · v_j` in f64 over the first `seen` keys, key by key in order
-/// (keys of weight 0 skipped), for each element. The keys go in blocks, whose values are
-/// widened to f64 once for all the heads (which then take turns over the block), and the
-/// elements `CHUNK` at a time, a head's sums held in registers across the block. Each
-/// element's sum is the same sequence of additions.
+/// For each head, `acc += Σ_j p_j · v_j` in f64 over the first `seen` keys, key by key in order,
+/// for each element. The keys go in blocks of `KEY_BLOCK`, whose values are widened to f64
+/// once for all the heads, which then take turns over the block, `HEADS` at a time (each
+/// element's values, loaded once, serve them all), and the elements `CHUNK` at a time, the
+/// heads' sums held in registers across the block. Each element's sum is the same sequence of
+/// additions; a key of weight 0 (masked, or the future of a prefill's earlier positions) is
+/// skipped by one head alone, and adds `0·v` where heads go in twos, which leaves a sum as it
+/// was, bit for bit (a sum that starts at +0 never becomes -0, and values are finite).
+///
+/// Two heads at a time with blocks of 8 keys (16 KiB of values at 256 elements, half of a
+/// core's L1) made a 420-token prompt's attention with Gemma 3's heads 10% faster on an AMD
+/// EPYC (AVX-512, `attention_speed`: 11.15 → 10.0 ms; four heads ran out of registers), but
+/// 8% slower in Chromium there (`wasm_speed`'s `attention` and `attention_decode`), whose
+/// 128-bit kernel keeps one head and blocks of 16 (as does AVX2, not measured).
 #[inline(always)]
-fn weighted_values<const CHUNK: usize, const FUSED: bool>(
+fn weighted_values<
+    const CHUNK: usize,
+    const FUSED: bool,
+    const HEADS: usize,
+    const KEY_BLOCK: usize,
+>(
     probs: &[f32],
     seen: usize,
     cache: &KvCache,
     g: usize,
     acc: &mut [f64],
 ) {
+    const { assert!(HEADS == 1 || HEADS == 2) };
     let d = cache.shape.head_dim;
-    let keys = probs.len() / (acc.len() / d).max(1);
-    let full = d / CHUNK * CHUNK;
+    let heads = acc.len() / d;
+    let keys = probs.len() / heads.max(1);
+    // The heads that go in twos, and the one left over.
+    let paired = if HEADS == 2 { heads / 2 * 2 } else { 0 };
+    let (acc_pairs, acc_rest) = acc.split_at_mut(paired * d);
+    let (probs_pairs, probs_rest) = probs.split_at(paired * keys);
     let mut values = vec![0.0f64; KEY_BLOCK * d]; // (KEY_BLOCK, head_dim)
     for first in (0..seen).step_by(KEY_BLOCK) {
         let block = first..(first + KEY_BLOCK).min(seen);
@@ -296,7 +318,19 @@ fn weighted_values<const CHUNK: usize, const FUSED: bool>(
                 *w = v as f64;
             }
         }
-        for (probs, acc) in probs.chunks_exact(keys).zip(acc.chunks_exact_mut(d)) {
+        let pairs = probs_pairs
+            .chunks_exact(2 * keys)
+            .zip(acc_pairs.chunks_exact_mut(2 * d));
+        for (probs, acc) in pairs {
+            let (first_probs, second_probs) = probs.split_at(keys);
+            let probs = [&first_probs[block.clone()], &second_probs[block.clone()]];
+            two_heads::<CHUNK, FUSED>(probs, acc.split_at_mut(d), &values[..block.len() * d]);
+        }
+        let full = d / CHUNK * CHUNK;
+        for (probs, acc) in probs_rest
+            .chunks_exact(keys)
+            .zip(acc_rest.chunks_exact_mut(d))
+        {
             let probs = &probs[block.clone()];
             for start in (0..full).step_by(CHUNK) {
                 let sums: &mut [f64; CHUNK] = (&mut acc[start..start + CHUNK])
@@ -319,6 +353,43 @@ fn weighted_values<const CHUNK: usize, const FUSED: bool>(
                         add_product::<FUSED>(a, p as f64, v);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// `acc.0 += Σ_k probs[0][k] · values[k]` and `acc.1 += Σ_k probs[1][k] · values[k]`, over a
+/// block of keys' values (`(keys, head_dim)`, widened): `CHUNK` elements at a time, each
+/// element's values loaded once for the two heads, then the last elements.
+#[inline(always)]
+fn two_heads<const CHUNK: usize, const FUSED: bool>(
+    probs: [&[f32]; 2],
+    acc: (&mut [f64], &mut [f64]),
+    values: &[f64],
+) {
+    let mut acc = [acc.0, acc.1];
+    let d = acc[0].len();
+    let full = d / CHUNK * CHUNK;
+    for start in (0..full).step_by(CHUNK) {
+        let mut held: [[f64; CHUNK]; 2] =
+            std::array::from_fn(|h| acc[h][start..start + CHUNK].try_into().expect("CHUNK sums"));
+        for (k, wide) in values.chunks_exact(d).enumerate() {
+            let wide: &[f64; CHUNK] = wide[start..start + CHUNK].try_into().expect("CHUNK");
+            for (held, probs) in held.iter_mut().zip(probs) {
+                let p = probs[k] as f64;
+                for (a, &v) in held.iter_mut().zip(wide) {
+                    add_product::<FUSED>(a, p, v);
+                }
+            }
+        }
+        for (acc, held) in acc.iter_mut().zip(&held) {
+            acc[start..start + CHUNK].copy_from_slice(held);
+        }
+    }
+    for (acc, probs) in acc.into_iter().zip(probs) {
+        for (&p, wide) in probs.iter().zip(values.chunks_exact(d)) {
+            for (a, &v) in acc[full..].iter_mut().zip(&wide[full..]) {
+                add_product::<FUSED>(a, p as f64, v);
             }
         }
     }
