@@ -80,7 +80,8 @@ pub(super) fn tile_blocks(x: &Q16Activations) -> Vec<TileBlock> {
 pub(super) struct Scaled<const T: usize>([f32; T]);
 
 impl<const T: usize> Scaled<T> {
-    /// Room for products computed ahead of the blocks that use them.
+    /// Room for products computed ahead of the blocks that use them (`simd128.rs`).
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     pub(super) const ZERO: Self = Scaled([0.0; T]);
 
     /// `a · s[t]` for each token, in one vector multiply where the tile fills a vector (the
