@@ -1,7 +1,7 @@
 //! The activations' side of the quantized matmul: each token's values quantized to 16 bits per
 //! block of 32, with each block's scale and sums, as the kernels read them.
 
-use super::tile::{tile_blocks, TileBlock};
+use super::tile::{tile_blocks, tile_qs, BlockValues, TileBlock};
 use crate::cpu::float;
 
 /// Activations quantized to 16 bits per block of 32, for `tokens` rows.
@@ -16,6 +16,8 @@ pub struct Q16Activations {
     /// The block infos again, tile by tile, for the multi-token kernels (`tile.rs`); empty
     /// for one token.
     pub(super) tile_blocks: Vec<TileBlock>,
+    /// The values again, tile by tile (`tile.rs`); empty for one token.
+    pub(super) tile_qs: Vec<BlockValues>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -36,10 +38,12 @@ impl Q16Activations {
             qs: vec![0; n_blocks * 32],
             tokens: n_blocks / blocks_per_row.max(1),
             tile_blocks: Vec::new(),
+            tile_qs: Vec::new(),
         };
         quantize_blocks(x, &mut out.qs, &mut out.block_info);
         if out.tokens > 1 {
             out.tile_blocks = tile_blocks(&out);
+            out.tile_qs = tile_qs(&out);
         }
         out
     }

@@ -362,11 +362,12 @@ pub fn every_simd_dot(
     x: &Q16Activations,
     token: usize,
 ) -> Vec<(String, f32)> {
-    // A tile needs the tile-major infos, which one token's activations leave out.
+    // A tile needs the tile-major infos and values, which one token's activations leave out.
     let with_tiles;
     let x = if x.tile_blocks.is_empty() {
         with_tiles = Q16Activations {
             tile_blocks: tile::tile_blocks(x),
+            tile_qs: tile::tile_qs(x),
             ..x.clone()
         };
         &with_tiles

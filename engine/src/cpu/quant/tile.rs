@@ -5,7 +5,9 @@
 //! conversion and one multiply-add. The per-block scalar work — the products d·dₓ and m·Σx —
 //! is done for the whole tile by one vector multiply, from the activations' block infos laid out
 //! here token by token within each block ([`TileBlock`]), and each token's d·dₓ is broadcast
-//! straight from memory into its multiply-add rather than shuffled out of a register.
+//! straight from memory into its multiply-add rather than shuffled out of a register. The
+//! activations' values are laid out the same way, a tile's tokens' blocks side by side on
+//! cache lines of their own ([`tile_qs`]).
 //!
 //! Every kernel is written once, generic over where its tokens come from ([`Tokens`]): one
 //! activation row (decode) or a [`TokenTile`] (prefill). Both give each token the same
@@ -42,8 +44,13 @@ use super::rows::RowsOut;
 use super::{ActivationRow, Q16Activations, Q16Kernels, QMatrix};
 use std::ops::Range;
 
-/// Tokens per tile in the activations' layout: the widest kernel's tile (AVX-512's eight).
+/// Tokens per tile in the activations' layout: the widest kernel's tile (AVX-512's eight; in
+/// wasm, whose widest tile is four, a layout for eight had each tile read every other part of
+/// it, and Q6_K tiles ran 7% slower in Chromium than with four).
+#[cfg(not(target_arch = "wasm32"))]
 pub(super) const TILE: usize = 8;
+#[cfg(target_arch = "wasm32")]
+pub(super) const TILE: usize = 4;
 
 /// One activation block of [`TILE`] tokens: their scales dₓ and sums Σ x, each side by side (the tile's last tokens, past the end of the input, repeat its last one).
 #[derive(Debug, Default, Clone, Copy)]
@@ -73,6 +80,35 @@ pub(super) fn tile_blocks(x: &Q16Activations) -> Vec<TileBlock> {
     }
     out
 }
+
+/// The tile-major copy of `x`'s quantized values: for each tile of [`TILE`] tokens, for each
+/// block of a row, the tile's tokens' 32 values one after the other (the tile's last tokens,
+/// past the end of the input, repeat its last one). A tile's kernel then reads its
+/// activations in one stream, from one pointer: read from each token's row, eight tokens'
+/// rows 4 KiB apart (2048 columns) fell in the same sets of the L1 cache, and the eight row
+/// pointers did not fit in the registers beside the kernel's own.
+pub(super) fn tile_qs(x: &Q16Activations) -> Vec<BlockValues> {
+    let (per_row, tokens) = (x.blocks_per_row, x.tokens);
+    if per_row == 0 || tokens == 0 {
+        return Vec::new();
+    }
+    let mut out = vec![BlockValues([0; 32]); tokens.div_ceil(TILE) * per_row * TILE];
+    for (tile, blocks) in out.chunks_exact_mut(per_row * TILE).enumerate() {
+        for (block, values) in blocks.chunks_exact_mut(TILE).enumerate() {
+            for (lane, values) in values.iter_mut().enumerate() {
+                let token = (tile * TILE + lane).min(tokens - 1);
+                let at = (token * per_row + block) * 32;
+                values.0.copy_from_slice(&x.qs[at..at + 32]);
+            }
+        }
+    }
+    out
+}
+
+/// One block's 32 quantized values, on a cache line of its own (a kernel loads them whole).
+#[derive(Debug, Clone, Copy)]
+#[repr(C, align(64))]
+pub struct BlockValues(pub [i16; 32]);
 
 /// Each token's `a·dₓ` for one block, kept in memory (see [`Scaled::get`]).
 #[derive(Clone, Copy)]
@@ -174,13 +210,14 @@ impl Tokens<1> for OneToken<'_> {
     }
 }
 
-/// `T` consecutive tokens of a [`Q16Activations`] (T divides [`TILE`]): their rows, and their
-/// block infos side by side.
+/// `T` consecutive tokens of a [`Q16Activations`] (T divides [`TILE`]): their block infos
+/// and their values, each side by side ([`tile_blocks`], [`tile_qs`]).
 #[derive(Clone, Copy)]
 pub(super) struct TokenTile<'a, const T: usize> {
-    rows: [ActivationRow<'a>; T],
     blocks: &'a [TileBlock],
-    /// Where the tile's first token sits in each [`TileBlock`].
+    /// The tile's values: for each block, [`TILE`] tokens' 32.
+    qs: &'a [BlockValues],
+    /// Where the tile's first token sits in each [`TileBlock`] and each block's values.
     lane: usize,
     /// The blocks that every token's row holds, counted once here rather than in each
     /// kernel call (one per weight row).
@@ -191,21 +228,23 @@ impl<'a, const T: usize> TokenTile<'a, T> {
     /// Tokens `first..first + T` of `x` (those past its end repeat its last one); `first` is a
     /// multiple of T below `x.tokens`.
     pub(super) fn new(x: &'a Q16Activations, first: usize) -> Self {
-        const { assert!(T <= TILE && TILE.is_multiple_of(T)) };
+        // At run time: wasm's layout (four) has no tiles of eight, though the code for them
+        // is compiled.
+        assert!(
+            T <= TILE && TILE.is_multiple_of(T),
+            "a tile of {T} in a layout of {TILE}"
+        );
         assert!(first.is_multiple_of(T) && first < x.tokens);
         let per_row = x.blocks_per_row;
         let tile = first / TILE;
-        let rows: [ActivationRow<'a>; T] =
-            std::array::from_fn(|i| x.row((first + i).min(x.tokens - 1)));
         let blocks = &x.tile_blocks[tile * per_row..(tile + 1) * per_row];
-        let n_blocks = rows.iter().fold(blocks.len(), |n, r| {
-            n.min(r.info.len()).min(r.qs.len() / 32)
-        });
+        let per_tile = per_row * TILE;
+        let qs = &x.tile_qs[tile * per_tile..(tile + 1) * per_tile];
         TokenTile {
-            rows,
             blocks,
+            qs,
             lane: first % TILE,
-            n_blocks,
+            n_blocks: blocks.len().min(qs.len() / TILE),
         }
     }
 }
@@ -233,7 +272,8 @@ impl<const T: usize> Tokens<T> for TokenTile<'_, T> {
 
     #[inline(always)]
     unsafe fn qs(&self, t: usize, i: usize) -> *const i16 {
-        self.rows.get_unchecked(t).qs.as_ptr().add(32 * i)
+        // Inside `qs`: `i < n_blocks` and `lane + t < TILE`.
+        self.qs.as_ptr().add(i * TILE + self.lane + t) as *const i16
     }
 }
 
