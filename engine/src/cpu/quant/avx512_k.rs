@@ -7,8 +7,9 @@ use super::avx2_k::{q45_layout, q6_d, super_blocks, Q6Half};
 use super::avx512::{add_block, f16_pair, finish};
 use super::k_scales;
 use super::prefetch;
-use super::tile::Tokens;
+use super::tile::{Scaled, Tokens};
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 /// Q4_K (`FIVE` false: d, dmin, scales[12], qs[128]) and Q5_K (`FIVE` true: qh[32] before qs):
 /// chunk c of qs holds sub-block 2c in its low nibbles and 2c + 1 in its high ones; for Q5_K,
@@ -24,23 +25,26 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(row: &[u8], x: impl Tokens<T>)
     let (mut even_extra, mut odd_extra) = ([0.0f32; T], [0.0f32; T]);
     let mut first = 0;
     while first < n {
-        // A tile's sub-block scales, unpacked ahead of the super-blocks that use them (as
-        // `avx512.rs`'s blocks32 does with its d): unpacked in place, they were a chain of
-        // scalar work in front of every sub-block's multiply-adds.
+        // A tile's sub-block scales, unpacked ahead of the super-blocks that use them, and
+        // their products with each token's dₓ: unpacked in place, they were a chain of scalar
+        // work in front of every sub-block's multiply-adds, and a product stored by its own
+        // sub-block was read back before the store reached the cache (as in `avx512.rs`'s
+        // blocks32). Left uninitialized past `end`. One token computes its super-block's now.
         let end = (first + SUPER_BLOCKS_AHEAD).min(n);
-        let mut ahead = [([0.0f32; 8], [0.0f32; 8]); SUPER_BLOCKS_AHEAD];
-        if T > 1 {
-            for (k, ahead) in ahead.iter_mut().enumerate().take(end - first) {
-                *ahead = q45_steps(row.as_ptr().add((first + k) * bytes));
-            }
+        let mut ahead =
+            [const { MaybeUninit::<([Scaled<T>; 8], [f32; 8])>::uninit() }; SUPER_BLOCKS_AHEAD];
+        let tile_ahead = if T > 1 { first..end } else { first..first };
+        for s in tile_ahead {
+            ahead[s - first].write(q45_products(row.as_ptr().add(s * bytes), &x, s));
         }
         for s in first..end {
             let b = row.as_ptr().add(s * bytes);
             prefetch::weights_ahead::<T>(b, bytes);
-            let (steps, mins) = if T > 1 {
-                ahead[s - first]
+            // SAFETY: a tile wrote the entries of super-blocks `first..end` above.
+            let (products, mins) = if T > 1 {
+                ahead[s - first].assume_init_ref()
             } else {
-                q45_steps(b)
+                &*ahead[0].write(q45_products(b, &x, s))
             };
             let qh = _mm256_loadu_si256(b.add(16) as *const __m256i);
             // Sub-block j's 32 weights: its nibbles, and 16 more where bit j of qh says so.
@@ -57,18 +61,12 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(row: &[u8], x: impl Tokens<T>)
                 let q = _mm256_loadu_si256(b.add(qs_at + 32 * c) as *const __m256i);
                 let (j, i) = (2 * c, 8 * s + 2 * c);
                 let lo = weights(_mm256_and_si256(q, mask), j);
-                add_block(lo, &x, i, &x.scales_times(i, steps[j]), &mut even);
+                add_block(lo, &x, i, &products[j], &mut even);
                 for (e, m) in even_extra.iter_mut().zip(x.sums_times(i, mins[j])) {
                     *e += -m;
                 }
                 let hi = weights(_mm256_and_si256(_mm256_srli_epi16(q, 4), mask), j + 1);
-                add_block(
-                    hi,
-                    &x,
-                    i + 1,
-                    &x.scales_times(i + 1, steps[j + 1]),
-                    &mut odd,
-                );
+                add_block(hi, &x, i + 1, &products[j + 1], &mut odd);
                 for (e, m) in odd_extra.iter_mut().zip(x.sums_times(i + 1, mins[j + 1])) {
                     *e += -m;
                 }
@@ -81,6 +79,23 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(row: &[u8], x: impl Tokens<T>)
 
 /// Super-blocks whose scales a tile unpacks at a time.
 const SUPER_BLOCKS_AHEAD: usize = 8;
+
+/// Super-block `s`'s (at `b`) eight `d·scale` times each token's dₓ, and its eight
+/// `dmin·min`.
+#[inline(always)]
+unsafe fn q45_products<const T: usize>(
+    b: *const u8,
+    x: &impl Tokens<T>,
+    s: usize,
+) -> ([Scaled<T>; 8], [f32; 8]) {
+    let (steps, mins) = q45_steps(b);
+    let mut products = [const { MaybeUninit::<Scaled<T>>::uninit() }; 8];
+    for (j, products) in products.iter_mut().enumerate() {
+        products.write(x.scales_times(8 * s + j, steps[j]));
+    }
+    // SAFETY: all eight written just above.
+    (products.map(|p| p.assume_init()), mins)
+}
 
 /// A Q4_K/Q5_K super-block's eight `d·scale` and eight `dmin·min`.
 #[inline(always)]
