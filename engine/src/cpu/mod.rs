@@ -291,9 +291,35 @@ fn zip_map_in_parallel(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32 + Syn
     let mut out = a.clone();
     let b = b.data();
     pool::for_each_chunk(out.data_mut(), 1, |start, chunk| {
-        for (v, &w) in chunk.iter_mut().zip(&b[start..]) {
-            *v = f(*v, w);
-        }
+        zip_in_place(chunk, &b[start..], &f)
     });
     out
+}
+
+/// `v = f(v, w)` for each pair, compiled for AVX-512 where the CPU has it: the native build
+/// targets plain x86-64, whose two-lane vectors ran GELU's f64 exponential at about ten
+/// cycles an element (3% of a Gemma 3 prompt). The same operations in the same order, so the
+/// same bits, with any vectors.
+fn zip_in_place(out: &mut [f32], b: &[f32], f: &impl Fn(f32, f32) -> f32) {
+    #[inline(always)]
+    fn each(out: &mut [f32], b: &[f32], f: &impl Fn(f32, f32) -> f32) {
+        for (v, &w) in out.iter_mut().zip(b) {
+            *v = f(*v, w);
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+        unsafe fn each_avx512(out: &mut [f32], b: &[f32], f: &impl Fn(f32, f32) -> f32) {
+            each(out, b, f)
+        }
+        if is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512dq")
+            && is_x86_feature_detected!("avx512vl")
+        {
+            // SAFETY: the CPU has the features (checked just above).
+            return unsafe { each_avx512(out, b, f) };
+        }
+    }
+    each(out, b, f)
 }
