@@ -67,9 +67,9 @@ pub type AttendGroup =
     fn(&[f32], &[bool], &KvCache, Option<&KeyTiles>, usize, f32, &mut [f32], &mut [f64]);
 
 /// [`attend_group`] for this CPU: 16 keys and 32 values (of two heads) at a time in AVX-512's
-/// 32 registers, 8 and 16 in AVX2's 16, 4 and 16 in 128-bit vectors (SSE2, wasm simd128: 16 values are 8
-/// f64 pairs, which made a decode step's attention 6% faster in Chromium than 8; 32 was no
-/// faster, `wasm_speed`'s `attention_decode`).
+/// 32 registers, 8 and 16 in AVX2's 16, 4 and 16 in 128-bit vectors (SSE2, wasm simd128: 16
+/// values are 8 f64 pairs, which made a decode step's attention 6% faster in Chromium than 8;
+/// 32 was no faster, `wasm_speed`'s `attention_decode`).
 pub fn attend_group_kernel() -> AttendGroup {
     #[cfg(target_arch = "x86_64")]
     {
