@@ -5,8 +5,9 @@
 //! and the temporaries, not more). The helpers here serve the K-quant kernels (`avx2_k.rs`) too.
 
 use super::prefetch;
-use super::tile::Tokens;
+use super::tile::{Scaled, Tokens};
 use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
 
 pub fn available() -> bool {
     is_x86_feature_detected!("avx2")
@@ -116,16 +117,58 @@ pub(super) fn by_pairs(n: usize, mut block: impl FnMut(usize, usize)) {
     }
 }
 
+/// [`by_pairs`] with a tile's products `d·dₓ` for every token (`d_at(i)` block i's d):
+/// `block(i, chain, products)`, where one token (`None`) computes its own. A tile computes
+/// its products [`AHEAD`] blocks ahead of the blocks that use them: a product stored by its
+/// own block and broadcast straight back for each token waited on the store (as in
+/// `avx512.rs`).
+#[inline(always)]
+pub(super) unsafe fn by_pairs_with_products<const T: usize>(
+    n: usize,
+    x: &impl Tokens<T>,
+    d_at: impl Fn(usize) -> f32,
+    mut block: impl FnMut(usize, usize, Option<&Scaled<T>>),
+) {
+    if T == 1 {
+        return by_pairs(n, |i, chain| block(i, chain, None));
+    }
+    let mut first = 0;
+    while first < n {
+        let end = (first + AHEAD).min(n);
+        let mut products = [const { MaybeUninit::<Scaled<T>>::uninit() }; AHEAD];
+        for (k, products) in products.iter_mut().enumerate().take(end - first) {
+            products.write(x.scales_times(first + k, d_at(first + k)));
+        }
+        // `first` is even, so block `first + k` keeps the chain of its parity. SAFETY: the
+        // products of blocks `first..end` were written just above.
+        by_pairs(end - first, |k, chain| {
+            block(first + k, chain, Some(products[k].assume_init_ref()))
+        });
+        first = end;
+    }
+}
+
+/// Blocks whose products a tile computes at a time (even).
+const AHEAD: usize = 32;
+
 /// Q4_1 (20 bytes: d, m, qs): `d·dₓ·Σ q·qₓ + m·Σx`.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let n = x.blocks().min(row.len() / 20);
     let mut chains = Chains::<T>::new();
-    by_pairs(n, |i, chain| {
+    let d_at = |i: usize| f16_at(row.as_ptr().add(i * 20));
+    by_pairs_with_products(n, &x, d_at, |i, chain, ahead| {
         let b = row.as_ptr().add(i * 20);
+        let computed;
+        let steps = match ahead {
+            Some(steps) => steps,
+            None => {
+                computed = x.scales_times(i, f16_at(b));
+                &computed
+            }
+        };
         prefetch::weights_ahead::<T>(b, 20);
         let (lo, hi) = nibbles_i16(b.add(4), 0);
-        let steps = x.scales_times(i, f16_at(b));
         for t in 0..T {
             chains.add(t, chain, dot_i16(lo, hi, x.qs(t, i)), steps.get(t));
         }
@@ -139,11 +182,19 @@ unsafe fn q4_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
 unsafe fn q4_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let n = x.blocks().min(row.len() / 18);
     let mut chains = Chains::<T>::new();
-    by_pairs(n, |i, chain| {
+    let d_at = |i: usize| f16_at(row.as_ptr().add(i * 18));
+    by_pairs_with_products(n, &x, d_at, |i, chain, ahead| {
         let b = row.as_ptr().add(i * 18);
+        let computed;
+        let steps = match ahead {
+            Some(steps) => steps,
+            None => {
+                computed = x.scales_times(i, f16_at(b));
+                &computed
+            }
+        };
         prefetch::weights_ahead::<T>(b, 18);
         let (lo, hi) = nibbles_i16(b.add(2), 8);
-        let steps = x.scales_times(i, f16_at(b));
         for t in 0..T {
             chains.add(t, chain, dot_i16(lo, hi, x.qs(t, i)), steps.get(t));
         }
@@ -156,12 +207,20 @@ unsafe fn q4_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
 unsafe fn q8_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let n = x.blocks().min(row.len() / 34);
     let mut chains = Chains::<T>::new();
-    by_pairs(n, |i, chain| {
+    let d_at = |i: usize| f16_at(row.as_ptr().add(i * 34));
+    by_pairs_with_products(n, &x, d_at, |i, chain, ahead| {
         let b = row.as_ptr().add(i * 34);
+        let computed;
+        let steps = match ahead {
+            Some(steps) => steps,
+            None => {
+                computed = x.scales_times(i, f16_at(b));
+                &computed
+            }
+        };
         prefetch::weights_ahead::<T>(b, 34);
         let lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(2) as *const __m128i));
         let hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(18) as *const __m128i));
-        let steps = x.scales_times(i, f16_at(b));
         for t in 0..T {
             chains.add(t, chain, dot_i16(lo, hi, x.qs(t, i)), steps.get(t));
         }
@@ -206,11 +265,19 @@ unsafe fn five_bits(qh: *const u8, nibbles: *const u8, offset: i8) -> (__m256i, 
 unsafe fn q5_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let n = x.blocks().min(row.len() / 22);
     let mut chains = Chains::<T>::new();
-    by_pairs(n, |i, chain| {
+    let d_at = |i: usize| f16_at(row.as_ptr().add(i * 22));
+    by_pairs_with_products(n, &x, d_at, |i, chain, ahead| {
         let b = row.as_ptr().add(i * 22);
+        let computed;
+        let steps = match ahead {
+            Some(steps) => steps,
+            None => {
+                computed = x.scales_times(i, f16_at(b));
+                &computed
+            }
+        };
         prefetch::weights_ahead::<T>(b, 22);
         let (lo, hi) = five_bits(b.add(2), b.add(6), 16);
-        let steps = x.scales_times(i, f16_at(b));
         for t in 0..T {
             chains.add(t, chain, dot_i16(lo, hi, x.qs(t, i)), steps.get(t));
         }
@@ -223,11 +290,19 @@ unsafe fn q5_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
 unsafe fn q5_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let n = x.blocks().min(row.len() / 24);
     let mut chains = Chains::<T>::new();
-    by_pairs(n, |i, chain| {
+    let d_at = |i: usize| f16_at(row.as_ptr().add(i * 24));
+    by_pairs_with_products(n, &x, d_at, |i, chain, ahead| {
         let b = row.as_ptr().add(i * 24);
+        let computed;
+        let steps = match ahead {
+            Some(steps) => steps,
+            None => {
+                computed = x.scales_times(i, f16_at(b));
+                &computed
+            }
+        };
         prefetch::weights_ahead::<T>(b, 24);
         let (lo, hi) = five_bits(b.add(4), b.add(8), 0);
-        let steps = x.scales_times(i, f16_at(b));
         for t in 0..T {
             chains.add(t, chain, dot_i16(lo, hi, x.qs(t, i)), steps.get(t));
         }
