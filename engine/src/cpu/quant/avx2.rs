@@ -151,6 +151,22 @@ pub(super) unsafe fn by_pairs_with_products<const T: usize>(
 /// Blocks whose products a tile computes at a time (even).
 const AHEAD: usize = 32;
 
+/// Block `i`'s products: a tile's, computed ahead, or one token's, computed now into `own`
+/// from the block's d (the f16 at `b`).
+#[inline(always)]
+unsafe fn steps_of<'a, const T: usize>(
+    ahead: Option<&'a Scaled<T>>,
+    own: &'a mut Option<Scaled<T>>,
+    x: &impl Tokens<T>,
+    i: usize,
+    b: *const u8,
+) -> &'a Scaled<T> {
+    match ahead {
+        Some(steps) => steps,
+        None => own.insert(x.scales_times(i, f16_at(b))),
+    }
+}
+
 /// Q4_1 (20 bytes: d, m, qs): `d·dₓ·Σ q·qₓ + m·Σx`.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
@@ -159,14 +175,8 @@ unsafe fn q4_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let d_at = |i: usize| f16_at(row.as_ptr().add(i * 20));
     by_pairs_with_products(n, &x, d_at, |i, chain, ahead| {
         let b = row.as_ptr().add(i * 20);
-        let computed;
-        let steps = match ahead {
-            Some(steps) => steps,
-            None => {
-                computed = x.scales_times(i, f16_at(b));
-                &computed
-            }
-        };
+        let mut own = None;
+        let steps = steps_of(ahead, &mut own, &x, i, b);
         prefetch::weights_ahead::<T>(b, 20);
         let (lo, hi) = nibbles_i16(b.add(4), 0);
         for t in 0..T {
@@ -185,14 +195,8 @@ unsafe fn q4_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let d_at = |i: usize| f16_at(row.as_ptr().add(i * 18));
     by_pairs_with_products(n, &x, d_at, |i, chain, ahead| {
         let b = row.as_ptr().add(i * 18);
-        let computed;
-        let steps = match ahead {
-            Some(steps) => steps,
-            None => {
-                computed = x.scales_times(i, f16_at(b));
-                &computed
-            }
-        };
+        let mut own = None;
+        let steps = steps_of(ahead, &mut own, &x, i, b);
         prefetch::weights_ahead::<T>(b, 18);
         let (lo, hi) = nibbles_i16(b.add(2), 8);
         for t in 0..T {
@@ -210,14 +214,8 @@ unsafe fn q8_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let d_at = |i: usize| f16_at(row.as_ptr().add(i * 34));
     by_pairs_with_products(n, &x, d_at, |i, chain, ahead| {
         let b = row.as_ptr().add(i * 34);
-        let computed;
-        let steps = match ahead {
-            Some(steps) => steps,
-            None => {
-                computed = x.scales_times(i, f16_at(b));
-                &computed
-            }
-        };
+        let mut own = None;
+        let steps = steps_of(ahead, &mut own, &x, i, b);
         prefetch::weights_ahead::<T>(b, 34);
         let lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(2) as *const __m128i));
         let hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(18) as *const __m128i));
@@ -268,14 +266,8 @@ unsafe fn q5_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let d_at = |i: usize| f16_at(row.as_ptr().add(i * 22));
     by_pairs_with_products(n, &x, d_at, |i, chain, ahead| {
         let b = row.as_ptr().add(i * 22);
-        let computed;
-        let steps = match ahead {
-            Some(steps) => steps,
-            None => {
-                computed = x.scales_times(i, f16_at(b));
-                &computed
-            }
-        };
+        let mut own = None;
+        let steps = steps_of(ahead, &mut own, &x, i, b);
         prefetch::weights_ahead::<T>(b, 22);
         let (lo, hi) = five_bits(b.add(2), b.add(6), 16);
         for t in 0..T {
@@ -293,14 +285,8 @@ unsafe fn q5_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let d_at = |i: usize| f16_at(row.as_ptr().add(i * 24));
     by_pairs_with_products(n, &x, d_at, |i, chain, ahead| {
         let b = row.as_ptr().add(i * 24);
-        let computed;
-        let steps = match ahead {
-            Some(steps) => steps,
-            None => {
-                computed = x.scales_times(i, f16_at(b));
-                &computed
-            }
-        };
+        let mut own = None;
+        let steps = steps_of(ahead, &mut own, &x, i, b);
         prefetch::weights_ahead::<T>(b, 24);
         let (lo, hi) = five_bits(b.add(4), b.add(8), 0);
         for t in 0..T {
