@@ -5,9 +5,8 @@
 //! and the temporaries, not more). The helpers here serve the K-quant kernels (`avx2_k.rs`) too.
 
 use super::prefetch;
-use super::tile::{Scaled, Tokens};
+use super::tile::{by_pairs_with_products, steps_of, Tokens};
 use std::arch::x86_64::*;
-use std::mem::MaybeUninit;
 
 pub fn available() -> bool {
     is_x86_feature_detected!("avx2")
@@ -102,71 +101,6 @@ impl<const T: usize> Chains<T> {
     }
 }
 
-/// Calls `block(i, chain)` for blocks 0..n, even blocks on chain 0 and odd ones on chain 1
-/// (unrolled by two, so the chains are constants once inlined).
-#[inline(always)]
-pub(super) fn by_pairs(n: usize, mut block: impl FnMut(usize, usize)) {
-    let mut i = 0;
-    while i + 2 <= n {
-        block(i, 0);
-        block(i + 1, 1);
-        i += 2;
-    }
-    if i < n {
-        block(i, 0);
-    }
-}
-
-/// [`by_pairs`] with a tile's products `d·dₓ` for every token (`d_at(i)` block i's d):
-/// `block(i, chain, products)`, where one token (`None`) computes its own. A tile computes
-/// its products [`AHEAD`] blocks ahead of the blocks that use them: a product stored by its
-/// own block and broadcast straight back for each token waited on the store (as in
-/// `avx512.rs`).
-#[inline(always)]
-pub(super) unsafe fn by_pairs_with_products<const T: usize>(
-    n: usize,
-    x: &impl Tokens<T>,
-    d_at: impl Fn(usize) -> f32,
-    mut block: impl FnMut(usize, usize, Option<&Scaled<T>>),
-) {
-    if T == 1 {
-        return by_pairs(n, |i, chain| block(i, chain, None));
-    }
-    let mut first = 0;
-    while first < n {
-        let end = (first + AHEAD).min(n);
-        let mut products = [const { MaybeUninit::<Scaled<T>>::uninit() }; AHEAD];
-        for (k, products) in products.iter_mut().enumerate().take(end - first) {
-            products.write(x.scales_times(first + k, d_at(first + k)));
-        }
-        // `first` is even, so block `first + k` keeps the chain of its parity. SAFETY: the
-        // products of blocks `first..end` were written just above.
-        by_pairs(end - first, |k, chain| {
-            block(first + k, chain, Some(products[k].assume_init_ref()))
-        });
-        first = end;
-    }
-}
-
-/// Blocks whose products a tile computes at a time (even).
-const AHEAD: usize = 32;
-
-/// Block `i`'s products: a tile's, computed ahead, or one token's, computed now into `own`
-/// from the block's d (the f16 at `b`).
-#[inline(always)]
-unsafe fn steps_of<'a, const T: usize>(
-    ahead: Option<&'a Scaled<T>>,
-    own: &'a mut Option<Scaled<T>>,
-    x: &impl Tokens<T>,
-    i: usize,
-    b: *const u8,
-) -> &'a Scaled<T> {
-    match ahead {
-        Some(steps) => steps,
-        None => own.insert(x.scales_times(i, f16_at(b))),
-    }
-}
-
 /// Q4_1 (20 bytes: d, m, qs): `d·dₓ·Σ q·qₓ + m·Σx`.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
@@ -176,7 +110,7 @@ unsafe fn q4_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     by_pairs_with_products(n, &x, d_at, |i, chain, ahead| {
         let b = row.as_ptr().add(i * 20);
         let mut own = None;
-        let steps = steps_of(ahead, &mut own, &x, i, b);
+        let steps = steps_of(ahead, &mut own, &x, i, || f16_at(b));
         prefetch::weights_ahead::<T>(b, 20);
         let (lo, hi) = nibbles_i16(b.add(4), 0);
         for t in 0..T {
@@ -196,7 +130,7 @@ unsafe fn q4_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     by_pairs_with_products(n, &x, d_at, |i, chain, ahead| {
         let b = row.as_ptr().add(i * 18);
         let mut own = None;
-        let steps = steps_of(ahead, &mut own, &x, i, b);
+        let steps = steps_of(ahead, &mut own, &x, i, || f16_at(b));
         prefetch::weights_ahead::<T>(b, 18);
         let (lo, hi) = nibbles_i16(b.add(2), 8);
         for t in 0..T {
@@ -215,7 +149,7 @@ unsafe fn q8_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     by_pairs_with_products(n, &x, d_at, |i, chain, ahead| {
         let b = row.as_ptr().add(i * 34);
         let mut own = None;
-        let steps = steps_of(ahead, &mut own, &x, i, b);
+        let steps = steps_of(ahead, &mut own, &x, i, || f16_at(b));
         prefetch::weights_ahead::<T>(b, 34);
         let lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(2) as *const __m128i));
         let hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(18) as *const __m128i));
@@ -267,7 +201,7 @@ unsafe fn q5_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     by_pairs_with_products(n, &x, d_at, |i, chain, ahead| {
         let b = row.as_ptr().add(i * 22);
         let mut own = None;
-        let steps = steps_of(ahead, &mut own, &x, i, b);
+        let steps = steps_of(ahead, &mut own, &x, i, || f16_at(b));
         prefetch::weights_ahead::<T>(b, 22);
         let (lo, hi) = five_bits(b.add(2), b.add(6), 16);
         for t in 0..T {
@@ -286,7 +220,7 @@ unsafe fn q5_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     by_pairs_with_products(n, &x, d_at, |i, chain, ahead| {
         let b = row.as_ptr().add(i * 24);
         let mut own = None;
-        let steps = steps_of(ahead, &mut own, &x, i, b);
+        let steps = steps_of(ahead, &mut own, &x, i, || f16_at(b));
         prefetch::weights_ahead::<T>(b, 24);
         let (lo, hi) = five_bits(b.add(4), b.add(8), 0);
         for t in 0..T {

@@ -5,10 +5,10 @@
 //! where its tokens come from (one for decode, a tile of four for prefill) with the same order
 //! for each token.
 
-use super::avx2::{by_pairs, dot_i16, f16_at, Chains};
+use super::avx2::{dot_i16, f16_at, Chains};
 use super::k_scales;
 use super::prefetch;
-use super::tile::Tokens;
+use super::tile::{by_pairs, Tokens};
 use std::arch::x86_64::*;
 
 /// The super-blocks that `row` and every token's activations hold whole. Shared with

@@ -13,7 +13,7 @@
 //! convert with four integer operations instead of `half`'s branching fallback, and the
 //! loop reads through pointers after one length check.
 
-use super::tile::{OneToken, Scaled, TokenTile, Tokens};
+use super::tile::{by_pairs, by_pairs_with_products, steps_of, OneToken, TokenTile, Tokens};
 use super::ActivationRow;
 use std::arch::wasm32::*;
 
@@ -126,54 +126,6 @@ impl<const T: usize> Chains<T> {
         std::array::from_fn(|t| finish(self.acc[t], [self.extra[0][t], self.extra[1][t]]))
     }
 }
-
-/// Calls `block(i, chain)` for blocks 0..n, even blocks on chain 0 and odd ones on chain 1.
-#[inline(always)]
-pub(super) fn by_pairs(n: usize, mut block: impl FnMut(usize, usize)) {
-    let mut i = 0;
-    while i + 2 <= n {
-        block(i, 0);
-        block(i + 1, 1);
-        i += 2;
-    }
-    if i < n {
-        block(i, 0);
-    }
-}
-
-/// [`by_pairs`] with each block's products `d·dₓ` for every token (`d_at(i)` block i's d):
-/// `block(i, chain, products)`. A tile computes its products [`AHEAD`] blocks ahead of the
-/// blocks that use them: a product stored by its own block and read straight back for each
-/// token waited on the store. In Chromium on an AMD EPYC (`wasm_speed`, tiles of 64 tokens)
-/// Q4_1 ran 7% faster and Q8_0 2.5%, but Q5_0 (rows of 20 blocks) 4% slower, so only those
-/// two kernels take it.
-#[inline(always)]
-unsafe fn by_pairs_with_products<const T: usize>(
-    n: usize,
-    x: &impl Tokens<T>,
-    d_at: impl Fn(usize) -> f32,
-    mut block: impl FnMut(usize, usize, &Scaled<T>),
-) {
-    if T == 1 {
-        return by_pairs(n, |i, chain| block(i, chain, &x.scales_times(i, d_at(i))));
-    }
-    let mut first = 0;
-    while first < n {
-        let end = (first + AHEAD).min(n);
-        let mut products = [Scaled::<T>::ZERO; AHEAD];
-        for (k, products) in products.iter_mut().enumerate().take(end - first) {
-            *products = x.scales_times(first + k, d_at(first + k));
-        }
-        // `first` is even, so block `first + k` keeps the chain of its parity.
-        by_pairs(end - first, |k, chain| {
-            block(first + k, chain, &products[k])
-        });
-        first = end;
-    }
-}
-
-/// Blocks whose products a tile computes at a time (even).
-const AHEAD: usize = 32;
 
 /// A Q5_0 / Q5_1 block's 32 5-bit weights less `offset` (16 or 0) as 16-bit lanes: the
 /// nibbles as Q4_0's, and bit j of `qh` (the u32 at `qh`) adds 16 to weight j. Each vector
@@ -346,8 +298,13 @@ unsafe fn q4_1<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let n = x.blocks().min(row.len() / 20);
     let mut chains = Chains::<T>::new();
     let d_at = |i: usize| f16_at(row.as_ptr().add(i * 20));
-    by_pairs_with_products(n, &x, d_at, |i, chain, steps| {
+    // Products ahead: in Chromium on an AMD EPYC (`wasm_speed`, tiles of 64 tokens) Q4_1
+    // ran 7% faster and Q8_0 2.5%, but Q5_0 (rows of 20 blocks) 4% slower, so only these
+    // two kernels take them.
+    by_pairs_with_products(n, &x, d_at, |i, chain, ahead| {
         let b = row.as_ptr().add(i * 20);
+        let mut own = None;
+        let steps = steps_of(ahead, &mut own, &x, i, || f16_at(b));
         let weights = nibbles(b.add(4), 0);
         for t in 0..T {
             chains.add(t, chain, dot32(weights, x.qs(t, i)), steps.get(t));
@@ -379,8 +336,13 @@ unsafe fn q8_0<const T: usize>(row: &[u8], x: impl Tokens<T>) -> [f32; T] {
     let n = x.blocks().min(row.len() / 34);
     let mut chains = Chains::<T>::new();
     let d_at = |i: usize| f16_at(row.as_ptr().add(i * 34));
-    by_pairs_with_products(n, &x, d_at, |i, chain, steps| {
+    // Products ahead: in Chromium on an AMD EPYC (`wasm_speed`, tiles of 64 tokens) Q4_1
+    // ran 7% faster and Q8_0 2.5%, but Q5_0 (rows of 20 blocks) 4% slower, so only these
+    // two kernels take them.
+    by_pairs_with_products(n, &x, d_at, |i, chain, ahead| {
         let b = row.as_ptr().add(i * 34);
+        let mut own = None;
+        let steps = steps_of(ahead, &mut own, &x, i, || f16_at(b));
         let weights = bytes(b.add(2));
         for t in 0..T {
             chains.add(t, chain, dot32(weights, x.qs(t, i)), steps.get(t));

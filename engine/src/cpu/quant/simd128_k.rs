@@ -6,8 +6,8 @@
 //! token.
 
 use super::k_scales;
-use super::simd128::{by_pairs, dot32, f16_at, Chains};
-use super::tile::Tokens;
+use super::simd128::{dot32, f16_at, Chains};
+use super::tile::{by_pairs, Tokens};
 use std::arch::wasm32::*;
 
 /// The super-blocks that `row` and every token's activations hold whole.
